@@ -1,0 +1,578 @@
+// Package election elects one leader among candidates that share a Lease.
+//
+// Followers watch the Lease instead of polling it and take it the moment it is
+// released, or once its record has stayed unchanged for LeaseDuration on their
+// own monotonic clock. The leader renews every RetryPeriod and steps down when
+// RenewDeadline has passed since it sent its last successful renew. Because a
+// follower can only have seen that renew after it was sent, and
+// RenewDeadline < LeaseDuration, the leader has stepped down before any
+// follower may judge the Lease expired, as long as the two clocks' rates differ
+// by less than the factor LeaseDuration/RenewDeadline.
+//
+// The package knows nothing about files, labels or HTTP: it reports leadership
+// through Callbacks and State, and others react.
+//
+// Stepping down runs in this order: the candidate stops believing it leads,
+// OnStoppedLeading runs (the sidecar removes the status file and sets the role
+// label to follower there), then the Lease is released if it is still ours.
+// Acquiring runs the other way: the Lease is won, then OnStartedLeading runs.
+package election
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/clock"
+)
+
+// Config configures an Elector. New validates it.
+type Config struct {
+	// Lock stores the Lease. Required.
+	Lock Lock
+	// Identity is written as the Lease's holderIdentity. Required, unique per candidate.
+	Identity string
+	// LeaseDuration is how long a follower waits, after it first saw the current
+	// record, before it may take a Lease that was not released.
+	LeaseDuration time.Duration
+	// RenewDeadline is how long the leader keeps leading after it sent its last
+	// successful renew. It must be less than LeaseDuration.
+	RenewDeadline time.Duration
+	// RetryPeriod is how often the leader renews, and how often a follower
+	// polls while its watch is down. RenewDeadline must exceed 1.2 x RetryPeriod.
+	RetryPeriod time.Duration
+	// Callbacks react to leadership changes. All are optional.
+	Callbacks Callbacks
+	// Clock is the source of time; clock.RealClock{} when nil.
+	Clock clock.WithDelayedExecution
+	// Logger receives one line per leadership event; slog.Default() when nil.
+	Logger *slog.Logger
+}
+
+// Callbacks are run by the election loop, one at a time, in order.
+type Callbacks struct {
+	// OnStartedLeading runs right after the Lease was won. An error gives the
+	// Lease back at once and backs off before the next campaign.
+	OnStartedLeading func(ctx context.Context, s State) error
+	// OnStoppedLeading runs once this candidate no longer believes it leads,
+	// before the Lease is released. Its context ends after RetryPeriod.
+	OnStoppedLeading func(ctx context.Context, s State)
+	// OnChange runs when the observed leader, the transitions or IsLeader change.
+	OnChange func(s State)
+}
+
+// State is a snapshot of what a candidate knows.
+type State struct {
+	Identity string
+	// Leader is the Lease's holder as last observed; empty when released.
+	Leader string
+	// IsLeader is true while this candidate leads.
+	IsLeader bool
+	// Transitions is the Lease's leaseTransitions: it grows with every change
+	// of holder, so it serves as a fencing token.
+	Transitions int
+	AcquireTime time.Time
+	RenewTime   time.Time
+	// LastObserved is the local time the Lease was last read or watched.
+	LastObserved time.Time
+	// Watching is true while the Lease's watch delivers events.
+	Watching bool
+	// LastTick is the local time the election loop last ran.
+	LastTick time.Time
+	// LastError is the latest error of the election, empty once it recovered.
+	LastError string
+}
+
+// Elector runs one candidate's election. Create it with New, start it with Run.
+type Elector struct {
+	cfg    Config
+	log    *slog.Logger
+	resign chan error
+
+	mu    sync.Mutex
+	state State
+}
+
+// New validates cfg and returns an Elector.
+func New(cfg Config) (*Elector, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = clock.RealClock{}
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	log = log.With("lease", cfg.Lock.Describe(), "identity", cfg.Identity)
+	return &Elector{cfg: cfg, log: log, resign: make(chan error, 1), state: State{Identity: cfg.Identity}}, nil
+}
+
+func (c Config) validate() error {
+	var errs []error
+	if c.Lock == nil {
+		errs = append(errs, errors.New("election config: Lock is required"))
+	}
+	if c.Identity == "" {
+		errs = append(errs, errors.New("election config: Identity is required"))
+	}
+	if c.RetryPeriod <= 0 {
+		errs = append(errs, fmt.Errorf("election config: RetryPeriod %s must be greater than zero", c.RetryPeriod))
+	}
+	if c.RenewDeadline*5 <= c.RetryPeriod*6 {
+		errs = append(errs, fmt.Errorf("election config: RenewDeadline %s must be greater than 1.2 x RetryPeriod %s", c.RenewDeadline, c.RetryPeriod))
+	}
+	if c.LeaseDuration <= c.RenewDeadline {
+		errs = append(errs, fmt.Errorf("election config: LeaseDuration %s must be greater than RenewDeadline %s", c.LeaseDuration, c.RenewDeadline))
+	}
+	if c.LeaseDuration%time.Second != 0 {
+		errs = append(errs, fmt.Errorf("election config: LeaseDuration %s must be whole seconds, as the Lease stores it", c.LeaseDuration))
+	}
+	return errors.Join(errs...)
+}
+
+// State returns a snapshot of what the candidate knows.
+func (e *Elector) State() State {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.state
+}
+
+// Resign asks the candidate to step down, release the Lease and stay out of
+// the next campaigns for a growing back-off. cause is logged and reported in
+// State.LastError. It does not block; a candidate that does not lead only
+// backs off.
+func (e *Elector) Resign(cause error) {
+	select {
+	case e.resign <- cause:
+	default: // a resignation is already pending
+	}
+}
+
+// Run campaigns until ctx ends. Then, if it leads, it steps down and releases
+// the Lease so that a follower takes over at once, and returns nil. It returns
+// an error only for a problem that retrying cannot fix.
+func (e *Elector) Run(ctx context.Context) error {
+	events := make(chan Event)
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() { e.cfg.Lock.Watch(watchCtx, events) })
+	defer wg.Wait()
+	defer stopWatch()
+
+	r := &run{Elector: e, needRead: true, backoff: e.cfg.RetryPeriod}
+	for {
+		now := e.cfg.Clock.Now()
+		r.tick(ctx, now)
+		timer := e.cfg.Clock.NewTimer(r.next(e.cfg.Clock.Now()).Sub(e.cfg.Clock.Now()))
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			r.shutdown(context.WithoutCancel(ctx))
+			return nil
+		case ev := <-events:
+			timer.Stop()
+			r.handle(ctx, ev)
+		case cause := <-e.resign:
+			timer.Stop()
+			r.resign(ctx, cause)
+		case <-timer.C():
+		}
+	}
+}
+
+// run is the state of one Run; only its goroutine touches it.
+type run struct {
+	*Elector
+
+	lease        Lease
+	haveLease    bool      // lease holds the latest version we know
+	missing      bool      // the Lease does not exist
+	observedAt   time.Time // when the current record was first seen
+	needRead     bool      // act only after a fresh Get
+	readFailed   bool      // the last Get failed
+	lastRead     time.Time
+	watching     bool
+	lastWatchErr string
+
+	leading     bool
+	renewSentAt time.Time // send time of the last successful renew
+	lastAttempt time.Time // send time of the last renew attempt
+
+	notBefore time.Time // no campaign before this (back-off)
+	backoff   time.Duration
+	lastErr   string
+}
+
+// tick does what is due at now.
+func (r *run) tick(ctx context.Context, now time.Time) {
+	r.update(func(s *State) { s.LastTick = now })
+	if r.leading {
+		if !now.Before(r.renewSentAt.Add(r.cfg.RenewDeadline)) {
+			r.stepDown(ctx, fmt.Sprintf("no successful renew for %s (RenewDeadline)", r.cfg.RenewDeadline), true)
+			r.notBefore = now.Add(r.cfg.RetryPeriod)
+			return
+		}
+		if !now.Before(r.lastAttempt.Add(r.cfg.RetryPeriod)) {
+			r.renew(ctx, now)
+		}
+		return
+	}
+	if at, ok := r.readAt(); ok && !now.Before(at) {
+		r.read(ctx, now)
+	}
+	if r.canCampaign(r.cfg.Clock.Now()) {
+		r.acquire(ctx)
+	}
+}
+
+// readAt returns when a follower must read the Lease: at once when it knows
+// its view is stale, every RetryPeriod while reads fail or the watch is down.
+func (r *run) readAt() (time.Time, bool) {
+	switch {
+	case r.needRead && !r.readFailed:
+		return r.lastRead, true
+	case r.needRead || !r.watching:
+		return r.lastRead.Add(r.cfg.RetryPeriod), true
+	}
+	return time.Time{}, false
+}
+
+// next returns when tick has something to do.
+func (r *run) next(now time.Time) time.Time {
+	t := now.Add(r.cfg.RetryPeriod) // heartbeat, for liveness
+	earliest := func(u time.Time) {
+		if u.Before(t) {
+			t = u
+		}
+	}
+	if r.leading {
+		earliest(r.lastAttempt.Add(r.cfg.RetryPeriod))
+		earliest(r.renewSentAt.Add(r.cfg.RenewDeadline))
+		return t
+	}
+	if at, ok := r.readAt(); ok {
+		earliest(at)
+	}
+	if at, ok := r.campaignAt(); ok {
+		earliest(at)
+	}
+	return t
+}
+
+// campaignAt returns when this candidate may try to take the Lease.
+func (r *run) campaignAt() (time.Time, bool) {
+	var at time.Time
+	switch {
+	case r.needRead:
+		return time.Time{}, false
+	case r.missing:
+	case !r.haveLease:
+		return time.Time{}, false
+	case r.lease.Record.HolderIdentity == "":
+	default:
+		at = r.observedAt.Add(r.expiry())
+	}
+	if at.Before(r.notBefore) {
+		at = r.notBefore
+	}
+	return at, true
+}
+
+func (r *run) canCampaign(now time.Time) bool {
+	at, ok := r.campaignAt()
+	return ok && !now.Before(at)
+}
+
+// expiry is how long an unchanged record must be observed before it is
+// expired: our own LeaseDuration, or the holder's if it asked for more.
+func (r *run) expiry() time.Duration {
+	d := time.Duration(r.lease.Record.LeaseDurationSeconds) * time.Second
+	return max(d, r.cfg.LeaseDuration)
+}
+
+// handle applies one event of the watch.
+func (r *run) handle(ctx context.Context, ev Event) {
+	now := r.cfg.Clock.Now()
+	switch ev.Type {
+	case Observed:
+		r.observe(ctx, ev.Lease, now)
+	case Deleted:
+		if r.haveLease && ev.Lease.Version != "" && !newer(ev.Lease.Version, r.lease.Version) {
+			return
+		}
+		r.haveLease, r.missing = false, true
+		r.update(func(s *State) { s.LastObserved = now })
+		if r.leading {
+			r.stepDown(ctx, "the Lease was deleted", false)
+		}
+		r.setLeader(Record{})
+	case WatchEstablished:
+		r.watching, r.lastWatchErr = true, ""
+		r.update(func(s *State) { s.Watching = true })
+	case WatchLost:
+		r.watching = false
+		if now.After(r.lastRead) {
+			r.lastRead = now // the watch was current until now: first poll one RetryPeriod later
+		}
+		r.update(func(s *State) { s.Watching = false })
+		if ev.Err != nil && ev.Err.Error() != r.lastWatchErr {
+			r.log.Warn("lease watch lost; polling until it is back", "every", r.cfg.RetryPeriod, "err", ev.Err)
+		}
+		r.lastWatchErr = ""
+		if ev.Err != nil {
+			r.lastWatchErr = ev.Err.Error()
+		}
+	}
+}
+
+// observe takes in a version of the Lease read from the API.
+func (r *run) observe(ctx context.Context, l Lease, now time.Time) {
+	if r.haveLease && !newer(l.Version, r.lease.Version) {
+		return // stale or already known
+	}
+	if !r.haveLease || !sameRecord(l.Record, r.lease.Record) {
+		r.observedAt = now
+	}
+	r.lease, r.haveLease, r.missing = l, true, false
+	r.update(func(s *State) { s.LastObserved = now })
+	if r.leading && l.Record.HolderIdentity != r.cfg.Identity {
+		r.stepDown(ctx, fmt.Sprintf("the Lease is held by %q", l.Record.HolderIdentity), false)
+	}
+	r.setLeader(l.Record)
+}
+
+// read gets the Lease.
+func (r *run) read(ctx context.Context, now time.Time) {
+	rctx, cancel := r.withTimeout(ctx, r.cfg.RenewDeadline)
+	defer cancel()
+	l, err := r.cfg.Lock.Get(rctx)
+	r.lastRead, r.readFailed = now, err != nil && !apierrors.IsNotFound(err)
+	switch {
+	case apierrors.IsNotFound(err):
+		r.needRead, r.haveLease, r.missing = false, false, true
+		r.noteError(nil)
+		r.setLeader(Record{})
+	case err != nil:
+		r.noteError(fmt.Errorf("read lease %s: %w", r.cfg.Lock.Describe(), err))
+	default:
+		r.needRead = false
+		r.noteError(nil)
+		r.observe(ctx, l, r.cfg.Clock.Now())
+	}
+}
+
+// acquire tries to take the Lease, which is missing, released or expired.
+func (r *run) acquire(ctx context.Context) {
+	sent := r.cfg.Clock.Now()
+	rctx, cancel := r.withTimeout(ctx, r.cfg.RenewDeadline)
+	defer cancel()
+	rec := Record{
+		HolderIdentity:       r.cfg.Identity,
+		LeaseDurationSeconds: int(r.cfg.LeaseDuration / time.Second),
+		AcquireTime:          metav1.NewTime(sent),
+		RenewTime:            metav1.NewTime(sent),
+	}
+	var l Lease
+	var err error
+	if r.missing {
+		l, err = r.cfg.Lock.Create(rctx, rec)
+	} else {
+		rec.LeaderTransitions = r.lease.Record.LeaderTransitions + 1
+		l, err = r.cfg.Lock.Update(rctx, r.lease, rec)
+	}
+	now := r.cfg.Clock.Now()
+	switch {
+	case err == nil:
+	case apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err):
+		r.needRead = true // someone else wrote first; look again at once
+		return
+	case apierrors.IsNotFound(err):
+		r.haveLease, r.missing = false, true
+		return
+	default:
+		r.noteError(fmt.Errorf("acquire lease %s: %w", r.cfg.Lock.Describe(), err))
+		r.notBefore = now.Add(r.cfg.RetryPeriod)
+		return
+	}
+	r.noteError(nil)
+	r.observe(ctx, l, now)
+	if !now.Before(sent.Add(r.cfg.RenewDeadline)) {
+		return // the answer came too late to lead on; followers may already count
+	}
+	r.leading, r.renewSentAt, r.lastAttempt = true, sent, sent
+	r.update(func(s *State) { s.IsLeader = true })
+	r.log.Info("started leading", "leader", r.cfg.Identity, "transitions", l.Record.LeaderTransitions)
+	r.changed()
+	if cb := r.cfg.Callbacks.OnStartedLeading; cb != nil {
+		if err := cb(ctx, r.State()); err != nil {
+			r.resign(ctx, err)
+			return
+		}
+	}
+	r.backoff = r.cfg.RetryPeriod
+}
+
+// renew extends our Lease, re-reading it once on a conflict.
+func (r *run) renew(ctx context.Context, now time.Time) {
+	r.lastAttempt = now
+	deadline := r.renewSentAt.Add(r.cfg.RenewDeadline)
+	rctx, cancel := r.withTimeout(ctx, deadline.Sub(now))
+	defer cancel()
+	rec := r.lease.Record
+	rec.HolderIdentity = r.cfg.Identity
+	rec.LeaseDurationSeconds = int(r.cfg.LeaseDuration / time.Second)
+	rec.RenewTime = metav1.NewTime(now)
+	l, err := r.cfg.Lock.Update(rctx, r.lease, rec)
+	if apierrors.IsConflict(err) {
+		var cur Lease
+		if cur, err = r.cfg.Lock.Get(rctx); err == nil {
+			r.observe(ctx, cur, r.cfg.Clock.Now())
+			if !r.leading {
+				return // observe saw another holder and stepped down
+			}
+			rec.AcquireTime, rec.LeaderTransitions = cur.Record.AcquireTime, cur.Record.LeaderTransitions
+			l, err = r.cfg.Lock.Update(rctx, cur, rec)
+		}
+	}
+	if err != nil {
+		r.noteError(fmt.Errorf("renew lease %s: %w", r.cfg.Lock.Describe(), err))
+		if apierrors.IsNotFound(err) {
+			r.haveLease, r.missing = false, true
+			r.stepDown(ctx, "the Lease was deleted", false)
+		}
+		return
+	}
+	r.noteError(nil)
+	r.renewSentAt = now
+	r.observe(ctx, l, r.cfg.Clock.Now())
+	r.update(func(s *State) { s.RenewTime = l.Record.RenewTime.Time })
+}
+
+// stepDown ends our leadership: callbacks first, then, if release is set, the
+// Lease is handed back if it is still ours.
+func (r *run) stepDown(ctx context.Context, reason string, release bool) {
+	if !r.leading {
+		return
+	}
+	r.leading = false
+	r.update(func(s *State) { s.IsLeader = false })
+	r.log.Info("stopped leading", "reason", reason, "transitions", r.lease.Record.LeaderTransitions)
+	if cb := r.cfg.Callbacks.OnStoppedLeading; cb != nil {
+		cctx, cancel := r.withTimeout(ctx, r.cfg.RetryPeriod)
+		cb(cctx, r.State())
+		cancel()
+	}
+	r.changed()
+	if release {
+		r.release(ctx)
+	}
+}
+
+// release hands the Lease back the way client-go's ReleaseOnCancel does, so
+// that a watching follower, ours or client-go's, may take it at once.
+func (r *run) release(ctx context.Context) {
+	if !r.haveLease {
+		return
+	}
+	rctx, cancel := r.withTimeout(ctx, r.cfg.RenewDeadline)
+	defer cancel()
+	cur := r.lease
+	for attempt := 0; attempt < 2; attempt++ {
+		if cur.Record.HolderIdentity != r.cfg.Identity {
+			return // no longer ours: nothing to release
+		}
+		now := metav1.NewTime(r.cfg.Clock.Now())
+		l, err := r.cfg.Lock.Update(rctx, cur, Record{
+			LeaseDurationSeconds: 1,
+			AcquireTime:          now,
+			RenewTime:            now,
+			LeaderTransitions:    cur.Record.LeaderTransitions,
+		})
+		if err == nil {
+			r.log.Info("released lease", "transitions", l.Record.LeaderTransitions)
+			r.observe(ctx, l, r.cfg.Clock.Now())
+			return
+		}
+		if !apierrors.IsConflict(err) {
+			r.noteError(fmt.Errorf("release lease %s: %w", r.cfg.Lock.Describe(), err))
+			return
+		}
+		if cur, err = r.cfg.Lock.Get(rctx); err != nil {
+			r.noteError(fmt.Errorf("release lease %s: %w", r.cfg.Lock.Describe(), err))
+			return
+		}
+	}
+}
+
+// resign steps down on request and backs off before campaigning again.
+func (r *run) resign(ctx context.Context, cause error) {
+	r.noteError(fmt.Errorf("resigned: %w", cause))
+	r.stepDown(ctx, "resigned: "+cause.Error(), true)
+	r.notBefore = r.cfg.Clock.Now().Add(r.backoff)
+	r.log.Warn("not campaigning during back-off", "for", r.backoff, "err", cause)
+	r.backoff = min(2*r.backoff, r.cfg.LeaseDuration)
+}
+
+// shutdown steps down and releases before Run returns.
+func (r *run) shutdown(ctx context.Context) {
+	r.stepDown(ctx, "shutting down", true)
+}
+
+// setLeader publishes the observed record.
+func (r *run) setLeader(rec Record) {
+	s := r.State()
+	if s.Leader == rec.HolderIdentity && s.Transitions == rec.LeaderTransitions {
+		return
+	}
+	r.update(func(s *State) {
+		s.Leader, s.Transitions = rec.HolderIdentity, rec.LeaderTransitions
+		s.AcquireTime, s.RenewTime = rec.AcquireTime.Time, rec.RenewTime.Time
+	})
+	r.log.Info("leader observed", "leader", rec.HolderIdentity, "transitions", rec.LeaderTransitions)
+	r.changed()
+}
+
+func (r *run) changed() {
+	if cb := r.cfg.Callbacks.OnChange; cb != nil {
+		cb(r.State())
+	}
+}
+
+// noteError records err (nil: recovered) and logs each distinct error once.
+func (r *run) noteError(err error) {
+	msg := ""
+	if err != nil {
+		msg = err.Error()
+	}
+	if msg == r.lastErr {
+		return
+	}
+	if err != nil {
+		r.log.Error("election error", "err", err)
+	} else {
+		r.log.Info("election recovered", "after", r.lastErr)
+	}
+	r.lastErr = msg
+	r.update(func(s *State) { s.LastError = msg })
+}
+
+func (e *Elector) update(f func(*State)) {
+	e.mu.Lock()
+	f(&e.state)
+	e.mu.Unlock()
+}
+
+// withTimeout bounds a request on the elector's clock, so fake clocks govern
+// request deadlines as well.
+func (e *Elector) withTimeout(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(ctx)
+	t := e.cfg.Clock.AfterFunc(d, cancel)
+	return ctx, func() { t.Stop(); cancel() }
+}

@@ -1,0 +1,86 @@
+package election
+
+import (
+	"context"
+	"strconv"
+
+	"k8s.io/client-go/tools/leaderelection/resourcelock"
+)
+
+// Record is the election record kept in the Lease. It is client-go's own type,
+// so that a Lease written by this package reads exactly like one written by
+// client-go's tools/leaderelection, and the two can share a Lease.
+type Record = resourcelock.LeaderElectionRecord
+
+// Lease is one observed version of the lock: the record and the opaque version
+// (the Lease's resourceVersion) that an update must name to succeed.
+type Lease struct {
+	Record  Record
+	Version string
+}
+
+// Lock is the storage the elector needs. Errors follow the API server's
+// conventions: k8s.io/apimachinery/pkg/api/errors.IsNotFound for a missing
+// Lease, IsConflict for an update whose version is no longer current.
+type Lock interface {
+	// Get reads the current Lease.
+	Get(ctx context.Context) (Lease, error)
+	// Create creates the Lease with rec; it fails if the Lease exists.
+	Create(ctx context.Context, rec Record) (Lease, error)
+	// Update replaces the record of prev, only if prev.Version is still current.
+	Update(ctx context.Context, prev Lease, rec Record) (Lease, error)
+	// Watch sends what happens to the Lease to events until ctx ends, then
+	// returns. It never closes events.
+	Watch(ctx context.Context, events chan<- Event)
+	// Describe names the lock for logs and errors, such as "ns/name".
+	Describe() string
+}
+
+// EventType says what an Event reports.
+type EventType int
+
+const (
+	// Observed carries a new version of the Lease.
+	Observed EventType = iota
+	// Deleted reports that the Lease no longer exists.
+	Deleted
+	// WatchEstablished reports that events flow: followers need not poll.
+	WatchEstablished
+	// WatchLost reports that events may be missed until WatchEstablished.
+	WatchLost
+)
+
+// Event is one thing a Lock's watch reports.
+type Event struct {
+	Type  EventType
+	Lease Lease // for Observed
+	Err   error // for WatchLost, when it has a cause
+}
+
+// newer reports whether version a is later than version b. Versions are opaque
+// to clients in general, but the API server's are etcd revisions, so when both
+// parse as numbers their order is used to drop stale watch events; otherwise a
+// is taken as newer, which costs at most one conflict and a re-read.
+func newer(a, b string) bool {
+	if b == "" {
+		return true
+	}
+	x, errA := strconv.ParseUint(a, 10, 64)
+	y, errB := strconv.ParseUint(b, 10, 64)
+	if errA != nil || errB != nil {
+		return a != b
+	}
+	return x > y
+}
+
+// sameRecord reports whether two records are the same observation of the
+// holder's activity. Any change restarts the expiry clock.
+func sameRecord(a, b Record) bool {
+	return a.HolderIdentity == b.HolderIdentity &&
+		a.LeaseDurationSeconds == b.LeaseDurationSeconds &&
+		a.LeaderTransitions == b.LeaderTransitions &&
+		a.AcquireTime.Equal(&b.AcquireTime) &&
+		a.RenewTime.Equal(&b.RenewTime) &&
+		a.PreferredHolder == b.PreferredHolder &&
+		a.Strategy == b.Strategy
+}

@@ -1,0 +1,267 @@
+// Package leasestore keeps the election record in a coordination.k8s.io/v1
+// Lease, written exactly as client-go's resourcelock.LeaseLock writes it, and
+// watches that one Lease so that followers learn of changes without polling.
+package leasestore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/apimachinery/pkg/watch"
+	coordinationv1client "k8s.io/client-go/kubernetes/typed/coordination/v1"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/leaderelection/resourcelock"
+	watchtools "k8s.io/client-go/tools/watch"
+
+	"github.com/leader-elector/leader-elector/election"
+)
+
+// Store is an election.Lock on one Lease.
+type Store struct {
+	leases    coordinationv1client.LeaseInterface
+	namespace string
+	name      string
+	log       *slog.Logger
+	// retry spaces out re-reads while the API server cannot be reached.
+	retry time.Duration
+
+	mu   sync.Mutex
+	last *coordinationv1.Lease // newest object seen, to update it in full
+}
+
+var _ election.Lock = (*Store)(nil)
+
+// New returns a Store for the Lease namespace/name. retry is how long the
+// watch waits before it reads again after a failure.
+func New(client coordinationv1client.LeasesGetter, namespace, name string, retry time.Duration, log *slog.Logger) *Store {
+	return &Store{leases: client.Leases(namespace), namespace: namespace, name: name, retry: retry, log: log}
+}
+
+// Describe names the Lease.
+func (s *Store) Describe() string { return s.namespace + "/" + s.name }
+
+// Get reads the Lease.
+func (s *Store) Get(ctx context.Context) (election.Lease, error) {
+	l, err := s.leases.Get(ctx, s.name, metav1.GetOptions{})
+	if err != nil {
+		return election.Lease{}, err
+	}
+	return s.remember(l)
+}
+
+// Create creates the Lease holding rec.
+func (s *Store) Create(ctx context.Context, rec election.Record) (election.Lease, error) {
+	l, err := s.leases.Create(ctx, &coordinationv1.Lease{
+		ObjectMeta: metav1.ObjectMeta{Name: s.name, Namespace: s.namespace},
+		Spec:       resourcelock.LeaderElectionRecordToLeaseSpec(&rec),
+	}, metav1.CreateOptions{})
+	if err != nil {
+		return election.Lease{}, err
+	}
+	return s.remember(l)
+}
+
+// Update writes rec if prev.Version is still the Lease's resourceVersion. The
+// rest of the object (labels, annotations, owners) is kept as it is.
+func (s *Store) Update(ctx context.Context, prev election.Lease, rec election.Record) (election.Lease, error) {
+	s.mu.Lock()
+	obj := s.last
+	s.mu.Unlock()
+	if obj == nil || obj.ResourceVersion != prev.Version {
+		// Rare: the cache moved on. Never update from a made-up object, which
+		// would drop metadata: read, and update only if nothing changed.
+		cur, err := s.leases.Get(ctx, s.name, metav1.GetOptions{})
+		if err != nil {
+			return election.Lease{}, err
+		}
+		if cur.ResourceVersion != prev.Version {
+			return election.Lease{}, apierrors.NewConflict(coordinationv1.Resource("leases"), s.name,
+				fmt.Errorf("resourceVersion %s is no longer current (now %s)", prev.Version, cur.ResourceVersion))
+		}
+		obj = cur
+	}
+	obj = obj.DeepCopy()
+	obj.Spec = resourcelock.LeaderElectionRecordToLeaseSpec(&rec)
+	l, err := s.leases.Update(ctx, obj, metav1.UpdateOptions{})
+	if err != nil {
+		return election.Lease{}, err
+	}
+	return s.remember(l)
+}
+
+// remember keeps l if it is the newest version seen and converts it.
+func (s *Store) remember(l *coordinationv1.Lease) (election.Lease, error) {
+	if l.Name != s.name || l.Namespace != s.namespace {
+		return election.Lease{}, fmt.Errorf("lease %s: the API returned %s/%s", s.Describe(), l.Namespace, l.Name)
+	}
+	if err := validate(l); err != nil {
+		return election.Lease{}, fmt.Errorf("lease %s: %w", s.Describe(), err)
+	}
+	s.mu.Lock()
+	if s.last == nil || s.last.ResourceVersion != l.ResourceVersion {
+		s.last = l
+	}
+	s.mu.Unlock()
+	return election.Lease{Record: *resourcelock.LeaseSpecToLeaderElectionRecord(&l.Spec), Version: l.ResourceVersion}, nil
+}
+
+// validate rejects records that no elector could have written, so a hand-made
+// or corrupted Lease is reported instead of being trusted.
+func validate(l *coordinationv1.Lease) error {
+	if d := l.Spec.LeaseDurationSeconds; d != nil && *d < 0 {
+		return fmt.Errorf("spec.leaseDurationSeconds is %d: must not be negative", *d)
+	}
+	if t := l.Spec.LeaseTransitions; t != nil && *t < 0 {
+		return fmt.Errorf("spec.leaseTransitions is %d: must not be negative", *t)
+	}
+	return nil
+}
+
+// Watch reports changes of the Lease until ctx ends: it reads the Lease, then
+// watches it by name from that resourceVersion (resuming from the last one
+// seen when the stream breaks) and reads again when the server answers 410
+// Gone. It reports WatchLost whenever events may be missed.
+func (s *Store) Watch(ctx context.Context, events chan<- election.Event) {
+	send := func(ev election.Event) bool {
+		select {
+		case events <- ev:
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
+	backoff := wait.Backoff{Duration: s.retry / 4, Factor: 2, Jitter: 0.1, Steps: 1 << 30, Cap: s.retry}
+	for ctx.Err() == nil {
+		rv, err := s.relist(ctx, send)
+		if err != nil {
+			if ctx.Err() != nil || !send(election.Event{Type: election.WatchLost, Err: err}) {
+				return
+			}
+			if !sleep(ctx, backoff.Step()) {
+				return
+			}
+			continue
+		}
+		backoff.Duration = s.retry / 4
+		s.follow(ctx, rv, send)
+	}
+}
+
+// relist reads the Lease and reports it; it returns the resourceVersion to
+// watch from.
+func (s *Store) relist(ctx context.Context, send func(election.Event) bool) (string, error) {
+	l, err := s.leases.Get(ctx, s.name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		send(election.Event{Type: election.Deleted})
+		return "", fmt.Errorf("lease %s does not exist yet", s.Describe())
+	}
+	if err != nil {
+		return "", fmt.Errorf("read lease %s: %w", s.Describe(), err)
+	}
+	lease, err := s.remember(l)
+	if err != nil {
+		return "", err
+	}
+	send(election.Event{Type: election.Observed, Lease: lease})
+	return l.ResourceVersion, nil
+}
+
+// follow watches from rv until the history is gone (410) or ctx ends.
+func (s *Store) follow(ctx context.Context, rv string, send func(election.Event) bool) {
+	selector := fields.OneTermEqualSelector("metadata.name", s.name).String()
+	established := false
+	lw := &cache.ListWatch{WatchFuncWithContext: func(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
+		if established {
+			established = false
+			send(election.Event{Type: election.WatchLost})
+		}
+		opts.FieldSelector = selector
+		w, err := s.leases.Watch(ctx, opts)
+		switch {
+		case apierrors.IsGone(err) || apierrors.IsResourceExpired(err):
+			// RetryWatcher retries these with the same stale version; hand it a
+			// 410 in the stream instead, which ends it, so that we read again.
+			return gone(err), nil
+		case err != nil:
+			send(election.Event{Type: election.WatchLost, Err: fmt.Errorf("watch lease %s: %w", s.Describe(), err)})
+			return nil, err
+		}
+		established = true
+		send(election.Event{Type: election.WatchEstablished})
+		return w, nil
+	}}
+	rw, err := watchtools.NewRetryWatcherWithContext(ctx, rv, lw)
+	if err != nil {
+		send(election.Event{Type: election.WatchLost, Err: err})
+		return
+	}
+	defer func() { rw.Stop(); <-rw.Done() }()
+	for ev := range rw.ResultChan() {
+		switch ev.Type {
+		case watch.Added, watch.Modified:
+			l, ok := ev.Object.(*coordinationv1.Lease)
+			if !ok {
+				continue
+			}
+			lease, err := s.remember(l)
+			if err != nil {
+				send(election.Event{Type: election.WatchLost, Err: err})
+				continue
+			}
+			if !send(election.Event{Type: election.Observed, Lease: lease}) {
+				return
+			}
+		case watch.Deleted:
+			l, _ := ev.Object.(*coordinationv1.Lease)
+			var version string
+			if l != nil {
+				version = l.ResourceVersion
+			}
+			if !send(election.Event{Type: election.Deleted, Lease: election.Lease{Version: version}}) {
+				return
+			}
+		case watch.Error:
+			err := apierrors.FromObject(ev.Object)
+			var status apierrors.APIStatus
+			if errors.As(err, &status) && status.Status().Code == http.StatusGone {
+				send(election.Event{Type: election.WatchLost})
+				return // history compacted: read again
+			}
+			send(election.Event{Type: election.WatchLost, Err: fmt.Errorf("watch lease %s: %w", s.Describe(), err)})
+			return
+		}
+	}
+	if established {
+		send(election.Event{Type: election.WatchLost})
+	}
+}
+
+// gone is a watch whose only event is err as a 410 status.
+func gone(err error) watch.Interface {
+	ch := make(chan watch.Event, 1)
+	status := apierrors.NewResourceExpired(err.Error()).ErrStatus
+	ch <- watch.Event{Type: watch.Error, Object: &status}
+	close(ch)
+	return watch.NewProxyWatcher(ch)
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
