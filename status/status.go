@@ -1,0 +1,206 @@
+// Package status keeps the leader status file: a file that exists, holding the
+// leader's identity and a newline, only while this replica leads. Writes are
+// atomic, a stale file is removed at start, and while leading the file is
+// restored if anything deletes or changes it.
+package status
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/fsnotify/fsnotify"
+)
+
+// DefaultPath is where the original project writes the file.
+const DefaultPath = "/tmp/leader_status"
+
+// fileName is the file's name when the configured path is a directory.
+const fileName = "leader_status"
+
+// Resolve returns the absolute path of the status file. statusFile wins over
+// statusDir (the original project's name for the same setting). When the path
+// is an existing directory, as when an emptyDir is mounted right at
+// /tmp/leader_status, the file is leader_status inside it.
+func Resolve(statusFile, statusDir string) (string, error) {
+	p := statusFile
+	if p == "" {
+		p = statusDir
+	}
+	if p == "" {
+		p = DefaultPath
+	}
+	p, err := filepath.Abs(p)
+	if err != nil {
+		return "", fmt.Errorf("status file path %q: %w", p, err)
+	}
+	if fi, err := os.Stat(p); err == nil && fi.IsDir() {
+		p = filepath.Join(p, fileName)
+	}
+	return p, nil
+}
+
+// File is the status file at one path.
+type File struct {
+	path string
+	log  *slog.Logger
+
+	mu      sync.Mutex
+	content []byte // what the file must hold; nil when it must not exist
+}
+
+// New returns the File at path, which should come from Resolve.
+func New(path string, log *slog.Logger) *File {
+	return &File{path: path, log: log.With("status_file", path)}
+}
+
+// Path is the file's absolute path.
+func (f *File) Path() string { return f.path }
+
+// RemoveStale removes a file left by an earlier run: the emptyDir outlives
+// container restarts, and that file would claim a leadership we do not hold.
+func (f *File) RemoveStale() error {
+	err := os.Remove(f.path)
+	switch {
+	case err == nil:
+		f.log.Warn("removed a stale status file left by an earlier run")
+		return nil
+	case errors.Is(err, os.ErrNotExist):
+		return nil
+	default:
+		return fmt.Errorf("remove stale status file %s: %w", f.path, err)
+	}
+}
+
+// Publish writes identity into the file, atomically, and keeps it there until
+// Withdraw.
+func (f *File) Publish(identity string) error {
+	content := []byte(identity + "\n")
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.content = content
+	return f.write(content)
+}
+
+// Withdraw removes the file and stops restoring it.
+func (f *File) Withdraw() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.content = nil
+	if err := os.Remove(f.path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("remove status file %s: %w", f.path, err)
+	}
+	return nil
+}
+
+// Writable checks that the file could be written now, by writing a probe file
+// next to it, for readiness.
+func (f *File) Writable() error {
+	dir := filepath.Dir(f.path)
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(f.path)+".probe-*")
+	if err != nil {
+		return fmt.Errorf("status directory %s is not writable: %w", dir, err)
+	}
+	name := tmp.Name()
+	err = errors.Join(tmp.Close(), os.Remove(name))
+	if err != nil {
+		return fmt.Errorf("status directory %s: %w", dir, err)
+	}
+	return nil
+}
+
+// write replaces the file with content so that readers see the old file or
+// the new one, never a partial one: temp file, fsync, rename, fsync the dir.
+func (f *File) write(content []byte) error {
+	dir := filepath.Dir(f.path)
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(f.path)+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("write status file %s: %w", f.path, err)
+	}
+	name := tmp.Name()
+	_, err = tmp.Write(content)
+	if err == nil {
+		err = tmp.Chmod(0o644)
+	}
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(name, f.path)
+	}
+	if err != nil {
+		_ = os.Remove(name)
+		return fmt.Errorf("write status file %s: %w", f.path, err)
+	}
+	if d, err := os.Open(dir); err == nil {
+		err = d.Sync()
+		_ = d.Close()
+		if err != nil {
+			return fmt.Errorf("sync directory of status file %s: %w", f.path, err)
+		}
+	}
+	return nil
+}
+
+// Guard watches the file's directory until ctx ends. While the file is
+// published, a deleted or changed file is restored with a warning; when it
+// cannot be restored, onLost is called with the error, so that the caller can
+// give up leadership it can no longer announce. The directory is watched, not
+// the file, because atomic writers (ours included) replace files by rename.
+func (f *File) Guard(ctx context.Context, onLost func(error)) error {
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		return fmt.Errorf("watch status file %s: %w", f.path, err)
+	}
+	defer w.Close()
+	dir := filepath.Dir(f.path)
+	if err := w.Add(dir); err != nil {
+		return fmt.Errorf("watch status directory %s: %w", dir, err)
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case ev, ok := <-w.Events:
+			if !ok {
+				return nil
+			}
+			if filepath.Clean(ev.Name) != f.path {
+				continue
+			}
+			if err := f.restore(); err != nil {
+				onLost(err)
+			}
+		case err, ok := <-w.Errors:
+			if !ok {
+				return nil
+			}
+			f.log.Warn("status file watch error", "err", err)
+			if err := f.restore(); err != nil {
+				onLost(err)
+			}
+		}
+	}
+}
+
+// restore rewrites the file if it is published and not as it must be.
+func (f *File) restore() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.content == nil {
+		return nil
+	}
+	got, err := os.ReadFile(f.path)
+	if err == nil && string(got) == string(f.content) {
+		return nil
+	}
+	f.log.Warn("status file was deleted or changed while leading; restoring it")
+	return f.write(f.content)
+}
