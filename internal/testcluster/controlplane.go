@@ -1,0 +1,353 @@
+// Package testcluster runs a real Kubernetes control plane (etcd,
+// kube-apiserver and, on demand, kube-controller-manager, built from their
+// official Go modules by hack/controlplane) on loopback for tests and the
+// demo, and provides the fixtures the end-to-end tests need: namespaces, the
+// manifests of deploy/, ServiceAccount kubeconfigs, pods standing for
+// replicas, and sidecar processes.
+//
+// Everything it starts is stopped by the PIDs it started, and every directory
+// it makes is removed, also when a test fails or the process is interrupted:
+// child processes get SIGKILL when the test process dies, and directories
+// left by a killed run are removed by the next one.
+package testcluster
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+)
+
+// Options configure a control plane.
+type Options struct {
+	// Log receives progress lines; os.Stderr when nil.
+	Log io.Writer
+}
+
+// ControlPlane is a running etcd and kube-apiserver.
+type ControlPlane struct {
+	// Dir holds the data, certificates and logs; removed by Stop.
+	Dir string
+	// URL is the API server's https URL on loopback.
+	URL string
+	// CAData verifies the API server's certificate.
+	CAData []byte
+	// Admin is a client with system:masters rights, for the test itself.
+	Admin       kubernetes.Interface
+	AdminConfig *rest.Config
+	// Bin is the directory with the control plane binaries.
+	Bin string
+
+	log        io.Writer
+	etcdURL    string
+	apiPort    int
+	adminToken string
+
+	mu    sync.Mutex
+	procs map[string]*Process
+}
+
+// RepoRoot is the root of this repository, found from this file's location.
+func RepoRoot() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
+}
+
+// BuildControlPlane builds the control plane binaries if they are missing and
+// returns their directory.
+func BuildControlPlane(log io.Writer) (string, error) {
+	script := filepath.Join(RepoRoot(), "hack", "controlplane", "build.sh")
+	cmd := exec.Command("bash", script)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, log
+	if err := cmd.Run(); err != nil {
+		return "", fmt.Errorf("build the control plane with %s: %w", script, err)
+	}
+	return strings.TrimSpace(out.String()), nil
+}
+
+// Start builds what is missing and starts etcd and kube-apiserver on free
+// loopback ports, and waits until the API server is ready.
+func Start(ctx context.Context, opts Options) (_ *ControlPlane, err error) {
+	log := opts.Log
+	if log == nil {
+		log = os.Stderr
+	}
+	bin, err := BuildControlPlane(log)
+	if err != nil {
+		return nil, err
+	}
+	dir, err := TempDir("cp")
+	if err != nil {
+		return nil, err
+	}
+	cp := &ControlPlane{Dir: dir, Bin: bin, log: log, procs: map[string]*Process{}}
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, cp.Stop())
+		}
+	}()
+	if err := cp.startEtcd(ctx); err != nil {
+		return nil, err
+	}
+	if err := cp.writeCredentials(); err != nil {
+		return nil, err
+	}
+	if cp.apiPort, err = FreePort(); err != nil {
+		return nil, err
+	}
+	cp.URL = "https://127.0.0.1:" + strconv.Itoa(cp.apiPort)
+	if err := cp.StartAPIServer(ctx); err != nil {
+		return nil, err
+	}
+	return cp, nil
+}
+
+func (cp *ControlPlane) startEtcd(ctx context.Context) error {
+	client, err := FreePort()
+	if err != nil {
+		return err
+	}
+	peer, err := FreePort()
+	if err != nil {
+		return err
+	}
+	cp.etcdURL = fmt.Sprintf("http://127.0.0.1:%d", client)
+	peerURL := fmt.Sprintf("http://127.0.0.1:%d", peer)
+	p, err := cp.start("etcd", filepath.Join(cp.Bin, "etcd"),
+		"--name=default",
+		"--data-dir="+filepath.Join(cp.Dir, "etcd"),
+		"--listen-client-urls="+cp.etcdURL, "--advertise-client-urls="+cp.etcdURL,
+		"--listen-peer-urls="+peerURL, "--initial-advertise-peer-urls="+peerURL,
+		"--initial-cluster=default="+peerURL,
+		"--unsafe-no-fsync", "--log-level=error")
+	if err != nil {
+		return err
+	}
+	return waitFor(ctx, 30*time.Second, p, "etcd", func() error {
+		resp, err := http.Get(cp.etcdURL + "/health")
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("etcd /health: %s", resp.Status)
+		}
+		return nil
+	})
+}
+
+// writeCredentials writes the admin token and the ServiceAccount signing key.
+func (cp *ControlPlane) writeCredentials() error {
+	tok := make([]byte, 16)
+	if _, err := rand.Read(tok); err != nil {
+		return fmt.Errorf("make admin token: %w", err)
+	}
+	cp.adminToken = hex.EncodeToString(tok)
+	if err := os.WriteFile(filepath.Join(cp.Dir, "tokens.csv"),
+		[]byte(cp.adminToken+",admin,admin-uid,system:masters\n"), 0o600); err != nil {
+		return fmt.Errorf("write token file: %w", err)
+	}
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		return fmt.Errorf("make service account key: %w", err)
+	}
+	der := x509.MarshalPKCS1PrivateKey(key)
+	if err := os.WriteFile(filepath.Join(cp.Dir, "sa.key"),
+		pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+		return fmt.Errorf("write service account key: %w", err)
+	}
+	return nil
+}
+
+// StartAPIServer starts kube-apiserver, or starts it again after
+// StopAPIServer, on the same port and data, and waits for /readyz.
+func (cp *ControlPlane) StartAPIServer(ctx context.Context) error {
+	const issuer = "https://kubernetes.default.svc.cluster.local"
+	p, err := cp.start("kube-apiserver", filepath.Join(cp.Bin, "kube-apiserver"),
+		"--etcd-servers="+cp.etcdURL,
+		"--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
+		"--secure-port="+strconv.Itoa(cp.apiPort),
+		"--cert-dir="+filepath.Join(cp.Dir, "certs"),
+		"--authorization-mode=RBAC",
+		"--token-auth-file="+filepath.Join(cp.Dir, "tokens.csv"),
+		"--service-account-issuer="+issuer, "--api-audiences="+issuer,
+		"--service-account-key-file="+filepath.Join(cp.Dir, "sa.key"),
+		"--service-account-signing-key-file="+filepath.Join(cp.Dir, "sa.key"),
+		"--service-cluster-ip-range=10.0.0.0/24",
+		// There is no other member and no real network: no kubernetes Service endpoints.
+		"--endpoint-reconciler-type=none",
+		"--v=0")
+	if err != nil {
+		return err
+	}
+	return waitFor(ctx, 90*time.Second, p, "kube-apiserver", func() error {
+		if cp.Admin == nil {
+			ca, err := os.ReadFile(filepath.Join(cp.Dir, "certs", "apiserver.crt"))
+			if err != nil {
+				return err
+			}
+			cp.CAData = ca
+			cp.AdminConfig = &rest.Config{
+				Host: cp.URL, BearerToken: cp.adminToken,
+				TLSClientConfig: rest.TLSClientConfig{CAData: ca},
+				QPS:             200, Burst: 400, UserAgent: "testcluster-admin",
+			}
+			admin, err := kubernetes.NewForConfig(cp.AdminConfig)
+			if err != nil {
+				return err
+			}
+			cp.Admin = admin
+		}
+		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		body, err := cp.Admin.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(rctx)
+		if err != nil {
+			return fmt.Errorf("/readyz: %w: %s", err, body)
+		}
+		return nil
+	})
+}
+
+// StopAPIServer stops kube-apiserver with SIGTERM, as a rolling control plane
+// update would, and waits for it to exit.
+func (cp *ControlPlane) StopAPIServer() error {
+	return cp.stopProc("kube-apiserver", syscall.SIGTERM, 60*time.Second)
+}
+
+// StartControllerManager starts kube-controller-manager with the given
+// controllers (such as "endpointslice,serviceaccount"), with admin rights.
+func (cp *ControlPlane) StartControllerManager(ctx context.Context, controllers string) error {
+	kubeconfig := filepath.Join(cp.Dir, "admin.kubeconfig")
+	if err := WriteKubeconfig(kubeconfig, cp.URL, cp.CAData, cp.adminToken); err != nil {
+		return err
+	}
+	port, err := FreePort()
+	if err != nil {
+		return err
+	}
+	p, err := cp.start("kube-controller-manager", filepath.Join(cp.Bin, "kube-controller-manager"),
+		"--kubeconfig="+kubeconfig,
+		"--authentication-kubeconfig="+kubeconfig, "--authorization-kubeconfig="+kubeconfig,
+		"--controllers="+controllers, "--leader-elect=false",
+		"--bind-address=127.0.0.1", "--secure-port="+strconv.Itoa(port),
+		"--cert-dir="+filepath.Join(cp.Dir, "kcm-certs"),
+		"--service-account-private-key-file="+filepath.Join(cp.Dir, "sa.key"),
+		"--use-service-account-credentials=false",
+		"--concurrent-service-endpoint-syncs=5",
+		"--endpointslice-updates-batch-period=0s",
+		"--v=0")
+	if err != nil {
+		return err
+	}
+	return waitFor(ctx, 60*time.Second, p, "kube-controller-manager", func() error {
+		c := &http.Client{Transport: &http.Transport{TLSClientConfig: insecureLoopbackTLS()}, Timeout: time.Second}
+		resp, err := c.Get(fmt.Sprintf("https://127.0.0.1:%d/healthz", port))
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("/healthz: %s", resp.Status)
+		}
+		return nil
+	})
+}
+
+// Processes returns the processes the control plane runs now.
+func (cp *ControlPlane) Processes() []*Process {
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	out := make([]*Process, 0, len(cp.procs))
+	for _, p := range cp.procs {
+		out = append(out, p)
+	}
+	return out
+}
+
+// Stop kills every process of the control plane and removes its directory.
+func (cp *ControlPlane) Stop() error {
+	var errs []error
+	// API server first, so that it does not log the loss of etcd at length.
+	for _, name := range []string{"kube-controller-manager", "kube-apiserver", "etcd"} {
+		errs = append(errs, cp.stopProc(name, syscall.SIGKILL, 10*time.Second))
+	}
+	if err := os.RemoveAll(cp.Dir); err != nil {
+		errs = append(errs, fmt.Errorf("remove %s: %w", cp.Dir, err))
+	}
+	return errors.Join(errs...)
+}
+
+func (cp *ControlPlane) start(name, path string, args ...string) (*Process, error) {
+	p, err := StartProcess(name, path, args, nil, filepath.Join(cp.Dir, name+".log"))
+	if err != nil {
+		return nil, err
+	}
+	cp.mu.Lock()
+	cp.procs[name] = p
+	cp.mu.Unlock()
+	return p, nil
+}
+
+func (cp *ControlPlane) stopProc(name string, sig syscall.Signal, grace time.Duration) error {
+	cp.mu.Lock()
+	p := cp.procs[name]
+	delete(cp.procs, name)
+	cp.mu.Unlock()
+	if p == nil {
+		return nil
+	}
+	return p.Stop(sig, grace)
+}
+
+// waitFor polls check until it passes, the process exits, or timeout.
+func waitFor(ctx context.Context, timeout time.Duration, p *Process, what string, check func() error) error {
+	deadline := time.Now().Add(timeout)
+	var last error
+	for {
+		if last = check(); last == nil {
+			return nil
+		}
+		if p.Exited() {
+			return fmt.Errorf("%s exited during start (%v); its log ends:\n%s", what, p.ExitErr(), p.LogTail(30))
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s not ready after %s: %v; its log ends:\n%s", what, timeout, last, p.LogTail(30))
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// FreePort returns a TCP port that was free on loopback a moment ago.
+func FreePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("find a free port: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}

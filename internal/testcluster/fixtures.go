@@ -1,0 +1,281 @@
+package testcluster
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+
+	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/client-go/discovery/cached/memory"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/restmapper"
+	"k8s.io/utils/ptr"
+)
+
+// ServiceAccount is the name of the ServiceAccount in deploy/.
+const ServiceAccount = "leader-elector"
+
+// CreateNamespace creates a namespace with a unique name from prefix.
+func (cp *ControlPlane) CreateNamespace(ctx context.Context, prefix string) (string, error) {
+	ns, err := cp.Admin.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{
+		ObjectMeta: metav1.ObjectMeta{GenerateName: prefix + "-"},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		return "", fmt.Errorf("create namespace: %w", err)
+	}
+	return ns.Name, nil
+}
+
+// DeleteNamespace deletes a namespace; there is no namespace controller, so
+// its objects stay in etcd, which the control plane's removal takes along.
+func (cp *ControlPlane) DeleteNamespace(ctx context.Context, ns string) error {
+	err := cp.Admin.CoreV1().Namespaces().Delete(ctx, ns, metav1.DeleteOptions{})
+	if err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("delete namespace %s: %w", ns, err)
+	}
+	return nil
+}
+
+// ApplyManifests server-side applies the YAML files into namespace ns, as
+// `kubectl apply -n ns` would: namespaced objects and the ServiceAccount
+// subjects of bindings get ns.
+func (cp *ControlPlane) ApplyManifests(ctx context.Context, ns string, paths ...string) error {
+	dyn, err := dynamic.NewForConfig(cp.AdminConfig)
+	if err != nil {
+		return err
+	}
+	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(cp.Admin.Discovery()))
+	for _, path := range paths {
+		objs, err := ReadManifests(path)
+		if err != nil {
+			return err
+		}
+		for _, obj := range objs {
+			gvk := obj.GroupVersionKind()
+			m, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+			if err != nil {
+				return fmt.Errorf("%s: %s %s: %w", path, gvk.Kind, obj.GetName(), err)
+			}
+			ri := dyn.Resource(m.Resource)
+			var r dynamic.ResourceInterface = ri
+			if m.Scope.Name() == meta.RESTScopeNameNamespace {
+				obj.SetNamespace(ns)
+				r = ri.Namespace(ns)
+			}
+			if gvk.Kind == "RoleBinding" || gvk.Kind == "ClusterRoleBinding" {
+				subjects, _, _ := unstructured.NestedSlice(obj.Object, "subjects")
+				for _, s := range subjects {
+					if sm, ok := s.(map[string]any); ok && sm["kind"] == "ServiceAccount" {
+						sm["namespace"] = ns
+					}
+				}
+				_ = unstructured.SetNestedSlice(obj.Object, subjects, "subjects")
+			}
+			if _, err := r.Apply(ctx, obj.GetName(), obj, metav1.ApplyOptions{FieldManager: "testcluster", Force: true}); err != nil {
+				return fmt.Errorf("apply %s: %s %s: %w", path, gvk.Kind, obj.GetName(), err)
+			}
+		}
+	}
+	return nil
+}
+
+// ReadManifests decodes every object of a multi-document YAML file.
+func ReadManifests(path string) ([]*unstructured.Unstructured, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("read manifests: %w", err)
+	}
+	defer f.Close()
+	dec := utilyaml.NewYAMLOrJSONDecoder(f, 4096)
+	var out []*unstructured.Unstructured
+	for {
+		var obj map[string]any
+		if err := dec.Decode(&obj); errors.Is(err, io.EOF) {
+			return out, nil
+		} else if err != nil {
+			return nil, fmt.Errorf("decode %s: %w", path, err)
+		}
+		if len(obj) > 0 {
+			out = append(out, &unstructured.Unstructured{Object: obj})
+		}
+	}
+}
+
+// ServiceAccountKubeconfig mints a token for ns/sa with TokenRequest and
+// writes a kubeconfig with it into dir, so a process runs with exactly the
+// rights granted to that ServiceAccount.
+func (cp *ControlPlane) ServiceAccountKubeconfig(ctx context.Context, ns, sa, dir string) (string, error) {
+	tr, err := cp.Admin.CoreV1().ServiceAccounts(ns).CreateToken(ctx, sa, &authenticationv1.TokenRequest{
+		Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To[int64](3600)},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		return "", fmt.Errorf("request a token for %s/%s: %w", ns, sa, err)
+	}
+	path := filepath.Join(dir, "kubeconfig-"+ns+"-"+sa)
+	return path, WriteKubeconfig(path, cp.URL, cp.CAData, tr.Status.Token)
+}
+
+// PodOptions describe a pod standing for a replica. There is no kubelet, so
+// it stays Pending unless MarkRunning is called.
+type PodOptions struct {
+	Labels map[string]string
+	// NodeName schedules the pod, for controllers that skip unscheduled pods.
+	NodeName string
+}
+
+// CreatePod creates a pod run by the ServiceAccount of deploy/.
+func (cp *ControlPlane) CreatePod(ctx context.Context, ns, name string, opts PodOptions) (*corev1.Pod, error) {
+	pod, err := cp.Admin.CoreV1().Pods(ns).Create(ctx, &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: opts.Labels},
+		Spec: corev1.PodSpec{
+			ServiceAccountName:           ServiceAccount,
+			AutomountServiceAccountToken: ptr.To(false),
+			NodeName:                     opts.NodeName,
+			Containers: []corev1.Container{{
+				Name: "app", Image: "registry.invalid/app:test",
+				Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: 8080}},
+			}},
+		},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("create pod %s/%s: %w", ns, name, err)
+	}
+	return pod, nil
+}
+
+// BuildSidecar builds the leader-elector binary into dir.
+func BuildSidecar(dir string) (string, error) {
+	out := filepath.Join(dir, "leader-elector")
+	cmd := exec.Command("go", "build", "-o", out, ".")
+	cmd.Dir = RepoRoot()
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil {
+		return "", fmt.Errorf("build leader-elector: %w: %s", err, stderr.String())
+	}
+	return out, nil
+}
+
+// SidecarOptions describe one sidecar process, standing for the sidecar
+// container of pod Pod.
+type SidecarOptions struct {
+	Binary     string
+	Namespace  string
+	Pod        string
+	Lease      string
+	Kubeconfig string
+	// Env is added to the Downward API variables, such as LABEL_POD_ROLE=true.
+	Env []string
+	// Dir is the pod's directory; its "emptydir" stands for the shared
+	// emptyDir holding the status file.
+	Dir string
+}
+
+// Sidecar is a running leader-elector.
+type Sidecar struct {
+	*Process
+	Opts       SidecarOptions
+	StatusFile string
+	HealthURL  string
+	run        int
+}
+
+// StartSidecar starts leader-elector for a pod, with the pod's Downward API
+// environment and its own status directory and health port.
+func StartSidecar(opts SidecarOptions) (*Sidecar, error) {
+	emptyDir := filepath.Join(opts.Dir, "emptydir")
+	if err := os.MkdirAll(emptyDir, 0o755); err != nil {
+		return nil, fmt.Errorf("make status dir: %w", err)
+	}
+	s := &Sidecar{Opts: opts, StatusFile: filepath.Join(emptyDir, "leader_status")}
+	return s, s.start()
+}
+
+func (s *Sidecar) start() error {
+	port, err := FreePort()
+	if err != nil {
+		return err
+	}
+	s.run++
+	s.HealthURL = "http://127.0.0.1:" + strconv.Itoa(port)
+	env := append([]string{
+		"LEASE_NAME=" + s.Opts.Lease,
+		"NAMESPACE=" + s.Opts.Namespace,
+		"POD_NAME=" + s.Opts.Pod,
+		"IDENTITY=" + s.Opts.Pod, // a pod's hostname is its name
+		"KUBECONFIG=" + s.Opts.Kubeconfig,
+		"STATUS_FILE=" + s.StatusFile,
+		"HEALTH_PORT=" + strconv.Itoa(port),
+	}, s.Opts.Env...)
+	p, err := StartProcess("leader-elector "+s.Opts.Pod, s.Opts.Binary, nil, env,
+		filepath.Join(s.Opts.Dir, fmt.Sprintf("sidecar-%d.log", s.run)))
+	if err != nil {
+		return err
+	}
+	s.Process = p
+	return nil
+}
+
+// Restart starts the sidecar again after it ended, as the kubelet restarts a
+// container: same pod, same emptyDir.
+func (s *Sidecar) Restart() error {
+	if !s.Exited() {
+		return fmt.Errorf("restart %s: it is still running", s.Opts.Pod)
+	}
+	return s.start()
+}
+
+// Kill ends the sidecar with SIGKILL, as a crash or OOM kill would.
+func (s *Sidecar) Kill() error { return s.Stop(syscall.SIGKILL, 5*time.Second) }
+
+// Terminate ends the sidecar with SIGTERM, as the kubelet does on pod deletion.
+func (s *Sidecar) Terminate() error { return s.Stop(syscall.SIGTERM, 30*time.Second) }
+
+// HasStatusFile reports whether the status file exists.
+func (s *Sidecar) HasStatusFile() bool {
+	_, err := os.Stat(s.StatusFile)
+	return err == nil
+}
+
+// Status reads the sidecar's /status JSON.
+func (s *Sidecar) Status() (map[string]any, error) {
+	c := &http.Client{Timeout: 2 * time.Second}
+	resp, err := c.Get(s.HealthURL + "/status")
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var m map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&m); err != nil {
+		return nil, fmt.Errorf("decode /status of %s: %w", s.Opts.Pod, err)
+	}
+	return m, nil
+}
+
+// Get returns the status code of a GET on the health port.
+func (s *Sidecar) Get(path string) (int, string, error) {
+	c := &http.Client{Timeout: 2 * time.Second}
+	resp, err := c.Get(s.HealthURL + path)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), nil
+}

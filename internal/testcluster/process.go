@@ -1,0 +1,168 @@
+package testcluster
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+)
+
+// Process is a child process whose output goes to a log file.
+type Process struct {
+	Name string
+	cmd  *exec.Cmd
+	log  string
+
+	done chan struct{}
+	mu   sync.Mutex
+	err  error
+}
+
+// StartProcess starts path with args and env (added to this process's
+// environment), writing its output to logPath. The child is killed when this
+// process dies, however it dies.
+func StartProcess(name, path string, args, env []string, logPath string) (*Process, error) {
+	out, err := os.Create(logPath)
+	if err != nil {
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	cmd := exec.Command(path, args...)
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stdout, cmd.Stderr = out, out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		out.Close()
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	p := &Process{Name: name, cmd: cmd, log: logPath, done: make(chan struct{})}
+	go func() {
+		err := cmd.Wait()
+		out.Close()
+		p.mu.Lock()
+		p.err = err
+		p.mu.Unlock()
+		close(p.done)
+	}()
+	return p, nil
+}
+
+// Pid is the process ID.
+func (p *Process) Pid() int { return p.cmd.Process.Pid }
+
+// Exited reports whether the process has ended.
+func (p *Process) Exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// Done is closed when the process has ended.
+func (p *Process) Done() <-chan struct{} { return p.done }
+
+// ExitErr is the process's exit error, once it has ended.
+func (p *Process) ExitErr() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.err
+}
+
+// Signal sends sig to the process.
+func (p *Process) Signal(sig syscall.Signal) error {
+	if p.Exited() {
+		return nil
+	}
+	if err := p.cmd.Process.Signal(sig); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		return fmt.Errorf("signal %s: %w", p.Name, err)
+	}
+	return nil
+}
+
+// Stop sends sig, waits up to grace for the exit, then kills.
+func (p *Process) Stop(sig syscall.Signal, grace time.Duration) error {
+	if err := p.Signal(sig); err != nil {
+		return err
+	}
+	select {
+	case <-p.done:
+		return nil
+	case <-time.After(grace):
+	}
+	_ = p.cmd.Process.Kill()
+	<-p.done
+	return fmt.Errorf("%s did not exit within %s of %s; killed", p.Name, grace, sig)
+}
+
+// Log returns everything the process wrote.
+func (p *Process) Log() string {
+	b, _ := os.ReadFile(p.log)
+	return string(b)
+}
+
+// LogTail returns the last n lines the process wrote.
+func (p *Process) LogTail(n int) string {
+	lines := strings.Split(strings.TrimRight(p.Log(), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// tempRoot holds every directory this package makes, one per process.
+var tempRoot = filepath.Join(os.TempDir(), "leader-elector-testcluster")
+
+// TempDir makes a directory under a root named after this process, and
+// removes the directories of processes that no longer run: a killed test run
+// cannot clean up after itself, so the next one does.
+func TempDir(prefix string) (string, error) {
+	if err := os.MkdirAll(tempRoot, 0o755); err != nil {
+		return "", fmt.Errorf("make temp root: %w", err)
+	}
+	entries, _ := os.ReadDir(tempRoot)
+	for _, e := range entries {
+		pid, err := strconv.Atoi(strings.SplitN(e.Name(), "-", 2)[0])
+		if err == nil && pid != os.Getpid() && !alive(pid) {
+			_ = os.RemoveAll(filepath.Join(tempRoot, e.Name()))
+		}
+	}
+	dir, err := os.MkdirTemp(tempRoot, fmt.Sprintf("%d-%s-", os.Getpid(), prefix))
+	if err != nil {
+		return "", fmt.Errorf("make temp dir: %w", err)
+	}
+	return dir, nil
+}
+
+func alive(pid int) bool {
+	return syscall.Kill(pid, 0) == nil
+}
+
+// WriteKubeconfig writes a kubeconfig for server with a bearer token.
+func WriteKubeconfig(path, server string, ca []byte, token string) error {
+	cfg := clientcmdapi.NewConfig()
+	cfg.Clusters["test"] = &clientcmdapi.Cluster{Server: server, CertificateAuthorityData: ca}
+	cfg.AuthInfos["user"] = &clientcmdapi.AuthInfo{Token: token}
+	cfg.Contexts["test"] = &clientcmdapi.Context{Cluster: "test", AuthInfo: "user"}
+	cfg.CurrentContext = "test"
+	if err := clientcmd.WriteToFile(*cfg, path); err != nil {
+		return fmt.Errorf("write kubeconfig %s: %w", path, err)
+	}
+	return nil
+}
+
+// insecureLoopbackTLS is for probing the controller manager's self-signed
+// health port on loopback only.
+func insecureLoopbackTLS() *tls.Config {
+	return &tls.Config{InsecureSkipVerify: true} //nolint:gosec // loopback health probe of a test process
+}
