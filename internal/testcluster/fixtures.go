@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"syscall"
 	"time"
 
@@ -189,12 +190,45 @@ type SidecarOptions struct {
 
 // Sidecar is a running leader-elector.
 type Sidecar struct {
-	*Process
 	Opts       SidecarOptions
 	StatusFile string
-	HealthURL  string
-	run        int
+
+	mu        sync.Mutex // Restart replaces the process while others look
+	p         *Process
+	healthURL string
+	run       int
 }
+
+func (s *Sidecar) proc() *Process {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.p
+}
+
+// HealthURL is the base URL of the current process's health port.
+func (s *Sidecar) HealthURL() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.healthURL
+}
+
+// Exited reports whether the current process has ended.
+func (s *Sidecar) Exited() bool { return s.proc().Exited() }
+
+// Log returns what the current process wrote.
+func (s *Sidecar) Log() string { return s.proc().Log() }
+
+// LogTail returns the last n lines the current process wrote.
+func (s *Sidecar) LogTail(n int) string { return s.proc().LogTail(n) }
+
+// Pid is the current process's ID.
+func (s *Sidecar) Pid() int { return s.proc().Pid() }
+
+// Signal sends sig to the current process.
+func (s *Sidecar) Signal(sig syscall.Signal) error { return s.proc().Signal(sig) }
+
+// Done is closed when the current process has ended.
+func (s *Sidecar) Done() <-chan struct{} { return s.proc().Done() }
 
 // StartSidecar starts leader-elector for a pod, with the pod's Downward API
 // environment and its own status directory and health port.
@@ -212,8 +246,11 @@ func (s *Sidecar) start() error {
 	if err != nil {
 		return err
 	}
+	s.mu.Lock()
 	s.run++
-	s.HealthURL = "http://127.0.0.1:" + strconv.Itoa(port)
+	run := s.run
+	s.mu.Unlock()
+	healthURL := "http://127.0.0.1:" + strconv.Itoa(port)
 	env := append([]string{
 		"LEASE_NAME=" + s.Opts.Lease,
 		"NAMESPACE=" + s.Opts.Namespace,
@@ -224,11 +261,13 @@ func (s *Sidecar) start() error {
 		"HEALTH_PORT=" + strconv.Itoa(port),
 	}, s.Opts.Env...)
 	p, err := StartProcess("leader-elector "+s.Opts.Pod, s.Opts.Binary, nil, env,
-		filepath.Join(s.Opts.Dir, fmt.Sprintf("sidecar-%d.log", s.run)))
+		filepath.Join(s.Opts.Dir, fmt.Sprintf("sidecar-%d.log", run)))
 	if err != nil {
 		return err
 	}
-	s.Process = p
+	s.mu.Lock()
+	s.p, s.healthURL = p, healthURL
+	s.mu.Unlock()
 	return nil
 }
 
@@ -242,10 +281,10 @@ func (s *Sidecar) Restart() error {
 }
 
 // Kill ends the sidecar with SIGKILL, as a crash or OOM kill would.
-func (s *Sidecar) Kill() error { return s.Stop(syscall.SIGKILL, 5*time.Second) }
+func (s *Sidecar) Kill() error { return s.proc().Stop(syscall.SIGKILL, 5*time.Second) }
 
 // Terminate ends the sidecar with SIGTERM, as the kubelet does on pod deletion.
-func (s *Sidecar) Terminate() error { return s.Stop(syscall.SIGTERM, 30*time.Second) }
+func (s *Sidecar) Terminate() error { return s.proc().Stop(syscall.SIGTERM, 30*time.Second) }
 
 // HasStatusFile reports whether the status file exists.
 func (s *Sidecar) HasStatusFile() bool {
@@ -256,7 +295,7 @@ func (s *Sidecar) HasStatusFile() bool {
 // Status reads the sidecar's /status JSON.
 func (s *Sidecar) Status() (map[string]any, error) {
 	c := &http.Client{Timeout: 2 * time.Second}
-	resp, err := c.Get(s.HealthURL + "/status")
+	resp, err := c.Get(s.HealthURL() + "/status")
 	if err != nil {
 		return nil, err
 	}
@@ -271,7 +310,7 @@ func (s *Sidecar) Status() (map[string]any, error) {
 // Get returns the status code of a GET on the health port.
 func (s *Sidecar) Get(path string) (int, string, error) {
 	c := &http.Client{Timeout: 2 * time.Second}
-	resp, err := c.Get(s.HealthURL + path)
+	resp, err := c.Get(s.HealthURL() + path)
 	if err != nil {
 		return 0, "", err
 	}

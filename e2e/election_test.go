@@ -1,0 +1,316 @@
+package e2e
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/tools/leaderelection"
+	"k8s.io/client-go/tools/leaderelection/resourcelock"
+
+	"github.com/leader-elector/leader-elector/internal/testcluster"
+)
+
+// TestThreeReplicas is the life of a fleet of three: one leader, a graceful
+// handover on SIGTERM, and a handover after LeaseDuration on SIGKILL with the
+// dead leader's stale label repaired. Throughout, no two status files of
+// running sidecars and no two role=leader labels are ever seen. (A killed
+// sidecar's file stays until its container restarts: see
+// TestKilledLeaderLeavesFileUntilRestart.)
+func TestThreeReplicas(t *testing.T) {
+	f := newFleet(t)
+	sampleLeaders(t, "status files", func(context.Context) ([]string, error) { return f.fileHolders(), nil })
+	sampleLeaders(t, "role=leader labels", f.labelled)
+	f.add(3, "LABEL_POD_ROLE=true")
+
+	first := f.waitLeader(30*time.Second, true)
+	t.Logf("leader: %s", first)
+	b, err := os.ReadFile(f.byPod(first).StatusFile)
+	if err != nil || string(b) != first+"\n" {
+		t.Errorf("status file of %s holds %q (%v), want %q", first, b, err, first+"\n")
+	}
+	for _, s := range f.all() {
+		st, err := s.Status()
+		if err != nil {
+			t.Fatalf("/status of %s: %v", s.Opts.Pod, err)
+		}
+		if st["leader"] != first || st["is_leader"] != (s.Opts.Pod == first) || st["status_file"] != s.StatusFile {
+			t.Errorf("/status of %s = %v; want leader %s", s.Opts.Pod, st, first)
+		}
+		for _, path := range []string{"/healthz", "/livez", "/readyz"} {
+			if code, body, err := s.Get(path); code != 200 {
+				t.Errorf("%s of %s = %d %q (%v), want 200", path, s.Opts.Pod, code, body, err)
+			}
+		}
+	}
+	followers := eventually(10*time.Second, func() bool {
+		pods, err := cp.Admin.CoreV1().Pods(f.ns).List(t.Context(), metav1.ListOptions{LabelSelector: "role=follower"})
+		return err == nil && len(pods.Items) == 2
+	})
+	if !followers {
+		t.Errorf("the two followers are not labelled role=follower")
+	}
+
+	// SIGTERM: the leader releases; a watching follower takes over at once.
+	start := time.Now()
+	if err := f.byPod(first).Terminate(); err != nil {
+		t.Fatal(err)
+	}
+	if f.byPod(first).HasStatusFile() {
+		t.Errorf("%s kept its status file after SIGTERM", first)
+	}
+	second := f.waitLeader(leaseDuration, true)
+	handover := time.Since(start)
+	t.Logf("SIGTERM handover %s -> %s in %s", first, second, handover)
+	if second == first {
+		t.Fatalf("the terminated leader %s still leads", first)
+	}
+
+	// SIGKILL: nobody releases; a follower waits out LeaseDuration, and
+	// demotes the dead leader's label before labelling itself.
+	start = time.Now()
+	if err := f.byPod(second).Kill(); err != nil {
+		t.Fatal(err)
+	}
+	third := f.waitLeader(leaseDuration+retryPeriod+10*time.Second, true)
+	took := time.Since(start)
+	t.Logf("SIGKILL handover %s -> %s in %s", second, third, took)
+	if took < leaseDuration-retryPeriod-500*time.Millisecond {
+		t.Errorf("a follower took the Lease %s after the leader died, before LeaseDuration (%s) could have passed", took, leaseDuration)
+	}
+	if !f.byPod(second).HasStatusFile() {
+		t.Errorf("premise: the killed leader %s cannot have removed its file", second)
+	}
+}
+
+// TestKilledLeaderLeavesFileUntilRestart shows why a restarted container must
+// remove the file: the killed process cannot.
+func TestKilledLeaderLeavesFileUntilRestart(t *testing.T) {
+	f := newFleet(t)
+	f.add(1)
+	leader := f.waitLeader(30*time.Second, false)
+	s := f.byPod(leader)
+	if err := s.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	if !s.HasStatusFile() {
+		t.Fatalf("after SIGKILL the status file of %s is gone; the test premise fails", leader)
+	}
+	if err := s.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	// It removes the stale file at once, before it may win the Lease back
+	// (it must first wait out the Lease it held before the kill).
+	var sawGone atomic.Bool
+	if !eventually(5*time.Second, func() bool {
+		if !s.HasStatusFile() {
+			sawGone.Store(true)
+		}
+		return sawGone.Load()
+	}) {
+		t.Fatalf("restarted sidecar kept the stale status file")
+	}
+	if got := f.waitLeader(leaseDuration+10*time.Second, false); got != leader {
+		t.Errorf("leader = %s, want %s back after its Lease expired", got, leader)
+	}
+}
+
+// TestStatusFileRestoredWhileLeading deletes and overwrites the leader's file.
+func TestStatusFileRestoredWhileLeading(t *testing.T) {
+	f := newFleet(t)
+	f.add(1)
+	leader := f.waitLeader(30*time.Second, false)
+	s := f.byPod(leader)
+	for _, tamper := range []struct {
+		name string
+		do   func() error
+	}{
+		{"delete", func() error { return os.Remove(s.StatusFile) }},
+		{"overwrite", func() error { return os.WriteFile(s.StatusFile, []byte("someone-else\n"), 0o644) }},
+	} {
+		if err := tamper.do(); err != nil {
+			t.Fatal(err)
+		}
+		ok := eventually(5*time.Second, func() bool {
+			b, err := os.ReadFile(s.StatusFile)
+			return err == nil && string(b) == leader+"\n"
+		})
+		if !ok {
+			t.Errorf("after %s, the status file was not restored", tamper.name)
+		}
+	}
+	if !strings.Contains(s.Log(), "restoring it") {
+		t.Errorf("no warning logged about restoring the status file")
+	}
+}
+
+// TestUnwritableStatusFileGivesTheLeaseBack: a replica that cannot announce
+// its leadership must not hold it.
+func TestUnwritableStatusFileGivesTheLeaseBack(t *testing.T) {
+	f := newFleet(t)
+	f.addPod("broken", testcluster.PodOptions{Labels: map[string]string{"app": appLabel}})
+	// The status path's directory is missing.
+	broken := f.start("broken", f.kubeconfig, "STATUS_FILE="+filepath.Join(f.dir, "missing", "leader_status"))
+	ok := eventually(20*time.Second, func() bool {
+		st, err := broken.Status()
+		return err == nil && strings.Contains(toString(st["status_file_error"]), "missing") && st["is_leader"] == false
+	})
+	if !ok {
+		t.Fatalf("the replica with a missing status directory did not report the error and step down; log:\n%s", broken.LogTail(30))
+	}
+	if code, body, _ := broken.Get("/readyz"); code != 503 || !strings.Contains(body, "missing") {
+		t.Errorf("/readyz = %d %q, want 503 naming the status directory", code, body)
+	}
+	if code, _, _ := broken.Get("/livez"); code != 200 {
+		t.Errorf("/livez = %d, want 200: the process is fine, only not ready", code)
+	}
+	f.add(1)
+	got := f.waitLeader(leaseDuration+10*time.Second, false)
+	if got != "replica-1" {
+		t.Errorf("leader = %s, want the healthy replica-1", got)
+	}
+	if h := f.holder(t.Context()); h != got {
+		t.Errorf("lease holder = %q, want %q", h, got)
+	}
+}
+
+// TestMissingRBACIsReportedAndRecovers runs a sidecar whose ServiceAccount
+// has no rights yet: it reports the error once, stays alive, and leads as
+// soon as the Role of deploy/ is bound.
+func TestMissingRBACIsReportedAndRecovers(t *testing.T) {
+	ctx := t.Context()
+	ns := testcluster.Namespace(t, cp)
+	objs, err := testcluster.ReadManifests(filepath.Join(testcluster.RepoRoot(), "deploy", "rbac.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	saOnly := filepath.Join(t.TempDir(), "sa.yaml")
+	b, _ := objs[0].MarshalJSON() // the ServiceAccount alone
+	if err := os.WriteFile(saOnly, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := cp.ApplyManifests(ctx, ns, saOnly); err != nil {
+		t.Fatal(err)
+	}
+	f := &fleet{t: t, ns: ns, dir: t.TempDir()}
+	t.Cleanup(f.stop)
+	if f.kubeconfig, err = cp.ServiceAccountKubeconfig(ctx, ns, testcluster.ServiceAccount, f.dir); err != nil {
+		t.Fatal(err)
+	}
+	f.add(1, "LABEL_POD_ROLE=true")
+	s := f.all()[0]
+	if !eventually(15*time.Second, func() bool {
+		st, err := s.Status()
+		return err == nil && strings.Contains(toString(st["last_error"]), "forbidden")
+	}) {
+		t.Fatalf("/status does not report the missing RBAC; log:\n%s", s.LogTail(30))
+	}
+	if code, _, _ := s.Get("/readyz"); code != 503 {
+		t.Errorf("/readyz = %d without RBAC, want 503", code)
+	}
+	time.Sleep(3 * retryPeriod) // several failed attempts
+	if n := strings.Count(s.Log(), `msg="election error"`); n != 1 {
+		t.Errorf("the election error was logged %d times, want once per distinct error", n)
+	}
+	if err := cp.ApplyManifests(ctx, ns, filepath.Join(testcluster.RepoRoot(), "deploy", "rbac.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	f.waitLeader(20*time.Second, true)
+}
+
+// TestClientGoInterop shares one Lease between our sidecar and client-go's
+// LeaderElector (ReleaseOnCancel), handing over both ways, never with two
+// leaders.
+func TestClientGoInterop(t *testing.T) {
+	f := newFleet(t)
+	cfg, err := clientcmd.BuildConfigFromFlags("", f.kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := kubernetes.NewForConfigOrDie(cfg)
+
+	var clientGoLeads atomic.Bool
+	runClientGo := func(ctx context.Context) chan struct{} {
+		le, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
+			Lock: &resourcelock.LeaseLock{
+				LeaseMeta:  metav1.ObjectMeta{Name: leaseName, Namespace: f.ns},
+				Client:     client.CoordinationV1(),
+				LockConfig: resourcelock.ResourceLockConfig{Identity: "client-go"},
+			},
+			LeaseDuration: leaseDuration, RenewDeadline: renewDeadline, RetryPeriod: retryPeriod,
+			ReleaseOnCancel: true,
+			Callbacks: leaderelection.LeaderCallbacks{
+				OnStartedLeading: func(context.Context) { clientGoLeads.Store(true) },
+				OnStoppedLeading: func() { clientGoLeads.Store(false) },
+			},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan struct{})
+		go func() { defer close(done); le.Run(ctx) }()
+		return done
+	}
+	sampleLeaders(t, "status file or client-go", func(context.Context) ([]string, error) {
+		cg := clientGoLeads.Load()
+		leaders := f.fileHolders()
+		if cg && clientGoLeads.Load() {
+			leaders = append(leaders, "client-go")
+		}
+		return leaders, nil
+	})
+
+	// Ours leads first; client-go follows.
+	f.add(1)
+	ours := f.waitLeader(30*time.Second, false)
+	ctx, cancel := context.WithCancel(t.Context())
+	done := runClientGo(ctx)
+	t.Cleanup(func() { cancel(); <-done })
+	time.Sleep(2 * retryPeriod)
+	if clientGoLeads.Load() {
+		t.Fatalf("client-go leads while %s holds the Lease", ours)
+	}
+
+	// Ours is terminated: it releases, client-go takes over on its next poll.
+	if err := f.byPod(ours).Terminate(); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if !eventually(leaseDuration, func() bool { return clientGoLeads.Load() }) {
+		t.Fatalf("client-go did not take the released Lease within %s", leaseDuration)
+	}
+	t.Logf("ours -> client-go in %s", time.Since(start))
+	if h := f.holder(t.Context()); h != "client-go" {
+		t.Errorf("lease holder = %q, want client-go", h)
+	}
+
+	// Ours starts again and follows; client-go releases on cancel, and ours,
+	// watching, takes over at once.
+	s := f.byPod(ours)
+	if err := s.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * retryPeriod)
+	if s.HasStatusFile() {
+		t.Fatalf("ours leads while client-go holds the Lease")
+	}
+	start = time.Now()
+	cancel()
+	<-done
+	if got := f.waitLeader(leaseDuration, false); got != ours {
+		t.Fatalf("leader = %s, want %s", got, ours)
+	}
+	t.Logf("client-go -> ours in %s", time.Since(start))
+}
+
+func toString(v any) string {
+	s, _ := v.(string)
+	return s
+}
