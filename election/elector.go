@@ -167,22 +167,28 @@ func (e *Elector) Run(ctx context.Context) error {
 	defer stopWatch()
 
 	r := &run{Elector: e, needRead: true, backoff: e.cfg.RetryPeriod}
+	due := make(chan time.Time)
+	close(due) // for work that is due now: select it without a timer
 	for {
+		r.tick(ctx, e.cfg.Clock.Now())
+		wake, stop := (<-chan time.Time)(due), func() bool { return false }
 		now := e.cfg.Clock.Now()
-		r.tick(ctx, now)
-		timer := e.cfg.Clock.NewTimer(r.next(e.cfg.Clock.Now()).Sub(e.cfg.Clock.Now()))
+		if wait := r.next(now).Sub(now); wait > 0 {
+			timer := e.cfg.Clock.NewTimer(wait)
+			wake, stop = timer.C(), timer.Stop
+		}
 		select {
 		case <-ctx.Done():
-			timer.Stop()
+			stop()
 			r.shutdown(context.WithoutCancel(ctx))
 			return nil
 		case ev := <-events:
-			timer.Stop()
+			stop()
 			r.handle(ctx, ev)
 		case cause := <-e.resign:
-			timer.Stop()
+			stop()
 			r.resign(ctx, cause)
-		case <-timer.C():
+		case <-wake:
 		}
 	}
 }
@@ -215,7 +221,9 @@ func (r *run) tick(ctx context.Context, now time.Time) {
 	r.update(func(s *State) { s.LastTick = now })
 	if r.leading {
 		if !now.Before(r.renewSentAt.Add(r.cfg.RenewDeadline)) {
-			r.stepDown(ctx, fmt.Sprintf("no successful renew for %s (RenewDeadline)", r.cfg.RenewDeadline), true)
+			// The API did not answer for RenewDeadline: try one quick release
+			// and go on as a follower.
+			r.stepDown(ctx, fmt.Sprintf("no successful renew for %s (RenewDeadline)", r.cfg.RenewDeadline), r.cfg.RetryPeriod)
 			r.notBefore = now.Add(r.cfg.RetryPeriod)
 			return
 		}
@@ -310,7 +318,7 @@ func (r *run) handle(ctx context.Context, ev Event) {
 		r.haveLease, r.missing = false, true
 		r.update(func(s *State) { s.LastObserved = now })
 		if r.leading {
-			r.stepDown(ctx, "the Lease was deleted", false)
+			r.stepDown(ctx, "the Lease was deleted", noRelease)
 		}
 		r.setLeader(Record{})
 	case WatchEstablished:
@@ -343,7 +351,7 @@ func (r *run) observe(ctx context.Context, l Lease, now time.Time) {
 	r.lease, r.haveLease, r.missing = l, true, false
 	r.update(func(s *State) { s.LastObserved = now })
 	if r.leading && l.Record.HolderIdentity != r.cfg.Identity {
-		r.stepDown(ctx, fmt.Sprintf("the Lease is held by %q", l.Record.HolderIdentity), false)
+		r.stepDown(ctx, fmt.Sprintf("the Lease is held by %q", l.Record.HolderIdentity), noRelease)
 	}
 	r.setLeader(l.Record)
 }
@@ -445,7 +453,7 @@ func (r *run) renew(ctx context.Context, now time.Time) {
 		r.noteError(fmt.Errorf("renew lease %s: %w", r.cfg.Lock.Describe(), err))
 		if apierrors.IsNotFound(err) {
 			r.haveLease, r.missing = false, true
-			r.stepDown(ctx, "the Lease was deleted", false)
+			r.stepDown(ctx, "the Lease was deleted", noRelease)
 		}
 		return
 	}
@@ -455,9 +463,9 @@ func (r *run) renew(ctx context.Context, now time.Time) {
 	r.update(func(s *State) { s.RenewTime = l.Record.RenewTime.Time })
 }
 
-// stepDown ends our leadership: callbacks first, then, if release is set, the
-// Lease is handed back if it is still ours.
-func (r *run) stepDown(ctx context.Context, reason string, release bool) {
+// stepDown ends our leadership: callbacks first, then, if release > 0, the
+// Lease is handed back if it is still ours, trying for at most release.
+func (r *run) stepDown(ctx context.Context, reason string, release time.Duration) {
 	if !r.leading {
 		return
 	}
@@ -470,18 +478,18 @@ func (r *run) stepDown(ctx context.Context, reason string, release bool) {
 		cancel()
 	}
 	r.changed()
-	if release {
-		r.release(ctx)
+	if release > 0 {
+		r.release(ctx, release)
 	}
 }
 
 // release hands the Lease back the way client-go's ReleaseOnCancel does, so
 // that a watching follower, ours or client-go's, may take it at once.
-func (r *run) release(ctx context.Context) {
+func (r *run) release(ctx context.Context, timeout time.Duration) {
 	if !r.haveLease {
 		return
 	}
-	rctx, cancel := r.withTimeout(ctx, r.cfg.RenewDeadline)
+	rctx, cancel := r.withTimeout(ctx, timeout)
 	defer cancel()
 	cur := r.lease
 	for attempt := 0; attempt < 2; attempt++ {
@@ -514,15 +522,18 @@ func (r *run) release(ctx context.Context) {
 // resign steps down on request and backs off before campaigning again.
 func (r *run) resign(ctx context.Context, cause error) {
 	r.noteError(fmt.Errorf("resigned: %w", cause))
-	r.stepDown(ctx, "resigned: "+cause.Error(), true)
+	r.stepDown(ctx, "resigned: "+cause.Error(), r.cfg.RenewDeadline)
 	r.notBefore = r.cfg.Clock.Now().Add(r.backoff)
 	r.log.Warn("not campaigning during back-off", "for", r.backoff, "err", cause)
 	r.backoff = min(2*r.backoff, r.cfg.LeaseDuration)
 }
 
+// noRelease steps down without touching the Lease, which is not ours.
+const noRelease time.Duration = 0
+
 // shutdown steps down and releases before Run returns.
 func (r *run) shutdown(ctx context.Context) {
-	r.stepDown(ctx, "shutting down", true)
+	r.stepDown(ctx, "shutting down", r.cfg.RenewDeadline)
 }
 
 // setLeader publishes the observed record.

@@ -1,0 +1,327 @@
+package election
+
+import (
+	"context"
+	"errors"
+	"math"
+	"math/rand/v2"
+	"strconv"
+	"sync"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/utils/clock"
+)
+
+var leases = schema.GroupResource{Group: "coordination.k8s.io", Resource: "leases"}
+
+// faults are the misbehaviours a memLock injects, as probabilities per call
+// and bounds on delays. The zero value injects nothing.
+type faults struct {
+	ServerError   float64       // 500 before the write
+	Conflict      float64       // a spurious 409
+	Hang          float64       // no answer until the caller gives up
+	DelayBefore   time.Duration // up to this before the write
+	DelayAfter    time.Duration // up to this between the write and the answer
+	WatchDelay    time.Duration // up to this per watch event
+	WatchDrop     float64       // per event: the watch breaks
+	WatchOutage   time.Duration // up to this until a broken watch is back
+	GetServerDown bool          // Get fails as well while ServerError
+}
+
+// memStore is one Lease in memory, shared by the candidates' memLocks.
+type memStore struct {
+	mu      sync.Mutex
+	exists  bool
+	rec     Record
+	version int
+	subs    map[*memLock]chan Lease
+	rng     *rand.Rand
+	faults  faults
+	writes  int
+}
+
+func newMemStore(seed uint64) *memStore {
+	return &memStore{rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), subs: map[*memLock]chan Lease{}}
+}
+
+func (s *memStore) chance(p float64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return p > 0 && s.rng.Float64() < p
+}
+
+func (s *memStore) upTo(d time.Duration) time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if d <= 0 {
+		return 0
+	}
+	return time.Duration(s.rng.Int64N(int64(d)))
+}
+
+func (s *memStore) setFaults(f faults) {
+	s.mu.Lock()
+	s.faults = f
+	s.mu.Unlock()
+}
+
+func (s *memStore) getFaults() faults {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.faults
+}
+
+func (s *memStore) current() (Lease, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return Lease{Record: s.rec, Version: strconv.Itoa(s.version)}, s.exists
+}
+
+// commit applies a write and tells every watcher; it returns the new Lease.
+func (s *memStore) commit(rec Record) Lease {
+	s.version++
+	s.rec, s.exists = rec, true
+	s.writes++
+	l := Lease{Record: rec, Version: strconv.Itoa(s.version)}
+	for _, ch := range s.subs {
+		select {
+		case ch <- l:
+		default: // a slow watcher misses intermediate versions, as a coalescing watch would
+			select {
+			case <-ch:
+			default:
+			}
+			ch <- l
+		}
+	}
+	return l
+}
+
+// memLock is one candidate's connection to a memStore. Partitioning it
+// makes every call hang until the caller gives up, and silences its watch.
+type memLock struct {
+	store *memStore
+	clk   clock.Clock
+
+	mu          sync.Mutex
+	partitioned bool
+	healed      chan struct{}
+	calls       int // Get, Create and Update calls
+}
+
+func (l *memLock) callCount() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.calls
+}
+
+func newMemLock(s *memStore, clk clock.Clock) *memLock {
+	return &memLock{store: s, clk: clk, healed: make(chan struct{})}
+}
+
+func (l *memLock) Describe() string { return "test/lease" }
+
+func (l *memLock) partition(on bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if on == l.partitioned {
+		return
+	}
+	l.partitioned = on
+	if !on {
+		close(l.healed)
+		l.healed = make(chan struct{})
+	}
+}
+
+func (l *memLock) isPartitioned() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.partitioned
+}
+
+func (l *memLock) sleep(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return nil
+	}
+	select {
+	case <-l.clk.After(d):
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// call runs op with the injected faults around it.
+func (l *memLock) call(ctx context.Context, write bool, op func() (Lease, error)) (Lease, error) {
+	l.mu.Lock()
+	l.calls++
+	l.mu.Unlock()
+	f := l.store.getFaults()
+	if l.isPartitioned() || l.store.chance(f.Hang) {
+		<-ctx.Done()
+		return Lease{}, ctx.Err()
+	}
+	if err := l.sleep(ctx, l.store.upTo(f.DelayBefore)); err != nil {
+		return Lease{}, err
+	}
+	if (write || f.GetServerDown) && l.store.chance(f.ServerError) {
+		return Lease{}, apierrors.NewInternalError(errors.New("injected"))
+	}
+	if write && l.store.chance(f.Conflict) {
+		return Lease{}, apierrors.NewConflict(leases, "lease", errors.New("injected"))
+	}
+	l.store.mu.Lock()
+	res, err := op()
+	l.store.mu.Unlock()
+	// The write is done; the answer may still be late or never come.
+	if err := l.sleep(ctx, l.store.upTo(f.DelayAfter)); err != nil {
+		return Lease{}, err
+	}
+	if l.isPartitioned() {
+		<-ctx.Done()
+		return Lease{}, ctx.Err()
+	}
+	return res, err
+}
+
+func (l *memLock) Get(ctx context.Context) (Lease, error) {
+	return l.call(ctx, false, func() (Lease, error) {
+		if !l.store.exists {
+			return Lease{}, apierrors.NewNotFound(leases, "lease")
+		}
+		return Lease{Record: l.store.rec, Version: strconv.Itoa(l.store.version)}, nil
+	})
+}
+
+func (l *memLock) Create(ctx context.Context, rec Record) (Lease, error) {
+	return l.call(ctx, true, func() (Lease, error) {
+		if l.store.exists {
+			return Lease{}, apierrors.NewAlreadyExists(leases, "lease")
+		}
+		return l.store.commit(rec), nil
+	})
+}
+
+func (l *memLock) Update(ctx context.Context, prev Lease, rec Record) (Lease, error) {
+	return l.call(ctx, true, func() (Lease, error) {
+		if !l.store.exists {
+			return Lease{}, apierrors.NewNotFound(leases, "lease")
+		}
+		if prev.Version != strconv.Itoa(l.store.version) {
+			return Lease{}, apierrors.NewConflict(leases, "lease", errors.New("version changed"))
+		}
+		return l.store.commit(rec), nil
+	})
+}
+
+// Watch delivers versions with delays, breaks now and then, and resumes by
+// sending the current version, as a re-list would.
+func (l *memLock) Watch(ctx context.Context, events chan<- Event) {
+	ch := make(chan Lease, 1)
+	l.store.mu.Lock()
+	l.store.subs[l] = ch
+	l.store.mu.Unlock()
+	defer func() {
+		l.store.mu.Lock()
+		delete(l.store.subs, l)
+		l.store.mu.Unlock()
+	}()
+	send := func(ev Event) bool {
+		select {
+		case events <- ev:
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
+	resync := func() bool {
+		if cur, ok := l.store.current(); ok {
+			return send(Event{Type: Observed, Lease: cur})
+		}
+		return send(Event{Type: Deleted})
+	}
+	if !send(Event{Type: WatchEstablished}) || !resync() {
+		return
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case lease := <-ch:
+			f := l.store.getFaults()
+			if l.sleep(ctx, l.store.upTo(f.WatchDelay)) != nil {
+				return
+			}
+			if l.isPartitioned() || l.store.chance(f.WatchDrop) {
+				if !send(Event{Type: WatchLost, Err: errors.New("injected watch break")}) {
+					return
+				}
+				l.mu.Lock()
+				healed := l.healed
+				l.mu.Unlock()
+				if l.isPartitioned() {
+					select {
+					case <-healed:
+					case <-ctx.Done():
+						return
+					}
+				} else if l.sleep(ctx, l.store.upTo(f.WatchOutage)) != nil {
+					return
+				}
+				if !send(Event{Type: WatchEstablished}) || !resync() {
+					return
+				}
+				continue
+			}
+			if !send(Event{Type: Observed, Lease: lease}) {
+				return
+			}
+		}
+	}
+}
+
+// driftClock runs at rate times real time (the synctest bubble's fake time),
+// modelling a node whose clock is fast or slow.
+type driftClock struct {
+	rate   float64
+	origin time.Time
+}
+
+var _ clock.WithDelayedExecution = driftClock{}
+
+// real converts a local duration to real time, rounding up, so that a timer
+// never fires before its local time has come (else a 1ns wait could fire with
+// no local time passing, forever).
+func (c driftClock) real(d time.Duration) time.Duration {
+	if d <= 0 {
+		return d
+	}
+	return time.Duration(math.Ceil(float64(d)/c.rate)) + 1
+}
+func (c driftClock) Now() time.Time {
+	return c.origin.Add(time.Duration(float64(time.Since(c.origin)) * c.rate))
+}
+func (c driftClock) Since(t time.Time) time.Duration { return c.Now().Sub(t) }
+func (c driftClock) After(d time.Duration) <-chan time.Time {
+	return c.NewTimer(d).C()
+}
+func (c driftClock) NewTimer(d time.Duration) clock.Timer {
+	return &driftTimer{c: c, t: time.NewTimer(c.real(d))}
+}
+func (c driftClock) AfterFunc(d time.Duration, f func()) clock.Timer {
+	return &driftTimer{c: c, t: time.AfterFunc(c.real(d), f)}
+}
+func (c driftClock) Sleep(d time.Duration)                 { time.Sleep(c.real(d)) }
+func (c driftClock) Tick(d time.Duration) <-chan time.Time { return time.Tick(c.real(d)) }
+
+type driftTimer struct {
+	c driftClock
+	t *time.Timer
+}
+
+func (t *driftTimer) C() <-chan time.Time        { return t.t.C }
+func (t *driftTimer) Stop() bool                 { return t.t.Stop() }
+func (t *driftTimer) Reset(d time.Duration) bool { return t.t.Reset(t.c.real(d)) }
