@@ -312,7 +312,14 @@ func (r *run) handle(ctx context.Context, ev Event) {
 	case Observed:
 		r.observe(ctx, ev.Lease, now)
 	case Deleted:
-		if r.haveLease && ev.Lease.Version != "" && !newer(ev.Lease.Version, r.lease.Version) {
+		if ev.Lease.Version == "" {
+			// A read found no Lease, but it may predate a create we already
+			// know of (ours, even): check instead of believing it.
+			if r.haveLease {
+				r.needRead = true
+				return
+			}
+		} else if r.haveLease && !newer(ev.Lease.Version, r.lease.Version) {
 			return
 		}
 		r.haveLease, r.missing = false, true

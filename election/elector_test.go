@@ -367,3 +367,59 @@ func TestNewer(t *testing.T) {
 		}
 	}
 }
+
+// TestStaleDeletedEventDoesNotDethrone: the watch's first read may find no
+// Lease and report it after this candidate created the Lease; the leader
+// must check, not step down.
+func TestStaleDeletedEventDoesNotDethrone(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		store := newMemStore(1)
+		lock := &staleDeleteLock{memLock: nil}
+		o := &one{t: t, clk: clocktesting.NewFakeClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)), store: store}
+		o.lock = newMemLock(store, o.clk)
+		lock.memLock = o.lock
+		lock.release = make(chan struct{})
+		e, err := New(Config{Lock: lock, Identity: "me", LeaseDuration: ld, RenewDeadline: rd, RetryPeriod: rp, Clock: o.clk, Logger: quiet})
+		if err != nil {
+			t.Fatal(err)
+		}
+		o.e = e
+		ctx, cancel := context.WithCancel(context.Background())
+		o.cancel, o.done = cancel, make(chan error, 1)
+		go func() { o.done <- e.Run(ctx) }()
+		t.Cleanup(o.stop)
+		synctest.Wait()
+		if !e.State().IsLeader {
+			t.Fatal("did not create the Lease and lead")
+		}
+		close(lock.release) // now the stale "no Lease" report arrives
+		synctest.Wait()
+		if !e.State().IsLeader {
+			t.Fatal("stepped down on a stale report that the Lease was missing")
+		}
+		if l, _ := store.current(); l.Record.HolderIdentity != "me" || l.Record.LeaderTransitions != 0 {
+			t.Errorf("record = %+v, want held by me with no transition", l.Record)
+		}
+	})
+}
+
+// staleDeleteLock's watch reports "no Lease" only when released, as a watch
+// whose first read raced with our create would.
+type staleDeleteLock struct {
+	*memLock
+	release chan struct{}
+}
+
+func (l *staleDeleteLock) Watch(ctx context.Context, events chan<- Event) {
+	select {
+	case <-l.release:
+	case <-ctx.Done():
+		return
+	}
+	select {
+	case events <- Event{Type: Deleted}:
+	case <-ctx.Done():
+		return
+	}
+	l.memLock.Watch(ctx, events)
+}

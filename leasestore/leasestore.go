@@ -37,6 +37,10 @@ type Store struct {
 
 	mu   sync.Mutex
 	last *coordinationv1.Lease // newest object seen, to update it in full
+
+	// seen wakes a watch that waits for the Lease to exist, as soon as any
+	// request has seen it, so followers watch it from the first moment.
+	seen chan struct{}
 }
 
 var _ election.Lock = (*Store)(nil)
@@ -44,7 +48,7 @@ var _ election.Lock = (*Store)(nil)
 // New returns a Store for the Lease namespace/name. retry is how long the
 // watch waits before it reads again after a failure.
 func New(client coordinationv1client.LeasesGetter, namespace, name string, retry time.Duration, log *slog.Logger) *Store {
-	return &Store{leases: client.Leases(namespace), namespace: namespace, name: name, retry: retry, log: log}
+	return &Store{leases: client.Leases(namespace), namespace: namespace, name: name, retry: retry, log: log, seen: make(chan struct{}, 1)}
 }
 
 // Describe names the Lease.
@@ -112,6 +116,10 @@ func (s *Store) remember(l *coordinationv1.Lease) (election.Lease, error) {
 		s.last = l
 	}
 	s.mu.Unlock()
+	select {
+	case s.seen <- struct{}{}:
+	default:
+	}
 	return election.Lease{Record: *resourcelock.LeaseSpecToLeaderElectionRecord(&l.Spec), Version: l.ResourceVersion}, nil
 }
 
@@ -143,6 +151,17 @@ func (s *Store) Watch(ctx context.Context, events chan<- election.Event) {
 	backoff := wait.Backoff{Duration: s.retry / 4, Factor: 2, Jitter: 0.1, Steps: 1 << 30, Cap: s.retry}
 	for ctx.Err() == nil {
 		rv, err := s.relist(ctx, send)
+		if errors.Is(err, errMissing) {
+			// Nothing to watch yet; the elector creates the Lease or
+			// polls. Start as soon as any request has seen the Lease.
+			select {
+			case <-s.seen:
+			case <-time.After(s.retry):
+			case <-ctx.Done():
+				return
+			}
+			continue
+		}
 		if err != nil {
 			if ctx.Err() != nil || !send(election.Event{Type: election.WatchLost, Err: err}) {
 				return
@@ -157,13 +176,16 @@ func (s *Store) Watch(ctx context.Context, events chan<- election.Event) {
 	}
 }
 
+// errMissing reports that the Lease does not exist yet.
+var errMissing = errors.New("the lease does not exist yet")
+
 // relist reads the Lease and reports it; it returns the resourceVersion to
 // watch from.
 func (s *Store) relist(ctx context.Context, send func(election.Event) bool) (string, error) {
 	l, err := s.leases.Get(ctx, s.name, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		send(election.Event{Type: election.Deleted})
-		return "", fmt.Errorf("lease %s does not exist yet", s.Describe())
+		return "", errMissing
 	}
 	if err != nil {
 		return "", fmt.Errorf("read lease %s: %w", s.Describe(), err)

@@ -11,6 +11,9 @@ ETCD_VERSION=v3.7.0
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 bin=${LEADER_ELECTOR_BIN_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/leader-elector/bin}/$K8S_VERSION-etcd-$ETCD_VERSION
 mkdir -p "$bin"
+# Test packages run in parallel and may all ask for a build: one at a time.
+exec 9>"$bin/.lock"
+flock 9
 
 ver=k8s.io/component-base/version
 k8s_ldflags="-s -w -X $ver.gitVersion=$K8S_VERSION -X $ver.gitMajor=1 -X $ver.gitMinor=37 -X $ver.gitTreeState=clean -X $ver.buildDate=1970-01-01T00:00:00Z"

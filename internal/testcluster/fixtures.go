@@ -18,10 +18,12 @@ import (
 
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/discovery/cached/memory"
 	"k8s.io/client-go/dynamic"
@@ -317,4 +319,79 @@ func (s *Sidecar) Get(path string) (int, string, error) {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b), nil
+}
+
+// CreateNode creates a Node object for pods to be scheduled on. There is no
+// kubelet; controllers such as the endpointslice controller skip pods whose
+// node they cannot find.
+func (cp *ControlPlane) CreateNode(ctx context.Context, name string) error {
+	_, err := cp.Admin.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{})
+	if err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("create node %s: %w", name, err)
+	}
+	return nil
+}
+
+// MarkRunning does what a kubelet would: it sets the pod's IP, phase Running
+// and the Ready condition through the status subresource.
+func (cp *ControlPlane) MarkRunning(ctx context.Context, ns, name, ip string) error {
+	pods := cp.Admin.CoreV1().Pods(ns)
+	pod, err := pods.Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return fmt.Errorf("mark pod %s/%s running: %w", ns, name, err)
+	}
+	now := metav1.Now()
+	pod.Status = corev1.PodStatus{
+		Phase:     corev1.PodRunning,
+		PodIP:     ip,
+		PodIPs:    []corev1.PodIP{{IP: ip}},
+		HostIP:    "127.0.0.1",
+		StartTime: &now,
+		Conditions: []corev1.PodCondition{
+			{Type: corev1.PodScheduled, Status: corev1.ConditionTrue, LastTransitionTime: now},
+			{Type: corev1.PodInitialized, Status: corev1.ConditionTrue, LastTransitionTime: now},
+			{Type: corev1.ContainersReady, Status: corev1.ConditionTrue, LastTransitionTime: now},
+			{Type: corev1.PodReady, Status: corev1.ConditionTrue, LastTransitionTime: now},
+		},
+	}
+	if _, err := pods.UpdateStatus(ctx, pod, metav1.UpdateOptions{}); err != nil {
+		return fmt.Errorf("mark pod %s/%s running: %w", ns, name, err)
+	}
+	return nil
+}
+
+// CreateLeaderService creates a Service selecting app=<app>,role=leader.
+func (cp *ControlPlane) CreateLeaderService(ctx context.Context, ns, name, app string) error {
+	_, err := cp.Admin.CoreV1().Services(ns).Create(ctx, &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: corev1.ServiceSpec{
+			Selector: map[string]string{"app": app, "role": "leader"},
+			Ports:    []corev1.ServicePort{{Name: "http", Port: 80, TargetPort: intstr.FromString("http")}},
+		},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		return fmt.Errorf("create service %s/%s: %w", ns, name, err)
+	}
+	return nil
+}
+
+// ServiceEndpoints returns the names of the pods that the Service's
+// EndpointSlices list as ready, from one consistent list of slices.
+func (cp *ControlPlane) ServiceEndpoints(ctx context.Context, ns, service string) ([]string, error) {
+	slices, err := cp.Admin.DiscoveryV1().EndpointSlices(ns).List(ctx, metav1.ListOptions{
+		LabelSelector: discoveryv1.LabelServiceName + "=" + service,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list endpointslices of %s/%s: %w", ns, service, err)
+	}
+	var out []string
+	for _, s := range slices.Items {
+		for _, ep := range s.Endpoints {
+			if ep.TargetRef == nil || (ep.Conditions.Ready != nil && !*ep.Conditions.Ready) {
+				continue
+			}
+			out = append(out, ep.TargetRef.Name)
+		}
+	}
+	return out, nil
 }

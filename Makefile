@@ -1,0 +1,29 @@
+# leader-elector: the two set-up commands are `make demo` and `make test`.
+SHELL := /usr/bin/env bash
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+# The release build: static, reproducible paths, version stamped. The
+# Dockerfile's build stage runs `make build` too, so both stay the same.
+GO_BUILD = CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X github.com/leader-elector/leader-elector/sidecar.Version=$(VERSION)"
+
+.PHONY: build test demo bench controlplane image clean
+
+build:
+	$(GO_BUILD) -o bin/leader-elector .
+
+# Builds the local control plane once (minutes), then vet, unit and
+# end-to-end tests with the race detector.
+test: controlplane
+	go vet ./...
+	go test -race -count=1 -timeout 30m ./...
+
+demo: controlplane
+	go run ./demo
+
+controlplane:
+	@bash hack/controlplane/build.sh >/dev/null
+
+image:
+	docker build --build-arg VERSION=$(VERSION) -t leader-elector:$(VERSION) .
+
+clean:
+	rm -rf bin
