@@ -103,35 +103,61 @@ func explain(f reflect.StructField, err error) error {
 // resolve fills in derived defaults and checks every rule.
 func (c *Config) resolve(src Sources) []error {
 	var errs []error
+	// bad reports a broken rule with the value as the user wrote it (a
+	// duration of 15500ms stays 15500ms), or as it was derived.
 	bad := func(key string, value any, rule string) {
-		errs = append(errs, &varError{key: key, msg: fmt.Sprintf("%s=%q: %s", key, fmt.Sprint(value), rule)})
+		v, ok := os.LookupEnv(key)
+		if !ok {
+			v = fmt.Sprint(value)
+		}
+		errs = append(errs, &varError{key: key, msg: fmt.Sprintf("%s=%q: %s", key, v, rule)})
 	}
-	if c.LeaseName != "" {
-		for _, msg := range validation.IsDNS1123Subdomain(c.LeaseName) {
-			bad("LEASE_NAME", c.LeaseName, "must be a valid object name: "+msg)
+	// badAll reports several messages of one validator on one line.
+	badAll := func(key string, value any, rule string, msgs []string) {
+		if len(msgs) > 0 {
+			bad(key, value, rule+": "+strings.Join(msgs, "; "))
 		}
 	}
+	// envconfig's required only catches an unset variable; LEASE_NAME="" (as
+	// from an empty value in a manifest) must fail too. When LEASE_NAME is
+	// unset, this error is dropped in favour of envconfig's "is required".
+	if c.LeaseName == "" {
+		bad("LEASE_NAME", c.LeaseName, "must not be empty: set the name of the Lease")
+	} else {
+		badAll("LEASE_NAME", c.LeaseName, "must be a valid object name", validation.IsDNS1123Subdomain(c.LeaseName))
+	}
 
+	nsFrom := "NAMESPACE" // where the namespace came from, for the error; "" for the file
 	switch {
 	case c.Namespace != "":
 	case c.PodNamespace != "":
-		c.Namespace = c.PodNamespace
+		c.Namespace, nsFrom = c.PodNamespace, "POD_NAMESPACE"
 	default:
 		b, err := os.ReadFile(src.NamespaceFile)
-		if ns := strings.TrimSpace(string(b)); err == nil && ns != "" {
-			c.Namespace = ns
-		} else {
-			errs = append(errs, fmt.Errorf("NAMESPACE is not set, nor POD_NAMESPACE, and the in-cluster namespace file %s is not readable: set NAMESPACE", src.NamespaceFile))
+		switch ns := strings.TrimSpace(string(b)); {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("NAMESPACE is not set, nor POD_NAMESPACE, and the in-cluster namespace file cannot be read (%v): set NAMESPACE", err))
+		case ns == "":
+			errs = append(errs, fmt.Errorf("NAMESPACE is not set, nor POD_NAMESPACE, and the in-cluster namespace file %s is empty: set NAMESPACE", src.NamespaceFile))
+		default:
+			c.Namespace, nsFrom = ns, ""
 		}
 	}
 	if c.Namespace != "" {
-		for _, msg := range validation.IsDNS1123Label(c.Namespace) {
-			bad("NAMESPACE", c.Namespace, "must be a valid namespace name: "+msg)
+		msgs := validation.IsDNS1123Label(c.Namespace)
+		if nsFrom != "" {
+			badAll(nsFrom, c.Namespace, "must be a valid namespace name", msgs)
+		} else if len(msgs) > 0 {
+			errs = append(errs, fmt.Errorf("namespace %q from %s: must be a valid namespace name: %s", c.Namespace, src.NamespaceFile, strings.Join(msgs, "; ")))
 		}
 	}
 
 	if c.Identity == "" {
-		h, err := src.Hostname()
+		hostname := src.Hostname
+		if hostname == nil {
+			hostname = os.Hostname
+		}
+		h, err := hostname()
 		switch {
 		case err != nil:
 			errs = append(errs, fmt.Errorf("IDENTITY is not set and the hostname cannot be read (%v): set IDENTITY", err))
@@ -152,9 +178,7 @@ func (c *Config) resolve(src Sources) []error {
 	if c.LabelPodRole && c.PodName == "" {
 		errs = append(errs, errors.New("POD_NAME is required when LABEL_POD_ROLE=true: set it from the Downward API (fieldRef metadata.name)"))
 	}
-	for _, msg := range validation.IsQualifiedName(c.RoleLabelKey) {
-		bad("ROLE_LABEL_KEY", c.RoleLabelKey, "must be a valid label key: "+msg)
-	}
+	badAll("ROLE_LABEL_KEY", c.RoleLabelKey, "must be a valid label key", validation.IsQualifiedName(c.RoleLabelKey))
 	if c.PeerSelector != "" {
 		if s, err := labels.Parse(c.PeerSelector); err != nil {
 			bad("PEER_SELECTOR", c.PeerSelector, "must be a label selector such as app=myapp: "+err.Error())

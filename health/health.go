@@ -36,11 +36,14 @@ func Handler(c Checks) http.Handler {
 		if c.Status != nil {
 			v = c.Status()
 		}
+		b, err := json.MarshalIndent(v, "", "  ")
+		if err != nil {
+			http.Error(w, "encode status: "+err.Error(), http.StatusInternalServerError)
+			return
+		}
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Cache-Control", "no-store")
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		_ = enc.Encode(v) // the client went away; nothing to do
+		_, _ = w.Write(append(b, '\n')) // an error means the client went away
 	})
 	return mux
 }

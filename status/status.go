@@ -34,10 +34,11 @@ func Resolve(statusFile, statusDir string) (string, error) {
 	if p == "" {
 		p = DefaultPath
 	}
-	p, err := filepath.Abs(p)
+	abs, err := filepath.Abs(p)
 	if err != nil {
 		return "", fmt.Errorf("status file path %q: %w", p, err)
 	}
+	p = abs
 	if fi, err := os.Stat(p); err == nil && fi.IsDir() {
 		p = filepath.Join(p, fileName)
 	}
