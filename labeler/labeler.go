@@ -16,6 +16,7 @@ package labeler
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -141,7 +142,7 @@ func (l *Labeler) Demote(ctx context.Context) error {
 	l.Set(Follower)
 	for {
 		l.mu.Lock()
-		gen, applied, done, lastErr := l.gen, l.applied, l.done, l.status.LastError
+		gen, applied, done := l.gen, l.applied, l.done
 		l.mu.Unlock()
 		if applied >= gen {
 			return nil
@@ -149,8 +150,9 @@ func (l *Labeler) Demote(ctx context.Context) error {
 		select {
 		case <-done:
 		case <-ctx.Done():
-			if lastErr != "" {
-				return fmt.Errorf("label pod %s %s=%s: %s", l.cfg.Pod, l.cfg.Key, Follower, lastErr)
+			// Read again: the errors that made us wait came after the snapshot.
+			if lastErr := l.Status().LastError; lastErr != "" {
+				return errors.New(lastErr) // it names the pod and the label already
 			}
 			return fmt.Errorf("label pod %s %s=%s: %w", l.cfg.Pod, l.cfg.Key, Follower, ctx.Err())
 		}
@@ -175,6 +177,9 @@ func (l *Labeler) Run(ctx context.Context) error {
 			if err := l.apply(ctx, want); err != nil {
 				if ctx.Err() != nil {
 					return nil
+				}
+				if errors.Is(err, errSuperseded) {
+					continue // nothing was written; apply the new wish at once
 				}
 				l.noteError(err)
 				if !l.sleep(ctx, backoff.Step()) {
@@ -213,6 +218,10 @@ func (l *Labeler) sleep(ctx context.Context, d time.Duration) bool {
 	return true
 }
 
+// errSuperseded reports that apply wrote nothing because the role it was
+// asked for is no longer wanted.
+var errSuperseded = errors.New("role no longer wanted")
+
 // apply writes role on the own pod; for leader it first demotes stale peers.
 func (l *Labeler) apply(ctx context.Context, role Role) error {
 	if role == Leader {
@@ -223,7 +232,7 @@ func (l *Labeler) apply(ctx context.Context, role Role) error {
 		still := l.want == Leader
 		l.mu.Unlock()
 		if !still {
-			return nil // stepped down meanwhile; the next round writes follower
+			return errSuperseded // stepped down meanwhile; the next round writes follower
 		}
 	}
 	if _, err := l.cfg.Pods.Patch(ctx, l.cfg.Pod, types.MergePatchType, labelPatch(l.cfg.Key, role, ""), metav1.PatchOptions{}); err != nil {
@@ -270,8 +279,13 @@ func (l *Labeler) demotePeers(ctx context.Context) error {
 				return fmt.Errorf("demote stale leader label on pod %s: %w", p.Name, err)
 			}
 		}
-		if !conflict || attempt == 2 {
+		if !conflict {
 			return nil
+		}
+		if attempt == 2 {
+			// Never label ourselves while a peer may still say leader: back
+			// off and try the whole step again.
+			return fmt.Errorf("demote stale leader labels %q: peers changed during each of 3 attempts", sel)
 		}
 	}
 }
