@@ -19,6 +19,10 @@ test: controlplane
 demo: controlplane
 	go run ./demo
 
+# Side by side with client-go's elector; prints numbers, never fails on them.
+bench: controlplane
+	go run ./bench
+
 controlplane:
 	@bash hack/controlplane/build.sh >/dev/null
 

@@ -52,9 +52,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	clients, err := sidecar.NewClients(cfg.Kubeconfig)
+	client, err := sidecar.NewClient(cfg.Kubeconfig)
 	if err == nil {
-		err = sidecar.Run(ctx, cfg, clients, clock.RealClock{}, log)
+		err = sidecar.Run(ctx, cfg, client, clock.RealClock{}, log)
 	}
 	if err != nil {
 		log.Error("leader-elector failed", "err", err)

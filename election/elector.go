@@ -372,13 +372,13 @@ func (r *run) read(ctx context.Context, now time.Time) {
 	switch {
 	case apierrors.IsNotFound(err):
 		r.needRead, r.haveLease, r.missing = false, false, true
-		r.noteError(nil)
+		r.noteError(ctx, nil)
 		r.setLeader(Record{})
 	case err != nil:
-		r.noteError(fmt.Errorf("read lease %s: %w", r.cfg.Lock.Describe(), err))
+		r.noteError(ctx, fmt.Errorf("read lease %s: %w", r.cfg.Lock.Describe(), err))
 	default:
 		r.needRead = false
-		r.noteError(nil)
+		r.noteError(ctx, nil)
 		r.observe(ctx, l, r.cfg.Clock.Now())
 	}
 }
@@ -412,11 +412,11 @@ func (r *run) acquire(ctx context.Context) {
 		r.haveLease, r.missing = false, true
 		return
 	default:
-		r.noteError(fmt.Errorf("acquire lease %s: %w", r.cfg.Lock.Describe(), err))
+		r.noteError(ctx, fmt.Errorf("acquire lease %s: %w", r.cfg.Lock.Describe(), err))
 		r.notBefore = now.Add(r.cfg.RetryPeriod)
 		return
 	}
-	r.noteError(nil)
+	r.noteError(ctx, nil)
 	r.observe(ctx, l, now)
 	if !now.Before(sent.Add(r.cfg.RenewDeadline)) {
 		return // the answer came too late to lead on; followers may already count
@@ -457,14 +457,14 @@ func (r *run) renew(ctx context.Context, now time.Time) {
 		}
 	}
 	if err != nil {
-		r.noteError(fmt.Errorf("renew lease %s: %w", r.cfg.Lock.Describe(), err))
+		r.noteError(ctx, fmt.Errorf("renew lease %s: %w", r.cfg.Lock.Describe(), err))
 		if apierrors.IsNotFound(err) {
 			r.haveLease, r.missing = false, true
 			r.stepDown(ctx, "the Lease was deleted", noRelease)
 		}
 		return
 	}
-	r.noteError(nil)
+	r.noteError(ctx, nil)
 	r.renewSentAt = now
 	r.observe(ctx, l, r.cfg.Clock.Now())
 	r.update(func(s *State) { s.RenewTime = l.Record.RenewTime.Time })
@@ -516,11 +516,11 @@ func (r *run) release(ctx context.Context, timeout time.Duration) {
 			return
 		}
 		if !apierrors.IsConflict(err) {
-			r.noteError(fmt.Errorf("release lease %s: %w", r.cfg.Lock.Describe(), err))
+			r.noteError(ctx, fmt.Errorf("release lease %s: %w", r.cfg.Lock.Describe(), err))
 			return
 		}
 		if cur, err = r.cfg.Lock.Get(rctx); err != nil {
-			r.noteError(fmt.Errorf("release lease %s: %w", r.cfg.Lock.Describe(), err))
+			r.noteError(ctx, fmt.Errorf("release lease %s: %w", r.cfg.Lock.Describe(), err))
 			return
 		}
 	}
@@ -528,7 +528,7 @@ func (r *run) release(ctx context.Context, timeout time.Duration) {
 
 // resign steps down on request and backs off before campaigning again.
 func (r *run) resign(ctx context.Context, cause error) {
-	r.noteError(fmt.Errorf("resigned: %w", cause))
+	r.noteError(ctx, fmt.Errorf("resigned: %w", cause))
 	r.stepDown(ctx, "resigned: "+cause.Error(), r.cfg.RenewDeadline)
 	r.notBefore = r.cfg.Clock.Now().Add(r.backoff)
 	r.log.Warn("not campaigning during back-off", "for", r.backoff, "err", cause)
@@ -564,7 +564,11 @@ func (r *run) changed() {
 }
 
 // noteError records err (nil: recovered) and logs each distinct error once.
-func (r *run) noteError(err error) {
+// Errors of requests cut short by shutdown are not errors of the election.
+func (r *run) noteError(ctx context.Context, err error) {
+	if err != nil && ctx.Err() != nil {
+		return
+	}
 	msg := ""
 	if err != nil {
 		msg = err.Error()

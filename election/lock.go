@@ -4,13 +4,29 @@ import (
 	"context"
 	"strconv"
 
-	"k8s.io/client-go/tools/leaderelection/resourcelock"
+	coordinationv1 "k8s.io/api/coordination/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-// Record is the election record kept in the Lease. It is client-go's own type,
-// so that a Lease written by this package reads exactly like one written by
-// client-go's tools/leaderelection, and the two can share a Lease.
-type Record = resourcelock.LeaderElectionRecord
+// Record is the election record kept in the Lease. It has exactly the fields
+// of client-go's resourcelock.LeaderElectionRecord (tests convert one into
+// the other, so the compiler keeps them equal), and leasestore stores it as
+// client-go does, so this sidecar and client-go's tools/leaderelection can
+// share a Lease. It is not client-go's type itself because importing
+// resourcelock pulls in every API group's scheme: about 9 MiB per process.
+type Record struct {
+	// HolderIdentity is the leader; empty when the Lease was released.
+	HolderIdentity       string
+	LeaseDurationSeconds int
+	AcquireTime          metav1.Time
+	RenewTime            metav1.Time
+	// LeaderTransitions counts changes of holder: a fencing token.
+	LeaderTransitions int
+	// Strategy and PreferredHolder belong to coordinated leader election;
+	// they are kept as found.
+	Strategy        coordinationv1.CoordinatedLeaseStrategy
+	PreferredHolder string
+}
 
 // Lease is one observed version of the lock: the record and the opaque version
 // (the Lease's resourceVersion) that an update must name to succeed.

@@ -18,17 +18,24 @@ import (
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/apimachinery/pkg/watch"
-	coordinationv1client "k8s.io/client-go/kubernetes/typed/coordination/v1"
 	"k8s.io/client-go/tools/cache"
-	"k8s.io/client-go/tools/leaderelection/resourcelock"
 	watchtools "k8s.io/client-go/tools/watch"
 
 	"github.com/leader-elector/leader-elector/election"
 )
 
+// Leases is what the store needs of the Lease API in one namespace; client-go's
+// typed LeaseInterface has it, and so does the sidecar's kubeclient.Leases.
+type Leases interface {
+	Get(ctx context.Context, name string, opts metav1.GetOptions) (*coordinationv1.Lease, error)
+	Create(ctx context.Context, lease *coordinationv1.Lease, opts metav1.CreateOptions) (*coordinationv1.Lease, error)
+	Update(ctx context.Context, lease *coordinationv1.Lease, opts metav1.UpdateOptions) (*coordinationv1.Lease, error)
+	Watch(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error)
+}
+
 // Store is an election.Lock on one Lease.
 type Store struct {
-	leases    coordinationv1client.LeaseInterface
+	leases    Leases
 	namespace string
 	name      string
 	log       *slog.Logger
@@ -45,10 +52,11 @@ type Store struct {
 
 var _ election.Lock = (*Store)(nil)
 
-// New returns a Store for the Lease namespace/name. retry is how long the
-// watch waits before it reads again after a failure.
-func New(client coordinationv1client.LeasesGetter, namespace, name string, retry time.Duration, log *slog.Logger) *Store {
-	return &Store{leases: client.Leases(namespace), namespace: namespace, name: name, retry: retry, log: log, seen: make(chan struct{}, 1)}
+// New returns a Store for the Lease namespace/name; leases is the Lease API
+// of that namespace. retry is how long the watch waits before it reads again
+// after a failure.
+func New(leases Leases, namespace, name string, retry time.Duration, log *slog.Logger) *Store {
+	return &Store{leases: leases, namespace: namespace, name: name, retry: retry, log: log, seen: make(chan struct{}, 1)}
 }
 
 // Describe names the Lease.
@@ -67,7 +75,7 @@ func (s *Store) Get(ctx context.Context) (election.Lease, error) {
 func (s *Store) Create(ctx context.Context, rec election.Record) (election.Lease, error) {
 	l, err := s.leases.Create(ctx, &coordinationv1.Lease{
 		ObjectMeta: metav1.ObjectMeta{Name: s.name, Namespace: s.namespace},
-		Spec:       resourcelock.LeaderElectionRecordToLeaseSpec(&rec),
+		Spec:       specFromRecord(rec),
 	}, metav1.CreateOptions{})
 	if err != nil {
 		return election.Lease{}, err
@@ -95,7 +103,7 @@ func (s *Store) Update(ctx context.Context, prev election.Lease, rec election.Re
 		obj = cur
 	}
 	obj = obj.DeepCopy()
-	obj.Spec = resourcelock.LeaderElectionRecordToLeaseSpec(&rec)
+	obj.Spec = specFromRecord(rec)
 	l, err := s.leases.Update(ctx, obj, metav1.UpdateOptions{})
 	if err != nil {
 		return election.Lease{}, err
@@ -120,7 +128,54 @@ func (s *Store) remember(l *coordinationv1.Lease) (election.Lease, error) {
 	case s.seen <- struct{}{}:
 	default:
 	}
-	return election.Lease{Record: *resourcelock.LeaseSpecToLeaderElectionRecord(&l.Spec), Version: l.ResourceVersion}, nil
+	return election.Lease{Record: recordFromSpec(&l.Spec), Version: l.ResourceVersion}, nil
+}
+
+// specFromRecord and recordFromSpec convert as client-go's resourcelock does
+// (LeaderElectionRecordToLeaseSpec, LeaseSpecToLeaderElectionRecord); the
+// tests compare them with those.
+func specFromRecord(r election.Record) coordinationv1.LeaseSpec {
+	duration, transitions := int32(r.LeaseDurationSeconds), int32(r.LeaderTransitions)
+	spec := coordinationv1.LeaseSpec{
+		HolderIdentity:       &r.HolderIdentity,
+		LeaseDurationSeconds: &duration,
+		AcquireTime:          &metav1.MicroTime{Time: r.AcquireTime.Time},
+		RenewTime:            &metav1.MicroTime{Time: r.RenewTime.Time},
+		LeaseTransitions:     &transitions,
+	}
+	if r.PreferredHolder != "" {
+		spec.PreferredHolder = &r.PreferredHolder
+	}
+	if r.Strategy != "" {
+		spec.Strategy = &r.Strategy
+	}
+	return spec
+}
+
+func recordFromSpec(spec *coordinationv1.LeaseSpec) election.Record {
+	var r election.Record
+	if spec.HolderIdentity != nil {
+		r.HolderIdentity = *spec.HolderIdentity
+	}
+	if spec.LeaseDurationSeconds != nil {
+		r.LeaseDurationSeconds = int(*spec.LeaseDurationSeconds)
+	}
+	if spec.LeaseTransitions != nil {
+		r.LeaderTransitions = int(*spec.LeaseTransitions)
+	}
+	if spec.AcquireTime != nil {
+		r.AcquireTime = metav1.Time{Time: spec.AcquireTime.Time}
+	}
+	if spec.RenewTime != nil {
+		r.RenewTime = metav1.Time{Time: spec.RenewTime.Time}
+	}
+	if spec.PreferredHolder != nil {
+		r.PreferredHolder = *spec.PreferredHolder
+	}
+	if spec.Strategy != nil {
+		r.Strategy = *spec.Strategy
+	}
+	return r
 }
 
 // validate rejects records that no elector could have written, so a hand-made

@@ -81,7 +81,7 @@ func newClientset(t *testing.T) *fake.Clientset {
 }
 
 func newStore(cs *fake.Clientset) *Store {
-	return New(cs.CoordinationV1(), testNamespace, testName, time.Second, slog.New(slog.DiscardHandler))
+	return New(cs.CoordinationV1().Leases(testNamespace), testNamespace, testName, time.Second, slog.New(slog.DiscardHandler))
 }
 
 func getLease(t *testing.T, cs *fake.Clientset, name string) *coordinationv1.Lease {
@@ -106,6 +106,14 @@ func record(holder string, transitions int) election.Record {
 		RenewTime:            at(7, 654321),
 		LeaderTransitions:    transitions,
 	}
+}
+
+// clientGoSpec is the spec client-go's resourcelock makes of rec. The
+// conversion to client-go's record type compiles only while the two types
+// have the same fields.
+func clientGoSpec(rec election.Record) coordinationv1.LeaseSpec {
+	r := resourcelock.LeaderElectionRecord(rec)
+	return resourcelock.LeaderElectionRecordToLeaseSpec(&r)
 }
 
 func TestCreateGetRoundTrip(t *testing.T) {
@@ -133,13 +141,13 @@ func TestCreateGetRoundTrip(t *testing.T) {
 				t.Fatalf("Create: %v", err)
 			}
 			stored := getLease(t, cs, testName)
-			if want := resourcelock.LeaderElectionRecordToLeaseSpec(&tt.rec); !apiequality.Semantic.DeepEqual(stored.Spec, want) {
+			if want := clientGoSpec(tt.rec); !apiequality.Semantic.DeepEqual(stored.Spec, want) {
 				t.Errorf("stored spec = %+v, want %+v", stored.Spec, want)
 			}
 
 			// client-go's own lock writes the same spec ...
 			ll := &resourcelock.LeaseLock{LeaseMeta: metav1.ObjectMeta{Namespace: testNamespace, Name: "client-go"}, Client: cs.CoordinationV1()}
-			if err := ll.Create(ctx, tt.rec); err != nil {
+			if err := ll.Create(ctx, resourcelock.LeaderElectionRecord(tt.rec)); err != nil {
 				t.Fatalf("LeaseLock.Create: %v", err)
 			}
 			if theirs := getLease(t, cs, "client-go"); !apiequality.Semantic.DeepEqual(stored.Spec, theirs.Spec) {
@@ -147,7 +155,7 @@ func TestCreateGetRoundTrip(t *testing.T) {
 			}
 			// ... and reads ours as the same record.
 			ours := &resourcelock.LeaseLock{LeaseMeta: metav1.ObjectMeta{Namespace: testNamespace, Name: testName}, Client: cs.CoordinationV1()}
-			if rec, _, err := ours.Get(ctx); err != nil || !apiequality.Semantic.DeepEqual(*rec, tt.rec) {
+			if rec, _, err := ours.Get(ctx); err != nil || !apiequality.Semantic.DeepEqual(election.Record(*rec), tt.rec) {
 				t.Errorf("LeaseLock.Get = %+v, %v, want %+v", rec, err, tt.rec)
 			}
 
@@ -207,7 +215,7 @@ func TestUpdateKeepsMetadata(t *testing.T) {
 			}
 			old := record("pod-a", 1)
 			if _, err := cs.CoordinationV1().Leases(testNamespace).Create(ctx, &coordinationv1.Lease{
-				ObjectMeta: meta, Spec: resourcelock.LeaderElectionRecordToLeaseSpec(&old),
+				ObjectMeta: meta, Spec: clientGoSpec(old),
 			}, metav1.CreateOptions{}); err != nil {
 				t.Fatal(err)
 			}
@@ -233,7 +241,7 @@ func TestUpdateKeepsMetadata(t *testing.T) {
 				t.Errorf("metadata after Update: labels %v, annotations %v, owners %v; want %v, %v, %v",
 					stored.Labels, stored.Annotations, stored.OwnerReferences, meta.Labels, meta.Annotations, meta.OwnerReferences)
 			}
-			if want := resourcelock.LeaderElectionRecordToLeaseSpec(&rec); !apiequality.Semantic.DeepEqual(stored.Spec, want) {
+			if want := clientGoSpec(rec); !apiequality.Semantic.DeepEqual(stored.Spec, want) {
 				t.Errorf("spec after Update = %+v, want %+v", stored.Spec, want)
 			}
 			if updated.Version != stored.ResourceVersion || updated.Version == prev.Version {
@@ -370,7 +378,7 @@ func TestDescribe(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.want, func(t *testing.T) {
-			s := New(fake.NewClientset().CoordinationV1(), tt.namespace, tt.name, time.Second, slog.New(slog.DiscardHandler))
+			s := New(fake.NewClientset().CoordinationV1().Leases(tt.namespace), tt.namespace, tt.name, time.Second, slog.New(slog.DiscardHandler))
 			if got := s.Describe(); got != tt.want {
 				t.Errorf("Describe() = %q, want %q", got, tt.want)
 			}

@@ -12,8 +12,6 @@ import (
 	"sync"
 	"time"
 
-	coordinationv1client "k8s.io/client-go/kubernetes/typed/coordination/v1"
-	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/utils/clock"
@@ -21,6 +19,7 @@ import (
 	"github.com/leader-elector/leader-elector/config"
 	"github.com/leader-elector/leader-elector/election"
 	"github.com/leader-elector/leader-elector/health"
+	"github.com/leader-elector/leader-elector/kubeclient"
 	"github.com/leader-elector/leader-elector/labeler"
 	"github.com/leader-elector/leader-elector/leasestore"
 	"github.com/leader-elector/leader-elector/status"
@@ -29,37 +28,23 @@ import (
 // Version is set at build time.
 var Version = "dev"
 
-// Clients are the API clients the sidecar uses.
-type Clients struct {
-	Leases coordinationv1client.LeasesGetter
-	Pods   corev1client.PodsGetter
-}
-
-// NewClients connects with the kubeconfig at path, or in-cluster when path
+// NewClient connects with the kubeconfig at path, or in-cluster when path
 // is empty.
-func NewClients(kubeconfig string) (Clients, error) {
+func NewClient(kubeconfig string) (*kubeclient.Client, error) {
 	var cfg *rest.Config
 	var err error
 	if kubeconfig != "" {
 		cfg, err = clientcmd.BuildConfigFromFlags("", kubeconfig)
 		if err != nil {
-			return Clients{}, fmt.Errorf("load KUBECONFIG=%q: %w", kubeconfig, err)
+			return nil, fmt.Errorf("load KUBECONFIG=%q: %w", kubeconfig, err)
 		}
 	} else if cfg, err = rest.InClusterConfig(); err != nil {
-		return Clients{}, fmt.Errorf("no KUBECONFIG set and not running in a cluster: %w", err)
+		return nil, fmt.Errorf("no KUBECONFIG set and not running in a cluster: %w", err)
 	}
 	cfg.UserAgent = "leader-elector/" + Version
 	cfg.ContentType = "application/vnd.kubernetes.protobuf"
 	cfg.AcceptContentTypes = "application/vnd.kubernetes.protobuf,application/json"
-	co, err := coordinationv1client.NewForConfig(cfg)
-	if err != nil {
-		return Clients{}, fmt.Errorf("create lease client: %w", err)
-	}
-	core, err := corev1client.NewForConfig(cfg)
-	if err != nil {
-		return Clients{}, fmt.Errorf("create pod client: %w", err)
-	}
-	return Clients{Leases: co, Pods: core}, nil
+	return kubeclient.New(cfg)
 }
 
 // Report is the JSON of /status.
@@ -83,7 +68,7 @@ type Report struct {
 
 // Run runs the sidecar until ctx ends, then steps down, releases the Lease
 // and returns.
-func Run(ctx context.Context, cfg config.Config, clients Clients, clk clock.WithDelayedExecution, log *slog.Logger) error {
+func Run(ctx context.Context, cfg config.Config, client *kubeclient.Client, clk clock.WithDelayedExecution, log *slog.Logger) error {
 	path, err := status.Resolve(cfg.StatusFile, cfg.StatusDir)
 	if err != nil {
 		return err
@@ -100,7 +85,7 @@ func Run(ctx context.Context, cfg config.Config, clients Clients, clk clock.With
 	var lab *labeler.Labeler
 	if cfg.LabelPodRole {
 		lab, err = labeler.New(labeler.Config{
-			Pods: clients.Pods.Pods(cfg.Namespace), Pod: cfg.PodName, Key: cfg.RoleLabelKey,
+			Pods: client.Pods(cfg.Namespace), Pod: cfg.PodName, Key: cfg.RoleLabelKey,
 			PeerSelector: cfg.PeerSelector, Logger: log,
 		})
 		if err != nil {
@@ -110,7 +95,7 @@ func Run(ctx context.Context, cfg config.Config, clients Clients, clk clock.With
 
 	var statusErr errorBox
 	elector, err := election.New(election.Config{
-		Lock:          leasestore.New(clients.Leases, cfg.Namespace, cfg.LeaseName, cfg.RetryPeriod, log),
+		Lock:          leasestore.New(client.Leases(cfg.Namespace), cfg.Namespace, cfg.LeaseName, cfg.RetryPeriod, log),
 		Identity:      cfg.Identity,
 		LeaseDuration: cfg.LeaseDuration,
 		RenewDeadline: cfg.RenewDeadline,

@@ -230,9 +230,10 @@ func (cp *ControlPlane) StartAPIServer(ctx context.Context) error {
 }
 
 // StopAPIServer stops kube-apiserver with SIGTERM, as a rolling control plane
-// update would, and waits for it to exit.
-func (cp *ControlPlane) StopAPIServer() error {
-	return cp.stopProc("kube-apiserver", syscall.SIGTERM, 60*time.Second)
+// update would, and SIGKILL if it has not exited after grace (with open
+// watches it may drain for a minute). The error says if it had to be killed.
+func (cp *ControlPlane) StopAPIServer(grace time.Duration) error {
+	return cp.stopProc("kube-apiserver", syscall.SIGTERM, grace)
 }
 
 // StartControllerManager starts kube-controller-manager with the given

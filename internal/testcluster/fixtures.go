@@ -124,14 +124,23 @@ func ReadManifests(path string) ([]*unstructured.Unstructured, error) {
 // writes a kubeconfig with it into dir, so a process runs with exactly the
 // rights granted to that ServiceAccount.
 func (cp *ControlPlane) ServiceAccountKubeconfig(ctx context.Context, ns, sa, dir string) (string, error) {
+	token, err := cp.ServiceAccountToken(ctx, ns, sa)
+	if err != nil {
+		return "", err
+	}
+	path := filepath.Join(dir, "kubeconfig-"+ns+"-"+sa)
+	return path, WriteKubeconfig(path, cp.URL, cp.CAData, token)
+}
+
+// ServiceAccountToken mints a token for ns/sa with TokenRequest.
+func (cp *ControlPlane) ServiceAccountToken(ctx context.Context, ns, sa string) (string, error) {
 	tr, err := cp.Admin.CoreV1().ServiceAccounts(ns).CreateToken(ctx, sa, &authenticationv1.TokenRequest{
 		Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To[int64](3600)},
 	}, metav1.CreateOptions{})
 	if err != nil {
 		return "", fmt.Errorf("request a token for %s/%s: %w", ns, sa, err)
 	}
-	path := filepath.Join(dir, "kubeconfig-"+ns+"-"+sa)
-	return path, WriteKubeconfig(path, cp.URL, cp.CAData, tr.Status.Token)
+	return tr.Status.Token, nil
 }
 
 // PodOptions describe a pod standing for a replica. There is no kubelet, so
@@ -163,14 +172,17 @@ func (cp *ControlPlane) CreatePod(ctx context.Context, ns, name string, opts Pod
 }
 
 // BuildSidecar builds the leader-elector binary into dir.
-func BuildSidecar(dir string) (string, error) {
-	out := filepath.Join(dir, "leader-elector")
-	cmd := exec.Command("go", "build", "-o", out, ".")
+func BuildSidecar(dir string) (string, error) { return Build(dir, ".", "leader-elector") }
+
+// Build builds the main package pkg of this module into dir/name.
+func Build(dir, pkg, name string) (string, error) {
+	out := filepath.Join(dir, name)
+	cmd := exec.Command("go", "build", "-o", out, pkg)
 	cmd.Dir = RepoRoot()
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("build leader-elector: %w: %s", err, stderr.String())
+		return "", fmt.Errorf("build %s: %w: %s", pkg, err, stderr.String())
 	}
 	return out, nil
 }

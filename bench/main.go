@@ -1,0 +1,408 @@
+// Command bench measures leader-elector side by side with client-go's own
+// tools/leaderelection (bench/clientgo-elector) on the local control plane:
+// graceful handover, follower API traffic, resident memory, and, for
+// leader-elector, how fast a Service selecting role=leader follows a handover
+// through the real endpointslice controller. Run it with `make bench`. It is a
+// measurement, not a test: it prints numbers and never fails on them.
+//
+// BENCH_ROUNDS (default 20) sets the handovers per measurement and
+// BENCH_WINDOW (default 60s) the steady-state traffic window.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/leader-elector/leader-elector/internal/testcluster"
+)
+
+const (
+	lease    = "myapp-lock"
+	app      = "bench"
+	service  = "bench-leader"
+	replicas = 3
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+type bench struct {
+	out    io.Writer
+	cp     *testcluster.ControlPlane
+	dir    string
+	rounds int
+	window time.Duration
+}
+
+// electorKind is one implementation under measurement.
+type electorKind struct {
+	name   string
+	binary string
+	env    []string
+}
+
+func run(ctx context.Context, out io.Writer) (err error) {
+	b := &bench{out: out, rounds: envInt("BENCH_ROUNDS", 20), window: envDuration("BENCH_WINDOW", time.Minute)}
+	fmt.Fprintf(out, "leader-elector benchmark, %s, %s\n", time.Now().UTC().Format("2006-01-02 15:04 MST"), machine())
+	if b.cp, err = testcluster.Start(ctx, testcluster.Options{Log: os.Stderr}); err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, b.cp.Stop()) }()
+	if b.dir, err = testcluster.TempDir("bench"); err != nil {
+		return err
+	}
+	defer os.RemoveAll(b.dir)
+	if err := b.cp.StartControllerManager(ctx, "endpointslice,serviceaccount"); err != nil {
+		return err
+	}
+	ours, err := testcluster.BuildSidecar(b.dir)
+	if err != nil {
+		return err
+	}
+	theirs, err := testcluster.Build(b.dir, "./bench/clientgo-elector", "clientgo-elector")
+	if err != nil {
+		return err
+	}
+	kinds := []electorKind{
+		{name: "leader-elector", binary: ours},
+		{name: "client-go elector", binary: theirs},
+	}
+	results := map[string]*result{}
+	for _, k := range kinds {
+		fmt.Fprintf(os.Stderr, "bench: measuring %s (%d handovers, %s of steady state)...\n", k.name, b.rounds, b.window)
+		r, err := b.measure(ctx, k, false)
+		if err != nil {
+			return fmt.Errorf("%s: %w", k.name, err)
+		}
+		results[k.name] = r
+	}
+	fmt.Fprintf(os.Stderr, "bench: measuring routing through the endpointslice controller (%d handovers)...\n", b.rounds)
+	routing, err := b.measure(ctx, electorKind{name: "leader-elector", binary: ours, env: []string{"LABEL_POD_ROLE=true"}}, true)
+	if err != nil {
+		return fmt.Errorf("routing: %w", err)
+	}
+	b.report(results[kinds[0].name], results[kinds[1].name], routing)
+	return nil
+}
+
+// result holds what one measurement found.
+type result struct {
+	handover       []time.Duration // SIGTERM of the leader until the next status file exists
+	routing        []time.Duration // SIGTERM until the Service names the next leader alone
+	gap            []time.Duration // time with no ready endpoint, per handover
+	followerReqs   float64         // non-watch requests per minute per follower
+	followerWatch  float64         // watch requests per minute per follower
+	leaderReqs     float64         // requests per minute of the leader
+	rssLeader      int64           // bytes
+	rssFollowerMax int64
+}
+
+// replica is one pod's elector behind a counting proxy.
+type replica struct {
+	s     *testcluster.Sidecar
+	proxy *countingProxy
+}
+
+func (b *bench) measure(ctx context.Context, k electorKind, routed bool) (*result, error) {
+	ns, err := b.cp.CreateNamespace(ctx, strings.ReplaceAll(strings.ToLower(k.name), " ", "-"))
+	if err != nil {
+		return nil, err
+	}
+	defer b.cp.DeleteNamespace(context.WithoutCancel(ctx), ns)
+	if err := b.cp.ApplyManifests(ctx, ns, filepath.Join(testcluster.RepoRoot(), "deploy", "rbac.yaml")); err != nil {
+		return nil, err
+	}
+	if routed {
+		if err := b.cp.CreateNode(ctx, "node-1"); err != nil {
+			return nil, err
+		}
+		if err := b.cp.CreateLeaderService(ctx, ns, service, app); err != nil {
+			return nil, err
+		}
+	}
+	token, err := b.cp.ServiceAccountToken(ctx, ns, testcluster.ServiceAccount)
+	if err != nil {
+		return nil, err
+	}
+	var reps []*replica
+	defer func() {
+		for _, r := range reps {
+			_ = r.s.Terminate()
+			r.proxy.Close()
+		}
+	}()
+	for i := range replicas {
+		pod := fmt.Sprintf("replica-%d", i)
+		node := ""
+		if routed {
+			node = "node-1"
+		}
+		if _, err := b.cp.CreatePod(ctx, ns, pod, testcluster.PodOptions{Labels: map[string]string{"app": app}, NodeName: node}); err != nil {
+			return nil, err
+		}
+		if routed {
+			if err := b.cp.MarkRunning(ctx, ns, pod, fmt.Sprintf("10.244.0.%d", i+10)); err != nil {
+				return nil, err
+			}
+		}
+		proxy, err := newCountingProxy(b.cp.URL, b.cp.CAData, token)
+		if err != nil {
+			return nil, err
+		}
+		dir := filepath.Join(b.dir, ns, pod)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, err
+		}
+		kubeconfig := filepath.Join(dir, "kubeconfig")
+		if err := testcluster.WriteKubeconfig(kubeconfig, proxy.URL, nil, ""); err != nil {
+			return nil, err
+		}
+		s, err := testcluster.StartSidecar(testcluster.SidecarOptions{
+			Binary: k.binary, Namespace: ns, Pod: pod, Lease: lease, Kubeconfig: kubeconfig, Env: k.env, Dir: dir,
+		})
+		if err != nil {
+			return nil, err
+		}
+		reps = append(reps, &replica{s: s, proxy: proxy})
+	}
+	if _, err := waitLeader(ctx, reps, "", 60*time.Second); err != nil {
+		return nil, err
+	}
+	r := &result{}
+	if !routed {
+		if err := b.steadyState(ctx, reps, r); err != nil {
+			return nil, err
+		}
+	}
+	for i := range b.rounds {
+		if err := b.handover(ctx, reps, r, ns, routed); err != nil {
+			return nil, fmt.Errorf("round %d: %w", i+1, err)
+		}
+	}
+	return r, nil
+}
+
+// steadyState counts each replica's requests over the window and reads RSS.
+func (b *bench) steadyState(ctx context.Context, reps []*replica, r *result) error {
+	select { // let start-up traffic pass
+	case <-time.After(5 * time.Second):
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	before := make([]counts, len(reps))
+	for i, rep := range reps {
+		before[i] = rep.proxy.counts()
+	}
+	select {
+	case <-time.After(b.window):
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	perMin := func(n int64) float64 { return float64(n) / b.window.Minutes() }
+	followers := 0
+	for i, rep := range reps {
+		c := rep.proxy.counts().minus(before[i])
+		rss, err := rssBytes(rep.s.Pid())
+		if err != nil {
+			return err
+		}
+		if rep.s.HasStatusFile() {
+			r.leaderReqs = perMin(c.requests + c.watches)
+			r.rssLeader = rss
+			continue
+		}
+		followers++
+		r.followerReqs += perMin(c.requests)
+		r.followerWatch += perMin(c.watches)
+		r.rssFollowerMax = max(r.rssFollowerMax, rss)
+	}
+	if followers > 0 {
+		r.followerReqs /= float64(followers)
+		r.followerWatch /= float64(followers)
+	}
+	return nil
+}
+
+// handover terminates the leader, measures, and restarts it as a follower.
+func (b *bench) handover(ctx context.Context, reps []*replica, r *result, ns string, routed bool) error {
+	leader, err := waitLeader(ctx, reps, "", 60*time.Second)
+	if err != nil {
+		return err
+	}
+	if routed {
+		if _, _, err := b.waitRouted(ctx, ns, leader.s.Opts.Pod, time.Now(), 30*time.Second); err != nil {
+			return err
+		}
+	}
+	start := time.Now()
+	if err := leader.s.Signal(syscall.SIGTERM); err != nil {
+		return err
+	}
+	if routed {
+		next, err := waitLeader(ctx, reps, leader.s.Opts.Pod, 60*time.Second)
+		if err != nil {
+			return err
+		}
+		took, gap, err := b.waitRouted(ctx, ns, next.s.Opts.Pod, start, 60*time.Second)
+		if err != nil {
+			return err
+		}
+		r.routing, r.gap = append(r.routing, took), append(r.gap, gap)
+	} else {
+		if _, err := waitLeader(ctx, reps, leader.s.Opts.Pod, 60*time.Second); err != nil {
+			return err
+		}
+		r.handover = append(r.handover, time.Since(start))
+	}
+	select {
+	case <-leader.s.Done():
+	case <-time.After(30 * time.Second):
+		return fmt.Errorf("%s did not exit within 30s of SIGTERM", leader.s.Opts.Pod)
+	}
+	if err := leader.s.Restart(); err != nil {
+		return err
+	}
+	// Give the restarted replica time to start and observe, as in a rollout.
+	select {
+	case <-time.After(3 * time.Second):
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// waitLeader polls every millisecond for a running replica, other than not,
+// with the status file.
+func waitLeader(ctx context.Context, reps []*replica, not string, timeout time.Duration) (*replica, error) {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		for _, r := range reps {
+			if r.s.Opts.Pod != not && !r.s.Exited() && r.s.HasStatusFile() {
+				return r, nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(time.Millisecond):
+		}
+	}
+	var logs strings.Builder
+	for _, r := range reps {
+		fmt.Fprintf(&logs, "--- %s\n%s\n", r.s.Opts.Pod, r.s.LogTail(15))
+	}
+	return nil, fmt.Errorf("no leader within %s:\n%s", timeout, logs.String())
+}
+
+// waitRouted samples the Service's endpoints every 2ms until they are pod
+// alone; it returns the time since start and how long no endpoint was ready.
+func (b *bench) waitRouted(ctx context.Context, ns, pod string, start time.Time, timeout time.Duration) (took, gap time.Duration, err error) {
+	last := time.Now()
+	for time.Since(start) < timeout {
+		eps, err := b.cp.ServiceEndpoints(ctx, ns, service)
+		now := time.Now()
+		if err == nil && len(eps) == 0 {
+			gap += now.Sub(last)
+		}
+		last = now
+		if err == nil && len(eps) == 1 && eps[0] == pod {
+			return now.Sub(start), gap, nil
+		}
+		select {
+		case <-ctx.Done():
+			return 0, 0, ctx.Err()
+		case <-time.After(2 * time.Millisecond):
+		}
+	}
+	return 0, 0, fmt.Errorf("the Service did not route to %s within %s", pod, timeout)
+}
+
+func (b *bench) report(ours, theirs, routing *result) {
+	tw := tabwriter.NewWriter(b.out, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "\nmeasure\tleader-elector\tclient-go elector\n")
+	fmt.Fprintf(tw, "graceful handover p50 (SIGTERM to next status file, n=%d)\t%s\t%s\n", len(ours.handover), pct(ours.handover, 50), pct(theirs.handover, 50))
+	fmt.Fprintf(tw, "graceful handover p99\t%s\t%s\n", pct(ours.handover, 99), pct(theirs.handover, 99))
+	fmt.Fprintf(tw, "follower requests/min, not counting watches (window %s)\t%.1f\t%.1f\n", b.window, ours.followerReqs, theirs.followerReqs)
+	fmt.Fprintf(tw, "follower watch requests/min\t%.1f\t%.1f\n", ours.followerWatch, theirs.followerWatch)
+	fmt.Fprintf(tw, "leader requests/min\t%.1f\t%.1f\n", ours.leaderReqs, theirs.leaderReqs)
+	fmt.Fprintf(tw, "resident memory, leader\t%s\t%s\n", mib(ours.rssLeader), mib(theirs.rssLeader))
+	fmt.Fprintf(tw, "resident memory, largest follower\t%s\t%s\n", mib(ours.rssFollowerMax), mib(theirs.rssFollowerMax))
+	fmt.Fprintf(tw, "routing handover p50 (SIGTERM until the Service names the next leader alone, n=%d)\t%s\t-\n", len(routing.routing), pct(routing.routing, 50))
+	fmt.Fprintf(tw, "routing handover p99\t%s\t-\n", pct(routing.routing, 99))
+	fmt.Fprintf(tw, "routing gap p50 (no ready endpoint during a handover)\t%s\t-\n", pct(routing.gap, 50))
+	fmt.Fprintf(tw, "routing gap p99\t%s\t-\n", pct(routing.gap, 99))
+	_ = tw.Flush()
+}
+
+// pct is the nearest-rank percentile.
+func pct(ds []time.Duration, p int) string {
+	if len(ds) == 0 {
+		return "-"
+	}
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	i := (p*len(s)+99)/100 - 1
+	return s[max(i, 0)].Round(100 * time.Microsecond).String()
+}
+
+func mib(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
+
+// rssBytes reads VmRSS of a process.
+func rssBytes(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, fmt.Errorf("read RSS of pid %d: %w", pid, err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
+			kb, err := strconv.ParseInt(f[1], 10, 64)
+			return kb << 10, err
+		}
+	}
+	return 0, fmt.Errorf("no VmRSS for pid %d", pid)
+}
+
+func machine() string {
+	model := "unknown CPU"
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+				model = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	return fmt.Sprintf("%d cores (%s), %s, %s/%s", runtime.NumCPU(), model, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+}
+
+func envInt(key string, def int) int {
+	if n, err := strconv.Atoi(os.Getenv(key)); err == nil && n > 0 {
+		return n
+	}
+	return def
+}
+
+func envDuration(key string, def time.Duration) time.Duration {
+	if d, err := time.ParseDuration(os.Getenv(key)); err == nil && d > 0 {
+		return d
+	}
+	return def
+}
