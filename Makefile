@@ -1,6 +1,7 @@
 # leader-elector: the two set-up commands are `make demo` and `make test`.
 SHELL := /usr/bin/env bash
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+BIN ?= bin
 # The release build: static, reproducible paths, version stamped. The
 # Dockerfile's build stage runs `make build` too, so both stay the same.
 GO_BUILD = CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X github.com/leader-elector/leader-elector/sidecar.Version=$(VERSION)"
@@ -8,7 +9,7 @@ GO_BUILD = CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X github.com/leader
 .PHONY: build test demo bench controlplane image clean
 
 build:
-	$(GO_BUILD) -o bin/leader-elector .
+	$(GO_BUILD) -o $(BIN)/leader-elector .
 
 # Builds the local control plane once (minutes), then vet, unit and
 # end-to-end tests with the race detector.

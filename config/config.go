@@ -27,8 +27,9 @@ type Config struct {
 	StatusFile    string        `envconfig:"STATUS_FILE" desc:"file the leader writes its identity to; if it is an existing directory, the file is leader_status inside it (default /tmp/leader_status)"`
 	StatusDir     string        `envconfig:"STATUS_DIR" desc:"the original project's name for STATUS_FILE"`
 	HealthPort    int           `envconfig:"HEALTH_PORT" default:"8080" desc:"port of /healthz, /livez, /readyz and /status"`
-	LabelPodRole  bool          `envconfig:"LABEL_POD_ROLE" default:"false" desc:"label the own pod role=leader|follower (needs POD_NAME)"`
+	LabelPodRole  bool          `envconfig:"LABEL_POD_ROLE" default:"false" desc:"label the own pod role=leader or role=follower (needs POD_NAME)"`
 	PodName       string        `envconfig:"POD_NAME" desc:"own pod name, from the Downward API; required with LABEL_POD_ROLE"`
+	PodIP         string        `envconfig:"POD_IP" desc:"own pod IP, from the Downward API; shown in /status"`
 	RoleLabelKey  string        `envconfig:"ROLE_LABEL_KEY" default:"role" desc:"key of the role label"`
 	PeerSelector  string        `envconfig:"PEER_SELECTOR" desc:"label selector of the pods sharing the Lease, for stale-label repair; default: the own pod's app.kubernetes.io/name or app label"`
 	LeaseDuration time.Duration `envconfig:"LEASE_DURATION" default:"15s" desc:"how long followers wait before taking a Lease that was not released (whole seconds)"`

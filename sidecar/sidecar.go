@@ -54,6 +54,8 @@ type Report struct {
 	IsLeader     bool            `json:"is_leader"`
 	Lease        string          `json:"lease"`
 	Namespace    string          `json:"namespace"`
+	PodName      string          `json:"pod_name,omitempty"`
+	PodIP        string          `json:"pod_ip,omitempty"`
 	Transitions  int             `json:"transitions"`
 	AcquireTime  *time.Time      `json:"acquire_time,omitempty"`
 	RenewTime    *time.Time      `json:"renew_time,omitempty"`
@@ -182,7 +184,7 @@ func Run(ctx context.Context, cfg config.Config, client *kubeclient.Client, clk 
 func report(cfg config.Config, s election.State, path string, statusErr error, lab *labeler.Labeler) Report {
 	r := Report{
 		Identity: s.Identity, Leader: s.Leader, IsLeader: s.IsLeader,
-		Lease: cfg.LeaseName, Namespace: cfg.Namespace, Transitions: s.Transitions,
+		Lease: cfg.LeaseName, Namespace: cfg.Namespace, PodName: cfg.PodName, PodIP: cfg.PodIP, Transitions: s.Transitions,
 		AcquireTime: timePtr(s.AcquireTime), RenewTime: timePtr(s.RenewTime), LastObserved: timePtr(s.LastObserved),
 		Watching: s.Watching, StatusFile: path, LastError: s.LastError, Version: Version,
 	}

@@ -59,40 +59,48 @@ func (cp *ControlPlane) DeleteNamespace(ctx context.Context, ns string) error {
 // `kubectl apply -n ns` would: namespaced objects and the ServiceAccount
 // subjects of bindings get ns.
 func (cp *ControlPlane) ApplyManifests(ctx context.Context, ns string, paths ...string) error {
-	dyn, err := dynamic.NewForConfig(cp.AdminConfig)
-	if err != nil {
-		return err
-	}
-	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(cp.Admin.Discovery()))
 	for _, path := range paths {
 		objs, err := ReadManifests(path)
 		if err != nil {
 			return err
 		}
-		for _, obj := range objs {
-			gvk := obj.GroupVersionKind()
-			m, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
-			if err != nil {
-				return fmt.Errorf("%s: %s %s: %w", path, gvk.Kind, obj.GetName(), err)
-			}
-			ri := dyn.Resource(m.Resource)
-			var r dynamic.ResourceInterface = ri
-			if m.Scope.Name() == meta.RESTScopeNameNamespace {
-				obj.SetNamespace(ns)
-				r = ri.Namespace(ns)
-			}
-			if gvk.Kind == "RoleBinding" || gvk.Kind == "ClusterRoleBinding" {
-				subjects, _, _ := unstructured.NestedSlice(obj.Object, "subjects")
-				for _, s := range subjects {
-					if sm, ok := s.(map[string]any); ok && sm["kind"] == "ServiceAccount" {
-						sm["namespace"] = ns
-					}
+		if err := cp.ApplyObjects(ctx, ns, objs); err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
+	}
+	return nil
+}
+
+// ApplyObjects server-side applies objs into namespace ns, as ApplyManifests.
+func (cp *ControlPlane) ApplyObjects(ctx context.Context, ns string, objs []*unstructured.Unstructured) error {
+	dyn, err := dynamic.NewForConfig(cp.AdminConfig)
+	if err != nil {
+		return err
+	}
+	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(cp.Admin.Discovery()))
+	for _, obj := range objs {
+		gvk := obj.GroupVersionKind()
+		m, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+		if err != nil {
+			return fmt.Errorf("%s %s: %w", gvk.Kind, obj.GetName(), err)
+		}
+		ri := dyn.Resource(m.Resource)
+		var r dynamic.ResourceInterface = ri
+		if m.Scope.Name() == meta.RESTScopeNameNamespace {
+			obj.SetNamespace(ns)
+			r = ri.Namespace(ns)
+		}
+		if gvk.Kind == "RoleBinding" || gvk.Kind == "ClusterRoleBinding" {
+			subjects, _, _ := unstructured.NestedSlice(obj.Object, "subjects")
+			for _, s := range subjects {
+				if sm, ok := s.(map[string]any); ok && sm["kind"] == "ServiceAccount" {
+					sm["namespace"] = ns
 				}
-				_ = unstructured.SetNestedSlice(obj.Object, subjects, "subjects")
 			}
-			if _, err := r.Apply(ctx, obj.GetName(), obj, metav1.ApplyOptions{FieldManager: "testcluster", Force: true}); err != nil {
-				return fmt.Errorf("apply %s: %s %s: %w", path, gvk.Kind, obj.GetName(), err)
-			}
+			_ = unstructured.SetNestedSlice(obj.Object, subjects, "subjects")
+		}
+		if _, err := r.Apply(ctx, obj.GetName(), obj, metav1.ApplyOptions{FieldManager: "testcluster", Force: true}); err != nil {
+			return fmt.Errorf("apply %s %s: %w", gvk.Kind, obj.GetName(), err)
 		}
 	}
 	return nil
