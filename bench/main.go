@@ -113,6 +113,8 @@ type result struct {
 	leaderReqs     float64         // requests per minute of the leader
 	rssLeader      int64           // bytes
 	rssFollowerMax int64
+	cpuLeader      float64 // millicores over the window
+	cpuFollowerMax float64
 }
 
 // replica is one pod's elector behind a counting proxy.
@@ -208,8 +210,13 @@ func (b *bench) steadyState(ctx context.Context, reps []*replica, r *result) err
 		return ctx.Err()
 	}
 	before := make([]counts, len(reps))
+	cpuBefore := make([]time.Duration, len(reps))
 	for i, rep := range reps {
 		before[i] = rep.proxy.counts()
+		var err error
+		if cpuBefore[i], err = cpuTime(rep.s.Pid()); err != nil {
+			return err
+		}
 	}
 	select {
 	case <-time.After(b.window):
@@ -224,11 +231,17 @@ func (b *bench) steadyState(ctx context.Context, reps []*replica, r *result) err
 		if err != nil {
 			return err
 		}
+		cpu, err := cpuTime(rep.s.Pid())
+		if err != nil {
+			return err
+		}
+		millicores := float64(cpu-cpuBefore[i]) / float64(b.window) * 1000
 		if rep.s.HasStatusFile() {
 			r.leaderReqs = perMin(c.requests + c.watches)
-			r.rssLeader = rss
+			r.rssLeader, r.cpuLeader = rss, millicores
 			continue
 		}
+		r.cpuFollowerMax = max(r.cpuFollowerMax, millicores)
 		followers++
 		r.followerReqs += perMin(c.requests)
 		r.followerWatch += perMin(c.watches)
@@ -345,6 +358,8 @@ func (b *bench) report(ours, theirs, routing *result) {
 	fmt.Fprintf(tw, "leader requests/min\t%.1f\t%.1f\n", ours.leaderReqs, theirs.leaderReqs)
 	fmt.Fprintf(tw, "resident memory, leader\t%s\t%s\n", mib(ours.rssLeader), mib(theirs.rssLeader))
 	fmt.Fprintf(tw, "resident memory, largest follower\t%s\t%s\n", mib(ours.rssFollowerMax), mib(theirs.rssFollowerMax))
+	fmt.Fprintf(tw, "CPU, leader (millicores over the window)\t%.2f\t%.2f\n", ours.cpuLeader, theirs.cpuLeader)
+	fmt.Fprintf(tw, "CPU, busiest follower (millicores)\t%.2f\t%.2f\n", ours.cpuFollowerMax, theirs.cpuFollowerMax)
 	fmt.Fprintf(tw, "routing handover p50 (SIGTERM until the Service names the next leader alone, n=%d)\t%s\t-\n", len(routing.routing), pct(routing.routing, 50))
 	fmt.Fprintf(tw, "routing handover p99\t%s\t-\n", pct(routing.routing, 99))
 	fmt.Fprintf(tw, "routing gap p50 (no ready endpoint during a handover)\t%s\t-\n", pct(routing.gap, 50))
@@ -378,6 +393,28 @@ func rssBytes(pid int) (int64, error) {
 		}
 	}
 	return 0, fmt.Errorf("no VmRSS for pid %d", pid)
+}
+
+// cpuTime reads the user and system CPU time of a process.
+func cpuTime(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, fmt.Errorf("read CPU time of pid %d: %w", pid, err)
+	}
+	// Fields after the command name, which may hold spaces: state is 3rd,
+	// utime 14th and stime 15th of the whole line.
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	if len(f) < 13 {
+		return 0, fmt.Errorf("parse /proc/%d/stat", pid)
+	}
+	utime, err1 := strconv.ParseInt(f[11], 10, 64)
+	stime, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("parse /proc/%d/stat", pid)
+	}
+	const ticksPerSecond = 100 // USER_HZ on Linux
+	return time.Duration(utime+stime) * time.Second / ticksPerSecond, nil
 }
 
 func machine() string {

@@ -39,6 +39,8 @@ func newCountingProxy(apiServer string, ca []byte, token string) (*countingProxy
 	rp := httputil.NewSingleHostReverseProxy(target)
 	rp.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, ForceAttemptHTTP2: true}
 	rp.FlushInterval = -1 // stream watch events at once
+	// A client that goes away mid-watch (a terminated replica) is expected.
+	rp.ErrorHandler = func(w http.ResponseWriter, r *http.Request, err error) { w.WriteHeader(http.StatusBadGateway) }
 	p := &countingProxy{}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

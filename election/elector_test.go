@@ -43,6 +43,10 @@ type one struct {
 
 func newOne(t *testing.T, store *memStore) *one { return newOneWith(t, store, nil) }
 
+func newOneWith(t *testing.T, store *memStore, onStart func() error) *one {
+	return newOneLock(t, store, onStart, func(l *memLock) Lock { return l })
+}
+
 func (o *one) stop() {
 	if o.cancel == nil {
 		return
@@ -242,11 +246,12 @@ func TestResignReleasesAndBacksOff(t *testing.T) {
 	})
 }
 
-func newOneWith(t *testing.T, store *memStore, onStart func() error) *one {
+// newOneLock starts one candidate whose lock is wrap of its memLock.
+func newOneLock(t *testing.T, store *memStore, onStart func() error, wrap func(*memLock) Lock) *one {
 	o := &one{t: t, clk: clocktesting.NewFakeClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)), store: store, onStart: onStart}
 	o.lock = newMemLock(store, o.clk)
 	e, err := New(Config{
-		Lock: o.lock, Identity: "me", LeaseDuration: ld, RenewDeadline: rd, RetryPeriod: rp, Clock: o.clk, Logger: quiet,
+		Lock: wrap(o.lock), Identity: "me", LeaseDuration: ld, RenewDeadline: rd, RetryPeriod: rp, Clock: o.clk, Logger: quiet,
 		Callbacks: Callbacks{
 			OnStartedLeading: func(context.Context, State) error {
 				o.mu.Lock()
@@ -374,21 +379,9 @@ func TestNewer(t *testing.T) {
 func TestStaleDeletedEventDoesNotDethrone(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		store := newMemStore(1)
-		lock := &staleDeleteLock{memLock: nil}
-		o := &one{t: t, clk: clocktesting.NewFakeClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)), store: store}
-		o.lock = newMemLock(store, o.clk)
-		lock.memLock = o.lock
-		lock.release = make(chan struct{})
-		e, err := New(Config{Lock: lock, Identity: "me", LeaseDuration: ld, RenewDeadline: rd, RetryPeriod: rp, Clock: o.clk, Logger: quiet})
-		if err != nil {
-			t.Fatal(err)
-		}
-		o.e = e
-		ctx, cancel := context.WithCancel(context.Background())
-		o.cancel, o.done = cancel, make(chan error, 1)
-		go func() { o.done <- e.Run(ctx) }()
-		t.Cleanup(o.stop)
-		synctest.Wait()
+		lock := &staleDeleteLock{release: make(chan struct{})}
+		o := newOneLock(t, store, nil, func(l *memLock) Lock { lock.memLock = l; return lock })
+		e := o.e
 		if !e.State().IsLeader {
 			t.Fatal("did not create the Lease and lead")
 		}
