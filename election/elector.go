@@ -156,8 +156,9 @@ func (e *Elector) Resign(cause error) {
 }
 
 // Run campaigns until ctx ends. Then, if it leads, it steps down and releases
-// the Lease so that a follower takes over at once, and returns nil. It returns
-// an error only for a problem that retrying cannot fix.
+// the Lease so that a follower takes over at once, and returns nil. Errors on
+// the way are retried, logged once each and reported in State.LastError; the
+// error result is for callers that treat Run like other long-running parts.
 func (e *Elector) Run(ctx context.Context) error {
 	events := make(chan Event)
 	watchCtx, stopWatch := context.WithCancel(ctx)
