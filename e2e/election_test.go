@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -9,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
@@ -313,4 +316,56 @@ func TestClientGoInterop(t *testing.T) {
 func toString(v any) string {
 	s, _ := v.(string)
 	return s
+}
+
+// TestWatchRecoversFromGone: a follower whose Lease does not change keeps
+// an old resourceVersion while the rest of the cluster moves on. After a
+// kube-apiserver restart its watch cache starts later, so resuming from that
+// version answers 410 Gone; the follower must read the Lease again, watch
+// from there, and still take a released Lease at once.
+func TestWatchRecoversFromGone(t *testing.T) {
+	f := newFleet(t)
+	ctx := t.Context()
+	// Another elector holds the Lease for an hour and never renews.
+	holder, hour := "other-elector", int32(3600)
+	now := metav1.NowMicro()
+	if _, err := cp.Admin.CoordinationV1().Leases(f.ns).Create(ctx, &coordinationv1.Lease{
+		ObjectMeta: metav1.ObjectMeta{Name: leaseName},
+		Spec:       coordinationv1.LeaseSpec{HolderIdentity: &holder, LeaseDurationSeconds: &hour, AcquireTime: &now, RenewTime: &now},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	f.add(1)
+	s := f.all()[0]
+	if !eventually(10*time.Second, func() bool {
+		st, err := s.Status()
+		return err == nil && st["watching"] == true && st["leader"] == holder
+	}) {
+		t.Fatalf("the follower does not watch the Lease")
+	}
+	// Move the cluster's resourceVersion past the follower's.
+	for i := range 3 {
+		if _, err := cp.Admin.CoreV1().ConfigMaps(f.ns).Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("bump-%d", i)}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_ = cp.StopAPIServer(0) // SIGKILL at once: a crash
+	if err := cp.StartAPIServer(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !eventually(20*time.Second, func() bool { return strings.Contains(s.Log(), "lease watch history is gone (410)") }) {
+		t.Fatalf("the follower's resumed watch never got 410 Gone; log:\n%s", s.LogTail(20))
+	}
+	if !eventually(20*time.Second, func() bool {
+		st, err := s.Status()
+		return err == nil && st["watching"] == true
+	}) {
+		t.Fatalf("the follower does not watch again after 410")
+	}
+	// The other elector releases: a watching follower takes over at once,
+	// long before the hour is up.
+	takeLease(t, f, "")
+	if got := f.waitLeader(10*time.Second, false); got != s.Opts.Pod {
+		t.Errorf("leader = %s, want %s", got, s.Opts.Pod)
+	}
 }

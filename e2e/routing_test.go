@@ -106,7 +106,7 @@ func TestServiceNeverRoutesToTwoPods(t *testing.T) {
 	f := newRoutedFleet(t, 3)
 	sampleLeaders(t, "service endpoints", f.endpoints)
 	for i := range 3 {
-		f.start(fmt.Sprintf("replica-%d", i), f.kubeconfig, "LABEL_POD_ROLE=true", "LOG_LEVEL=debug")
+		f.start(fmt.Sprintf("replica-%d", i), f.kubeconfig, "LABEL_POD_ROLE=true")
 	}
 
 	first := f.waitRouted(30 * time.Second)
@@ -146,6 +146,11 @@ func TestServiceNeverRoutesToTwoPods(t *testing.T) {
 	}
 	fourth := f.waitRouted(2*leaseDuration + 10*time.Second)
 	t.Logf("after a kube-apiserver restart, routed to %s", fourth)
+	for _, s := range f.all() {
+		if !s.Exited() && strings.Contains(s.Log(), "lease watch history is gone (410)") {
+			t.Logf("%s re-read the Lease after 410 Gone", s.Opts.Pod)
+		}
+	}
 }
 
 // TestStepDownReportsAFailedLabelPatch: a leader that cannot set its own

@@ -1,5 +1,5 @@
 // Package kubeclient holds the few API calls the sidecar makes (Leases: get,
-// create, update, watch; Pods: get, list, patch) on a REST client whose scheme
+// list, create, update, watch; Pods: get, list, patch) on a REST client whose scheme
 // knows only coordination.k8s.io/v1 and core/v1.
 //
 // client-go's typed clientsets import a scheme with every API group, whose
@@ -80,6 +80,14 @@ type Leases struct {
 func (l *Leases) Get(ctx context.Context, name string, opts metav1.GetOptions) (*coordinationv1.Lease, error) {
 	out := &coordinationv1.Lease{}
 	err := l.c.coordination.Get().Namespace(l.ns).Resource("leases").Name(name).
+		VersionedParams(&opts, l.c.params).Do(ctx).Into(out)
+	return out, err
+}
+
+// List lists Leases.
+func (l *Leases) List(ctx context.Context, opts metav1.ListOptions) (*coordinationv1.LeaseList, error) {
+	out := &coordinationv1.LeaseList{}
+	err := l.c.coordination.Get().Namespace(l.ns).Resource("leases").
 		VersionedParams(&opts, l.c.params).Do(ctx).Into(out)
 	return out, err
 }

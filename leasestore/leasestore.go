@@ -28,6 +28,7 @@ import (
 // typed LeaseInterface has it, and so does the sidecar's kubeclient.Leases.
 type Leases interface {
 	Get(ctx context.Context, name string, opts metav1.GetOptions) (*coordinationv1.Lease, error)
+	List(ctx context.Context, opts metav1.ListOptions) (*coordinationv1.LeaseList, error)
 	Create(ctx context.Context, lease *coordinationv1.Lease, opts metav1.CreateOptions) (*coordinationv1.Lease, error)
 	Update(ctx context.Context, lease *coordinationv1.Lease, opts metav1.UpdateOptions) (*coordinationv1.Lease, error)
 	Watch(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error)
@@ -44,10 +45,6 @@ type Store struct {
 
 	mu   sync.Mutex
 	last *coordinationv1.Lease // newest object seen, to update it in full
-
-	// seen wakes a watch that waits for the Lease to exist, as soon as any
-	// request has seen it, so followers watch it from the first moment.
-	seen chan struct{}
 }
 
 var _ election.Lock = (*Store)(nil)
@@ -56,7 +53,7 @@ var _ election.Lock = (*Store)(nil)
 // of that namespace. retry is how long the watch waits before it reads again
 // after a failure.
 func New(leases Leases, namespace, name string, retry time.Duration, log *slog.Logger) *Store {
-	return &Store{leases: leases, namespace: namespace, name: name, retry: retry, log: log, seen: make(chan struct{}, 1)}
+	return &Store{leases: leases, namespace: namespace, name: name, retry: retry, log: log}
 }
 
 // Describe names the Lease.
@@ -124,10 +121,6 @@ func (s *Store) remember(l *coordinationv1.Lease) (election.Lease, error) {
 		s.last = l
 	}
 	s.mu.Unlock()
-	select {
-	case s.seen <- struct{}{}:
-	default:
-	}
 	return election.Lease{Record: recordFromSpec(&l.Spec), Version: l.ResourceVersion}, nil
 }
 
@@ -190,10 +183,11 @@ func validate(l *coordinationv1.Lease) error {
 	return nil
 }
 
-// Watch reports changes of the Lease until ctx ends: it reads the Lease, then
-// watches it by name from that resourceVersion (resuming from the last one
-// seen when the stream breaks) and reads again when the server answers 410
-// Gone. It reports WatchLost whenever events may be missed.
+// Watch reports changes of the Lease until ctx ends: it lists the Lease by
+// name, then watches it from the list's resourceVersion (resuming from the
+// last one seen when the stream breaks) and lists again when the server
+// answers 410 Gone. It reports WatchLost whenever events may be missed. A
+// missing Lease is watched too, so its creation is seen at once.
 func (s *Store) Watch(ctx context.Context, events chan<- election.Event) {
 	send := func(ev election.Event) bool {
 		select {
@@ -206,17 +200,6 @@ func (s *Store) Watch(ctx context.Context, events chan<- election.Event) {
 	backoff := wait.Backoff{Duration: s.retry / 4, Factor: 2, Jitter: 0.1, Steps: 1 << 30, Cap: s.retry}
 	for ctx.Err() == nil {
 		rv, err := s.relist(ctx, send)
-		if errors.Is(err, errMissing) {
-			// Nothing to watch yet; the elector creates the Lease or
-			// polls. Start as soon as any request has seen the Lease.
-			select {
-			case <-s.seen:
-			case <-time.After(s.retry):
-			case <-ctx.Done():
-				return
-			}
-			continue
-		}
 		if err != nil {
 			if ctx.Err() != nil || !send(election.Event{Type: election.WatchLost, Err: err}) {
 				return
@@ -231,31 +214,34 @@ func (s *Store) Watch(ctx context.Context, events chan<- election.Event) {
 	}
 }
 
-// errMissing reports that the Lease does not exist yet.
-var errMissing = errors.New("the lease does not exist yet")
-
-// relist reads the Lease and reports it; it returns the resourceVersion to
-// watch from.
+// relist lists the Lease by name and reports it, or its absence. It returns
+// the list's resourceVersion to watch from: the collection's, which is
+// current, not the object's, which may be older than the API server keeps
+// history for (a watch from it would answer 410 again).
 func (s *Store) relist(ctx context.Context, send func(election.Event) bool) (string, error) {
-	l, err := s.leases.Get(ctx, s.name, metav1.GetOptions{})
-	if apierrors.IsNotFound(err) {
-		send(election.Event{Type: election.Deleted})
-		return "", errMissing
-	}
+	list, err := s.leases.List(ctx, metav1.ListOptions{FieldSelector: s.selector()})
 	if err != nil {
-		return "", fmt.Errorf("read lease %s: %w", s.Describe(), err)
+		return "", fmt.Errorf("list lease %s: %w", s.Describe(), err)
 	}
-	lease, err := s.remember(l)
+	if len(list.Items) == 0 {
+		send(election.Event{Type: election.Deleted})
+		return list.ResourceVersion, nil
+	}
+	lease, err := s.remember(&list.Items[0])
 	if err != nil {
 		return "", err
 	}
 	send(election.Event{Type: election.Observed, Lease: lease})
-	return l.ResourceVersion, nil
+	return list.ResourceVersion, nil
+}
+
+func (s *Store) selector() string {
+	return fields.OneTermEqualSelector("metadata.name", s.name).String()
 }
 
 // follow watches from rv until the history is gone (410) or ctx ends.
 func (s *Store) follow(ctx context.Context, rv string, send func(election.Event) bool) {
-	selector := fields.OneTermEqualSelector("metadata.name", s.name).String()
+	selector := s.selector()
 	established := false
 	lw := &cache.ListWatch{WatchFuncWithContext: func(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
 		if established {
@@ -311,8 +297,9 @@ func (s *Store) follow(ctx context.Context, rv string, send func(election.Event)
 			err := apierrors.FromObject(ev.Object)
 			var status apierrors.APIStatus
 			if errors.As(err, &status) && status.Status().Code == http.StatusGone {
+				s.log.Info("lease watch history is gone (410); reading the lease again", "lease", s.Describe())
 				send(election.Event{Type: election.WatchLost})
-				return // history compacted: read again
+				return
 			}
 			send(election.Event{Type: election.WatchLost, Err: fmt.Errorf("watch lease %s: %w", s.Describe(), err)})
 			return

@@ -96,6 +96,10 @@ func TestRBACDeniesWhatDeployDoesNotGrant(t *testing.T) {
 			}
 			return err
 		}},
+		{"list the Lease by name", func() error {
+			_, err := leases.List(ctx, metav1.ListOptions{FieldSelector: "metadata.name=myapp-lock"})
+			return err
+		}},
 		{"get the own pod", func() error { _, err := sa.CoreV1().Pods(ns).Get(ctx, "replica-0", metav1.GetOptions{}); return err }},
 		{"list pods", func() error { _, err := sa.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{}); return err }},
 		{"patch a pod label", func() error {
@@ -115,6 +119,14 @@ func TestRBACDeniesWhatDeployDoesNotGrant(t *testing.T) {
 	}{
 		{"get another Lease", func() error { _, err := leases.Get(ctx, "other-lock", metav1.GetOptions{}); return err }},
 		{"list all Leases", func() error { _, err := leases.List(ctx, metav1.ListOptions{}); return err }},
+		{"list another Lease by name", func() error {
+			_, err := leases.List(ctx, metav1.ListOptions{FieldSelector: "metadata.name=other-lock"})
+			return err
+		}},
+		{"patch the Lease", func() error {
+			_, err := leases.Patch(ctx, "myapp-lock", types.MergePatchType, []byte(`{"metadata":{"labels":{"a":"b"}}}`), metav1.PatchOptions{})
+			return err
+		}},
 		{"delete the Lease", func() error { return leases.Delete(ctx, "myapp-lock", metav1.DeleteOptions{}) }},
 		{"read Secrets", func() error { _, err := sa.CoreV1().Secrets(ns).List(ctx, metav1.ListOptions{}); return err }},
 		{"delete a pod", func() error { return sa.CoreV1().Pods(ns).Delete(ctx, "replica-0", metav1.DeleteOptions{}) }},
