@@ -161,12 +161,15 @@ func TestUnwritableStatusFileGivesTheLeaseBack(t *testing.T) {
 	f.addPod("broken", testcluster.PodOptions{Labels: map[string]string{"app": appLabel}})
 	// The status path's directory is missing.
 	broken := f.start("broken", f.kubeconfig, "STATUS_FILE="+filepath.Join(f.dir, "missing", "leader_status"))
+	// It wins the free Lease, cannot write the file, and gives the Lease back.
 	ok := eventually(20*time.Second, func() bool {
 		st, err := broken.Status()
-		return err == nil && strings.Contains(toString(st["status_file_error"]), "missing") && st["is_leader"] == false
+		return err == nil && strings.Contains(toString(st["status_file_error"]), "missing") && st["is_leader"] == false &&
+			strings.Contains(broken.Log(), "cannot write the status file; giving the Lease back") &&
+			strings.Contains(broken.Log(), "released lease")
 	})
 	if !ok {
-		t.Fatalf("the replica with a missing status directory did not report the error and step down; log:\n%s", broken.LogTail(30))
+		t.Fatalf("the replica with a missing status directory did not report the error and give the Lease back; log:\n%s", broken.LogTail(30))
 	}
 	if code, body, _ := broken.Get("/readyz"); code != 503 || !strings.Contains(body, "missing") {
 		t.Errorf("/readyz = %d %q, want 503 naming the status directory", code, body)

@@ -154,19 +154,30 @@ func Run(ctx context.Context, cfg config.Config, client *kubeclient.Client, clk 
 		return fmt.Errorf("HEALTH_PORT=%d: %w", cfg.HealthPort, err)
 	}
 
+	// Watch the status file's directory before anything can be published. A
+	// directory that cannot be watched (missing, say) is no reason to stop:
+	// the first write then fails and the replica does not lead.
+	guard, err := file.Watch()
+	if err != nil {
+		statusErr.set(err)
+		log.Error("a deleted or changed status file will not be restored", "err", err)
+	}
+
 	// The helpers outlive the election, so that stepping down at the end can
 	// still remove the file and write the label.
 	helpers, stopHelpers := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
 	errs := make(chan error, 3)
 	wg.Go(func() { errs <- srv.Serve(helpers) })
-	wg.Go(func() {
-		errs <- file.Guard(helpers, func(err error) {
-			statusErr.set(err)
-			log.Error("cannot restore the status file; giving the Lease back", "err", err)
-			elector.Resign(err)
+	if guard != nil {
+		wg.Go(func() {
+			errs <- guard.Run(helpers, func(err error) {
+				statusErr.set(err)
+				log.Error("cannot restore the status file; giving the Lease back", "err", err)
+				elector.Resign(err)
+			})
 		})
-	})
+	}
 	if lab != nil {
 		wg.Go(func() { errs <- lab.Run(helpers) })
 	}

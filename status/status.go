@@ -155,21 +155,46 @@ func (f *File) write(content []byte) error {
 // cannot be restored, onLost is called with the error, so that the caller can
 // give up leadership it can no longer announce. The directory is watched, not
 // the file, because atomic writers (ours included) replace files by rename.
+// It is Watch followed by Run.
 func (f *File) Guard(ctx context.Context, onLost func(error)) error {
+	g, err := f.Watch()
+	if err != nil {
+		return err
+	}
+	return g.Run(ctx, onLost)
+}
+
+// Watcher is a started watch of the status file's directory.
+type Watcher struct {
+	f *File
+	w *fsnotify.Watcher
+}
+
+// Watch starts watching the directory now, so that nothing done after it
+// returns is missed; Run handles the events.
+func (f *File) Watch() (*Watcher, error) {
 	w, err := fsnotify.NewWatcher()
 	if err != nil {
-		return fmt.Errorf("watch status file %s: %w", f.path, err)
+		return nil, fmt.Errorf("watch status file %s: %w", f.path, err)
 	}
-	defer w.Close()
 	dir := filepath.Dir(f.path)
 	if err := w.Add(dir); err != nil {
-		return fmt.Errorf("watch status directory %s: %w", dir, err)
+		_ = w.Close()
+		return nil, fmt.Errorf("watch status directory %s: %w", dir, err)
 	}
+	return &Watcher{f: f, w: w}, nil
+}
+
+// Run restores the file as Guard describes until ctx ends, then stops the
+// watch.
+func (g *Watcher) Run(ctx context.Context, onLost func(error)) error {
+	defer g.w.Close()
+	f := g.f
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
-		case ev, ok := <-w.Events:
+		case ev, ok := <-g.w.Events:
 			if !ok {
 				return nil
 			}
@@ -179,7 +204,7 @@ func (f *File) Guard(ctx context.Context, onLost func(error)) error {
 			if err := f.restore(); err != nil {
 				onLost(err)
 			}
-		case err, ok := <-w.Errors:
+		case err, ok := <-g.w.Errors:
 			if !ok {
 				return nil
 			}
