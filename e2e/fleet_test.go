@@ -5,6 +5,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"os"
 	"path/filepath"
 	"slices"
@@ -225,16 +226,8 @@ func (f *fleet) waitLeader(timeout time.Duration, labels bool) string {
 
 // eventually polls cond every 10ms until it holds or timeout passes.
 func eventually(timeout time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(timeout)
-	for {
-		if cond() {
-			return true
-		}
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	return wait.PollUntilContextTimeout(context.Background(), 10*time.Millisecond, timeout, true,
+		func(context.Context) (bool, error) { return cond(), nil }) == nil
 }
 
 // sampler checks continuously that no two leaders are ever seen.
