@@ -144,7 +144,11 @@ func Run(ctx context.Context, cfg config.Config, client *kubeclient.Client, clk 
 		Ready: func() error {
 			s := elector.State()
 			if !s.Watching && clk.Since(s.LastObserved) > cfg.LeaseDuration {
-				return fmt.Errorf("lease %s/%s not observed for %s: %s", cfg.Namespace, cfg.LeaseName, clk.Since(s.LastObserved).Round(time.Second), s.LastError)
+				err := fmt.Errorf("lease %s/%s not watched, and not read for over %s", cfg.Namespace, cfg.LeaseName, cfg.LeaseDuration)
+				if s.LastError != "" {
+					err = fmt.Errorf("%w: %s", err, s.LastError)
+				}
+				return err
 			}
 			return file.Writable()
 		},
