@@ -120,7 +120,7 @@ type result struct {
 // replica is one pod's elector behind a counting proxy.
 type replica struct {
 	s     *testcluster.Sidecar
-	proxy *countingProxy
+	proxy *testcluster.Proxy
 }
 
 func (b *bench) measure(ctx context.Context, k electorKind, routed bool) (*result, error) {
@@ -165,7 +165,7 @@ func (b *bench) measure(ctx context.Context, k electorKind, routed bool) (*resul
 				return nil, err
 			}
 		}
-		proxy, err := newCountingProxy(b.cp.URL, b.cp.CAData, token)
+		proxy, err := testcluster.NewProxy(b.cp.URL, b.cp.CAData, token)
 		if err != nil {
 			return nil, err
 		}
@@ -209,10 +209,10 @@ func (b *bench) steadyState(ctx context.Context, reps []*replica, r *result) err
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	before := make([]counts, len(reps))
+	before := make([]testcluster.Counts, len(reps))
 	cpuBefore := make([]time.Duration, len(reps))
 	for i, rep := range reps {
-		before[i] = rep.proxy.counts()
+		before[i] = rep.proxy.Counts()
 		var err error
 		if cpuBefore[i], err = cpuTime(rep.s.Pid()); err != nil {
 			return err
@@ -226,7 +226,7 @@ func (b *bench) steadyState(ctx context.Context, reps []*replica, r *result) err
 	perMin := func(n int64) float64 { return float64(n) / b.window.Minutes() }
 	followers := 0
 	for i, rep := range reps {
-		c := rep.proxy.counts().minus(before[i])
+		c := rep.proxy.Counts().Minus(before[i])
 		rss, err := rssBytes(rep.s.Pid())
 		if err != nil {
 			return err
@@ -237,14 +237,14 @@ func (b *bench) steadyState(ctx context.Context, reps []*replica, r *result) err
 		}
 		millicores := float64(cpu-cpuBefore[i]) / float64(b.window) * 1000
 		if rep.s.HasStatusFile() {
-			r.leaderReqs = perMin(c.requests + c.watches)
+			r.leaderReqs = perMin(c.Requests + c.Watches)
 			r.rssLeader, r.cpuLeader = rss, millicores
 			continue
 		}
 		r.cpuFollowerMax = max(r.cpuFollowerMax, millicores)
 		followers++
-		r.followerReqs += perMin(c.requests)
-		r.followerWatch += perMin(c.watches)
+		r.followerReqs += perMin(c.Requests)
+		r.followerWatch += perMin(c.Watches)
 		r.rssFollowerMax = max(r.rssFollowerMax, rss)
 	}
 	if followers > 0 {

@@ -14,6 +14,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/tools/leaderelection"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
@@ -324,8 +325,12 @@ func toString(v any) string {
 // TestWatchRecoversFromGone: a follower whose Lease does not change keeps
 // an old resourceVersion while the rest of the cluster moves on. After a
 // kube-apiserver restart its watch cache starts later, so resuming from that
-// version answers 410 Gone; the follower must read the Lease again, watch
-// from there, and still take a released Lease at once.
+// version answers 410 Gone; the follower must list the Lease again, watch
+// from there, and still take a released Lease at once. The follower reaches
+// the API server through a proxy that is cut off during the restart, until
+// the new server serves the ServiceAccount: before its RBAC cache is synced
+// it answers 403, which the follower survives too, but by listing again
+// without ever meeting the 410 this test is about.
 func TestWatchRecoversFromGone(t *testing.T) {
 	f := newFleet(t)
 	ctx := t.Context()
@@ -338,8 +343,21 @@ func TestWatchRecoversFromGone(t *testing.T) {
 	}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	f.add(1)
-	s := f.all()[0]
+	token, err := cp.ServiceAccountToken(ctx, f.ns, testcluster.ServiceAccount)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy, err := testcluster.NewProxy(cp.URL, cp.CAData, token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(proxy.Close)
+	kubeconfig := filepath.Join(f.dir, "via-proxy.kubeconfig")
+	if err := testcluster.WriteKubeconfig(kubeconfig, proxy.URL, nil, ""); err != nil {
+		t.Fatal(err)
+	}
+	f.addPod("replica-0", testcluster.PodOptions{Labels: map[string]string{"app": appLabel}})
+	s := f.start("replica-0", kubeconfig)
 	if !eventually(10*time.Second, func() bool {
 		st, err := s.Status()
 		return err == nil && st["watching"] == true && st["leader"] == holder
@@ -352,10 +370,21 @@ func TestWatchRecoversFromGone(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	proxy.SetDown(true)
 	_ = cp.StopAPIServer(0) // SIGKILL at once: a crash
 	if err := cp.StartAPIServer(ctx); err != nil {
 		t.Fatal(err)
 	}
+	cfg := rest.CopyConfig(cp.AdminConfig)
+	cfg.BearerToken = token
+	sa := kubernetes.NewForConfigOrDie(cfg)
+	if !eventually(30*time.Second, func() bool {
+		_, err := sa.CoordinationV1().Leases(f.ns).Get(ctx, leaseName, metav1.GetOptions{})
+		return err == nil
+	}) {
+		t.Fatalf("the restarted API server does not serve the ServiceAccount")
+	}
+	proxy.SetDown(false)
 	if !eventually(20*time.Second, func() bool { return strings.Contains(s.Log(), "lease watch history is gone (410)") }) {
 		t.Fatalf("the follower's resumed watch never got 410 Gone; log:\n%s", s.LogTail(20))
 	}
