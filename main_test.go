@@ -104,3 +104,26 @@ func TestReadmeListsEveryVariable(t *testing.T) {
 		t.Errorf("README's configuration table differs from config.Config; it should read:\n\n| variable | default | meaning |\n|---|---|---|\n%s", strings.Join(want, "\n"))
 	}
 }
+
+// TestRunReportsABadKubeconfig: a valid configuration whose KUBECONFIG does
+// not exist stops with exit code 1 and a log line naming the variable.
+func TestRunReportsABadKubeconfig(t *testing.T) {
+	for _, v := range config.Variables() {
+		t.Setenv(v.Name, "")
+		os.Unsetenv(v.Name)
+	}
+	missing := filepath.Join(t.TempDir(), "no-such-kubeconfig")
+	t.Setenv("LEASE_NAME", "myapp-lock")
+	t.Setenv("NAMESPACE", "default")
+	t.Setenv("KUBECONFIG", missing)
+	var stdout, stderr bytes.Buffer
+	if code := run(context.Background(), nil, &stdout, &stderr); code != 1 {
+		t.Errorf("exit code = %d, want 1", code)
+	}
+	if want := `KUBECONFIG=\"` + missing + `\"`; !strings.Contains(stderr.String(), want) {
+		t.Errorf("stderr lacks %s:\n%s", want, stderr.String())
+	}
+	if n := strings.Count(strings.TrimSpace(stderr.String()), "\n") + 1; n != 1 {
+		t.Errorf("stderr has %d lines, want one:\n%s", n, stderr.String())
+	}
+}

@@ -185,7 +185,7 @@ func (b *bench) measure(ctx context.Context, k electorKind, routed bool) (*resul
 		}
 		reps = append(reps, &replica{s: s, proxy: proxy})
 	}
-	if _, err := waitLeader(ctx, reps, "", 60*time.Second); err != nil {
+	if _, err := testcluster.WaitForLeader(ctx, sidecars(reps), "", 60*time.Second); err != nil {
 		return nil, err
 	}
 	r := &result{}
@@ -256,41 +256,41 @@ func (b *bench) steadyState(ctx context.Context, reps []*replica, r *result) err
 
 // handover terminates the leader, measures, and restarts it as a follower.
 func (b *bench) handover(ctx context.Context, reps []*replica, r *result, ns string, routed bool) error {
-	leader, err := waitLeader(ctx, reps, "", 60*time.Second)
+	leader, err := testcluster.WaitForLeader(ctx, sidecars(reps), "", 60*time.Second)
 	if err != nil {
 		return err
 	}
 	if routed {
-		if _, _, err := b.waitRouted(ctx, ns, leader.s.Opts.Pod, time.Now(), 30*time.Second); err != nil {
+		if _, _, err := b.cp.WaitRouted(ctx, ns, service, leader.Opts.Pod, time.Now(), 30*time.Second); err != nil {
 			return err
 		}
 	}
 	start := time.Now()
-	if err := leader.s.Signal(syscall.SIGTERM); err != nil {
+	if err := leader.Signal(syscall.SIGTERM); err != nil {
 		return err
 	}
 	if routed {
-		next, err := waitLeader(ctx, reps, leader.s.Opts.Pod, 60*time.Second)
+		next, err := testcluster.WaitForLeader(ctx, sidecars(reps), leader.Opts.Pod, 60*time.Second)
 		if err != nil {
 			return err
 		}
-		took, gap, err := b.waitRouted(ctx, ns, next.s.Opts.Pod, start, 60*time.Second)
+		took, gap, err := b.cp.WaitRouted(ctx, ns, service, next.Opts.Pod, start, 60*time.Second)
 		if err != nil {
 			return err
 		}
 		r.routing, r.gap = append(r.routing, took), append(r.gap, gap)
 	} else {
-		if _, err := waitLeader(ctx, reps, leader.s.Opts.Pod, 60*time.Second); err != nil {
+		if _, err := testcluster.WaitForLeader(ctx, sidecars(reps), leader.Opts.Pod, 60*time.Second); err != nil {
 			return err
 		}
 		r.handover = append(r.handover, time.Since(start))
 	}
 	select {
-	case <-leader.s.Done():
+	case <-leader.Done():
 	case <-time.After(30 * time.Second):
-		return fmt.Errorf("%s did not exit within 30s of SIGTERM", leader.s.Opts.Pod)
+		return fmt.Errorf("%s did not exit within 30s of SIGTERM", leader.Opts.Pod)
 	}
-	if err := leader.s.Restart(); err != nil {
+	if err := leader.Restart(); err != nil {
 		return err
 	}
 	// Give the restarted replica time to start and observe, as in a rollout.
@@ -302,50 +302,13 @@ func (b *bench) handover(ctx context.Context, reps []*replica, r *result, ns str
 	}
 }
 
-// waitLeader polls every millisecond for a running replica, other than not,
-// with the status file.
-func waitLeader(ctx context.Context, reps []*replica, not string, timeout time.Duration) (*replica, error) {
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		for _, r := range reps {
-			if r.s.Opts.Pod != not && !r.s.Exited() && r.s.HasStatusFile() {
-				return r, nil
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(time.Millisecond):
-		}
+// sidecars returns the replicas' sidecars.
+func sidecars(reps []*replica) []*testcluster.Sidecar {
+	out := make([]*testcluster.Sidecar, len(reps))
+	for i, r := range reps {
+		out[i] = r.s
 	}
-	var logs strings.Builder
-	for _, r := range reps {
-		fmt.Fprintf(&logs, "--- %s\n%s\n", r.s.Opts.Pod, r.s.LogTail(15))
-	}
-	return nil, fmt.Errorf("no leader within %s:\n%s", timeout, logs.String())
-}
-
-// waitRouted samples the Service's endpoints every 2ms until they are pod
-// alone; it returns the time since start and how long no endpoint was ready.
-func (b *bench) waitRouted(ctx context.Context, ns, pod string, start time.Time, timeout time.Duration) (took, gap time.Duration, err error) {
-	last := time.Now()
-	for time.Since(start) < timeout {
-		eps, err := b.cp.ServiceEndpoints(ctx, ns, service)
-		now := time.Now()
-		if err == nil && len(eps) == 0 {
-			gap += now.Sub(last)
-		}
-		last = now
-		if err == nil && len(eps) == 1 && eps[0] == pod {
-			return now.Sub(start), gap, nil
-		}
-		select {
-		case <-ctx.Done():
-			return 0, 0, ctx.Err()
-		case <-time.After(2 * time.Millisecond):
-		}
-	}
-	return 0, 0, fmt.Errorf("the Service did not route to %s within %s", pod, timeout)
+	return out
 }
 
 func (b *bench) report(ours, theirs, routing *result) {

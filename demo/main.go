@@ -87,12 +87,12 @@ func run(ctx context.Context, out io.Writer) (err error) {
 	if err := d.startSidecars(bin, kubeconfig); err != nil {
 		return err
 	}
-	leader, err := d.waitLeader(ctx, "", 30*time.Second)
+	leader, err := testcluster.WaitForLeader(ctx, d.sidecars, "", 30*time.Second)
 	if err != nil {
 		return err
 	}
 	elected := since(start)
-	routed, err := d.waitRouted(ctx, leader.Opts.Pod, 30*time.Second)
+	routed, err := d.waitRouted(ctx, leader.Opts.Pod)
 	if err != nil {
 		return err
 	}
@@ -106,12 +106,12 @@ func run(ctx context.Context, out io.Writer) (err error) {
 	if err := leader.Signal(syscall.SIGTERM); err != nil {
 		return err
 	}
-	next, err := d.waitLeader(ctx, leader.Opts.Pod, 30*time.Second)
+	next, err := testcluster.WaitForLeader(ctx, d.sidecars, leader.Opts.Pod, 30*time.Second)
 	if err != nil {
 		return err
 	}
 	handover := time.Since(start)
-	routedNext, err := d.waitRouted(ctx, next.Opts.Pod, 30*time.Second)
+	routedNext, err := d.waitRouted(ctx, next.Opts.Pod)
 	if err != nil {
 		return err
 	}
@@ -195,39 +195,11 @@ func (d *demo) startSidecars(bin, kubeconfig string) error {
 	return nil
 }
 
-// waitLeader waits until a running sidecar other than not has its status file.
-func (d *demo) waitLeader(ctx context.Context, not string, timeout time.Duration) (*testcluster.Sidecar, error) {
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		for _, s := range d.sidecars {
-			if s.Opts.Pod != not && !s.Exited() && s.HasStatusFile() {
-				return s, nil
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(time.Millisecond):
-		}
-	}
-	return nil, fmt.Errorf("no leader within %s; logs:\n%s", timeout, d.logs())
-}
-
-// waitRouted waits until the Service's endpoints are exactly pod.
-func (d *demo) waitRouted(ctx context.Context, pod string, timeout time.Duration) (time.Duration, error) {
-	start := time.Now()
-	for time.Since(start) < timeout {
-		eps, err := d.cp.ServiceEndpoints(ctx, d.ns, service)
-		if err == nil && len(eps) == 1 && eps[0] == pod {
-			return time.Since(start).Round(time.Millisecond), nil
-		}
-		select {
-		case <-ctx.Done():
-			return 0, ctx.Err()
-		case <-time.After(5 * time.Millisecond):
-		}
-	}
-	return 0, fmt.Errorf("the Service did not route to %s within %s", pod, timeout)
+// waitRouted waits until the Service routes to pod alone, and says how long
+// that took.
+func (d *demo) waitRouted(ctx context.Context, pod string) (time.Duration, error) {
+	took, _, err := d.cp.WaitRouted(ctx, d.ns, service, pod, time.Now(), 30*time.Second)
+	return took.Round(time.Millisecond), err
 }
 
 // table prints what each source of truth says.
