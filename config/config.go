@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/kelseyhightower/envconfig"
+
+	"github.com/leader-elector/leader-elector/election"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/validation"
 )
@@ -188,22 +190,14 @@ func (c *Config) resolve(src Sources) []error {
 		}
 	}
 
-	positive := func(key string, d time.Duration) bool {
-		if d <= 0 {
-			bad(key, d, "must be greater than zero")
-			return false
+	timings := election.Timings{LeaseDuration: c.LeaseDuration, RenewDeadline: c.RenewDeadline, RetryPeriod: c.RetryPeriod}
+	if err := timings.Validate(); err != nil {
+		for _, e := range err.(interface{ Unwrap() []error }).Unwrap() {
+			var te *election.TimingError
+			if errors.As(e, &te) {
+				bad(timingVars[te.Field], te.Value, te.Rule(func(f string) string { return timingVars[f] }))
+			}
 		}
-		return true
-	}
-	ld, rd, rp := positive("LEASE_DURATION", c.LeaseDuration), positive("RENEW_DEADLINE", c.RenewDeadline), positive("RETRY_PERIOD", c.RetryPeriod)
-	if ld && c.LeaseDuration%time.Second != 0 {
-		bad("LEASE_DURATION", c.LeaseDuration, "must be whole seconds: the Lease stores seconds")
-	}
-	if ld && rd && c.LeaseDuration <= c.RenewDeadline {
-		bad("LEASE_DURATION", c.LeaseDuration, fmt.Sprintf("must be greater than RENEW_DEADLINE (%s)", c.RenewDeadline))
-	}
-	if rd && rp && c.RenewDeadline*5 <= c.RetryPeriod*6 {
-		bad("RENEW_DEADLINE", c.RenewDeadline, fmt.Sprintf("must be greater than 1.2 x RETRY_PERIOD (%s)", c.RetryPeriod))
 	}
 
 	switch c.LogLevel {
@@ -217,6 +211,13 @@ func (c *Config) resolve(src Sources) []error {
 		bad("LOG_FORMAT", c.LogFormat, "must be text or json")
 	}
 	return errs
+}
+
+// timingVars names election.Timings' fields as variables.
+var timingVars = map[string]string{
+	election.FieldLeaseDuration: "LEASE_DURATION",
+	election.FieldRenewDeadline: "RENEW_DEADLINE",
+	election.FieldRetryPeriod:   "RETRY_PERIOD",
 }
 
 // varError is a rule broken by one variable's value.

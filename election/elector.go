@@ -122,19 +122,15 @@ func (c Config) validate() error {
 	if c.Identity == "" {
 		errs = append(errs, errors.New("election config: Identity is required"))
 	}
-	if c.RetryPeriod <= 0 {
-		errs = append(errs, fmt.Errorf("election config: RetryPeriod %s must be greater than zero", c.RetryPeriod))
-	}
-	if c.RenewDeadline*5 <= c.RetryPeriod*6 {
-		errs = append(errs, fmt.Errorf("election config: RenewDeadline %s must be greater than 1.2 x RetryPeriod %s", c.RenewDeadline, c.RetryPeriod))
-	}
-	if c.LeaseDuration <= c.RenewDeadline {
-		errs = append(errs, fmt.Errorf("election config: LeaseDuration %s must be greater than RenewDeadline %s", c.LeaseDuration, c.RenewDeadline))
-	}
-	if c.LeaseDuration%time.Second != 0 {
-		errs = append(errs, fmt.Errorf("election config: LeaseDuration %s must be whole seconds, as the Lease stores it", c.LeaseDuration))
+	if err := c.Timings().Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("election config: %w", err))
 	}
 	return errors.Join(errs...)
+}
+
+// Timings returns the config's three durations.
+func (c Config) Timings() Timings {
+	return Timings{LeaseDuration: c.LeaseDuration, RenewDeadline: c.RenewDeadline, RetryPeriod: c.RetryPeriod}
 }
 
 // State returns a snapshot of what the candidate knows.

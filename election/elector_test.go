@@ -342,8 +342,8 @@ func TestConfigValidation(t *testing.T) {
 		{"no lock", func(c *Config) { c.Lock = nil }, "Lock is required"},
 		{"no identity", func(c *Config) { c.Identity = "" }, "Identity is required"},
 		{"zero retry", func(c *Config) { c.RetryPeriod = 0 }, "RetryPeriod 0s must be greater than zero"},
-		{"renew not above 1.2 x retry", func(c *Config) { c.RenewDeadline = 2400 * time.Millisecond }, "RenewDeadline 2.4s must be greater than 1.2 x RetryPeriod 2s"},
-		{"lease not above renew", func(c *Config) { c.LeaseDuration = rd }, "LeaseDuration 10s must be greater than RenewDeadline 10s"},
+		{"renew not above 1.2 x retry", func(c *Config) { c.RenewDeadline = 2400 * time.Millisecond }, "RenewDeadline 2.4s must be greater than 1.2 x RetryPeriod (2s)"},
+		{"lease not above renew", func(c *Config) { c.LeaseDuration = rd }, "LeaseDuration 10s must be greater than RenewDeadline (10s)"},
 		{"fractional lease", func(c *Config) { c.LeaseDuration = 15500 * time.Millisecond }, "LeaseDuration 15.5s must be whole seconds"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
