@@ -3,8 +3,8 @@ module github.com/leader-elector/leader-elector
 go 1.26.0
 
 require (
+	github.com/caarlos0/env/v11 v11.4.2
 	github.com/fsnotify/fsnotify v1.10.1
-	github.com/kelseyhightower/envconfig v1.4.0
 	k8s.io/api v0.37.2
 	k8s.io/apimachinery v0.37.2
 	k8s.io/client-go v0.37.2

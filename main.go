@@ -42,7 +42,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return 2
 		}
 	}
-	cfg, err := config.Load(config.DefaultSources)
+	cfg, err := config.Load(os.LookupEnv, config.DefaultSources)
 	if err != nil {
 		fmt.Fprintf(stderr, "leader-elector: invalid configuration:\n  %s\n", strings.ReplaceAll(err.Error(), "\n", "\n  "))
 		return 2

@@ -9,37 +9,47 @@ import (
 	"io"
 	"os"
 	"reflect"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 
-	"github.com/kelseyhightower/envconfig"
+	"github.com/caarlos0/env/v11"
 
 	"github.com/leader-elector/leader-elector/election"
+	"github.com/leader-elector/leader-elector/status"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/validation"
 )
 
-// Config is the sidecar's configuration. The desc tags are the help text.
+// Config is the sidecar's configuration. The env tags name the variables
+// (",required": must be set, if perhaps empty), the default tags hold the
+// defaults and the desc tags the help text.
 type Config struct {
-	LeaseName     string        `envconfig:"LEASE_NAME" required:"true" desc:"name of the coordination.k8s.io/v1 Lease the replicas compete for"`
-	Namespace     string        `envconfig:"NAMESPACE" desc:"namespace of the Lease and the pod; else POD_NAMESPACE, else the service account's namespace file"`
-	PodNamespace  string        `envconfig:"POD_NAMESPACE" desc:"fallback for NAMESPACE, from the Downward API"`
-	Identity      string        `envconfig:"IDENTITY" desc:"holder identity written to the Lease and the status file; default: the hostname (the pod name)"`
-	StatusFile    string        `envconfig:"STATUS_FILE" desc:"file the leader writes its identity to; if it is an existing directory, the file is leader_status inside it (default /tmp/leader_status)"`
-	StatusDir     string        `envconfig:"STATUS_DIR" desc:"the original project's name for STATUS_FILE"`
-	HealthPort    int           `envconfig:"HEALTH_PORT" default:"8080" desc:"port of /healthz, /livez, /readyz and /status"`
-	LabelPodRole  bool          `envconfig:"LABEL_POD_ROLE" default:"false" desc:"label the own pod role=leader or role=follower (needs POD_NAME)"`
-	PodName       string        `envconfig:"POD_NAME" desc:"own pod name, from the Downward API; required with LABEL_POD_ROLE"`
-	PodIP         string        `envconfig:"POD_IP" desc:"own pod IP, from the Downward API; shown in /status"`
-	RoleLabelKey  string        `envconfig:"ROLE_LABEL_KEY" default:"role" desc:"key of the role label"`
-	PeerSelector  string        `envconfig:"PEER_SELECTOR" desc:"label selector of the pods sharing the Lease, for stale-label repair; default: the own pod's app.kubernetes.io/name or app label"`
-	LeaseDuration time.Duration `envconfig:"LEASE_DURATION" default:"15s" desc:"how long followers wait before taking a Lease that was not released (whole seconds)"`
-	RenewDeadline time.Duration `envconfig:"RENEW_DEADLINE" default:"10s" desc:"how long the leader leads without a successful renew"`
-	RetryPeriod   time.Duration `envconfig:"RETRY_PERIOD" default:"2s" desc:"how often the leader renews"`
-	Kubeconfig    string        `envconfig:"KUBECONFIG" desc:"kubeconfig to use outside a cluster; empty: in-cluster config"`
-	LogLevel      string        `envconfig:"LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
-	LogFormat     string        `envconfig:"LOG_FORMAT" default:"text" desc:"text or json"`
+	LeaseName     string        `env:"LEASE_NAME,required" desc:"name of the coordination.k8s.io/v1 Lease the replicas compete for"`
+	Namespace     string        `env:"NAMESPACE" desc:"namespace of the Lease and the pod; else POD_NAMESPACE, else the service account's namespace file"`
+	PodNamespace  string        `env:"POD_NAMESPACE" desc:"fallback for NAMESPACE, from the Downward API"`
+	Identity      string        `env:"IDENTITY" desc:"holder identity written to the Lease and the status file; default: the hostname (the pod name)"`
+	StatusFile    string        `env:"STATUS_FILE" desc:"file the leader writes its identity to; if it is an existing directory, the file is leader_status inside it"`
+	StatusDir     string        `env:"STATUS_DIR" desc:"the original project's name for STATUS_FILE"`
+	HealthPort    int           `env:"HEALTH_PORT" default:"8080" desc:"port of /healthz, /livez, /readyz and /status"`
+	LabelPodRole  bool          `env:"LABEL_POD_ROLE" default:"false" desc:"label the own pod role=leader or role=follower (needs POD_NAME)"`
+	PodName       string        `env:"POD_NAME" desc:"own pod name, from the Downward API; required with LABEL_POD_ROLE"`
+	PodIP         string        `env:"POD_IP" desc:"own pod IP, from the Downward API; shown in /status"`
+	RoleLabelKey  string        `env:"ROLE_LABEL_KEY" default:"role" desc:"key of the role label"`
+	PeerSelector  string        `env:"PEER_SELECTOR" desc:"label selector of the pods sharing the Lease, for stale-label repair; default: the own pod's app.kubernetes.io/name or app label"`
+	LeaseDuration time.Duration `env:"LEASE_DURATION" default:"15s" desc:"how long followers wait before taking a Lease that was not released (whole seconds)"`
+	RenewDeadline time.Duration `env:"RENEW_DEADLINE" default:"10s" desc:"how long the leader leads without a successful renew"`
+	RetryPeriod   time.Duration `env:"RETRY_PERIOD" default:"2s" desc:"how often the leader renews"`
+	Kubeconfig    string        `env:"KUBECONFIG" desc:"kubeconfig to use outside a cluster; empty: in-cluster config"`
+	LogLevel      string        `env:"LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
+	LogFormat     string        `env:"LOG_FORMAT" default:"text" desc:"text or json"`
+}
+
+// descSuffix completes help text that comes from other packages, so that
+// each such fact is written once.
+var descSuffix = map[string]string{
+	"STATUS_FILE": " (default " + status.DefaultPath + ")",
 }
 
 // Sources are where defaults come from besides the environment.
@@ -56,27 +66,48 @@ var DefaultSources = Sources{
 	NamespaceFile: "/var/run/secrets/kubernetes.io/serviceaccount/namespace",
 }
 
-// Load reads the environment, fills in defaults and validates. The error
-// lists every problem, one per line, each naming the variable, its value
-// and the rule.
-func Load(src Sources) (Config, error) {
-	var c Config
+// Load reads the variables through lookup, which is like os.LookupEnv, fills
+// in defaults and validates. The error lists every problem, one per line,
+// each naming the variable, its value and the rule.
+func Load(lookup func(string) (string, bool), src Sources) (Config, error) {
 	var errs []error
 	failed := map[string]bool{} // variables that did not parse: no further rules for them
-	// envconfig stops at the first bad variable; process one field at a time
-	// to report them all.
-	v := reflect.ValueOf(&c).Elem()
-	for i := range v.NumField() {
-		f := v.Type().Field(i)
-		one := reflect.New(reflect.StructOf([]reflect.StructField{{Name: f.Name, Type: f.Type, Tag: f.Tag}}))
-		if err := envconfig.Process("", one.Interface()); err != nil {
-			errs = append(errs, explain(f, err))
-			failed[f.Tag.Get("envconfig")] = true
+	// The library sees only the variables Config declares, with our
+	// defaults applied to the unset ones. Its own default handling is not
+	// used: it would replace a variable set empty by the default, where an
+	// empty HEALTH_PORT must be reported.
+	environ := map[string]string{}
+	for _, v := range variables() {
+		val, ok := lookup(v.Name)
+		switch {
+		case !ok && v.Default != "":
+			val, ok = v.Default, true
+		case ok && val == "" && v.kind != reflect.String:
+			// The library skips empty values, leaving a zero port or duration.
+			errs = append(errs, fmt.Errorf("%s=%q: %s", v.Name, val, parseRule[v.kind]))
+			failed[v.Name] = true
 			continue
 		}
-		v.Field(i).Set(one.Elem().Field(0))
+		if ok {
+			environ[v.Name] = val
+		}
 	}
-	for _, err := range c.resolve(src) {
+	var c Config
+	err := env.ParseWithOptions(&c, env.Options{
+		Environment: environ,
+		FuncMap:     map[reflect.Type]env.ParserFunc{reflect.TypeFor[int](): parseDecimal},
+	})
+	var agg env.AggregateError
+	if errors.As(err, &agg) {
+		for _, e := range agg.Errors {
+			key, line := explain(e, environ)
+			failed[key] = true
+			errs = append(errs, line)
+		}
+	} else if err != nil {
+		errs = append(errs, err)
+	}
+	for _, err := range c.resolve(lookup, src) {
 		var v *varError
 		if !errors.As(err, &v) || !failed[v.key] {
 			errs = append(errs, err)
@@ -85,31 +116,48 @@ func Load(src Sources) (Config, error) {
 	return c, errors.Join(errs...)
 }
 
-// explain turns an envconfig error into one line: variable, value, rule.
-func explain(f reflect.StructField, err error) error {
-	key := f.Tag.Get("envconfig")
-	var perr *envconfig.ParseError
-	if errors.As(err, &perr) {
-		rule := map[reflect.Type]string{
-			reflect.TypeFor[time.Duration](): "must be a Go duration such as 15s or 500ms",
-			reflect.TypeFor[int]():           "must be a whole number",
-			reflect.TypeFor[bool]():          "must be true or false",
-		}[f.Type]
-		return fmt.Errorf("%s=%q: %s", key, perr.Value, rule)
+// parseDecimal reads a whole number in base 10 only: a HEALTH_PORT of 010 is
+// ten, not eight, and 0x1f90 is an error.
+func parseDecimal(s string) (any, error) {
+	return strconv.Atoi(s)
+}
+
+// parseRule is the rule a variable of a kind breaks when it does not parse.
+var parseRule = map[reflect.Kind]string{
+	reflect.Int64: "must be a Go duration such as 15s or 500ms", // time.Duration
+	reflect.Int:   "must be a whole number",
+	reflect.Bool:  "must be true or false",
+}
+
+// explain turns one of the library's errors into one line: variable, value,
+// rule. It also returns the variable.
+func explain(err error, environ map[string]string) (string, error) {
+	var perr env.ParseError
+	var unset env.VarIsNotSetError
+	switch {
+	case errors.As(err, &perr):
+		for _, v := range variables() {
+			if v.field == perr.Name {
+				return v.Name, fmt.Errorf("%s=%q: %s", v.Name, environ[v.Name], parseRule[v.kind])
+			}
+		}
+	case errors.As(err, &unset):
+		for _, v := range variables() {
+			if v.Name == unset.Key {
+				return v.Name, fmt.Errorf("%s is required: %s", v.Name, v.Description)
+			}
+		}
 	}
-	if strings.Contains(err.Error(), "required key") {
-		return fmt.Errorf("%s is required: %s", key, f.Tag.Get("desc"))
-	}
-	return fmt.Errorf("%s: %w", key, err)
+	return "", err
 }
 
 // resolve fills in derived defaults and checks every rule.
-func (c *Config) resolve(src Sources) []error {
+func (c *Config) resolve(lookup func(string) (string, bool), src Sources) []error {
 	var errs []error
 	// bad reports a broken rule with the value as the user wrote it (a
 	// duration of 15500ms stays 15500ms), or as it was derived.
 	bad := func(key string, value any, rule string) {
-		v, ok := os.LookupEnv(key)
+		v, ok := lookup(key)
 		if !ok {
 			v = fmt.Sprint(value)
 		}
@@ -121,9 +169,9 @@ func (c *Config) resolve(src Sources) []error {
 			bad(key, value, rule+": "+strings.Join(msgs, "; "))
 		}
 	}
-	// envconfig's required only catches an unset variable; LEASE_NAME="" (as
-	// from an empty value in a manifest) must fail too. When LEASE_NAME is
-	// unset, this error is dropped in favour of envconfig's "is required".
+	// required only catches an unset variable; LEASE_NAME="" (as from an
+	// empty value in a manifest) must fail too. When LEASE_NAME is unset,
+	// this error is dropped in favour of "is required".
 	if c.LeaseName == "" {
 		bad("LEASE_NAME", c.LeaseName, "must not be empty: set the name of the Lease")
 	} else {
@@ -247,15 +295,36 @@ type Variable struct {
 
 // Variables lists the variables Config reads, in order.
 func Variables() []Variable {
+	vs := variables()
+	out := make([]Variable, len(vs))
+	for i, v := range vs {
+		out[i] = v.Variable
+	}
+	return out
+}
+
+// variable is a Variable with what Load needs to parse it.
+type variable struct {
+	Variable
+	field string       // the Config field
+	kind  reflect.Kind // of the field
+}
+
+func variables() []variable {
 	t := reflect.TypeFor[Config]()
-	out := make([]Variable, 0, t.NumField())
+	out := make([]variable, 0, t.NumField())
 	for i := range t.NumField() {
-		tag := t.Field(i).Tag
-		out = append(out, Variable{
-			Name:        tag.Get("envconfig"),
-			Default:     tag.Get("default"),
-			Description: tag.Get("desc"),
-			Required:    tag.Get("required") == "true",
+		f := t.Field(i)
+		name, opts, _ := strings.Cut(f.Tag.Get("env"), ",")
+		out = append(out, variable{
+			Variable: Variable{
+				Name:        name,
+				Default:     f.Tag.Get("default"),
+				Description: f.Tag.Get("desc") + descSuffix[name],
+				Required:    opts == "required",
+			},
+			field: f.Name,
+			kind:  f.Type.Kind(),
 		})
 	}
 	return out

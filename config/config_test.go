@@ -11,25 +11,12 @@ import (
 	"time"
 )
 
-// cleanEnv unsets every variable Config reads, for the duration of the test.
-// t.Setenv records the old value so that it is restored afterwards; the
-// Unsetenv matters because envconfig tells an empty variable from an unset one.
-func cleanEnv(t *testing.T) {
-	t.Helper()
-	for _, v := range Variables() {
-		t.Setenv(v.Name, "")
-		if err := os.Unsetenv(v.Name); err != nil {
-			t.Fatalf("unset %s: %v", v.Name, err)
-		}
-	}
-}
-
-// setEnv starts from a clean environment and sets env.
-func setEnv(t *testing.T, env map[string]string) {
-	t.Helper()
-	cleanEnv(t)
-	for k, v := range env {
-		t.Setenv(k, v)
+// lookupIn is os.LookupEnv on env alone, so that tests need not touch the
+// process environment and can run in parallel.
+func lookupIn(env map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) {
+		v, ok := env[k]
+		return v, ok
 	}
 }
 
@@ -56,6 +43,7 @@ func errLines(err error) []string {
 }
 
 func TestLoadRejectsBadInput(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name  string
 		env   map[string]string // merged over minimalEnv; "" values are set empty
@@ -275,6 +263,7 @@ func TestLoadRejectsBadInput(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
 			env := minimalEnv()
 			for _, k := range tt.unset {
 				delete(env, k)
@@ -282,13 +271,12 @@ func TestLoadRejectsBadInput(t *testing.T) {
 			for k, v := range tt.env {
 				env[k] = v
 			}
-			setEnv(t, env)
 			src := testSources(t)
 			if tt.src != nil {
 				tt.src(t, &src)
 			}
 
-			_, err := Load(src)
+			_, err := Load(lookupIn(env), src)
 			if err == nil {
 				t.Fatalf("Load() = nil error, want one containing %q", tt.want)
 			}
@@ -309,19 +297,20 @@ func TestLoadRejectsBadInput(t *testing.T) {
 }
 
 func TestLoadNamesNamespaceFileInError(t *testing.T) {
+	t.Parallel()
 	env := minimalEnv()
 	delete(env, "NAMESPACE")
-	setEnv(t, env)
 	src := testSources(t)
 
-	_, err := Load(src)
+	_, err := Load(lookupIn(env), src)
 	if err == nil || !strings.Contains(err.Error(), src.NamespaceFile) {
 		t.Fatalf("Load() error = %v, want it to name the namespace file %s", err, src.NamespaceFile)
 	}
 }
 
 func TestLoadReportsEveryBadVariableOnce(t *testing.T) {
-	setEnv(t, map[string]string{
+	t.Parallel()
+	env := map[string]string{
 		"LEASE_NAME":     "Bad_Name",
 		"NAMESPACE":      "UPPER",
 		"HEALTH_PORT":    "http",   // parse error: not also "must be a port number"
@@ -330,10 +319,10 @@ func TestLoadReportsEveryBadVariableOnce(t *testing.T) {
 		"LABEL_POD_ROLE": "maybe",
 		"LOG_LEVEL":      "loud",
 		"LOG_FORMAT":     "xml",
-	})
+	}
 	src := testSources(t)
 
-	_, err := Load(src)
+	_, err := Load(lookupIn(env), src)
 	if err == nil {
 		t.Fatal("Load() = nil error, want every bad variable reported")
 	}
@@ -370,10 +359,10 @@ func TestLoadReportsEveryBadVariableOnce(t *testing.T) {
 }
 
 func TestLoadDefaults(t *testing.T) {
-	setEnv(t, minimalEnv())
+	t.Parallel()
 	src := testSources(t)
 
-	got, err := Load(src)
+	got, err := Load(lookupIn(minimalEnv()), src)
 	if err != nil {
 		t.Fatalf("Load() error = %v", err)
 	}
@@ -395,6 +384,7 @@ func TestLoadDefaults(t *testing.T) {
 }
 
 func TestLoadAcceptsValidInput(t *testing.T) {
+	t.Parallel()
 	failingHostname := func(t *testing.T, s *Sources) {
 		s.Hostname = func() (string, error) {
 			t.Error("Hostname called although IDENTITY is set")
@@ -486,6 +476,7 @@ func TestLoadAcceptsValidInput(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
 			env := minimalEnv()
 			for _, k := range tt.unset {
 				delete(env, k)
@@ -493,13 +484,12 @@ func TestLoadAcceptsValidInput(t *testing.T) {
 			for k, v := range tt.env {
 				env[k] = v
 			}
-			setEnv(t, env)
 			src := testSources(t)
 			if tt.src != nil {
 				tt.src(t, &src)
 			}
 
-			c, err := Load(src)
+			c, err := Load(lookupIn(env), src)
 			if err != nil {
 				t.Fatalf("Load() error = %v", err)
 			}
@@ -518,6 +508,7 @@ func wantField(name string, get func(Config) any, want any) func(*testing.T, Con
 }
 
 func TestUsageListsEveryVariable(t *testing.T) {
+	t.Parallel()
 	vars := Variables()
 	var names []string
 	for _, v := range vars {

@@ -20,6 +20,7 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/tools/cache"
 	watchtools "k8s.io/client-go/tools/watch"
+	"k8s.io/utils/clock"
 
 	"github.com/leader-elector/leader-elector/election"
 )
@@ -42,6 +43,7 @@ type Store struct {
 	log       *slog.Logger
 	// retry spaces out re-reads while the API server cannot be reached.
 	retry time.Duration
+	clock clock.Clock
 
 	mu   sync.Mutex
 	last *coordinationv1.Lease // newest object seen, to update it in full
@@ -50,10 +52,10 @@ type Store struct {
 var _ election.Lock = (*Store)(nil)
 
 // New returns a Store for the Lease namespace/name; leases is the Lease API
-// of that namespace. retry is how long the watch waits before it reads again
-// after a failure.
-func New(leases Leases, namespace, name string, retry time.Duration, log *slog.Logger) *Store {
-	return &Store{leases: leases, namespace: namespace, name: name, retry: retry, log: log}
+// of that namespace. retry is the longest the watch waits, on clk, before it
+// reads again after a failure.
+func New(leases Leases, namespace, name string, retry time.Duration, clk clock.Clock, log *slog.Logger) *Store {
+	return &Store{leases: leases, namespace: namespace, name: name, retry: retry, clock: clk, log: log}
 }
 
 // Describe names the Lease.
@@ -204,7 +206,7 @@ func (s *Store) Watch(ctx context.Context, events chan<- election.Event) {
 			if ctx.Err() != nil || !send(election.Event{Type: election.WatchLost, Err: err}) {
 				return
 			}
-			if !sleep(ctx, backoff.Step()) {
+			if !s.sleep(ctx, backoff.Step()) {
 				return
 			}
 			continue
@@ -319,11 +321,12 @@ func gone(err error) watch.Interface {
 	return watch.NewProxyWatcher(ch)
 }
 
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
+// sleep waits d on the store's clock; false when ctx ended first.
+func (s *Store) sleep(ctx context.Context, d time.Duration) bool {
+	t := s.clock.NewTimer(d)
 	defer t.Stop()
 	select {
-	case <-t.C:
+	case <-t.C():
 		return true
 	case <-ctx.Done():
 		return false

@@ -18,6 +18,7 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
+	"k8s.io/utils/clock"
 	"k8s.io/utils/ptr"
 
 	"github.com/leader-elector/leader-elector/election"
@@ -81,7 +82,7 @@ func newClientset(t *testing.T) *fake.Clientset {
 }
 
 func newStore(cs *fake.Clientset) *Store {
-	return New(cs.CoordinationV1().Leases(testNamespace), testNamespace, testName, time.Second, slog.New(slog.DiscardHandler))
+	return New(cs.CoordinationV1().Leases(testNamespace), testNamespace, testName, time.Second, clock.RealClock{}, slog.New(slog.DiscardHandler))
 }
 
 func getLease(t *testing.T, cs *fake.Clientset, name string) *coordinationv1.Lease {
@@ -378,7 +379,7 @@ func TestDescribe(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.want, func(t *testing.T) {
-			s := New(fake.NewClientset().CoordinationV1().Leases(tt.namespace), tt.namespace, tt.name, time.Second, slog.New(slog.DiscardHandler))
+			s := New(fake.NewClientset().CoordinationV1().Leases(tt.namespace), tt.namespace, tt.name, time.Second, clock.RealClock{}, slog.New(slog.DiscardHandler))
 			if got := s.Describe(); got != tt.want {
 				t.Errorf("Describe() = %q, want %q", got, tt.want)
 			}

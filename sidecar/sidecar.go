@@ -97,7 +97,7 @@ func Run(ctx context.Context, cfg config.Config, client *kubeclient.Client, clk 
 
 	var statusErr errorBox
 	elector, err := election.New(election.Config{
-		Lock:          leasestore.New(client.Leases(cfg.Namespace), cfg.Namespace, cfg.LeaseName, cfg.RetryPeriod, log),
+		Lock:          leasestore.New(client.Leases(cfg.Namespace), cfg.Namespace, cfg.LeaseName, cfg.RetryPeriod, clk, log),
 		Identity:      cfg.Identity,
 		LeaseDuration: cfg.LeaseDuration,
 		RenewDeadline: cfg.RenewDeadline,
