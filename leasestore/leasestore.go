@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/go-logr/logr"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -20,9 +21,11 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/tools/cache"
 	watchtools "k8s.io/client-go/tools/watch"
+	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
 
 	"github.com/leader-elector/leader-elector/election"
+	"github.com/leader-elector/leader-elector/internal/lasterr"
 )
 
 // Leases is what the store needs of the Lease API in one namespace; client-go's
@@ -190,6 +193,11 @@ func validate(l *coordinationv1.Lease) error {
 // last one seen when the stream breaks) and lists again when the server
 // answers 410 Gone. It reports WatchLost whenever events may be missed. A
 // missing Lease is watched too, so its creation is seen at once.
+//
+// When the watch cannot be established (the list fails, or the watch is
+// refused, as with a Role that grants list but not watch), Watch waits with
+// a back-off from retry/4 up to retry before it lists again, and logs the
+// cause once, not on every turn.
 func (s *Store) Watch(ctx context.Context, events chan<- election.Event) {
 	send := func(ev election.Event) bool {
 		select {
@@ -199,21 +207,38 @@ func (s *Store) Watch(ctx context.Context, events chan<- election.Event) {
 			return false
 		}
 	}
-	backoff := wait.Backoff{Duration: s.retry / 4, Factor: 2, Jitter: 0.1, Steps: 1 << 30, Cap: s.retry}
+	trouble := lasterr.New(s.log.With("lease", s.Describe()),
+		"cannot watch the lease; retrying with back-off", "lease watch established again")
+	// The RetryWatcher logs through the context on every failed attempt;
+	// each failure reaches the election as a WatchLost event, and the log
+	// through trouble, instead.
+	wctx := klog.NewContext(ctx, logr.Discard())
+	backoff := s.backoff()
 	for ctx.Err() == nil {
 		rv, err := s.relist(ctx, send)
-		if err != nil {
-			if ctx.Err() != nil || !send(election.Event{Type: election.WatchLost, Err: err}) {
-				return
+		if err == nil {
+			var established bool
+			if established, err = s.follow(wctx, rv, send, trouble); established {
+				backoff = s.backoff()
+				continue
 			}
-			if !s.sleep(ctx, backoff.Step()) {
-				return
-			}
-			continue
+		} else if ctx.Err() == nil && !send(election.Event{Type: election.WatchLost, Err: err}) {
+			return
 		}
-		backoff.Duration = s.retry / 4
-		s.follow(ctx, rv, send)
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			trouble.Note(err)
+		}
+		if !s.sleep(ctx, backoff.Step()) {
+			return
+		}
 	}
+}
+
+func (s *Store) backoff() wait.Backoff {
+	return wait.Backoff{Duration: s.retry / 4, Factor: 2, Jitter: 0.1, Steps: 1 << 30, Cap: s.retry}
 }
 
 // relist lists the Lease by name and reports it, or its absence. It returns
@@ -241,10 +266,13 @@ func (s *Store) selector() string {
 	return fields.OneTermEqualSelector("metadata.name", s.name).String()
 }
 
-// follow watches from rv until the history is gone (410) or ctx ends.
-func (s *Store) follow(ctx context.Context, rv string, send func(election.Event) bool) {
+// follow watches from rv until the history is gone (410), the watch is
+// refused, or ctx ends. It reports whether the watch was ever established
+// and, if not, why; it notes an established watch as a recovery on trouble.
+func (s *Store) follow(ctx context.Context, rv string, send func(election.Event) bool, trouble *lasterr.Tracker) (bool, error) {
 	selector := s.selector()
-	established := false
+	established, ever := false, false
+	var cause error
 	lw := &cache.ListWatch{WatchFuncWithContext: func(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
 		if established {
 			established = false
@@ -258,17 +286,20 @@ func (s *Store) follow(ctx context.Context, rv string, send func(election.Event)
 			// 410 in the stream instead, which ends it, so that we read again.
 			return gone(err), nil
 		case err != nil:
-			send(election.Event{Type: election.WatchLost, Err: fmt.Errorf("watch lease %s: %w", s.Describe(), err)})
+			cause = fmt.Errorf("watch lease %s: %w", s.Describe(), err)
+			send(election.Event{Type: election.WatchLost, Err: cause})
 			return nil, err
 		}
-		established = true
+		established, ever, cause = true, true, nil
+		trouble.Note(nil)
 		send(election.Event{Type: election.WatchEstablished})
 		return w, nil
 	}}
 	rw, err := watchtools.NewRetryWatcherWithContext(ctx, rv, lw)
 	if err != nil {
+		err = fmt.Errorf("watch lease %s: %w", s.Describe(), err)
 		send(election.Event{Type: election.WatchLost, Err: err})
-		return
+		return false, err
 	}
 	defer func() { rw.Stop(); <-rw.Done() }()
 	for ev := range rw.ResultChan() {
@@ -284,7 +315,7 @@ func (s *Store) follow(ctx context.Context, rv string, send func(election.Event)
 				continue
 			}
 			if !send(election.Event{Type: election.Observed, Lease: lease}) {
-				return
+				return ever, cause
 			}
 		case watch.Deleted:
 			l, _ := ev.Object.(*coordinationv1.Lease)
@@ -293,7 +324,7 @@ func (s *Store) follow(ctx context.Context, rv string, send func(election.Event)
 				version = l.ResourceVersion
 			}
 			if !send(election.Event{Type: election.Deleted, Lease: election.Lease{Version: version}}) {
-				return
+				return ever, cause
 			}
 		case watch.Error:
 			err := apierrors.FromObject(ev.Object)
@@ -301,15 +332,24 @@ func (s *Store) follow(ctx context.Context, rv string, send func(election.Event)
 			if errors.As(err, &status) && status.Status().Code == http.StatusGone {
 				s.log.Info("lease watch history is gone (410); reading the lease again", "lease", s.Describe())
 				send(election.Event{Type: election.WatchLost})
-				return
+				if cause == nil {
+					cause = fmt.Errorf("watch lease %s: %w", s.Describe(), err)
+				}
+				return ever, cause
 			}
-			send(election.Event{Type: election.WatchLost, Err: fmt.Errorf("watch lease %s: %w", s.Describe(), err)})
-			return
+			if cause == nil {
+				// Forbidden or Unauthorized: the RetryWatcher gives up. The
+				// WatchFunc above reported it already.
+				cause = fmt.Errorf("watch lease %s: %w", s.Describe(), err)
+				send(election.Event{Type: election.WatchLost, Err: cause})
+			}
+			return ever, cause
 		}
 	}
 	if established {
 		send(election.Event{Type: election.WatchLost})
 	}
+	return ever, cause
 }
 
 // gone is a watch whose only event is err as a 410 status.
