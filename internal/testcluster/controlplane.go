@@ -60,6 +60,7 @@ type ControlPlane struct {
 
 	log        io.Writer
 	etcdURL    string
+	etcdPeer   string
 	apiPort    int
 	adminToken string
 
@@ -107,7 +108,10 @@ func Start(ctx context.Context, opts Options) (_ *ControlPlane, err error) {
 			err = errors.Join(err, cp.Stop())
 		}
 	}()
-	if err := cp.startEtcd(ctx); err != nil {
+	if err := cp.etcdPorts(); err != nil {
+		return nil, err
+	}
+	if err := cp.StartEtcd(ctx); err != nil {
 		return nil, err
 	}
 	if err := cp.writeCredentials(); err != nil {
@@ -123,7 +127,9 @@ func Start(ctx context.Context, opts Options) (_ *ControlPlane, err error) {
 	return cp, nil
 }
 
-func (cp *ControlPlane) startEtcd(ctx context.Context) error {
+// etcdPorts picks etcd's client and peer URLs, once: a restarted etcd
+// listens where the API server expects it.
+func (cp *ControlPlane) etcdPorts() error {
 	client, err := FreePort()
 	if err != nil {
 		return err
@@ -133,13 +139,20 @@ func (cp *ControlPlane) startEtcd(ctx context.Context) error {
 		return err
 	}
 	cp.etcdURL = fmt.Sprintf("http://127.0.0.1:%d", client)
-	peerURL := fmt.Sprintf("http://127.0.0.1:%d", peer)
+	cp.etcdPeer = fmt.Sprintf("http://127.0.0.1:%d", peer)
+	return nil
+}
+
+// StartEtcd starts etcd, or starts it again after StopEtcd, on the same
+// ports and data, and waits until it is healthy. The API server reconnects
+// by itself.
+func (cp *ControlPlane) StartEtcd(ctx context.Context) error {
 	p, err := cp.start("etcd", filepath.Join(cp.Bin, "etcd"),
 		"--name=default",
 		"--data-dir="+filepath.Join(cp.Dir, "etcd"),
 		"--listen-client-urls="+cp.etcdURL, "--advertise-client-urls="+cp.etcdURL,
-		"--listen-peer-urls="+peerURL, "--initial-advertise-peer-urls="+peerURL,
-		"--initial-cluster=default="+peerURL,
+		"--listen-peer-urls="+cp.etcdPeer, "--initial-advertise-peer-urls="+cp.etcdPeer,
+		"--initial-cluster=default="+cp.etcdPeer,
 		"--unsafe-no-fsync", "--log-level=error")
 	if err != nil {
 		return err
@@ -155,6 +168,12 @@ func (cp *ControlPlane) startEtcd(ctx context.Context) error {
 		}
 		return nil
 	})
+}
+
+// StopEtcd stops etcd with SIGTERM, and SIGKILL if it has not exited after
+// grace; its data stays for StartEtcd. The error says if it had to be killed.
+func (cp *ControlPlane) StopEtcd(grace time.Duration) error {
+	return cp.stopProc("etcd", syscall.SIGTERM, grace)
 }
 
 // writeCredentials writes the admin token and the ServiceAccount signing key.
