@@ -1,5 +1,5 @@
 // Package kubeclient holds the few API calls the sidecar makes (Leases: get,
-// list, create, update, watch; Pods: get, list, patch) on a REST client whose scheme
+// list, create, update, watch; Pods: get, list, watch, patch) on a REST client whose scheme
 // knows only coordination.k8s.io/v1 and core/v1.
 //
 // client-go's typed clientsets import a scheme with every API group, whose
@@ -143,4 +143,11 @@ func (p *Pods) Patch(ctx context.Context, name string, pt types.PatchType, data 
 	err := p.c.core.Patch(pt).Namespace(p.ns).Resource("pods").Name(name).SubResource(subresources...).
 		VersionedParams(&opts, p.c.params).Body(data).Do(ctx).Into(out)
 	return out, err
+}
+
+// Watch watches Pods.
+func (p *Pods) Watch(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
+	opts.Watch = true
+	return p.c.core.Get().Namespace(p.ns).Resource("pods").
+		VersionedParams(&opts, p.c.params).Watch(ctx)
 }

@@ -102,6 +102,13 @@ func TestRBACDeniesWhatDeployDoesNotGrant(t *testing.T) {
 		}},
 		{"get the own pod", func() error { _, err := sa.CoreV1().Pods(ns).Get(ctx, "replica-0", metav1.GetOptions{}); return err }},
 		{"list pods", func() error { _, err := sa.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{}); return err }},
+		{"watch pods by label", func() error {
+			w, err := sa.CoreV1().Pods(ns).Watch(ctx, metav1.ListOptions{LabelSelector: "app=demo"})
+			if err == nil {
+				w.Stop()
+			}
+			return err
+		}},
 		{"patch a pod label", func() error {
 			_, err := sa.CoreV1().Pods(ns).Patch(ctx, "replica-0", types.MergePatchType, []byte(`{"metadata":{"labels":{"role":"follower"}}}`), metav1.PatchOptions{})
 			return err
@@ -135,6 +142,13 @@ func TestRBACDeniesWhatDeployDoesNotGrant(t *testing.T) {
 			return err
 		}},
 		{"list pods in another namespace", func() error { _, err := sa.CoreV1().Pods("default").List(ctx, metav1.ListOptions{}); return err }},
+		{"watch pods in another namespace", func() error {
+			w, err := sa.CoreV1().Pods("default").Watch(ctx, metav1.ListOptions{})
+			if err == nil {
+				w.Stop()
+			}
+			return err
+		}},
 	}
 	for _, tc := range denied {
 		if err := tc.do(); !apierrors.IsForbidden(err) {
