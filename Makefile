@@ -4,7 +4,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 BIN ?= bin
 # The release build: static, reproducible paths, version stamped. The
 # Dockerfile's build stage runs `make build` too, so both stay the same.
-GO_BUILD = CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X github.com/leader-elector/leader-elector/sidecar.Version=$(VERSION)"
+GO_BUILD = CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=$(VERSION)"
 
 .PHONY: build test demo bench controlplane image clean
 

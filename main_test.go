@@ -59,15 +59,10 @@ func TestReleaseBuildIsStaticAndStarts(t *testing.T) {
 
 // TestRunRejectsBadConfiguration: exit code 2 and one line per problem.
 func TestRunRejectsBadConfiguration(t *testing.T) {
-	for _, v := range config.Variables() {
-		t.Setenv(v.Name, "")
-		os.Unsetenv(v.Name)
-	}
-	t.Setenv("LEASE_DURATION", "soon")
-	t.Setenv("HEALTH_PORT", "http")
-	t.Setenv("NAMESPACE", "default")
+	t.Parallel()
+	env := environment(map[string]string{"LEASE_DURATION": "soon", "HEALTH_PORT": "http", "NAMESPACE": "default"})
 	var stdout, stderr bytes.Buffer
-	if code := run(context.Background(), nil, &stdout, &stderr); code != 2 {
+	if code := run(context.Background(), nil, env, &stdout, &stderr); code != 2 {
 		t.Errorf("exit code = %d, want 2", code)
 	}
 	for _, want := range []string{"LEASE_NAME is required", `LEASE_DURATION="soon": must be a Go duration`, `HEALTH_PORT="http": must be a whole number`} {
@@ -75,7 +70,7 @@ func TestRunRejectsBadConfiguration(t *testing.T) {
 			t.Errorf("stderr lacks %q:\n%s", want, stderr.String())
 		}
 	}
-	if code := run(context.Background(), []string{"--bogus"}, &stdout, &stderr); code != 2 {
+	if code := run(context.Background(), []string{"--bogus"}, env, &stdout, &stderr); code != 2 {
 		t.Errorf("unknown argument: exit code = %d, want 2", code)
 	}
 }
@@ -108,16 +103,11 @@ func TestReadmeListsEveryVariable(t *testing.T) {
 // TestRunReportsABadKubeconfig: a valid configuration whose KUBECONFIG does
 // not exist stops with exit code 1 and a log line naming the variable.
 func TestRunReportsABadKubeconfig(t *testing.T) {
-	for _, v := range config.Variables() {
-		t.Setenv(v.Name, "")
-		os.Unsetenv(v.Name)
-	}
+	t.Parallel()
 	missing := filepath.Join(t.TempDir(), "no-such-kubeconfig")
-	t.Setenv("LEASE_NAME", "myapp-lock")
-	t.Setenv("NAMESPACE", "default")
-	t.Setenv("KUBECONFIG", missing)
+	env := environment(map[string]string{"LEASE_NAME": "myapp-lock", "NAMESPACE": "default", "KUBECONFIG": missing})
 	var stdout, stderr bytes.Buffer
-	if code := run(context.Background(), nil, &stdout, &stderr); code != 1 {
+	if code := run(context.Background(), nil, env, &stdout, &stderr); code != 1 {
 		t.Errorf("exit code = %d, want 1", code)
 	}
 	if want := `KUBECONFIG=\"` + missing + `\"`; !strings.Contains(stderr.String(), want) {
@@ -126,4 +116,9 @@ func TestRunReportsABadKubeconfig(t *testing.T) {
 	if n := strings.Count(strings.TrimSpace(stderr.String()), "\n") + 1; n != 1 {
 		t.Errorf("stderr has %d lines, want one:\n%s", n, stderr.String())
 	}
+}
+
+// environment is a lookup of vars alone, in place of the process's.
+func environment(vars map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) { v, ok := vars[k]; return v, ok }
 }

@@ -76,6 +76,11 @@ func Listen(addr string, h http.Handler, log *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listen for health on %s: %w", addr, err)
 	}
+	return Serve(ln, h, log), nil
+}
+
+// Serve returns a Server for h on ln, which it owns from now on.
+func Serve(ln net.Listener, h http.Handler, log *slog.Logger) *Server {
 	return &Server{ln: ln, srv: &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: 5 * time.Second,
@@ -84,7 +89,7 @@ func Listen(addr string, h http.Handler, log *slog.Logger) (*Server, error) {
 		IdleTimeout:       60 * time.Second,
 		MaxHeaderBytes:    8 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}}, nil
+	}}
 }
 
 // Addr is the address the server listens on.

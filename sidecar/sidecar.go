@@ -1,6 +1,10 @@
 // Package sidecar assembles the leader-elector sidecar from its parts: the
-// election decides, and the status file, the role label and the health
-// endpoints follow it.
+// election decides, and the outputs (the status file, the role label, ...)
+// follow it in a fixed order, while the health endpoints report on all of it.
+//
+// The rules that matter most live in small named methods: onStarted and
+// onStopped (the order in which outputs follow leadership), live and ready
+// (what the probes mean) and report (/status).
 package sidecar
 
 import (
@@ -8,43 +12,286 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
+	"runtime"
 	"strconv"
-	"sync"
 	"time"
 
-	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
+	"golang.org/x/sync/errgroup"
 	"k8s.io/utils/clock"
 
 	"github.com/leader-elector/leader-elector/config"
 	"github.com/leader-elector/leader-elector/election"
 	"github.com/leader-elector/leader-elector/health"
-	"github.com/leader-elector/leader-elector/kubeclient"
+	"github.com/leader-elector/leader-elector/internal/lasterr"
 	"github.com/leader-elector/leader-elector/labeler"
 	"github.com/leader-elector/leader-elector/leasestore"
 	"github.com/leader-elector/leader-elector/status"
 )
 
-// Version is set at build time.
-var Version = "dev"
+// Deps are what the sidecar talks to. Tests pass fakes.
+type Deps struct {
+	// Leases is the Lease API of the configured namespace. Required.
+	Leases leasestore.Leases
+	// Pods is the pod API of that namespace. Required with LabelPodRole.
+	Pods labeler.Pods
+	// Clock is the source of time; clock.RealClock{} when nil.
+	Clock clock.WithTickerAndDelayedExecution
+	// Log receives the sidecar's log; slog.Default() when nil.
+	Log *slog.Logger
+	// Health is where the health endpoints are served; nil: Run listens on
+	// the configured HEALTH_PORT.
+	Health net.Listener
+	// Version is shown in the log and in /status.
+	Version string
+}
 
-// NewClient connects with the kubeconfig at path, or in-cluster when path
-// is empty.
-func NewClient(kubeconfig string) (*kubeclient.Client, error) {
-	var cfg *rest.Config
-	var err error
-	if kubeconfig != "" {
-		cfg, err = clientcmd.BuildConfigFromFlags("", kubeconfig)
-		if err != nil {
-			return nil, fmt.Errorf("load KUBECONFIG=%q: %w", kubeconfig, err)
-		}
-	} else if cfg, err = rest.InClusterConfig(); err != nil {
-		return nil, fmt.Errorf("no KUBECONFIG set and not running in a cluster: %w", err)
+// Output is one thing that follows leadership, such as the status file or
+// the role label: each is a package of its own, and New lists them in the
+// order they act. Every func is optional.
+type Output struct {
+	// Name names the output in logs and errors.
+	Name string
+	// Lead runs, in order, once the Lease was won. An error gives the Lease
+	// back. Its context ends at the renew deadline; renewals wait for it.
+	Lead func(ctx context.Context, s election.State) error
+	// Follow runs, in order, once leadership ended and before the Lease is
+	// released. Its context ends after RETRY_PERIOD.
+	Follow func(ctx context.Context, s election.State) error
+	// Run does the output's background work until ctx ends, which is after
+	// the election ended. An earlier return, with or without an error, ends
+	// the election (stepping down as usual) and Run's result.
+	Run func(ctx context.Context) error
+}
+
+// Sidecar is one assembled sidecar. Create it with New, start it with Run.
+type Sidecar struct {
+	cfg     config.Config
+	deps    Deps
+	log     *slog.Logger
+	clk     clock.WithTickerAndDelayedExecution
+	file    *status.File
+	fileErr *lasterr.Tracker // the status file's latest error, logged once
+	labels  *labeler.Labeler // nil unless LabelPodRole
+	elector *election.Elector
+	outputs []Output
+	// watchStatusDir is off only in tests that run in a synctest bubble,
+	// where fsnotify's reader, blocked in the kernel, would stop time.
+	watchStatusDir bool
+}
+
+// New builds the sidecar's parts from cfg. It does nothing yet: Run does.
+func New(cfg config.Config, d Deps) (*Sidecar, error) {
+	if d.Leases == nil {
+		return nil, errors.New("sidecar: Deps.Leases is required")
 	}
-	cfg.UserAgent = "leader-elector/" + Version
-	cfg.ContentType = "application/vnd.kubernetes.protobuf"
-	cfg.AcceptContentTypes = "application/vnd.kubernetes.protobuf,application/json"
-	return kubeclient.New(cfg)
+	if d.Clock == nil {
+		d.Clock = clock.RealClock{}
+	}
+	if d.Log == nil {
+		d.Log = slog.Default()
+	}
+	path, err := status.Resolve(cfg.StatusFile, cfg.StatusDir)
+	if err != nil {
+		return nil, err
+	}
+	s := &Sidecar{cfg: cfg, deps: d, log: d.Log, clk: d.Clock, file: status.New(path, d.Log), watchStatusDir: true}
+	s.fileErr = lasterr.New(d.Log, "status file error", "status file recovered")
+	s.outputs = append(s.outputs, Output{Name: "status file", Lead: s.publish, Follow: s.withdraw})
+	if cfg.LabelPodRole {
+		if d.Pods == nil {
+			return nil, errors.New("sidecar: Deps.Pods is required with LABEL_POD_ROLE=true")
+		}
+		s.labels, err = labeler.New(labeler.Config{Pods: d.Pods, Pod: cfg.PodName, Key: cfg.RoleLabelKey,
+			PeerSelector: cfg.PeerSelector, Clock: d.Clock, Logger: d.Log})
+		if err != nil {
+			return nil, err
+		}
+		s.outputs = append(s.outputs, Output{Name: "role label", Lead: s.labelLeader, Follow: s.labelFollower, Run: s.labels.Run})
+	}
+	s.elector, err = election.New(election.Config{
+		Lock:          leasestore.New(d.Leases, cfg.Namespace, cfg.LeaseName, cfg.RetryPeriod, d.Clock, d.Log),
+		Identity:      cfg.Identity,
+		LeaseDuration: cfg.LeaseDuration,
+		RenewDeadline: cfg.RenewDeadline,
+		RetryPeriod:   cfg.RetryPeriod,
+		Clock:         d.Clock,
+		Logger:        d.Log,
+		Callbacks:     election.Callbacks{OnStartedLeading: s.onStarted, OnStoppedLeading: s.onStopped},
+	})
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Run runs the sidecar until ctx ends, then steps down, releases the Lease
+// and returns. It returns an error when a part failed.
+func (s *Sidecar) Run(ctx context.Context) error {
+	// First of all: a file left by an earlier run would claim leadership.
+	if err := s.file.RemoveStale(); err != nil {
+		return err
+	}
+	srv, err := s.serveHealth()
+	if err != nil {
+		return err
+	}
+	helpers := append([]Output{{Name: "health server", Run: srv.Serve}}, s.outputs...)
+	// Watch the status file's directory before anything can be published. A
+	// directory that cannot be watched is no reason to stop: the first write
+	// then fails and the replica does not lead.
+	if s.watchStatusDir {
+		if w, err := s.file.Watch(); err != nil {
+			s.fileErr.Note(fmt.Errorf("a deleted or changed status file will not be restored: %w", err))
+		} else {
+			helpers = append(helpers, Output{Name: "status file watch", Run: func(ctx context.Context) error {
+				return w.Run(ctx, s.fileLost)
+			}})
+		}
+	}
+	s.log.Info("starting leader-elector", "version", s.deps.Version, "identity", s.cfg.Identity,
+		"lease", s.cfg.Namespace+"/"+s.cfg.LeaseName, "status_file", s.file.Path(), "label_pod_role", s.cfg.LabelPodRole,
+		"lease_duration", s.cfg.LeaseDuration, "renew_deadline", s.cfg.RenewDeadline, "retry_period", s.cfg.RetryPeriod)
+
+	// The helpers outlive the election, so that stepping down at the end can
+	// still remove the file and write the label; one that stops early ends
+	// the election.
+	electionCtx, endElection := context.WithCancelCause(ctx)
+	defer endElection(nil)
+	helperCtx, stopHelpers := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopHelpers()
+	var g errgroup.Group
+	for _, o := range helpers {
+		if o.Run != nil {
+			g.Go(func() error { return s.runHelper(helperCtx, o, endElection) })
+		}
+	}
+	_ = s.elector.Run(electionCtx) // it retries its errors and reports them in State
+	stopHelpers()
+	err = g.Wait()
+	s.log.Info("leader-elector stopped")
+	return err
+}
+
+// runHelper runs o until ctx ends; an earlier end stops the election.
+func (s *Sidecar) runHelper(ctx context.Context, o Output, endElection context.CancelCauseFunc) error {
+	err := o.Run(ctx)
+	if ctx.Err() != nil {
+		return err // stopped with the sidecar
+	}
+	if err == nil {
+		err = errors.New("stopped unexpectedly")
+	}
+	err = fmt.Errorf("%s: %w", o.Name, err)
+	s.log.Error("a part of the sidecar failed; stepping down and exiting", "err", err)
+	endElection(err)
+	return err
+}
+
+// handler serves the probes and /status.
+func (s *Sidecar) handler() http.Handler {
+	return health.Handler(health.Checks{Live: s.live, Ready: s.ready, Status: func() any { return s.report() }})
+}
+
+func (s *Sidecar) serveHealth() (*health.Server, error) {
+	h := s.handler()
+	if s.deps.Health != nil {
+		return health.Serve(s.deps.Health, h, s.log), nil
+	}
+	srv, err := health.Listen(":"+strconv.Itoa(s.cfg.HealthPort), h, s.log)
+	if err != nil {
+		return nil, fmt.Errorf("HEALTH_PORT=%d: %w", s.cfg.HealthPort, err)
+	}
+	return srv, nil
+}
+
+// onStarted runs each output's Lead in order; the first error gives the
+// Lease back.
+func (s *Sidecar) onStarted(ctx context.Context, st election.State) error {
+	for _, o := range s.outputs {
+		if o.Lead == nil {
+			continue
+		}
+		if err := o.Lead(ctx, st); err != nil {
+			return fmt.Errorf("%s: %w", o.Name, err)
+		}
+	}
+	return nil
+}
+
+// onStopped runs each output's Follow in order, whatever the others did:
+// the status file goes first, so that the app stops acting as leader before
+// anything else happens.
+func (s *Sidecar) onStopped(ctx context.Context, st election.State) {
+	for _, o := range s.outputs {
+		if o.Follow == nil {
+			continue
+		}
+		if err := o.Follow(ctx, st); err != nil {
+			s.log.Error("stepping down: an output did not follow", "output", o.Name, "err", err)
+		}
+	}
+}
+
+func (s *Sidecar) publish(_ context.Context, st election.State) error {
+	err := s.file.Publish(st.Identity)
+	s.fileErr.Note(err)
+	if err != nil {
+		return fmt.Errorf("cannot announce leadership, giving the Lease back: %w", err)
+	}
+	return nil
+}
+
+func (s *Sidecar) withdraw(context.Context, election.State) error {
+	err := s.file.Withdraw()
+	s.fileErr.Note(err)
+	return err
+}
+
+// fileLost gives up a leadership that can no longer be announced.
+func (s *Sidecar) fileLost(err error) {
+	s.fileErr.Note(err)
+	s.elector.Resign(fmt.Errorf("cannot restore the status file: %w", err))
+}
+
+func (s *Sidecar) labelLeader(context.Context, election.State) error {
+	s.labels.Set(labeler.Leader) // asynchronous: the label follows the file
+	return nil
+}
+
+func (s *Sidecar) labelFollower(ctx context.Context, _ election.State) error {
+	if err := s.labels.Demote(ctx); err != nil {
+		return fmt.Errorf("the next leader demotes this pod's label: %w", err)
+	}
+	return nil
+}
+
+// live fails when the process should be restarted: the election loop has
+// not run for twice LEASE_DURATION. A slow or unreachable API server is no
+// reason: a restart would not help.
+func (s *Sidecar) live() error {
+	if since := s.clk.Since(s.elector.State().LastTick); since > 2*s.cfg.LeaseDuration {
+		return fmt.Errorf("election loop has not run for %s", since.Round(time.Millisecond))
+	}
+	return nil
+}
+
+// ready fails while this replica cannot do its job locally: before it has
+// read the Lease once, and while the status directory is not writable. It
+// does not follow the API server afterwards: a native sidecar's readiness is
+// the pod's, and an API outage must not take every replica out of its
+// Services. Staleness of the Lease is in /status and the log.
+func (s *Sidecar) ready() error {
+	st := s.elector.State()
+	if st.LastObserved.IsZero() {
+		err := fmt.Errorf("lease %s/%s not read yet", s.cfg.Namespace, s.cfg.LeaseName)
+		if st.LastError != "" {
+			err = fmt.Errorf("%w: %s", err, st.LastError)
+		}
+		return err
+	}
+	return s.file.Writable()
 }
 
 // Report is the JSON of /status.
@@ -65,150 +312,22 @@ type Report struct {
 	LastError    string          `json:"last_error,omitempty"`
 	StatusError  string          `json:"status_file_error,omitempty"`
 	Label        *labeler.Status `json:"label,omitempty"`
+	Goroutines   int             `json:"goroutines"`
 	Version      string          `json:"version"`
 }
 
-// Run runs the sidecar until ctx ends, then steps down, releases the Lease
-// and returns.
-func Run(ctx context.Context, cfg config.Config, client *kubeclient.Client, clk clock.WithDelayedExecution, log *slog.Logger) error {
-	path, err := status.Resolve(cfg.StatusFile, cfg.StatusDir)
-	if err != nil {
-		return err
-	}
-	file := status.New(path, log)
-	// First of all: a file left by an earlier run would claim leadership.
-	if err := file.RemoveStale(); err != nil {
-		return err
-	}
-	log.Info("starting leader-elector", "version", Version, "identity", cfg.Identity,
-		"lease", cfg.Namespace+"/"+cfg.LeaseName, "status_file", path, "label_pod_role", cfg.LabelPodRole,
-		"lease_duration", cfg.LeaseDuration, "renew_deadline", cfg.RenewDeadline, "retry_period", cfg.RetryPeriod)
-
-	var lab *labeler.Labeler
-	if cfg.LabelPodRole {
-		lab, err = labeler.New(labeler.Config{
-			Pods: client.Pods(cfg.Namespace), Pod: cfg.PodName, Key: cfg.RoleLabelKey,
-			PeerSelector: cfg.PeerSelector, Logger: log,
-		})
-		if err != nil {
-			return err
-		}
-	}
-
-	var statusErr errorBox
-	elector, err := election.New(election.Config{
-		Lock:          leasestore.New(client.Leases(cfg.Namespace), cfg.Namespace, cfg.LeaseName, cfg.RetryPeriod, clk, log),
-		Identity:      cfg.Identity,
-		LeaseDuration: cfg.LeaseDuration,
-		RenewDeadline: cfg.RenewDeadline,
-		RetryPeriod:   cfg.RetryPeriod,
-		Clock:         clk,
-		Logger:        log,
-		Callbacks: election.Callbacks{
-			OnStartedLeading: func(ctx context.Context, s election.State) error {
-				if err := file.Publish(cfg.Identity); err != nil {
-					statusErr.set(err)
-					log.Error("cannot write the status file; giving the Lease back", "err", err)
-					return err
-				}
-				statusErr.set(nil)
-				if lab != nil {
-					lab.Set(labeler.Leader)
-				}
-				return nil
-			},
-			OnStoppedLeading: func(ctx context.Context, s election.State) {
-				if err := file.Withdraw(); err != nil {
-					statusErr.set(err)
-					log.Error("cannot remove the status file", "err", err)
-				}
-				if lab != nil {
-					if err := lab.Demote(ctx); err != nil {
-						log.Error("stepped down but could not set the role label to follower; the next leader demotes it", "err", err)
-					}
-				}
-			},
-		},
-	})
-	if err != nil {
-		return err
-	}
-
-	srv, err := health.Listen(":"+strconv.Itoa(cfg.HealthPort), health.Handler(health.Checks{
-		Live: func() error {
-			if since := clk.Since(elector.State().LastTick); since > 2*cfg.LeaseDuration {
-				return fmt.Errorf("election loop has not run for %s", since.Round(time.Millisecond))
-			}
-			return nil
-		},
-		Ready: func() error {
-			s := elector.State()
-			if !s.Watching && clk.Since(s.LastObserved) > cfg.LeaseDuration {
-				err := fmt.Errorf("lease %s/%s not watched, and not read for over %s", cfg.Namespace, cfg.LeaseName, cfg.LeaseDuration)
-				if s.LastError != "" {
-					err = fmt.Errorf("%w: %s", err, s.LastError)
-				}
-				return err
-			}
-			return file.Writable()
-		},
-		Status: func() any { return report(cfg, elector.State(), path, statusErr.get(), lab) },
-	}), log)
-	if err != nil {
-		return fmt.Errorf("HEALTH_PORT=%d: %w", cfg.HealthPort, err)
-	}
-
-	// Watch the status file's directory before anything can be published. A
-	// directory that cannot be watched (missing, say) is no reason to stop:
-	// the first write then fails and the replica does not lead.
-	guard, err := file.Watch()
-	if err != nil {
-		statusErr.set(err)
-		log.Error("a deleted or changed status file will not be restored", "err", err)
-	}
-
-	// The helpers outlive the election, so that stepping down at the end can
-	// still remove the file and write the label.
-	helpers, stopHelpers := context.WithCancel(context.WithoutCancel(ctx))
-	var wg sync.WaitGroup
-	errs := make(chan error, 3)
-	wg.Go(func() { errs <- srv.Serve(helpers) })
-	if guard != nil {
-		wg.Go(func() {
-			errs <- guard.Run(helpers, func(err error) {
-				statusErr.set(err)
-				log.Error("cannot restore the status file; giving the Lease back", "err", err)
-				elector.Resign(err)
-			})
-		})
-	}
-	if lab != nil {
-		wg.Go(func() { errs <- lab.Run(helpers) })
-	}
-	runErr := elector.Run(ctx)
-	stopHelpers()
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		runErr = errors.Join(runErr, err)
-	}
-	log.Info("leader-elector stopped")
-	return runErr
-}
-
-func report(cfg config.Config, s election.State, path string, statusErr error, lab *labeler.Labeler) Report {
+func (s *Sidecar) report() Report {
+	st := s.elector.State()
 	r := Report{
-		Identity: s.Identity, Leader: s.Leader, IsLeader: s.IsLeader,
-		Lease: cfg.LeaseName, Namespace: cfg.Namespace, PodName: cfg.PodName, PodIP: cfg.PodIP, Transitions: s.Transitions,
-		AcquireTime: timePtr(s.AcquireTime), RenewTime: timePtr(s.RenewTime), LastObserved: timePtr(s.LastObserved),
-		Watching: s.Watching, StatusFile: path, LastError: s.LastError, Version: Version,
+		Identity: st.Identity, Leader: st.Leader, IsLeader: st.IsLeader,
+		Lease: s.cfg.LeaseName, Namespace: s.cfg.Namespace, PodName: s.cfg.PodName, PodIP: s.cfg.PodIP,
+		Transitions: st.Transitions, AcquireTime: timePtr(st.AcquireTime), RenewTime: timePtr(st.RenewTime),
+		LastObserved: timePtr(st.LastObserved), Watching: st.Watching, StatusFile: s.file.Path(),
+		LastError: st.LastError, StatusError: s.fileErr.Last(), Goroutines: runtime.NumGoroutine(), Version: s.deps.Version,
 	}
-	if statusErr != nil {
-		r.StatusError = statusErr.Error()
-	}
-	if lab != nil {
-		st := lab.Status()
-		r.Label = &st
+	if s.labels != nil {
+		ls := s.labels.Status()
+		r.Label = &ls
 	}
 	return r
 }
@@ -219,12 +338,3 @@ func timePtr(t time.Time) *time.Time {
 	}
 	return &t
 }
-
-// errorBox holds the latest error of the status file for /status.
-type errorBox struct {
-	mu  sync.Mutex
-	err error
-}
-
-func (b *errorBox) set(err error) { b.mu.Lock(); b.err = err; b.mu.Unlock() }
-func (b *errorBox) get() error    { b.mu.Lock(); defer b.mu.Unlock(); return b.err }
