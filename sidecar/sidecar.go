@@ -104,7 +104,7 @@ func New(cfg config.Config, d Deps) (*Sidecar, error) {
 			return nil, errors.New("sidecar: Deps.Pods is required with LABEL_POD_ROLE=true")
 		}
 		s.labels, err = labeler.New(labeler.Config{Pods: d.Pods, Pod: cfg.PodName, Key: cfg.RoleLabelKey,
-			PeerSelector: cfg.PeerSelector, Clock: d.Clock, Logger: d.Log})
+			PeerSelector: cfg.PeerSelector, Logger: d.Log})
 		if err != nil {
 			return nil, err
 		}
@@ -245,7 +245,9 @@ func (s *Sidecar) publish(_ context.Context, st election.State) error {
 
 func (s *Sidecar) withdraw(context.Context, election.State) error {
 	err := s.file.Withdraw()
-	s.fileErr.Note(err)
+	if err != nil { // a success is no recovery from a failed write
+		s.fileErr.Note(err)
+	}
 	return err
 }
 

@@ -166,11 +166,7 @@ func TestUnwritableStatusFileGivesTheLeaseBack(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		c := newCluster(t)
 		cfg := testConfig(t)
-		parent := filepath.Join(t.TempDir(), "not-a-dir")
-		if err := os.WriteFile(parent, nil, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		cfg.StatusFile = filepath.Join(parent, "leader_status") // its directory is a file
+		cfg.StatusFile = filepath.Join(t.TempDir(), "missing", "leader_status") // its directory does not exist
 		r := start(t, cfg, c, newIdleListener(nil))
 		time.Sleep(time.Second)
 		synctest.Wait()
