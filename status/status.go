@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 
 	"github.com/fsnotify/fsnotify"
@@ -26,6 +27,13 @@ const fileName = "leader_status"
 // statusDir (the original project's name for the same setting). When the path
 // is an existing directory, as when an emptyDir is mounted right at
 // /tmp/leader_status, the file is leader_status inside it.
+//
+// Resolve refuses a status file that is a symbolic link, with a *PathError.
+// The file is replaced by rename and removed on step-down, which replaces or
+// removes a link, never writes through it: the link's target would never show
+// the leader. And a link put into a shared directory by another container
+// could aim the sidecar's writes and removals elsewhere. Links earlier in the
+// path, a linked directory among them, are followed as usual.
 func Resolve(statusFile, statusDir string) (string, error) {
 	p := statusFile
 	if p == "" {
@@ -34,16 +42,33 @@ func Resolve(statusFile, statusDir string) (string, error) {
 	if p == "" {
 		p = DefaultPath
 	}
+	if strings.IndexByte(p, 0) >= 0 {
+		return "", &PathError{Path: p, Rule: "must not contain a NUL byte"}
+	}
 	abs, err := filepath.Abs(p)
 	if err != nil {
-		return "", fmt.Errorf("status file path %q: %w", p, err)
+		return "", &PathError{Path: p, Rule: "cannot be made absolute: " + err.Error()}
 	}
 	p = abs
 	if fi, err := os.Stat(p); err == nil && fi.IsDir() {
 		p = filepath.Join(p, fileName)
 	}
+	// Other errors than a link (a parent that is a file, say) are left to
+	// the first write, which fails, so that the replica does not lead and
+	// /readyz says why.
+	if fi, err := os.Lstat(p); err == nil && fi.Mode()&os.ModeSymlink != 0 {
+		target, _ := os.Readlink(p)
+		return "", &PathError{Path: p, Rule: fmt.Sprintf("must not be a symbolic link (it points to %q): "+
+			"the file is replaced by rename, which would replace the link, not write through it; use the link's target", target)}
+	}
 	return p, nil
 }
+
+// PathError is a status file path that Resolve refuses, and the rule it
+// breaks.
+type PathError struct{ Path, Rule string }
+
+func (e *PathError) Error() string { return fmt.Sprintf("status file %q %s", e.Path, e.Rule) }
 
 // File is the status file at one path.
 type File struct {
@@ -98,8 +123,9 @@ func (f *File) Withdraw() error {
 	return nil
 }
 
-// Writable checks that the file could be written now, by writing a probe file
-// next to it, for readiness.
+// Writable checks that the file could be written now, for readiness: it
+// writes a byte to a probe file next to it, syncs and removes it. Creating an
+// empty file is not enough: that succeeds on a full filesystem.
 func (f *File) Writable() error {
 	dir := filepath.Dir(f.path)
 	tmp, err := os.CreateTemp(dir, "."+filepath.Base(f.path)+".probe-*")
@@ -107,9 +133,17 @@ func (f *File) Writable() error {
 		return fmt.Errorf("status directory %s is not writable: %w", dir, err)
 	}
 	name := tmp.Name()
-	err = errors.Join(tmp.Close(), os.Remove(name))
+	_, err = tmp.Write([]byte{'\n'})
+	if err == nil {
+		err = tmp.Sync()
+	}
+	err = errors.Join(err, tmp.Close())
+	rmErr := os.Remove(name)
 	if err != nil {
-		return fmt.Errorf("status directory %s: %w", dir, err)
+		return fmt.Errorf("status directory %s is not writable: %w", dir, err)
+	}
+	if rmErr != nil {
+		return fmt.Errorf("status directory %s: %w", dir, rmErr)
 	}
 	return nil
 }
@@ -150,20 +184,6 @@ func (f *File) write(content []byte) error {
 	return nil
 }
 
-// Guard watches the file's directory until ctx ends. While the file is
-// published, a deleted or changed file is restored with a warning; when it
-// cannot be restored, onLost is called with the error, so that the caller can
-// give up leadership it can no longer announce. The directory is watched, not
-// the file, because atomic writers (ours included) replace files by rename.
-// It is Watch followed by Run.
-func (f *File) Guard(ctx context.Context, onLost func(error)) error {
-	g, err := f.Watch()
-	if err != nil {
-		return err
-	}
-	return g.Run(ctx, onLost)
-}
-
 // Watcher is a started watch of the status file's directory.
 type Watcher struct {
 	f *File
@@ -185,8 +205,11 @@ func (f *File) Watch() (*Watcher, error) {
 	return &Watcher{f: f, w: w}, nil
 }
 
-// Run restores the file as Guard describes until ctx ends, then stops the
-// watch.
+// Run watches until ctx ends, then stops the watch. While the file is
+// published, a deleted or changed file is restored with a warning; when it
+// cannot be restored, onLost is called with the error, so that the caller can
+// give up leadership it can no longer announce. The directory is watched, not
+// the file, because atomic writers (ours included) replace files by rename.
 func (g *Watcher) Run(ctx context.Context, onLost func(error)) error {
 	defer g.w.Close()
 	f := g.f
@@ -223,9 +246,12 @@ func (f *File) restore() error {
 	if f.content == nil {
 		return nil
 	}
-	got, err := os.ReadFile(f.path)
-	if err == nil && string(got) == string(f.content) {
-		return nil
+	// A link put in the file's place is replaced too, even one to a file
+	// with the right content.
+	if fi, err := os.Lstat(f.path); err == nil && fi.Mode().IsRegular() {
+		if got, err := os.ReadFile(f.path); err == nil && string(got) == string(f.content) {
+			return nil
+		}
 	}
 	f.log.Warn("status file was deleted or changed while leading; restoring it")
 	return f.write(f.content)

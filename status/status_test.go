@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -69,6 +70,74 @@ func TestResolve(t *testing.T) {
 				t.Errorf("Resolve(%q, %q) = %q, want %q", tt.statusFile, tt.statusDir, got, tt.want)
 			}
 		})
+	}
+}
+
+// TestResolveRefusesSymlink: a status file that is a symbolic link is
+// refused with an error naming the path, its target and the rule; links
+// before the last element are followed.
+func TestResolveRefusesSymlink(t *testing.T) {
+	tmp := t.TempDir()
+	mkdir := func(p string) string {
+		if err := os.MkdirAll(p, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	link := func(target, p string) string {
+		if err := os.Symlink(target, p); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	target := filepath.Join(tmp, "target")
+	if err := os.WriteFile(target, []byte("x\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	realDir := mkdir(filepath.Join(tmp, "real"))
+	linkedDir := link(realDir, filepath.Join(tmp, "linked-dir"))
+	mounted := mkdir(filepath.Join(tmp, "mounted"))
+	inDir := link(target, filepath.Join(mounted, "leader_status"))
+
+	tests := []struct {
+		name                  string
+		statusFile, statusDir string
+		wantPath, wantTarget  string // in the error; "" wantPath: no error, the result is wantTarget
+	}{
+		{name: "link to a file", statusFile: link(target, filepath.Join(tmp, "file-link")), wantPath: filepath.Join(tmp, "file-link"), wantTarget: target},
+		{name: "dangling link", statusFile: link(filepath.Join(tmp, "nowhere"), filepath.Join(tmp, "dangling")), wantPath: filepath.Join(tmp, "dangling"), wantTarget: filepath.Join(tmp, "nowhere")},
+		{name: "link as STATUS_DIR", statusDir: filepath.Join(tmp, "file-link"), wantPath: filepath.Join(tmp, "file-link"), wantTarget: target},
+		{name: "leader_status in a directory is a link", statusFile: mounted, wantPath: inDir, wantTarget: target},
+		{name: "linked directory is followed", statusFile: linkedDir, wantTarget: filepath.Join(linkedDir, "leader_status")},
+		{name: "link earlier in the path is followed", statusFile: filepath.Join(linkedDir, "status"), wantTarget: filepath.Join(linkedDir, "status")},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := Resolve(tt.statusFile, tt.statusDir)
+			if tt.wantPath == "" {
+				if err != nil || got != tt.wantTarget {
+					t.Errorf("Resolve(%q, %q) = %q, %v; want %q", tt.statusFile, tt.statusDir, got, err, tt.wantTarget)
+				}
+				return
+			}
+			var pe *PathError
+			if !errors.As(err, &pe) || pe.Path != tt.wantPath {
+				t.Fatalf("Resolve(%q, %q) = %q, %v; want a *PathError for %s", tt.statusFile, tt.statusDir, got, err, tt.wantPath)
+			}
+			for _, w := range []string{strconv.Quote(tt.wantPath), "must not be a symbolic link", strconv.Quote(tt.wantTarget)} {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("Resolve() error %q lacks %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestResolveRefusesNUL(t *testing.T) {
+	_, err := Resolve("/tmp/a\x00b", "")
+	var pe *PathError
+	if !errors.As(err, &pe) || !strings.Contains(err.Error(), "NUL") {
+		t.Errorf("Resolve with a NUL byte: %v, want a *PathError about NUL", err)
 	}
 }
 
@@ -266,7 +335,7 @@ func TestWritable(t *testing.T) {
 	}
 }
 
-// lostRecorder collects the errors Guard reports.
+// lostRecorder collects the errors a Watcher reports.
 type lostRecorder struct {
 	mu   sync.Mutex
 	errs []error
@@ -284,15 +353,19 @@ func (r *lostRecorder) get() []error {
 	return slices.Clone(r.errs)
 }
 
-// startGuard runs f.Guard until stop is called or the test ends, and returns
-// once it watches. f must be published with identity. Guard has no ready
-// signal, so tamper with the file until it gets restored.
-func startGuard(t *testing.T, f *File, identity string) (lost *lostRecorder, stop func()) {
+// startWatcher watches f and runs the watcher until stop is called or the
+// test ends. Watch returns once the directory is watched, so nothing done
+// after startWatcher returns is missed.
+func startWatcher(t *testing.T, f *File) (lost *lostRecorder, stop func()) {
 	t.Helper()
+	g, err := f.Watch()
+	if err != nil {
+		t.Fatalf("Watch() error = %v", err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	lost = &lostRecorder{}
 	done := make(chan error, 1)
-	go func() { done <- f.Guard(ctx, lost.onLost) }()
+	go func() { done <- g.Run(ctx, lost.onLost) }()
 	var once sync.Once
 	stop = func() {
 		once.Do(func() {
@@ -300,41 +373,29 @@ func startGuard(t *testing.T, f *File, identity string) (lost *lostRecorder, sto
 			select {
 			case err := <-done:
 				if err != nil {
-					t.Errorf("Guard() = %v after cancel, want nil", err)
+					t.Errorf("Run() = %v after cancel, want nil", err)
 				}
 			case <-time.After(5 * time.Second):
-				t.Error("Guard() did not return after cancel")
+				t.Error("Run() did not return after cancel")
 			}
 		})
 	}
 	t.Cleanup(stop)
-
-	want := identity + "\n"
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		if err := os.WriteFile(f.Path(), []byte("tampered\n"), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		for range 10 {
-			time.Sleep(10 * time.Millisecond)
-			if got, err := os.ReadFile(f.Path()); err == nil && string(got) == want {
-				return lost, stop
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("Guard did not start restoring the status file")
-		}
-	}
+	return lost, stop
 }
 
+// hasContent reports whether path is a regular file holding want.
 func hasContent(path, want string) func() bool {
 	return func() bool {
+		if fi, err := os.Lstat(path); err != nil || !fi.Mode().IsRegular() {
+			return false
+		}
 		got, err := os.ReadFile(path)
 		return err == nil && string(got) == want
 	}
 }
 
-func TestGuardRestores(t *testing.T) {
+func TestWatcherRestores(t *testing.T) {
 	tests := []struct {
 		name   string
 		tamper func(t *testing.T, path string)
@@ -354,6 +415,20 @@ func TestGuardRestores(t *testing.T) {
 				t.Fatal(err)
 			}
 		}},
+		{name: "replaced by a link to the right content", tamper: func(t *testing.T, path string) {
+			other := filepath.Join(t.TempDir(), "other")
+			if err := os.WriteFile(other, []byte("pod-0\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			// Atomically, so that the watcher only ever sees the link.
+			tmp := filepath.Join(filepath.Dir(path), "link")
+			if err := os.Symlink(other, tmp); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Rename(tmp, path); err != nil {
+				t.Fatal(err)
+			}
+		}},
 		{name: "replaced by rename", tamper: func(t *testing.T, path string) {
 			other := filepath.Join(filepath.Dir(path), "other")
 			if err := os.WriteFile(other, []byte("someone-else\n"), 0o644); err != nil {
@@ -370,7 +445,7 @@ func TestGuardRestores(t *testing.T) {
 			if err := f.Publish("pod-0"); err != nil {
 				t.Fatal(err)
 			}
-			lost, _ := startGuard(t, f, "pod-0")
+			lost, _ := startWatcher(t, f)
 
 			tt.tamper(t, f.Path())
 			eventually(t, "the status file is restored", hasContent(f.Path(), "pod-0\n"))
@@ -381,12 +456,12 @@ func TestGuardRestores(t *testing.T) {
 	}
 }
 
-func TestGuardIgnoresWithdrawnFile(t *testing.T) {
+func TestWatcherIgnoresWithdrawnFile(t *testing.T) {
 	f, dir := newFile(t)
 	if err := f.Publish("pod-0"); err != nil {
 		t.Fatal(err)
 	}
-	lost, stop := startGuard(t, f, "pod-0")
+	lost, stop := startWatcher(t, f)
 	if err := f.Withdraw(); err != nil {
 		t.Fatal(err)
 	}
@@ -400,7 +475,7 @@ func TestGuardIgnoresWithdrawnFile(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "unrelated"), nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	// Guard has nothing to observe when it rightly does nothing; give it
+	// The watcher has nothing to observe when it rightly does nothing; give it
 	// time to act wrongly before checking.
 	time.Sleep(200 * time.Millisecond)
 	if got, err := os.ReadFile(f.Path()); err != nil || string(got) != foreign {
@@ -426,15 +501,15 @@ func TestGuardIgnoresWithdrawnFile(t *testing.T) {
 	}
 }
 
-func TestGuardReportsLoss(t *testing.T) {
+func TestWatcherReportsLoss(t *testing.T) {
 	f, dir := newFile(t)
 	if err := f.Publish("pod-0"); err != nil {
 		t.Fatal(err)
 	}
-	lost, stop := startGuard(t, f, "pod-0")
+	lost, stop := startWatcher(t, f)
 
 	// Put a non-empty directory where the file was: renaming the temp file
-	// onto it fails even for root. Guard may restore the file between Remove
+	// onto it fails even for root. The watcher may restore the file between Remove
 	// and Mkdir; retry until the directory wins.
 	deadline := time.Now().Add(5 * time.Second)
 	for {
@@ -454,7 +529,7 @@ func TestGuardReportsLoss(t *testing.T) {
 	}
 
 	eventually(t, "onLost is called", func() bool { return len(lost.get()) > 0 })
-	// Stop Guard so that no restore is in progress when checking for leftovers.
+	// Stop the watcher so that no restore is in progress when checking for leftovers.
 	stop()
 	for _, err := range lost.get() {
 		if err == nil || !strings.Contains(err.Error(), f.Path()) {
@@ -471,12 +546,10 @@ func TestGuardReportsLoss(t *testing.T) {
 	}
 }
 
-func TestGuardMissingDirectory(t *testing.T) {
+func TestWatchMissingDirectory(t *testing.T) {
 	f := New(filepath.Join(t.TempDir(), "missing", "leader_status"), discard)
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	err := f.Guard(ctx, func(err error) { t.Errorf("onLost(%v) called", err) })
+	g, err := f.Watch()
 	if dir := filepath.Dir(f.Path()); err == nil || !strings.Contains(err.Error(), dir) {
-		t.Errorf("Guard() error = %v, want one naming %s", err, dir)
+		t.Errorf("Watch() = %v, %v; want an error naming %s", g, err, dir)
 	}
 }
