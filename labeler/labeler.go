@@ -5,12 +5,18 @@
 // Order of steps, which keeps such a Service from ever naming two pods:
 //   - becoming leader: demote every peer that still says role=leader (a peer
 //     that died while leading keeps its label), then label this pod leader;
-//   - stepping down: label this pod follower before the Lease is released, and
-//     report when that fails, in the log and in Status.
+//   - while leading: watch the peers, demote any peer that says leader, and
+//     put the own label back if anyone removes or changes it;
+//   - stepping down: end the leader's work at once (its in-flight requests
+//     are cancelled), then label this pod follower before the Lease is
+//     released, and report when that fails, in the log and in Status.
 //
-// Peers are the pods matching the peer selector, by default the own pod's
-// app.kubernetes.io/name or app label. Pods outside it are never touched, and
-// a peer is only demoted if it has not changed since it was listed.
+// A follower makes no requests. Peers are the pods matching the peer
+// selector, by default the own pod's app.kubernetes.io/name (or else app)
+// label together with its app.kubernetes.io/instance and
+// app.kubernetes.io/component labels, those of them it has. Pods outside it
+// are never touched, and a peer is only demoted if it has not changed since
+// it was read.
 package labeler
 
 import (
@@ -23,11 +29,14 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/utils/clock"
+
+	"github.com/leader-elector/leader-elector/internal/lasterr"
 )
 
 // Role is the value of the role label.
@@ -40,10 +49,11 @@ const (
 )
 
 // Pods is what the labeler needs of the pods API; client-go's
-// corev1.PodInterface has it.
+// corev1.PodInterface has it, and so does the sidecar's kubeclient.Pods.
 type Pods interface {
 	Get(ctx context.Context, name string, opts metav1.GetOptions) (*corev1.Pod, error)
 	List(ctx context.Context, opts metav1.ListOptions) (*corev1.PodList, error)
+	Watch(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error)
 	Patch(ctx context.Context, name string, pt types.PatchType, data []byte, opts metav1.PatchOptions, subresources ...string) (*corev1.Pod, error)
 }
 
@@ -55,10 +65,12 @@ type Config struct {
 	Pod string
 	// Key is the label key, such as "role".
 	Key string
-	// PeerSelector selects the pods that share the Lease. Empty: the own
-	// pod's app.kubernetes.io/name or app label.
+	// PeerSelector selects the pods that share the Lease. Empty: derived from
+	// the own pod's labels by defaultPeerSelector.
 	PeerSelector string
-	Logger       *slog.Logger
+	// Clock times the back-off between retries. Default: clock.RealClock{}.
+	Clock  clock.WithTicker
+	Logger *slog.Logger
 }
 
 // Status is what the labeler reports.
@@ -70,25 +82,38 @@ type Status struct {
 	// PeerSelector is the selector used for stale-label repair; empty when
 	// repair is off.
 	PeerSelector string `json:"peer_selector"`
-	// LastError is the latest error, empty once recovered.
+	// LastError is the latest error of a label write, empty once recovered.
 	LastError string `json:"last_error,omitempty"`
-	// Demoted counts stale peers set to follower.
+	// Demoted counts peers set to follower because they said leader.
 	Demoted int `json:"demoted"`
+	// Restored counts the times this leader put its own label back after
+	// someone removed or changed it.
+	Restored int `json:"restored"`
+	// Watching is true while this pod leads and its watch of the peers works,
+	// so that wrong labels are repaired as they appear.
+	Watching bool `json:"watching"`
+	// WatchError is the latest error of that watch, empty once it works.
+	WatchError string `json:"watch_error,omitempty"`
 }
 
 // Labeler writes the role label. Run must be running for Set and Demote to
 // take effect.
 type Labeler struct {
-	cfg Config
-	log *slog.Logger
+	cfg   Config
+	log   *slog.Logger
+	clock clock.WithTicker
+	// errs tracks the label writes, watchErrs the leader's watch of its peers.
+	errs, watchErrs *lasterr.Tracker
 
 	mu      sync.Mutex
 	want    Role
-	gen     int           // grows with every Set
+	gen     int           // grows with every change of want
 	applied int           // the gen last written
 	done    chan struct{} // closed and replaced whenever applied changes
 	wake    chan struct{}
 	status  Status
+	// endTerm cancels the running leader term; nil when none runs.
+	endTerm context.CancelFunc
 	peers   labels.Selector // nil: not resolved yet, or repair is off
 	// peersResolved is set once the own pod's labels were read.
 	peersResolved bool
@@ -114,8 +139,15 @@ func New(cfg Config) (*Labeler, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	l := &Labeler{cfg: cfg, log: log.With("pod", cfg.Pod, "label", cfg.Key), want: Follower, gen: 1,
-		done: make(chan struct{}), wake: make(chan struct{}, 1), peers: peers}
+	log = log.With("pod", cfg.Pod, "label", cfg.Key)
+	clk := cfg.Clock
+	if clk == nil {
+		clk = clock.RealClock{}
+	}
+	l := &Labeler{cfg: cfg, log: log, clock: clk,
+		errs:      lasterr.New(log, "role label error; election goes on", "role label recovered"),
+		watchErrs: lasterr.New(log, "cannot watch the peer pods; their labels are not repaired meanwhile", "watching the peer pods again"),
+		want:      Follower, gen: 1, done: make(chan struct{}), wake: make(chan struct{}, 1), peers: peers}
 	l.status.Want = Follower
 	if peers != nil {
 		l.status.PeerSelector = peers.String()
@@ -123,12 +155,20 @@ func New(cfg Config) (*Labeler, error) {
 	return l, nil
 }
 
-// Set asks for role and returns at once; the latest request wins.
+// Set asks for role and returns at once; the latest request wins. Asking for
+// follower ends the leader's work at once: its in-flight requests are
+// cancelled and it sends no further patch.
 func (l *Labeler) Set(role Role) {
 	l.mu.Lock()
 	if l.want != role {
 		l.want, l.gen = role, l.gen+1
 		l.status.Want = role
+		if l.endTerm != nil {
+			// Under mu, with the change of gen: no patch of the term can pass
+			// its leadership check after this.
+			l.endTerm()
+			l.endTerm = nil
+		}
 	}
 	l.mu.Unlock()
 	select {
@@ -151,7 +191,7 @@ func (l *Labeler) Demote(ctx context.Context) error {
 		case <-done:
 		case <-ctx.Done():
 			// Read again: the errors that made us wait came after the snapshot.
-			if lastErr := l.Status().LastError; lastErr != "" {
+			if lastErr := l.errs.Last(); lastErr != "" {
 				return errors.New(lastErr) // it names the pod and the label already
 			}
 			return fmt.Errorf("label pod %s %s=%s: %w", l.cfg.Pod, l.cfg.Key, Follower, ctx.Err())
@@ -162,39 +202,53 @@ func (l *Labeler) Demote(ctx context.Context) error {
 // Status reports the labeler's state.
 func (l *Labeler) Status() Status {
 	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.status
+	s := l.status
+	l.mu.Unlock()
+	s.LastError = l.errs.Last()
+	s.WatchError = l.watchErrs.Last()
+	s.Watching = s.Watching && s.WatchError == ""
+	return s
 }
 
-// Run writes the wanted role, retrying with back-off, until ctx ends.
+// Run writes the wanted role, retrying with back-off, until ctx ends. While
+// leader is wanted it runs a leader term (see lead); the follower label is
+// written only once that term has ended.
 func (l *Labeler) Run(ctx context.Context) error {
-	backoff := wait.Backoff{Duration: 200 * time.Millisecond, Factor: 2, Jitter: 0.2, Steps: 1 << 30, Cap: 10 * time.Second}
+	backoff := newBackoff()
+	var term *term
+	defer func() {
+		if term != nil {
+			term.end()
+		}
+	}()
 	for {
 		l.mu.Lock()
 		want, gen, applied := l.want, l.gen, l.applied
 		l.mu.Unlock()
-		if applied < gen {
-			if err := l.apply(ctx, want); err != nil {
+		if term != nil && term.gen != gen {
+			// Set cancelled it already; wait until its requests have returned,
+			// so that nothing it sent is behind the follower label.
+			term.end()
+			term = nil
+		}
+		switch {
+		case want == Leader && term == nil:
+			term = l.startTerm(ctx, gen)
+			continue // nil: the wish changed meanwhile
+		case want == Follower && applied < gen:
+			if _, err := l.patchOwn(ctx, Follower); err != nil {
 				if ctx.Err() != nil {
 					return nil
 				}
-				if errors.Is(err, errSuperseded) {
-					continue // nothing was written; apply the new wish at once
-				}
-				l.noteError(err)
-				if !l.sleep(ctx, backoff.Step()) {
+				l.errs.Note(err)
+				if !l.sleep(ctx, backoff.Step(), l.wake) {
 					return nil
 				}
 				continue
 			}
-			backoff.Duration = 200 * time.Millisecond
-			l.noteError(nil)
-			l.mu.Lock()
-			l.applied = gen
-			l.status.Role = want
-			close(l.done)
-			l.done = make(chan struct{})
-			l.mu.Unlock()
+			backoff = newBackoff()
+			l.errs.Note(nil)
+			l.wrote(gen, Follower)
 			continue
 		}
 		select {
@@ -205,89 +259,68 @@ func (l *Labeler) Run(ctx context.Context) error {
 	}
 }
 
-// sleep waits d, or less if a new role is asked for.
-func (l *Labeler) sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
+func newBackoff() wait.Backoff {
+	return wait.Backoff{Duration: 200 * time.Millisecond, Factor: 2, Jitter: 0.2, Steps: 1 << 30, Cap: 10 * time.Second}
+}
+
+// wrote records that role was written for the wish of generation gen.
+func (l *Labeler) wrote(gen int, role Role) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.status.Role = role
+	if gen > l.applied {
+		l.applied = gen
+		close(l.done)
+		l.done = make(chan struct{})
+	}
+}
+
+// sleep waits d on the clock, or less if wake fires; false if ctx ended.
+func (l *Labeler) sleep(ctx context.Context, d time.Duration, wake <-chan struct{}) bool {
+	t := l.clock.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-ctx.Done():
 		return false
-	case <-t.C:
-	case <-l.wake:
+	case <-t.C():
+	case <-wake:
 	}
 	return true
 }
 
-// errSuperseded reports that apply wrote nothing because the role it was
-// asked for is no longer wanted.
-var errSuperseded = errors.New("role no longer wanted")
-
-// apply writes role on the own pod; for leader it first demotes stale peers.
-func (l *Labeler) apply(ctx context.Context, role Role) error {
-	if role == Leader {
-		if err := l.demotePeers(ctx); err != nil {
-			return err
-		}
-		l.mu.Lock()
-		still := l.want == Leader
-		l.mu.Unlock()
-		if !still {
-			return errSuperseded // stepped down meanwhile; the next round writes follower
-		}
-	}
-	if _, err := l.cfg.Pods.Patch(ctx, l.cfg.Pod, types.MergePatchType, labelPatch(l.cfg.Key, role, ""), metav1.PatchOptions{}); err != nil {
-		return fmt.Errorf("label pod %s %s=%s: %w", l.cfg.Pod, l.cfg.Key, role, err)
+// patchOwn writes role on the own pod.
+func (l *Labeler) patchOwn(ctx context.Context, role Role) (*corev1.Pod, error) {
+	p, err := l.cfg.Pods.Patch(ctx, l.cfg.Pod, types.MergePatchType, labelPatch(l.cfg.Key, role, ""), metav1.PatchOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("label pod %s %s=%s: %w", l.cfg.Pod, l.cfg.Key, role, err)
 	}
 	l.log.Info("labelled pod", "role", role)
-	return nil
+	return p, nil
 }
 
-// demotePeers sets follower on every other peer that says leader.
-func (l *Labeler) demotePeers(ctx context.Context) error {
-	peers, err := l.peerSelector(ctx)
-	if err != nil || peers == nil {
-		return err
-	}
-	req, err := labels.NewRequirement(l.cfg.Key, "=", []string{string(Leader)})
-	if err != nil {
-		return fmt.Errorf("label key %q: %w", l.cfg.Key, err)
-	}
-	sel := peers.Add(*req).String()
-	for attempt := 0; ; attempt++ {
-		list, err := l.cfg.Pods.List(ctx, metav1.ListOptions{LabelSelector: sel})
-		if err != nil {
-			return fmt.Errorf("list peers %q to demote stale leaders: %w", sel, err)
-		}
-		conflict := false
-		for _, p := range list.Items {
-			if p.Name == l.cfg.Pod {
-				continue
-			}
-			// The resourceVersion makes the patch fail if the peer changed
-			// since the list, so a peer that is legitimately relabelled meanwhile is left alone.
-			_, err := l.cfg.Pods.Patch(ctx, p.Name, types.MergePatchType, labelPatch(l.cfg.Key, Follower, p.ResourceVersion), metav1.PatchOptions{})
-			switch {
-			case err == nil:
-				l.log.Warn("demoted a stale leader label on a peer", "peer", p.Name)
-				l.mu.Lock()
-				l.status.Demoted++
-				l.mu.Unlock()
-			case apierrors.IsNotFound(err):
-			case apierrors.IsConflict(err):
-				conflict = true
-			default:
-				return fmt.Errorf("demote stale leader label on pod %s: %w", p.Name, err)
-			}
-		}
-		if !conflict {
-			return nil
-		}
-		if attempt == 2 {
-			// Never label ourselves while a peer may still say leader: back
-			// off and try the whole step again.
-			return fmt.Errorf("demote stale leader labels %q: peers changed during each of 3 attempts", sel)
+// defaultPeerSelector is the peer selector derived from a pod's labels: its
+// app.kubernetes.io/name label, or else its app label, narrowed by its
+// app.kubernetes.io/instance and app.kubernetes.io/component labels when it
+// has them, so that two releases (or two components) of one chart in one
+// namespace are not each other's peers. Nil: the pod has neither name nor app
+// label, and stale-label repair is off.
+func defaultPeerSelector(podLabels map[string]string) labels.Selector {
+	set := labels.Set{}
+	for _, key := range []string{"app.kubernetes.io/name", "app"} {
+		if v, ok := podLabels[key]; ok {
+			set[key] = v
+			break
 		}
 	}
+	if len(set) == 0 {
+		return nil
+	}
+	for _, key := range []string{"app.kubernetes.io/instance", "app.kubernetes.io/component"} {
+		if v, ok := podLabels[key]; ok {
+			set[key] = v
+		}
+	}
+	return labels.SelectorFromSet(set)
 }
 
 // peerSelector returns the selector of peers, deriving it from the own pod's
@@ -303,14 +336,9 @@ func (l *Labeler) peerSelector(ctx context.Context) (labels.Selector, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read own pod %s to find its peers: %w", l.cfg.Pod, err)
 	}
-	for _, key := range []string{"app.kubernetes.io/name", "app"} {
-		if v, ok := pod.Labels[key]; ok {
-			peers = labels.SelectorFromSet(labels.Set{key: v})
-			break
-		}
-	}
+	peers = defaultPeerSelector(pod.Labels)
 	if peers == nil {
-		l.log.Warn("stale-label repair is off: the pod has no app.kubernetes.io/name or app label and PEER_SELECTOR is empty")
+		l.log.Warn("stale-label repair is off: the pod has no app.kubernetes.io/name or app label and PEER_SELECTOR is empty; only the own label is kept right")
 	}
 	l.mu.Lock()
 	l.peers, l.peersResolved = peers, true
@@ -330,23 +358,4 @@ func labelPatch(key string, role Role, resourceVersion string) []byte {
 	}
 	b, _ := json.Marshal(map[string]any{"metadata": meta}) // maps of strings always marshal
 	return b
-}
-
-// noteError records err (nil: recovered) and logs each distinct error once.
-func (l *Labeler) noteError(err error) {
-	msg := ""
-	if err != nil {
-		msg = err.Error()
-	}
-	l.mu.Lock()
-	prev := l.status.LastError
-	l.status.LastError = msg
-	l.mu.Unlock()
-	switch {
-	case msg == prev:
-	case err != nil:
-		l.log.Error("role label error; election goes on", "err", err)
-	default:
-		l.log.Info("role label recovered", "after", prev)
-	}
 }

@@ -1,235 +1,26 @@
 package labeler
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
-	"io"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"log/slog"
 	"reflect"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes/fake"
-	k8stesting "k8s.io/client-go/testing"
+	clocktesting "k8s.io/utils/clock/testing"
 )
 
-const (
-	testNamespace = "ns"
-	self          = "self"
-	key           = "role"
-)
-
-func pod(name, resourceVersion string, podLabels map[string]string) *corev1.Pod {
-	return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{
-		Name: name, Namespace: testNamespace, ResourceVersion: resourceVersion, Labels: podLabels,
-	}}
-}
-
-// patchCall is one patch the labeler sent, failed or not.
-type patchCall struct {
-	name string
-	typ  types.PatchType
-	body map[string]any
-}
-
-// fakePods is a fake clientset that records the pod patches and lists it
-// sees, in order, and can make patches fail or hold lists back.
-type fakePods struct {
-	cs *fake.Clientset
-
-	mu        sync.Mutex
-	patches   []patchCall
-	lists     []string // label selectors
-	failPatch func(name string) error
-	listHook  func()
-}
-
-func newFakePods(t *testing.T, pods ...*corev1.Pod) *fakePods {
-	t.Helper()
-	objs := make([]runtime.Object, len(pods))
-	for i, p := range pods {
-		objs[i] = p
-	}
-	f := &fakePods{cs: fake.NewClientset(objs...)}
-	f.cs.PrependReactor("*", "pods", func(a k8stesting.Action) (bool, runtime.Object, error) {
-		switch a.GetVerb() {
-		case "patch":
-			p := a.(k8stesting.PatchAction)
-			var body map[string]any
-			if err := json.Unmarshal(p.GetPatch(), &body); err != nil {
-				t.Errorf("patch of %s is not JSON: %v: %s", p.GetName(), err, p.GetPatch())
-			}
-			f.mu.Lock()
-			f.patches = append(f.patches, patchCall{name: p.GetName(), typ: p.GetPatchType(), body: body})
-			fail := f.failPatch
-			f.mu.Unlock()
-			if fail != nil {
-				if err := fail(p.GetName()); err != nil {
-					return true, nil, err
-				}
-			}
-		case "list":
-			f.mu.Lock()
-			f.lists = append(f.lists, a.(k8stesting.ListAction).GetListRestrictions().Labels.String())
-			hook := f.listHook
-			f.mu.Unlock()
-			if hook != nil {
-				hook()
-			}
-		}
-		return false, nil, nil // on to the object tracker
-	})
-	return f
-}
-
-func (f *fakePods) setFailPatch(fail func(name string) error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.failPatch = fail
-}
-
-func (f *fakePods) patchCalls() []patchCall {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return append([]patchCall(nil), f.patches...)
-}
-
-func (f *fakePods) listSelectors() []string {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return append([]string(nil), f.lists...)
-}
-
-func (f *fakePods) podLabels(t *testing.T, name string) map[string]string {
-	t.Helper()
-	p, err := f.cs.CoreV1().Pods(testNamespace).Get(context.Background(), name, metav1.GetOptions{})
-	if err != nil {
-		t.Fatalf("get pod %s: %v", name, err)
-	}
-	return p.Labels
-}
-
-// holdLists makes the next list block until the returned release is called;
-// entered returns once the list is held.
-func (f *fakePods) holdLists(t *testing.T) (entered func(), release func()) {
-	in := make(chan struct{}, 1)
-	gate := make(chan struct{})
-	var once sync.Once
-	release = func() { once.Do(func() { close(gate) }) }
-	f.mu.Lock()
-	f.listHook = func() {
-		select {
-		case in <- struct{}{}:
-		default:
-		}
-		<-gate
-	}
-	f.mu.Unlock()
-	t.Cleanup(release) // runs before Run's cleanup, which waits for Run
-	entered = func() {
-		t.Helper()
-		select {
-		case <-in:
-		case <-time.After(5 * time.Second):
-			t.Fatal("timed out waiting for the labeler to list peers")
-		}
-	}
-	return entered, release
-}
-
-func forbidden(name string) error {
-	return apierrors.NewForbidden(corev1.Resource("pods"), name, errors.New("RBAC: patch denied"))
-}
-
-func newLabeler(t *testing.T, f *fakePods, peerSelector string, log *slog.Logger) *Labeler {
-	t.Helper()
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	l, err := New(Config{Pods: f.cs.CoreV1().Pods(testNamespace), Pod: self, Key: key, PeerSelector: peerSelector, Logger: log})
-	if err != nil {
-		t.Fatalf("New: %v", err)
-	}
-	return l
-}
-
-// start runs l until the test ends.
-func start(t *testing.T, l *Labeler) {
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- l.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
-}
-
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	err := wait.PollUntilContextTimeout(t.Context(), 5*time.Millisecond, 5*time.Second, true,
-		func(context.Context) (bool, error) { return cond(), nil })
-	if err != nil {
-		t.Fatalf("timed out waiting until %s", what)
-	}
-}
-
-func waitRole(t *testing.T, l *Labeler, role Role) {
-	t.Helper()
-	eventually(t, "the labeler wrote "+string(role), func() bool {
-		s := l.Status()
-		return s.Role == role && s.Want == role
-	})
-}
-
-// wantPatch is the body of a merge patch of the role label.
-func wantPatch(role Role, resourceVersion string) map[string]any {
-	meta := map[string]any{"labels": map[string]any{key: string(role)}}
-	if resourceVersion != "" {
-		meta["resourceVersion"] = resourceVersion
-	}
-	return map[string]any{"metadata": meta}
-}
-
-// lockedBuffer is a log sink that the test can read while Run writes.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) count(s string) int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	n := 0
-	for line := range strings.Lines(b.buf.String()) {
-		if strings.Contains(line, s) {
-			n++
-		}
-	}
-	return n
-}
-
-var _ io.Writer = (*lockedBuffer)(nil)
+// The tests run in synctest bubbles: back-off is in fake time, and
+// synctest.Wait returns once every goroutine of the labelers, their informers
+// and the fake API server is idle, so "nothing more happens" can be asserted.
 
 func TestNew(t *testing.T) {
 	pods := fake.NewClientset().CoreV1().Pods(testNamespace)
@@ -260,8 +51,44 @@ func TestNew(t *testing.T) {
 				t.Fatalf("New: %v", err)
 			}
 			s := l.Status()
-			if s.PeerSelector != tt.wantSelector || s.Want != Follower || s.Role != "" {
-				t.Errorf("Status() = %+v, want follower wanted, nothing written, peer selector %q", s, tt.wantSelector)
+			if s.PeerSelector != tt.wantSelector || s.Want != Follower || s.Role != "" || s.Watching {
+				t.Errorf("Status() = %+v, want follower wanted, nothing written, not watching, peer selector %q", s, tt.wantSelector)
+			}
+		})
+	}
+}
+
+func TestDefaultPeerSelector(t *testing.T) {
+	tests := []struct {
+		name   string
+		labels map[string]string
+		want   string // empty: repair is off
+	}{
+		{name: "name alone", labels: map[string]string{"app.kubernetes.io/name": "web", "pod-template-hash": "abc"}, want: "app.kubernetes.io/name=web"},
+		{name: "name before app", labels: map[string]string{"app.kubernetes.io/name": "web", "app": "legacy"}, want: "app.kubernetes.io/name=web"},
+		{name: "app alone", labels: map[string]string{"app": "web"}, want: "app=web"},
+		{
+			name:   "a Helm release: name and instance",
+			labels: map[string]string{"app.kubernetes.io/name": "web", "app.kubernetes.io/instance": "a", "helm.sh/chart": "web-1.0"},
+			want:   "app.kubernetes.io/instance=a,app.kubernetes.io/name=web",
+		},
+		{name: "app and instance", labels: map[string]string{"app": "web", "app.kubernetes.io/instance": "a"}, want: "app=web,app.kubernetes.io/instance=a"},
+		{
+			name:   "a component of a release",
+			labels: map[string]string{"app.kubernetes.io/name": "web", "app.kubernetes.io/instance": "a", "app.kubernetes.io/component": "scheduler"},
+			want:   "app.kubernetes.io/component=scheduler,app.kubernetes.io/instance=a,app.kubernetes.io/name=web",
+		},
+		{name: "instance alone names no workload", labels: map[string]string{"app.kubernetes.io/instance": "a"}},
+		{name: "no labels", labels: nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := defaultPeerSelector(tt.labels)
+			switch {
+			case tt.want == "" && got != nil:
+				t.Errorf("defaultPeerSelector(%v) = %q, want nil (repair off)", tt.labels, got)
+			case tt.want != "" && (got == nil || got.String() != tt.want):
+				t.Errorf("defaultPeerSelector(%v) = %v, want %q", tt.labels, got, tt.want)
 			}
 		})
 	}
@@ -277,35 +104,76 @@ func TestRunStartsAsFollower(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			f := newFakePods(t, pod(self, "5", tt.labels))
-			l := newLabeler(t, f, "", nil)
-			start(t, l)
-			waitRole(t, l, Follower)
+			synctest.Test(t, func(t *testing.T) {
+				c := newCluster(t, pod(self, tt.labels), pod("peer", map[string]string{"app": "web", key: "leader"}))
+				l := newLabeler(t, c.client(self), self, "", nil)
+				start(t, l)
+				synctest.Wait()
 
-			want := map[string]string{"app": "web", "keep": "me", key: "follower"}
-			if got := f.podLabels(t, self); !reflect.DeepEqual(got, want) {
-				t.Errorf("own pod labels = %v, want %v", got, want)
-			}
-			calls := f.patchCalls()
-			if len(calls) != 1 {
-				t.Fatalf("patches = %+v, want exactly one", calls)
-			}
-			if c := calls[0]; c.name != self || c.typ != types.MergePatchType || !reflect.DeepEqual(c.body, wantPatch(Follower, "")) {
-				t.Errorf("patch = %+v, want a merge patch of %s with %v", c, self, wantPatch(Follower, ""))
-			}
-			if lists := f.listSelectors(); len(lists) != 0 {
-				t.Errorf("a follower listed peers: %q", lists)
-			}
+				want := map[string]string{"app": "web", "keep": "me", key: "follower"}
+				if got := c.get(self).Labels; !reflect.DeepEqual(got, want) {
+					t.Errorf("own pod labels = %v, want %v", got, want)
+				}
+				calls := c.callsBy(self, 0)
+				if len(calls) != 1 || !isPatch(calls[0], self, Follower) || !reflect.DeepEqual(calls[0].body, wantPatch(Follower, "")) {
+					t.Fatalf("requests = %+v, want exactly one merge patch of %s with %v", calls, self, wantPatch(Follower, ""))
+				}
+				if s := l.Status(); s.Role != Follower || s.Watching {
+					t.Errorf("Status() = %+v, want follower written and no watch", s)
+				}
+			})
 		})
 	}
+}
+
+// TestFollowerMakesNoRequests: once its label is written, a follower sends
+// nothing, whatever happens to the pods; after stepping down it stops
+// watching, so it no longer repairs anything.
+func TestFollowerMakesNoRequests(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newCluster(t, pod(self, map[string]string{"app": "web"}), pod("peer", map[string]string{"app": "web"}))
+		l := newLabeler(t, c.client(self), self, "", nil)
+		start(t, l)
+		synctest.Wait()
+		c.setLabel("peer", key, ptr("leader"))
+		c.setLabel(self, key, nil)
+		time.Sleep(time.Hour)
+		synctest.Wait()
+		if calls := c.callsBy(self, 1); len(calls) != 0 {
+			t.Errorf("a follower sent %+v after its label was written, want nothing", calls)
+		}
+
+		l.Set(Leader)
+		synctest.Wait()
+		if got := c.role(self); got != "leader" {
+			t.Fatalf("own pod %s=%q, want leader", key, got)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := l.Demote(ctx); err != nil {
+			t.Fatalf("Demote: %v", err)
+		}
+		synctest.Wait()
+		if s := l.Status(); s.Watching || s.Role != Follower {
+			t.Errorf("Status() = %+v after Demote, want follower and no watch", s)
+		}
+		n := len(c.callsBy(self, 0))
+		c.setLabel(self, key, nil)
+		c.setLabel("peer", key, ptr("leader"))
+		time.Sleep(time.Hour)
+		synctest.Wait()
+		if calls := c.callsBy(self, n); len(calls) != 0 {
+			t.Errorf("after stepping down it sent %+v, want nothing", calls)
+		}
+	})
 }
 
 func TestSetLeaderDemotesStalePeersFirst(t *testing.T) {
 	tests := []struct {
 		name      string
 		ownLabels map[string]string
-		// early asks for leader before Run starts, so that the own pod still
-		// says leader when the peers are listed and is among them.
+		// early asks for leader before Run starts, so that no follower label
+		// is written first.
 		early bool
 	}{
 		{name: "from follower", ownLabels: map[string]string{"app": "web"}},
@@ -313,84 +181,76 @@ func TestSetLeaderDemotesStalePeersFirst(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			f := newFakePods(t,
-				pod(self, "10", tt.ownLabels),
-				pod("stale-a", "11", map[string]string{"app": "web", key: "leader"}),
-				pod("stale-b", "12", map[string]string{"app": "web", key: "leader"}),
-				pod("follower", "13", map[string]string{"app": "web", key: "follower"}),
-				pod("other-app", "14", map[string]string{"app": "db", key: "leader"}),
-			)
-			l := newLabeler(t, f, "", nil)
-			before := 0 // patches before Set(Leader)
-			if tt.early {
-				l.Set(Leader)
-				start(t, l)
-			} else {
-				start(t, l)
-				waitRole(t, l, Follower)
-				before = len(f.patchCalls())
-				l.Set(Leader)
-			}
-			waitRole(t, l, Leader)
+			synctest.Test(t, func(t *testing.T) {
+				c := newCluster(t,
+					pod(self, tt.ownLabels),
+					pod("stale-a", map[string]string{"app": "web", key: "leader"}),
+					pod("stale-b", map[string]string{"app": "web", key: "leader"}),
+					pod("follower", map[string]string{"app": "web", key: "follower"}),
+					pod("other-app", map[string]string{"app": "db", key: "leader"}),
+				)
+				listed := map[string]string{}
+				for _, name := range []string{"stale-a", "stale-b"} {
+					listed[name] = c.get(name).ResourceVersion
+				}
+				l := newLabeler(t, c.client(self), self, "", nil)
+				before := 0 // requests before Set(Leader)
+				if tt.early {
+					l.Set(Leader)
+					start(t, l)
+				} else {
+					start(t, l)
+					synctest.Wait()
+					before = len(c.callsBy(self, 0))
+					l.Set(Leader)
+				}
+				synctest.Wait()
 
-			calls := f.patchCalls()[before:]
-			if len(calls) != 3 {
-				t.Fatalf("patches after Set(Leader) = %+v, want two demotions and the own pod", calls)
-			}
-			if last := calls[len(calls)-1]; last.name != self || !reflect.DeepEqual(last.body, wantPatch(Leader, "")) {
-				t.Errorf("last patch = %+v, want the own pod labelled leader", last)
-			}
-			demoted := map[string]bool{}
-			for _, c := range calls[:len(calls)-1] {
-				rv := map[string]string{"stale-a": "11", "stale-b": "12"}[c.name]
-				if rv == "" {
-					t.Errorf("patched %s before the own pod; only stale-a and stale-b are stale leaders", c.name)
-					continue
+				var patches []call
+				for _, cl := range c.callsBy(self, before) {
+					switch cl.verb {
+					case "patch":
+						patches = append(patches, cl)
+					case "list", "watch":
+						if cl.selector != "app=web" {
+							t.Errorf("%s of peers with %q, want app=web", cl.verb, cl.selector)
+						}
+					}
 				}
-				demoted[c.name] = true
-				// The listed resourceVersion makes the demotion conditional.
-				if c.typ != types.MergePatchType || !reflect.DeepEqual(c.body, wantPatch(Follower, rv)) {
-					t.Errorf("demotion of %s = %s %v, want a merge patch %v", c.name, c.typ, c.body, wantPatch(Follower, rv))
+				if len(patches) != 3 {
+					t.Fatalf("patches after Set(Leader) = %+v, want two demotions and the own pod", patches)
 				}
-			}
-			if len(demoted) != 2 {
-				t.Errorf("demoted %v, want stale-a and stale-b", demoted)
-			}
-			for _, c := range f.patchCalls() {
-				if c.name == "follower" || c.name == "other-app" {
-					t.Errorf("patched %s, which is not a stale leader among the peers", c.name)
+				if last := patches[2]; !isPatch(last, self, Leader) || !reflect.DeepEqual(last.body, wantPatch(Leader, "")) {
+					t.Errorf("last patch = %+v, want the own pod labelled leader", last)
 				}
-			}
-
-			wantRoles := map[string]string{self: "leader", "stale-a": "follower", "stale-b": "follower", "follower": "follower", "other-app": "leader"}
-			for name, want := range wantRoles {
-				if got := f.podLabels(t, name)[key]; got != want {
-					t.Errorf("pod %s: %s=%q, want %q", name, key, got, want)
+				demoted := map[string]bool{}
+				for _, cl := range patches[:2] {
+					rv, ok := listed[cl.name]
+					if !ok {
+						t.Errorf("patched %s before the own pod; only stale-a and stale-b are stale leaders", cl.name)
+						continue
+					}
+					demoted[cl.name] = true
+					// The read resourceVersion makes the demotion conditional.
+					if !reflect.DeepEqual(cl.body, wantPatch(Follower, rv)) {
+						t.Errorf("demotion of %s = %v, want %v", cl.name, cl.body, wantPatch(Follower, rv))
+					}
 				}
-			}
-			if s := l.Status(); s.Demoted != 2 || s.PeerSelector != "app=web" || s.LastError != "" {
-				t.Errorf("Status() = %+v, want 2 demoted, peer selector app=web, no error", s)
-			}
-			lists := f.listSelectors()
-			if len(lists) == 0 {
-				t.Errorf("peers were never listed")
-			}
-			for _, sel := range lists {
-				if want := mustSelector(t, "app=web,role=leader"); sel != want {
-					t.Errorf("listed peers with %q, want %q", sel, want)
+				if len(demoted) != 2 {
+					t.Errorf("demoted %v, want stale-a and stale-b", demoted)
 				}
-			}
+				wantRoles := map[string]string{self: "leader", "stale-a": "follower", "stale-b": "follower", "follower": "follower", "other-app": "leader"}
+				for name, want := range wantRoles {
+					if got := c.role(name); got != want {
+						t.Errorf("pod %s: %s=%q, want %q", name, key, got, want)
+					}
+				}
+				if s := l.Status(); s.Demoted != 2 || s.Restored != 0 || s.PeerSelector != "app=web" || s.LastError != "" || !s.Watching || s.Role != Leader {
+					t.Errorf("Status() = %+v, want leader written, 2 demoted, none restored, peer selector app=web, watching, no error", s)
+				}
+			})
 		})
 	}
-}
-
-func mustSelector(t *testing.T, s string) string {
-	t.Helper()
-	sel, err := labels.Parse(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return sel.String()
 }
 
 func TestPeerSelector(t *testing.T) {
@@ -423,6 +283,26 @@ func TestPeerSelector(t *testing.T) {
 			wantSelector: "app=web",
 		},
 		{
+			name:      "another release of the same chart is no peer",
+			ownLabels: map[string]string{"app.kubernetes.io/name": "web", "app.kubernetes.io/instance": "a"},
+			peers: map[string]map[string]string{
+				"release-a": {"app.kubernetes.io/name": "web", "app.kubernetes.io/instance": "a"},
+				"release-b": {"app.kubernetes.io/name": "web", "app.kubernetes.io/instance": "b"},
+			},
+			wantDemoted:  []string{"release-a"},
+			wantSelector: "app.kubernetes.io/instance=a,app.kubernetes.io/name=web",
+		},
+		{
+			name:      "app label and instance",
+			ownLabels: map[string]string{"app": "web", "app.kubernetes.io/instance": "a"},
+			peers: map[string]map[string]string{
+				"release-a": {"app": "web", "app.kubernetes.io/instance": "a"},
+				"release-b": {"app": "web", "app.kubernetes.io/instance": "b"},
+			},
+			wantDemoted:  []string{"release-a"},
+			wantSelector: "app=web,app.kubernetes.io/instance=a",
+		},
+		{
 			name:         "explicit selector wins over the own labels",
 			peerSelector: "tier=cache",
 			ownLabels:    map[string]string{"app": "web", "tier": "cache"},
@@ -443,96 +323,370 @@ func TestPeerSelector(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			pods := []*corev1.Pod{pod(self, "1", tt.ownLabels)}
-			for name, peerLabels := range tt.peers {
-				ls := map[string]string{key: "leader"}
-				for k, v := range peerLabels {
-					ls[k] = v
+			synctest.Test(t, func(t *testing.T) {
+				pods := []*corev1.Pod{pod(self, tt.ownLabels)}
+				for name, peerLabels := range tt.peers {
+					ls := map[string]string{key: "leader"}
+					for k, v := range peerLabels {
+						ls[k] = v
+					}
+					pods = append(pods, pod(name, ls))
 				}
-				pods = append(pods, pod(name, "2", ls))
-			}
-			f := newFakePods(t, pods...)
-			l := newLabeler(t, f, tt.peerSelector, nil)
-			start(t, l)
-			l.Set(Leader)
-			waitRole(t, l, Leader)
+				c := newCluster(t, pods...)
+				l := newLabeler(t, c.client(self), self, tt.peerSelector, nil)
+				start(t, l)
+				l.Set(Leader)
+				synctest.Wait()
 
-			if got := f.podLabels(t, self)[key]; got != "leader" {
-				t.Errorf("own pod %s=%q, want leader", key, got)
-			}
-			if s := l.Status(); s.PeerSelector != tt.wantSelector {
-				t.Errorf("Status().PeerSelector = %q, want %q", s.PeerSelector, tt.wantSelector)
-			}
-			lists := f.listSelectors()
-			switch {
-			case tt.wantSelector == "" && len(lists) != 0:
-				t.Errorf("repair is off but peers were listed with %q", lists)
-			case tt.wantSelector != "" && len(lists) == 0:
-				t.Errorf("peers were never listed")
-			}
-			for _, sel := range lists {
-				if want := mustSelector(t, tt.wantSelector+",role=leader"); sel != want {
-					t.Errorf("listed peers with %q, want %q", sel, want)
+				if got := c.role(self); got != "leader" {
+					t.Errorf("own pod %s=%q, want leader", key, got)
 				}
-			}
-			for name := range tt.peers {
-				want := "leader"
-				if slices.Contains(tt.wantDemoted, name) {
-					want = "follower"
+				if s := l.Status(); s.PeerSelector != tt.wantSelector {
+					t.Errorf("Status().PeerSelector = %q, want %q", s.PeerSelector, tt.wantSelector)
 				}
-				if got := f.podLabels(t, name)[key]; got != want {
-					t.Errorf("peer %s: %s=%q, want %q", name, key, got, want)
+				wantSel := tt.wantSelector
+				if wantSel == "" {
+					// Repair off: only the own pod is watched.
+					wantSel = "fields:metadata.name=" + self
+				} else {
+					wantSel = mustSelector(t, wantSel)
 				}
-			}
-			for _, c := range f.patchCalls() {
-				if c.name != self && !slices.Contains(tt.wantDemoted, c.name) {
-					t.Errorf("patched %s, which is not a peer", c.name)
+				for _, verb := range []string{"list", "watch"} {
+					calls := c.callsOf(self, verb)
+					if len(calls) == 0 {
+						t.Errorf("no %s of the peers", verb)
+					}
+					for _, cl := range calls {
+						if cl.selector != wantSel {
+							t.Errorf("%s with %q, want %q", verb, cl.selector, wantSel)
+						}
+					}
 				}
-			}
+				for name := range tt.peers {
+					want := "leader"
+					if slices.Contains(tt.wantDemoted, name) {
+						want = "follower"
+					}
+					if got := c.role(name); got != want {
+						t.Errorf("peer %s: %s=%q, want %q", name, key, got, want)
+					}
+				}
+				for _, cl := range c.callsOf(self, "patch") {
+					if cl.name != self && !slices.Contains(tt.wantDemoted, cl.name) {
+						t.Errorf("patched %s, which is not a peer", cl.name)
+					}
+				}
+			})
 		})
 	}
 }
 
-// TestDemotionConflictBlocksSelfLabel: a peer that keeps changing between
-// list and patch may still say leader, so this pod does not label itself
-// leader; it reports the error and keeps trying.
-func TestDemotionConflictBlocksSelfLabel(t *testing.T) {
-	f := newFakePods(t,
-		pod(self, "1", map[string]string{"app": "web"}),
-		pod("busy", "2", map[string]string{"app": "web", key: "leader"}),
-	)
-	f.setFailPatch(func(name string) error {
-		if name == "busy" {
-			return apierrors.NewConflict(corev1.Resource("pods"), name, errors.New("the object has been modified"))
-		}
-		return nil
-	})
-	l := newLabeler(t, f, "", nil)
-	start(t, l)
-	l.Set(Leader)
-	deadline := time.Now().Add(5 * time.Second)
-	for !strings.Contains(l.Status().LastError, "peers changed during each of 3 attempts") {
-		if time.Now().After(deadline) {
-			t.Fatalf("Status() = %+v, want the repeated conflict reported", l.Status())
-		}
-		time.Sleep(5 * time.Millisecond)
+func mustSelector(t *testing.T, s string) string {
+	t.Helper()
+	sel, err := labels.Parse(s)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if got := f.podLabels(t, self)[key]; got == "leader" {
-		t.Errorf("labelled itself leader while peer busy may still say leader")
-	}
-	if got := f.podLabels(t, "busy")[key]; got != "leader" {
-		t.Errorf("peer changed since the list was relabelled %q", got)
-	}
-	if lists := f.listSelectors(); len(lists) < 3 {
-		t.Errorf("listed peers %d times, want at least 3 (a conflict re-lists)", len(lists))
-	}
+	return sel.String()
+}
 
-	// Once the peer holds still, it is demoted and this pod leads.
-	f.setFailPatch(func(string) error { return nil })
-	waitRole(t, l, Leader)
-	if got := f.podLabels(t, "busy")[key]; got != "follower" {
-		t.Errorf("peer busy = %q after it held still, want follower", got)
+// TestLeaderKeepsLabelsRight: while it leads, the labeler puts its own label
+// back when someone removes or changes it, and demotes a peer that says
+// leader, from the watch and without polling; pods that are no peers are
+// never touched.
+func TestLeaderKeepsLabelsRight(t *testing.T) {
+	tests := []struct {
+		name string
+		// change is what someone else does to the pods.
+		change       func(c *cluster)
+		wantRoles    map[string]string
+		wantDemoted  int
+		wantRestored int
+	}{
+		{
+			name:         "own label removed",
+			change:       func(c *cluster) { c.setLabel(self, key, nil) },
+			wantRoles:    map[string]string{self: "leader", "peer": "follower"},
+			wantRestored: 1,
+		},
+		{
+			name:         "own label set to follower",
+			change:       func(c *cluster) { c.setLabel(self, key, ptr("follower")) },
+			wantRoles:    map[string]string{self: "leader", "peer": "follower"},
+			wantRestored: 1,
+		},
+		{
+			name:        "a peer labelled leader",
+			change:      func(c *cluster) { c.setLabel("peer", key, ptr("leader")) },
+			wantRoles:   map[string]string{self: "leader", "peer": "follower"},
+			wantDemoted: 1,
+		},
+		{
+			name: "both at once",
+			change: func(c *cluster) {
+				c.setLabel("peer", key, ptr("leader"))
+				c.setLabel(self, key, nil)
+			},
+			wantRoles:    map[string]string{self: "leader", "peer": "follower"},
+			wantDemoted:  1,
+			wantRestored: 1,
+		},
+		{
+			name:      "another release's pod labelled leader",
+			change:    func(c *cluster) { c.setLabel("other-release", key, ptr("leader")) },
+			wantRoles: map[string]string{self: "leader", "peer": "follower", "other-release": "leader"},
+		},
+		{
+			name:      "other labels of the own pod change",
+			change:    func(c *cluster) { c.setLabel(self, "version", ptr("2")) },
+			wantRoles: map[string]string{self: "leader", "peer": "follower"},
+		},
 	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				web := func(instance string) map[string]string {
+					return map[string]string{"app.kubernetes.io/name": "web", "app.kubernetes.io/instance": instance, key: "follower"}
+				}
+				c := newCluster(t, pod(self, web("a")), pod("peer", web("a")), pod("other-release", web("b")))
+				var logs lockedBuffer
+				l := newLabeler(t, c.client(self), self, "", slog.New(slog.NewTextHandler(&logs, nil)))
+				start(t, l)
+				l.Set(Leader)
+				synctest.Wait()
+				if s := l.Status(); !s.Watching || s.Role != Leader {
+					t.Fatalf("Status() = %+v, want leader written and watching", s)
+				}
+				lists := len(c.callsOf(self, "list"))
+
+				tt.change(c)
+				synctest.Wait()
+
+				for name, want := range tt.wantRoles {
+					if got := c.role(name); got != want {
+						t.Errorf("pod %s: %s=%q, want %q", name, key, got, want)
+					}
+				}
+				if s := l.Status(); s.Demoted != tt.wantDemoted || s.Restored != tt.wantRestored || s.LastError != "" {
+					t.Errorf("Status() = %+v, want %d demoted, %d restored, no error", s, tt.wantDemoted, tt.wantRestored)
+				}
+				if n := logs.count("put the own role label back"); n != tt.wantRestored {
+					t.Errorf("logged %d restores, want %d", n, tt.wantRestored)
+				}
+				if n := len(c.callsOf(self, "list")); n != lists {
+					t.Errorf("listed %d more times, want the watch alone to tell", n-lists)
+				}
+				for _, cl := range c.callsOf(self, "patch") {
+					if cl.name == "other-release" {
+						t.Errorf("patched %s of another release: %v", cl.name, cl.body)
+					}
+				}
+				// Settled: an hour later nothing more was sent.
+				n := len(c.callsBy(self, 0))
+				time.Sleep(time.Hour)
+				synctest.Wait()
+				if calls := c.callsBy(self, n); len(calls) != 0 {
+					t.Errorf("sent %+v with nothing to repair", calls)
+				}
+			})
+		})
+	}
+}
+
+// TestStepDownCancelsLeaderWork is finding 3, scenario a: A's read of its
+// peers is slow; A steps down, B leads and labels itself; then A's read
+// returns and shows B as leader. A must not demote B: stepping down cancels
+// A's in-flight request at once, and, for a transport that answers anyway,
+// A checks that it still leads before every patch.
+func TestStepDownCancelsLeaderWork(t *testing.T) {
+	for _, ignoreCtx := range []bool{false, true} {
+		name := "request cancelled"
+		if ignoreCtx {
+			name = "request answered anyway"
+		}
+		t.Run(name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				c := newCluster(t, pod("a", map[string]string{"app": "web"}), pod("b", map[string]string{"app": "web"}))
+				ca, cb := c.client("a"), c.client("b")
+				ca.ignoreCtx = ignoreCtx
+				a, b := newLabeler(t, ca, "a", "", nil), newLabeler(t, cb, "b", "", nil)
+				start(t, a)
+				start(t, b)
+				synctest.Wait()
+
+				slow := ca.holdNext(t, "list")
+				a.Set(Leader)
+				<-slow.entered
+				a.Set(Follower) // A steps down while its list is out
+				b.Set(Leader)
+				synctest.Wait()
+				if got := c.role("b"); got != "leader" {
+					t.Fatalf("b %s=%q after it took over, want leader", key, got)
+				}
+				n := len(c.callsBy("a", 0))
+				slow.release() // A's list returns, with B labelled leader
+				synctest.Wait()
+
+				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+				defer cancel()
+				if err := a.Demote(ctx); err != nil {
+					t.Fatalf("Demote of a: %v", err)
+				}
+				for _, cl := range c.callsBy("a", n) {
+					if cl.verb == "patch" && !isPatch(cl, "a", Follower) {
+						t.Errorf("a sent %+v after it stepped down", cl)
+					}
+				}
+				if got := c.role("b"); got != "leader" {
+					t.Errorf("b %s=%q: the replica that stepped down demoted the new leader", key, got)
+				}
+				if got := c.role("a"); got != "follower" {
+					t.Errorf("a %s=%q, want follower", key, got)
+				}
+				if s := b.Status(); s.Restored != 0 || s.Demoted != 0 {
+					t.Errorf("b's Status() = %+v, want nothing to repair", s)
+				}
+			})
+		})
+	}
+}
+
+// TestStaleLeaderPatchIsHealed is finding 3, scenario b: A's own role=leader
+// patch is slow and lands after B labelled itself. Stepping down does not
+// wait for it (its request is cancelled), and B, which watches its peers
+// while it leads, demotes A once the late patch lands.
+func TestStaleLeaderPatchIsHealed(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newCluster(t, pod("a", map[string]string{"app": "web"}), pod("b", map[string]string{"app": "web"}))
+		ca, cb := c.client("a"), c.client("b")
+		a, b := newLabeler(t, ca, "a", "", nil), newLabeler(t, cb, "b", "", nil)
+		start(t, a)
+		start(t, b)
+		synctest.Wait()
+
+		late := ca.holdNext(t, "patch")
+		a.Set(Leader)
+		<-late.entered
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := a.Demote(ctx); err != nil {
+			t.Fatalf("Demote of a waited for its slow leader patch: %v", err)
+		}
+		b.Set(Leader)
+		synctest.Wait()
+		if got := c.role("b"); got != "leader" {
+			t.Fatalf("b %s=%q after it took over, want leader", key, got)
+		}
+
+		late.release() // A's leader patch lands now
+		synctest.Wait()
+		if got := c.role("a"); got != "follower" {
+			t.Errorf("a %s=%q after its late leader patch, want follower: two pods say leader", key, got)
+		}
+		if got := c.role("b"); got != "leader" {
+			t.Errorf("b %s=%q, want leader", key, got)
+		}
+		if s := b.Status(); s.Demoted != 1 {
+			t.Errorf("b's Status() = %+v, want a demoted once", s)
+		}
+	})
+}
+
+// TestNoPatchAfterSteppingDown: a term that steps down between two patches
+// sends no further one, even if the request in flight is answered.
+func TestNoPatchAfterSteppingDown(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newCluster(t,
+			pod(self, map[string]string{"app": "web"}),
+			pod("stale-1", map[string]string{"app": "web", key: "leader"}),
+			pod("stale-2", map[string]string{"app": "web", key: "leader"}),
+		)
+		cl := c.client(self)
+		cl.ignoreCtx = true
+		l := newLabeler(t, cl, self, "", nil)
+		start(t, l)
+		synctest.Wait()
+		n := len(c.callsBy(self, 0))
+
+		first := cl.holdNext(t, "patch")
+		l.Set(Leader)
+		<-first.entered
+		l.Set(Follower)
+		first.release()
+		synctest.Wait()
+
+		var patches []call
+		for _, cl := range c.callsBy(self, n) {
+			if cl.verb == "patch" {
+				patches = append(patches, cl)
+			}
+		}
+		if len(patches) != 2 || isPatch(patches[0], self, Leader) || !isPatch(patches[1], self, Follower) {
+			t.Errorf("patches = %+v, want the one demotion in flight, then the own follower label", patches)
+		}
+		if got := c.role(self); got != "follower" {
+			t.Errorf("own pod %s=%q, want follower", key, got)
+		}
+	})
+}
+
+// TestDemotionConflictBlocksSelfLabel: a peer that keeps changing between
+// read and patch may still say leader, so this pod does not label itself
+// leader; it reports the error and keeps trying, with back-off.
+func TestDemotionConflictBlocksSelfLabel(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newCluster(t,
+			pod(self, map[string]string{"app": "web"}),
+			pod("busy", map[string]string{"app": "web", key: "leader"}),
+		)
+		cl := c.client(self)
+		cl.setFail(func(verb, name string) error {
+			if verb == "patch" && name == "busy" {
+				return apierrors.NewConflict(corev1.Resource("pods"), name, errors.New("the object has been modified"))
+			}
+			return nil
+		})
+		var logs lockedBuffer
+		l := newLabeler(t, cl, self, "", slog.New(slog.NewTextHandler(&logs, nil)))
+		start(t, l)
+		l.Set(Leader)
+		time.Sleep(10 * time.Second) // fake time: several attempts
+		synctest.Wait()
+
+		if s := l.Status(); !strings.Contains(s.LastError, "demote stale leader label on pod busy: it changed since it was read") {
+			t.Errorf("Status() = %+v, want the conflict reported", s)
+		}
+		if got := c.role(self); got == "leader" {
+			t.Errorf("labelled itself leader while peer busy may still say leader")
+		}
+		attempts := 0
+		for _, call := range c.callsOf(self, "patch") {
+			if call.name == "busy" {
+				attempts++
+			}
+		}
+		// Back-off from 200ms, doubling, with up to 20% jitter: 6 in 10s.
+		if attempts < 3 || attempts > 8 {
+			t.Errorf("%d demotion attempts in 10s, want a few, spaced by back-off", attempts)
+		}
+		if n := logs.count("role label error"); n != 1 {
+			t.Errorf("logged the error %d times, want once", n)
+		}
+
+		// Once the peer holds still, it is demoted and this pod leads.
+		cl.setFail(nil)
+		time.Sleep(time.Minute)
+		synctest.Wait()
+		if got := c.role("busy"); got != "follower" {
+			t.Errorf("peer busy = %q after it held still, want follower", got)
+		}
+		if got := c.role(self); got != "leader" {
+			t.Errorf("own pod %s=%q, want leader", key, got)
+		}
+		if s := l.Status(); s.LastError != "" || s.Role != Leader {
+			t.Errorf("Status() = %+v, want leader written and the error cleared", s)
+		}
+	})
 }
 
 func TestLatestSetWins(t *testing.T) {
@@ -542,47 +696,49 @@ func TestLatestSetWins(t *testing.T) {
 		hold bool
 	}{
 		{name: "back to back"},
-		{name: "follower asked while demoting peers", hold: true},
+		{name: "follower asked while reading the peers", hold: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			f := newFakePods(t,
-				pod(self, "1", map[string]string{"app": "web"}),
-				pod("peer", "2", map[string]string{"app": "web", key: "follower"}),
-			)
-			l := newLabeler(t, f, "", nil)
-			start(t, l)
-			waitRole(t, l, Follower)
+			synctest.Test(t, func(t *testing.T) {
+				c := newCluster(t,
+					pod(self, map[string]string{"app": "web"}),
+					pod("peer", map[string]string{"app": "web", key: "follower"}),
+				)
+				cl := c.client(self)
+				l := newLabeler(t, cl, self, "", nil)
+				start(t, l)
+				synctest.Wait()
 
-			if tt.hold {
-				entered, release := f.holdLists(t)
-				l.Set(Leader)
-				entered()
-				l.Set(Follower)
-				release()
-			} else {
-				l.Set(Leader)
-				l.Set(Follower)
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			t.Cleanup(cancel)
-			if err := l.Demote(ctx); err != nil {
-				t.Fatalf("Demote: %v", err)
-			}
+				if tt.hold {
+					h := cl.holdNext(t, "list")
+					l.Set(Leader)
+					<-h.entered
+					l.Set(Follower)
+					h.release()
+				} else {
+					l.Set(Leader)
+					l.Set(Follower)
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+				defer cancel()
+				if err := l.Demote(ctx); err != nil {
+					t.Fatalf("Demote: %v", err)
+				}
+				synctest.Wait()
 
-			if got := f.podLabels(t, self)[key]; got != "follower" {
-				t.Errorf("own pod %s=%q, want follower", key, got)
-			}
-			if s := l.Status(); s.Role != Follower || s.Want != Follower {
-				t.Errorf("Status() = %+v, want follower written", s)
-			}
-			if tt.hold {
-				for _, c := range f.patchCalls() {
-					if c.name == self && reflect.DeepEqual(c.body, wantPatch(Leader, "")) {
+				if got := c.role(self); got != "follower" {
+					t.Errorf("own pod %s=%q, want follower", key, got)
+				}
+				if s := l.Status(); s.Role != Follower || s.Want != Follower || s.Watching {
+					t.Errorf("Status() = %+v, want follower written, no watch", s)
+				}
+				for _, call := range c.callsOf(self, "patch") {
+					if isPatch(call, self, Leader) {
 						t.Errorf("own pod was labelled leader after it stepped down")
 					}
 				}
-			}
+			})
 		})
 	}
 }
@@ -590,58 +746,72 @@ func TestLatestSetWins(t *testing.T) {
 // A leader label skipped because the pod stepped down meanwhile was never
 // written, so Status must not report it.
 func TestStatusRoleIsTheLabelWritten(t *testing.T) {
-	f := newFakePods(t, pod(self, "1", map[string]string{"app": "web"}))
-	l := newLabeler(t, f, "", nil)
-	start(t, l)
-	waitRole(t, l, Follower)
+	synctest.Test(t, func(t *testing.T) {
+		c := newCluster(t, pod(self, map[string]string{"app": "web"}))
+		cl := c.client(self)
+		l := newLabeler(t, cl, self, "", nil)
+		start(t, l)
+		synctest.Wait()
 
-	entered, release := f.holdLists(t)
-	l.Set(Leader)
-	entered()
-	l.Set(Follower)
-	f.setFailPatch(forbidden)
-	release()
-	eventually(t, "the follower label failed", func() bool { return l.Status().LastError != "" })
+		h := cl.holdNext(t, "list")
+		l.Set(Leader)
+		<-h.entered
+		l.Set(Follower)
+		cl.setFail(func(verb, name string) error {
+			if verb == "patch" {
+				return forbidden(name)
+			}
+			return nil
+		})
+		h.release()
+		time.Sleep(time.Second)
+		synctest.Wait()
 
-	if s := l.Status(); s.Role != Follower {
-		t.Errorf("Status().Role = %q, want %q: leader was never written", s.Role, Follower)
-	}
-	for _, c := range f.patchCalls() {
-		if c.name == self && reflect.DeepEqual(c.body, wantPatch(Leader, "")) {
-			t.Errorf("own pod was labelled leader after it stepped down")
+		if s := l.Status(); s.Role != Follower || s.LastError == "" {
+			t.Errorf("Status() = %+v, want role %q (leader was never written) and the failed follower label reported", s, Follower)
 		}
-	}
+		for _, call := range c.callsOf(self, "patch") {
+			if isPatch(call, self, Leader) {
+				t.Errorf("own pod was labelled leader after it stepped down")
+			}
+		}
+	})
 }
 
 func TestDemoteWritesFollower(t *testing.T) {
-	f := newFakePods(t, pod(self, "1", map[string]string{"app": "web"}))
-	l := newLabeler(t, f, "", nil)
-	start(t, l)
-	l.Set(Leader)
-	waitRole(t, l, Leader)
+	synctest.Test(t, func(t *testing.T) {
+		c := newCluster(t, pod(self, map[string]string{"app": "web"}))
+		l := newLabeler(t, c.client(self), self, "", nil)
+		start(t, l)
+		l.Set(Leader)
+		synctest.Wait()
+		if got := c.role(self); got != "leader" {
+			t.Fatalf("own pod %s=%q, want leader", key, got)
+		}
 
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	t.Cleanup(cancel)
-	if err := l.Demote(ctx); err != nil {
-		t.Fatalf("Demote: %v", err)
-	}
-	// Demote returns only once the label is written: no need to wait.
-	if got := f.podLabels(t, self)[key]; got != "follower" {
-		t.Errorf("own pod %s=%q after Demote, want follower", key, got)
-	}
-	if s := l.Status(); s.Role != Follower {
-		t.Errorf("Status().Role = %q after Demote, want follower", s.Role)
-	}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := l.Demote(ctx); err != nil {
+			t.Fatalf("Demote: %v", err)
+		}
+		// Demote returns only once the label is written: no need to wait.
+		if got := c.role(self); got != "follower" {
+			t.Errorf("own pod %s=%q after Demote, want follower", key, got)
+		}
+		if s := l.Status(); s.Role != Follower {
+			t.Errorf("Status().Role = %q after Demote, want follower", s.Role)
+		}
+	})
 }
 
-// The test runs in a synctest bubble: the back-off is in fake time, and Demote
-// is known to be waiting before the first failure.
+// Demote is known to be waiting before the first failure.
 func TestDemoteReportsTheLastError(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		f := newFakePods(t, pod(self, "1", map[string]string{"app": "web"}))
-		f.setFailPatch(forbidden)
+		c := newCluster(t, pod(self, map[string]string{"app": "web"}))
+		cl := c.client(self)
+		cl.setFail(func(verb, name string) error { return forbidden(name) })
 		var logs lockedBuffer
-		l := newLabeler(t, f, "", slog.New(slog.NewTextHandler(&logs, nil)))
+		l := newLabeler(t, cl, self, "", slog.New(slog.NewTextHandler(&logs, nil)))
 
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
@@ -663,31 +833,32 @@ func TestDemoteReportsTheLastError(t *testing.T) {
 		if !strings.Contains(s.LastError, "RBAC: patch denied") || s.Role != "" {
 			t.Errorf("Status() = %+v, want the patch error and no role written", s)
 		}
-		if n := len(f.patchCalls()); n < 3 {
+		if n := len(c.callsOf(self, "patch")); n < 3 {
 			t.Fatalf("%d patch attempts in 10s, want retries", n)
 		}
 		if n := logs.count("role label error"); n != 1 {
-			t.Errorf("logged the error %d times over %d attempts, want once", n, len(f.patchCalls()))
+			t.Errorf("logged the error %d times over %d attempts, want once", n, len(c.callsOf(self, "patch")))
 		}
 	})
 }
 
 func TestLabelErrorRecovers(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		f := newFakePods(t, pod(self, "1", map[string]string{"app": "web"}))
-		f.setFailPatch(forbidden)
+		c := newCluster(t, pod(self, map[string]string{"app": "web"}))
+		cl := c.client(self)
+		cl.setFail(func(verb, name string) error { return forbidden(name) })
 		var logs lockedBuffer
-		l := newLabeler(t, f, "", slog.New(slog.NewTextHandler(&logs, nil)))
+		l := newLabeler(t, cl, self, "", slog.New(slog.NewTextHandler(&logs, nil)))
 		start(t, l)
 		time.Sleep(5 * time.Second) // fake time: several failed attempts
-		if n := len(f.patchCalls()); n < 3 {
+		if n := len(c.callsOf(self, "patch")); n < 3 {
 			t.Fatalf("%d patch attempts, want retries", n)
 		}
 		if s := l.Status(); s.LastError == "" {
 			t.Fatalf("Status().LastError is empty while patches fail")
 		}
 
-		f.setFailPatch(nil)
+		cl.setFail(nil)
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
 		if err := l.Demote(ctx); err != nil {
@@ -696,7 +867,7 @@ func TestLabelErrorRecovers(t *testing.T) {
 		if s := l.Status(); s.LastError != "" || s.Role != Follower {
 			t.Errorf("Status() = %+v, want follower written and the error cleared", s)
 		}
-		if got := f.podLabels(t, self)[key]; got != "follower" {
+		if got := c.role(self); got != "follower" {
 			t.Errorf("own pod %s=%q, want follower", key, got)
 		}
 		if n := logs.count("role label error"); n != 1 {
@@ -704,6 +875,86 @@ func TestLabelErrorRecovers(t *testing.T) {
 		}
 		if n := logs.count("role label recovered"); n != 1 {
 			t.Errorf("logged the recovery %d times, want once", n)
+		}
+	})
+}
+
+// TestWatchErrorIsReported: a leader that cannot watch its peers says so
+// once, in the log and in Status, and the watch recovers by itself.
+func TestWatchErrorIsReported(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newCluster(t, pod(self, map[string]string{"app": "web"}), pod("peer", map[string]string{"app": "web"}))
+		cl := c.client(self)
+		cl.setFail(func(verb, name string) error {
+			if verb == "watch" {
+				return apierrors.NewForbidden(corev1.Resource("pods"), "", errors.New("RBAC: watch denied"))
+			}
+			return nil
+		})
+		var logs lockedBuffer
+		l := newLabeler(t, cl, self, "", slog.New(slog.NewTextHandler(&logs, nil)))
+		start(t, l)
+		l.Set(Leader)
+		time.Sleep(time.Minute) // fake time: the informer retries with back-off
+		synctest.Wait()
+		s := l.Status()
+		if !strings.Contains(s.WatchError, "watch peer pods \"app=web\"") || !strings.Contains(s.WatchError, "forbidden") {
+			t.Errorf("Status().WatchError = %q, want the forbidden watch named", s.WatchError)
+		}
+		if n := logs.count("cannot watch the peer pods"); n != 1 {
+			t.Errorf("logged the watch error %d times, want once", n)
+		}
+		watches := len(c.callsOf(self, "watch"))
+		if watches < 2 || watches > 30 {
+			t.Errorf("%d watch attempts in a minute, want retries spaced by back-off", watches)
+		}
+
+		cl.setFail(nil)
+		time.Sleep(time.Minute)
+		synctest.Wait()
+		if s := l.Status(); s.WatchError != "" || !s.Watching || s.Role != Leader {
+			t.Errorf("Status() = %+v, want leader, watching, no watch error", s)
+		}
+		c.setLabel("peer", key, ptr("leader"))
+		synctest.Wait()
+		if got := c.role("peer"); got != "follower" {
+			t.Errorf("peer %s=%q once the watch works, want follower", key, got)
+		}
+		if n := logs.count("watching the peer pods again"); n != 1 {
+			t.Errorf("logged the recovery %d times, want once", n)
+		}
+	})
+}
+
+// TestBackoffUsesTheClock: the back-off between attempts is timed by
+// Config.Clock, not by the runtime's timers.
+func TestBackoffUsesTheClock(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newCluster(t, pod(self, map[string]string{"app": "web"}))
+		cl := c.client(self)
+		cl.setFail(func(verb, name string) error { return forbidden(name) })
+		clk := clocktesting.NewFakeClock(time.Now())
+		l, err := New(Config{Pods: cl, Pod: self, Key: key, Clock: clk, Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		start(t, l)
+		time.Sleep(time.Hour) // the runtime's time passes; the clock's does not
+		synctest.Wait()
+		if n := len(c.callsOf(self, "patch")); n != 1 {
+			t.Fatalf("%d attempts while the clock stood still, want 1", n)
+		}
+		if !clk.HasWaiters() {
+			t.Fatal("the back-off does not wait on Config.Clock")
+		}
+		cl.setFail(nil)
+		clk.Step(10 * time.Second) // at least the longest first step
+		synctest.Wait()
+		if n := len(c.callsOf(self, "patch")); n != 2 {
+			t.Errorf("%d attempts after the clock moved past the back-off, want 2", n)
+		}
+		if got := c.role(self); got != "follower" {
+			t.Errorf("own pod %s=%q, want follower", key, got)
 		}
 	})
 }

@@ -1,0 +1,329 @@
+package labeler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/resourceversion"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/tools/cache"
+)
+
+// term is the leader's work for one wish of leader: it runs from Set(Leader)
+// until the next Set.
+type term struct {
+	gen    int
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// end cancels the term and waits until it has returned.
+func (t *term) end() {
+	t.cancel()
+	<-t.done
+}
+
+// startTerm starts the leader term of generation gen, or returns nil if that
+// is no longer the wish.
+func (l *Labeler) startTerm(ctx context.Context, gen int) *term {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.gen != gen || l.want != Leader {
+		return nil
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	t := &term{gen: gen, cancel: cancel, done: make(chan struct{})}
+	l.endTerm = cancel
+	go func() {
+		defer close(t.done)
+		l.lead(ctx, gen)
+	}()
+	return t
+}
+
+// errNotLeading stops a pass whose term has ended.
+var errNotLeading = errors.New("no longer leading")
+
+// leading reports, right before a patch, whether the term of gen still runs.
+// Set changes gen and cancels the term under the same lock, so a patch that
+// passes this check was sent before the step-down began.
+func (l *Labeler) leading(ctx context.Context, gen int) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if ctx.Err() != nil || l.gen != gen {
+		return errNotLeading
+	}
+	return nil
+}
+
+// lead is a leader term: it resolves the peers, watches them with an
+// informer (which lists, watches, and lists again whenever the watch history
+// is gone), and after every change makes the labels right: peers that say
+// leader are demoted, then the own pod is labelled leader, and labelled again
+// whenever anyone removes or changes that label. Failed passes are retried
+// with back-off. It returns when ctx ends, after every request it started has
+// returned.
+func (l *Labeler) lead(ctx context.Context, gen int) {
+	backoff := newBackoff()
+	var peers labels.Selector
+	for {
+		var err error
+		if peers, err = l.peerSelector(ctx); err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		l.errs.Note(err)
+		if !l.sleep(ctx, backoff.Step(), nil) {
+			return
+		}
+	}
+
+	kick := make(chan struct{}, 1)
+	poke := func() {
+		select {
+		case kick <- struct{}{}:
+		default:
+		}
+	}
+	informer := cache.NewSharedIndexInformerWithOptions(l.listWatch(peers), &corev1.Pod{},
+		cache.SharedIndexInformerOptions{ObjectDescription: "peer pods"})
+	_ = informer.SetTransform(stripManagedFields) // errors only once started
+	_ = informer.SetWatchErrorHandlerWithContext(func(ctx context.Context, _ *cache.Reflector, err error) {
+		switch {
+		case ctx.Err() != nil, errors.Is(err, io.EOF), apierrors.IsResourceExpired(err), apierrors.IsGone(err):
+			// Ended, or a normal relist: the informer lists again.
+		default:
+			l.watchErrs.Note(fmt.Errorf("watch peer pods %s: %w", describe(peers, l.cfg.Pod), err))
+		}
+	})
+	reg, err := informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(any) { poke() },
+		UpdateFunc: func(any, any) { poke() },
+		DeleteFunc: func(any) { poke() },
+	})
+	if err != nil { // only if the informer had stopped already
+		l.errs.Note(fmt.Errorf("watch peer pods: %w", err))
+		return
+	}
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Go(func() { informer.RunWithContext(ctx) })
+
+	select {
+	case <-ctx.Done():
+		return
+	case <-reg.HasSyncedChecker().Done():
+	}
+	l.setWatching(true)
+	defer l.setWatching(false)
+
+	st := &termState{written: map[string]string{}}
+	for {
+		err := l.reconcile(ctx, gen, informer.GetStore(), peers, st)
+		switch {
+		case ctx.Err() != nil || errors.Is(err, errNotLeading):
+			return
+		case err != nil:
+			// Changes seen meanwhile stay in kick; the next pass reads them
+			// all, so a failing pass does not repeat faster than the back-off.
+			l.errs.Note(err)
+			if !l.sleep(ctx, backoff.Step(), nil) {
+				return
+			}
+			continue
+		}
+		backoff = newBackoff()
+		l.errs.Note(nil)
+		select {
+		case <-ctx.Done():
+			return
+		case <-kick:
+		}
+	}
+}
+
+// termState is what a term knows beyond the informer's store.
+type termState struct {
+	// labelled is set once the own pod was labelled leader in this term.
+	labelled bool
+	// written holds the resourceVersion returned by this term's last patch
+	// of each pod, so that a store that has not caught up with it yet does
+	// not make the term write again.
+	written map[string]string
+	// warnedSelf is set once the own pod was found missing from the store.
+	warnedSelf bool
+}
+
+// stale reports whether p is older than the term's last write to it.
+func (st *termState) stale(p *corev1.Pod) bool {
+	w, ok := st.written[p.Name]
+	if !ok {
+		return false
+	}
+	c, err := resourceversion.CompareResourceVersion(p.ResourceVersion, w)
+	if err != nil {
+		return p.ResourceVersion != w // not comparable: trust only an exact match
+	}
+	return c < 0
+}
+
+// reconcile makes one pass over the store: it demotes every peer that says
+// leader, then, only if none may still say so, labels the own pod leader, the
+// first time in the term and whenever its label was removed or changed.
+// Every patch is preceded by a check that the term still runs.
+func (l *Labeler) reconcile(ctx context.Context, gen int, store cache.Store, peers labels.Selector, st *termState) error {
+	var own *corev1.Pod
+	var errs []error
+	for _, obj := range store.List() {
+		p, ok := obj.(*corev1.Pod)
+		if !ok {
+			continue
+		}
+		if p.Name == l.cfg.Pod {
+			own = p
+			continue
+		}
+		// The API server selected the pods; checking again keeps a pod that
+		// is no peer from ever being patched.
+		if peers == nil || !peers.Matches(labels.Set(p.Labels)) || p.Labels[l.cfg.Key] != string(Leader) || st.stale(p) {
+			continue
+		}
+		if err := l.demotePeer(ctx, gen, p, st); err != nil {
+			if errors.Is(err, errNotLeading) {
+				return err
+			}
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 0 {
+		// Never label the own pod while a peer may still say leader.
+		return errors.Join(errs...)
+	}
+
+	if own == nil && !st.warnedSelf && peers != nil {
+		st.warnedSelf = true
+		l.log.Warn("the own pod is not among the watched peers (deleted, or PEER_SELECTOR does not select it): a removed role label is not put back",
+			"peer_selector", peers.String())
+	}
+	var found string
+	switch {
+	case !st.labelled:
+	case own == nil || st.stale(own) || own.Labels[l.cfg.Key] == string(Leader):
+		return nil
+	default:
+		found = own.Labels[l.cfg.Key]
+	}
+	if err := l.leading(ctx, gen); err != nil {
+		return err
+	}
+	p, err := l.patchOwn(ctx, Leader)
+	if err != nil {
+		return err
+	}
+	st.written[p.Name] = p.ResourceVersion
+	if st.labelled {
+		l.log.Warn("put the own role label back", "found", found)
+		l.mu.Lock()
+		l.status.Restored++
+		l.mu.Unlock()
+	}
+	st.labelled = true
+	l.wrote(gen, Leader)
+	return nil
+}
+
+// demotePeer sets follower on peer p, which says leader. The resourceVersion
+// makes the patch fail if p changed since it was read, so a peer relabelled
+// meanwhile is left alone until the store shows its new version.
+func (l *Labeler) demotePeer(ctx context.Context, gen int, p *corev1.Pod, st *termState) error {
+	if err := l.leading(ctx, gen); err != nil {
+		return err
+	}
+	out, err := l.cfg.Pods.Patch(ctx, p.Name, types.MergePatchType, labelPatch(l.cfg.Key, Follower, p.ResourceVersion), metav1.PatchOptions{})
+	switch {
+	case err == nil:
+		st.written[p.Name] = out.ResourceVersion
+		l.log.Warn("demoted a stale leader label on a peer", "peer", p.Name)
+		l.mu.Lock()
+		l.status.Demoted++
+		l.mu.Unlock()
+		return nil
+	case apierrors.IsNotFound(err):
+		return nil
+	case apierrors.IsConflict(err):
+		return fmt.Errorf("demote stale leader label on pod %s: it changed since it was read; not labelling this pod leader until it is read again: %w", p.Name, err)
+	default:
+		return fmt.Errorf("demote stale leader label on pod %s: %w", p.Name, err)
+	}
+}
+
+func (l *Labeler) setWatching(on bool) {
+	l.mu.Lock()
+	l.status.Watching = on
+	l.mu.Unlock()
+}
+
+// listWatch lists and watches the peers, or the own pod alone when repair is
+// off. A working watch clears the watch error.
+func (l *Labeler) listWatch(peers labels.Selector) cache.ListerWatcher {
+	narrow := func(opts *metav1.ListOptions) {
+		if peers != nil {
+			opts.LabelSelector = peers.String()
+		} else {
+			opts.FieldSelector = fields.OneTermEqualSelector("metadata.name", l.cfg.Pod).String()
+		}
+	}
+	lw := &cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
+			narrow(&opts)
+			return l.cfg.Pods.List(ctx, opts)
+		},
+		WatchFuncWithContext: func(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
+			narrow(&opts)
+			w, err := l.cfg.Pods.Watch(ctx, opts)
+			if err == nil {
+				l.watchErrs.Note(nil)
+			}
+			return w, err
+		},
+	}
+	// The peers are a handful of pods, so a plain list is cheap; and it
+	// works with every Pods, client-go's fake included, which cannot serve
+	// the streaming watch-list.
+	return cache.ToListWatcherWithWatchListSemantics(lw, plainList{})
+}
+
+// plainList tells the informer to list, not to stream the initial list.
+type plainList struct{}
+
+func (plainList) IsWatchListSemanticsUnSupported() bool { return true }
+
+func describe(peers labels.Selector, pod string) string {
+	if peers == nil {
+		return "metadata.name=" + pod
+	}
+	return fmt.Sprintf("%q", peers.String())
+}
+
+// stripManagedFields drops what the labeler never reads from the cached pods.
+// It copies rather than changes the object, which a client may still share.
+func stripManagedFields(obj any) (any, error) {
+	if p, ok := obj.(*corev1.Pod); ok && len(p.ManagedFields) > 0 {
+		p = p.DeepCopy()
+		p.ManagedFields = nil
+		return p, nil
+	}
+	return obj, nil
+}
