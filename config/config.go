@@ -125,7 +125,7 @@ func parseDecimal(s string) (any, error) {
 // parseRule is the rule a variable of a kind breaks when it does not parse.
 var parseRule = map[reflect.Kind]string{
 	reflect.Int64: "must be a Go duration such as 15s or 500ms", // time.Duration
-	reflect.Int:   "must be a whole number",
+	reflect.Int:   "must be a whole number, in decimal",
 	reflect.Bool:  "must be true or false",
 }
 
@@ -138,7 +138,11 @@ func explain(err error, environ map[string]string) (string, error) {
 	case errors.As(err, &perr):
 		for _, v := range variables() {
 			if v.field == perr.Name {
-				return v.Name, fmt.Errorf("%s=%q: %s", v.Name, environ[v.Name], parseRule[v.kind])
+				rule := parseRule[v.kind]
+				if errors.Is(perr.Err, strconv.ErrRange) {
+					rule = "is out of range"
+				}
+				return v.Name, fmt.Errorf("%s=%q: %s", v.Name, environ[v.Name], rule)
 			}
 		}
 	case errors.As(err, &unset):
@@ -220,6 +224,17 @@ func (c *Config) resolve(lookup func(string) (string, bool), src Sources) []erro
 
 	if c.StatusFile != "" && c.StatusDir != "" && c.StatusFile != c.StatusDir {
 		errs = append(errs, fmt.Errorf("STATUS_FILE=%q and STATUS_DIR=%q: set only one; they name the same setting", c.StatusFile, c.StatusDir))
+	} else if _, err := status.Resolve(c.StatusFile, c.StatusDir); err != nil {
+		// A symbolic link, say: refused now, with exit code 2, not when
+		// the sidecar starts.
+		key, value := "STATUS_FILE", c.StatusFile
+		switch {
+		case value == "" && c.StatusDir != "":
+			key, value = "STATUS_DIR", c.StatusDir
+		case value == "":
+			value = status.DefaultPath
+		}
+		bad(key, value, err.Error())
 	}
 
 	if c.HealthPort < 1 || c.HealthPort > 65535 {

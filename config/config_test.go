@@ -3,12 +3,17 @@ package config
 import (
 	"bytes"
 	"errors"
+	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/leader-elector/leader-elector/status"
 )
 
 // lookupIn is os.LookupEnv on env alone, so that tests need not touch the
@@ -145,6 +150,26 @@ func TestLoadRejectsBadInput(t *testing.T) {
 			want: []string{`HEALTH_PORT="-1"`, "must be a port number from 1 to 65535"},
 		},
 		{
+			name: "HEALTH_PORT hexadecimal",
+			env:  map[string]string{"HEALTH_PORT": "0x1f90"},
+			want: []string{`HEALTH_PORT="0x1f90"`, "must be a whole number, in decimal"},
+		},
+		{
+			name: "HEALTH_PORT octal prefix",
+			env:  map[string]string{"HEALTH_PORT": "0o17"},
+			want: []string{`HEALTH_PORT="0o17"`, "must be a whole number, in decimal"},
+		},
+		{
+			name: "HEALTH_PORT with underscores",
+			env:  map[string]string{"HEALTH_PORT": "8_080"},
+			want: []string{`HEALTH_PORT="8_080"`, "must be a whole number, in decimal"},
+		},
+		{
+			name: "HEALTH_PORT beyond int",
+			env:  map[string]string{"HEALTH_PORT": "99999999999999999999"},
+			want: []string{`HEALTH_PORT="99999999999999999999"`, "is out of range"},
+		},
+		{
 			name: "LABEL_POD_ROLE not a bool",
 			env:  map[string]string{"LABEL_POD_ROLE": "yes please"},
 			want: []string{`LABEL_POD_ROLE="yes please"`, "must be true or false"},
@@ -246,6 +271,43 @@ func TestLoadRejectsBadInput(t *testing.T) {
 			want: []string{`RENEW_DEADLINE="10s"`, "must be greater than 1.2 x RETRY_PERIOD (12s)"},
 		},
 		{
+			name: "LEASE_DURATION over an hour",
+			env:  map[string]string{"LEASE_DURATION": "60m1s"},
+			want: []string{`LEASE_DURATION="60m1s"`, "must be at most 1h0m0s"},
+		},
+		{
+			// Stored as int32 seconds, this would wrap; doubled in /livez, overflow.
+			name: "LEASE_DURATION beyond int32 seconds",
+			env:  map[string]string{"LEASE_DURATION": "2562047h"},
+			want: []string{`LEASE_DURATION="2562047h"`, "must be at most 1h0m0s"},
+		},
+		{
+			name: "LEASE_DURATION beyond a Go duration",
+			env:  map[string]string{"LEASE_DURATION": "2562048h"},
+			want: []string{`LEASE_DURATION="2562048h"`, "must be a Go duration"},
+		},
+		{
+			name: "RENEW_DEADLINE over an hour",
+			env:  map[string]string{"LEASE_DURATION": "2h", "RENEW_DEADLINE": "90m"},
+			want: []string{"must be at most 1h0m0s"},
+			lines: 2, // both; neither is compared with the other
+		},
+		{
+			name: "RETRY_PERIOD over an hour",
+			env:  map[string]string{"RETRY_PERIOD": "3600001ms"},
+			want: []string{`RETRY_PERIOD="3600001ms"`, "must be at most 1h0m0s"},
+		},
+		{
+			name: "RENEW_DEADLINE plus RETRY_PERIOD over the step-down bound",
+			env:  map[string]string{"LEASE_DURATION": "40s", "RENEW_DEADLINE": "27s", "RETRY_PERIOD": "1001ms"},
+			want: []string{`RENEW_DEADLINE="27s"`, "plus RETRY_PERIOD (1.001s) must be at most 28s", "30s grace period"},
+		},
+		{
+			name: "RENEW_DEADLINE within the hour but too long to step down",
+			env:  map[string]string{"LEASE_DURATION": "1h", "RENEW_DEADLINE": "30m", "RETRY_PERIOD": "1m"},
+			want: []string{`RENEW_DEADLINE="30m"`, "plus RETRY_PERIOD (1m0s) must be at most 28s"},
+		},
+		{
 			name: "LOG_LEVEL unknown",
 			env:  map[string]string{"LOG_LEVEL": "verbose"},
 			want: []string{`LOG_LEVEL="verbose"`, "must be debug, info, warn or error"},
@@ -290,6 +352,56 @@ func TestLoadRejectsBadInput(t *testing.T) {
 					if !strings.Contains(l, w) {
 						t.Errorf("Load() error line %q, want it to contain %q", l, w)
 					}
+				}
+			}
+		})
+	}
+}
+
+// TestLoadRefusesSymlinkedStatusFile: a status file that is a symbolic link
+// is refused at start, naming the variable, its value and the rule.
+func TestLoadRefusesSymlinkedStatusFile(t *testing.T) {
+	t.Parallel()
+	tmp := t.TempDir()
+	target := filepath.Join(tmp, "target")
+	writeFile(t, target, "")
+	link := filepath.Join(tmp, "link")
+	if err := os.Symlink(target, link); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(tmp, "shared")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(target, filepath.Join(dir, "leader_status")); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		env  map[string]string
+		want []string
+	}{
+		{name: "STATUS_FILE", env: map[string]string{"STATUS_FILE": link},
+			want: []string{fmt.Sprintf("STATUS_FILE=%q: ", link), "must not be a symbolic link", strconv.Quote(target)}},
+		{name: "STATUS_DIR", env: map[string]string{"STATUS_DIR": link},
+			want: []string{fmt.Sprintf("STATUS_DIR=%q: ", link), "must not be a symbolic link"}},
+		{name: "both, equal", env: map[string]string{"STATUS_FILE": link, "STATUS_DIR": link},
+			want: []string{fmt.Sprintf("STATUS_FILE=%q: ", link), "must not be a symbolic link"}},
+		{name: "leader_status inside the directory", env: map[string]string{"STATUS_FILE": dir},
+			want: []string{fmt.Sprintf("STATUS_FILE=%q: ", dir), strconv.Quote(filepath.Join(dir, "leader_status")), "must not be a symbolic link"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			env := minimalEnv()
+			maps.Copy(env, tt.env)
+			_, err := Load(lookupIn(env), testSources(t))
+			if lines := errLines(err); len(lines) != 1 {
+				t.Fatalf("Load() error = %v, want one line", err)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("Load() error %q lacks %q", err, w)
 				}
 			}
 		})
@@ -439,6 +551,11 @@ func TestLoadAcceptsValidInput(t *testing.T) {
 			check: wantField("HealthPort", func(c Config) any { return c.HealthPort }, 65535),
 		},
 		{
+			name:  "HEALTH_PORT with a leading zero is decimal",
+			env:   map[string]string{"HEALTH_PORT": "010"},
+			check: wantField("HealthPort", func(c Config) any { return c.HealthPort }, 10),
+		},
+		{
 			name:  "LABEL_POD_ROLE with POD_NAME",
 			env:   map[string]string{"LABEL_POD_ROLE": "true", "POD_NAME": "pod-0"},
 			check: wantField("LabelPodRole", func(c Config) any { return c.LabelPodRole }, true),
@@ -462,6 +579,16 @@ func TestLoadAcceptsValidInput(t *testing.T) {
 			name:  "RENEW_DEADLINE just above 1.2 x RETRY_PERIOD",
 			env:   map[string]string{"RENEW_DEADLINE": "2401ms"},
 			check: wantField("RenewDeadline", func(c Config) any { return c.RenewDeadline }, 2401*time.Millisecond),
+		},
+		{
+			name:  "LEASE_DURATION of an hour",
+			env:   map[string]string{"LEASE_DURATION": "1h"},
+			check: wantField("LeaseDuration", func(c Config) any { return c.LeaseDuration }, time.Hour),
+		},
+		{
+			name:  "RENEW_DEADLINE plus RETRY_PERIOD at the step-down bound",
+			env:   map[string]string{"LEASE_DURATION": "40s", "RENEW_DEADLINE": "26s", "RETRY_PERIOD": "2s"},
+			check: wantField("RenewDeadline", func(c Config) any { return c.RenewDeadline }, 26*time.Second),
 		},
 		{
 			name:  "LOG_LEVEL debug",
@@ -555,6 +682,11 @@ func TestUsageListsEveryVariable(t *testing.T) {
 				t.Errorf("Usage() line %q does not end with the description %q", line, v.Description)
 			}
 		})
+	}
+
+	// The default status path is status.DefaultPath, written once.
+	if d := vars[4]; d.Name != "STATUS_FILE" || !strings.HasSuffix(d.Description, "(default "+status.DefaultPath+")") {
+		t.Errorf("Variables() %s description = %q, want it to end with the default %s", d.Name, d.Description, status.DefaultPath)
 	}
 
 	defaults := map[string]string{
