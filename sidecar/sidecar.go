@@ -104,7 +104,7 @@ func New(cfg config.Config, d Deps) (*Sidecar, error) {
 			return nil, errors.New("sidecar: Deps.Pods is required with LABEL_POD_ROLE=true")
 		}
 		s.labels, err = labeler.New(labeler.Config{Pods: d.Pods, Pod: cfg.PodName, Key: cfg.RoleLabelKey,
-			PeerSelector: cfg.PeerSelector, Logger: d.Log})
+			PeerSelector: cfg.PeerSelector, Clock: d.Clock, Logger: d.Log})
 		if err != nil {
 			return nil, err
 		}
