@@ -366,6 +366,13 @@ func TestNewer(t *testing.T) {
 		want bool
 	}{
 		{"10", "9", true}, {"9", "10", false}, {"9", "9", false}, {"x", "", true}, {"b", "a", true}, {"a", "a", false},
+		// Beyond uint64: ordered by apimachinery's resourceversion, which
+		// has no limit on length.
+		{"100000000000000000000", "99999999999999999999", true},
+		{"99999999999999999999", "100000000000000000000", false},
+		{"100000000000000000000", "100000000000000000000", false},
+		// Not well formed (a leading zero): opaque, newer when different.
+		{"09", "10", true},
 	} {
 		if got := newer(tc.a, tc.b); got != tc.want {
 			t.Errorf("newer(%q, %q) = %v, want %v", tc.a, tc.b, got, tc.want)

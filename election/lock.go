@@ -2,10 +2,10 @@ package election
 
 import (
 	"context"
-	"strconv"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/resourceversion"
 )
 
 // Record is the election record kept in the Lease. It has exactly the fields
@@ -74,19 +74,18 @@ type Event struct {
 }
 
 // newer reports whether version a is later than version b. Versions are opaque
-// to clients in general, but the API server's are etcd revisions, so when both
-// parse as numbers their order is used to drop stale watch events; otherwise a
-// is taken as newer, which costs at most one conflict and a re-read.
+// to clients in general, but the API server's are etcd revisions, which
+// apimachinery's resourceversion package orders, so their order is used to
+// drop stale watch events; a version that is not such a number is taken as
+// newer when it differs, which costs at most one conflict and a re-read.
 func newer(a, b string) bool {
 	if b == "" {
 		return true
 	}
-	x, errA := strconv.ParseUint(a, 10, 64)
-	y, errB := strconv.ParseUint(b, 10, 64)
-	if errA != nil || errB != nil {
-		return a != b
+	if c, err := resourceversion.CompareResourceVersion(a, b); err == nil {
+		return c > 0
 	}
-	return x > y
+	return a != b
 }
 
 // sameRecord reports whether two records are the same observation of the
