@@ -29,6 +29,8 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/clock"
+
+	"github.com/leader-elector/leader-elector/internal/lasterr"
 )
 
 // Config configures an Elector. New validates it.
@@ -163,7 +165,8 @@ func (e *Elector) Run(ctx context.Context) error {
 	defer wg.Wait()
 	defer stopWatch()
 
-	r := &run{Elector: e, needRead: true, backoff: e.cfg.RetryPeriod}
+	r := &run{Elector: e, needRead: true, backoff: e.cfg.RetryPeriod,
+		errs: lasterr.New(e.log, "election error", "election recovered")}
 	due := make(chan time.Time)
 	close(due) // for work that is due now: select it without a timer
 	for {
@@ -190,13 +193,21 @@ func (e *Elector) Run(ctx context.Context) error {
 	}
 }
 
+// view is what a candidate knows of the Lease's existence.
+type view int
+
+const (
+	viewUnknown view = iota // not read yet
+	viewAbsent              // the Lease does not exist
+	viewKnown               // lease holds the latest version we know
+)
+
 // run is the state of one Run; only its goroutine touches it.
 type run struct {
 	*Elector
 
 	lease        Lease
-	haveLease    bool      // lease holds the latest version we know
-	missing      bool      // the Lease does not exist
+	view         view
 	observedAt   time.Time // when the current record was first seen
 	needRead     bool      // act only after a fresh Get
 	readFailed   bool      // the last Get failed
@@ -210,7 +221,7 @@ type run struct {
 
 	notBefore time.Time // no campaign before this (back-off)
 	backoff   time.Duration
-	lastErr   string
+	errs      *lasterr.Tracker
 }
 
 // tick does what is due at now.
@@ -275,11 +286,9 @@ func (r *run) next(now time.Time) time.Time {
 func (r *run) campaignAt() (time.Time, bool) {
 	var at time.Time
 	switch {
-	case r.needRead:
+	case r.needRead || r.view == viewUnknown:
 		return time.Time{}, false
-	case r.missing:
-	case !r.haveLease:
-		return time.Time{}, false
+	case r.view == viewAbsent:
 	case r.lease.Record.HolderIdentity == "":
 	default:
 		at = r.observedAt.Add(r.expiry())
@@ -312,14 +321,14 @@ func (r *run) handle(ctx context.Context, ev Event) {
 		if ev.Lease.Version == "" {
 			// A read found no Lease, but it may predate a create we already
 			// know of (ours, even): check instead of believing it.
-			if r.haveLease {
+			if r.view == viewKnown {
 				r.needRead = true
 				return
 			}
-		} else if r.haveLease && !newer(ev.Lease.Version, r.lease.Version) {
+		} else if r.view == viewKnown && !newer(ev.Lease.Version, r.lease.Version) {
 			return
 		}
-		r.haveLease, r.missing = false, true
+		r.view = viewAbsent
 		r.update(func(s *State) { s.LastObserved = now })
 		if r.leading {
 			r.stepDown(ctx, "the Lease was deleted", noRelease)
@@ -346,13 +355,13 @@ func (r *run) handle(ctx context.Context, ev Event) {
 
 // observe takes in a version of the Lease read from the API.
 func (r *run) observe(ctx context.Context, l Lease, now time.Time) {
-	if r.haveLease && !newer(l.Version, r.lease.Version) {
+	if r.view == viewKnown && !newer(l.Version, r.lease.Version) {
 		return // stale or already known
 	}
-	if !r.haveLease || !sameRecord(l.Record, r.lease.Record) {
+	if r.view != viewKnown || !sameRecord(l.Record, r.lease.Record) {
 		r.observedAt = now
 	}
-	r.lease, r.haveLease, r.missing = l, true, false
+	r.lease, r.view = l, viewKnown
 	r.update(func(s *State) { s.LastObserved = now })
 	if r.leading && l.Record.HolderIdentity != r.cfg.Identity {
 		r.stepDown(ctx, fmt.Sprintf("the Lease is held by %q", l.Record.HolderIdentity), noRelease)
@@ -368,14 +377,14 @@ func (r *run) read(ctx context.Context, now time.Time) {
 	r.lastRead, r.readFailed = now, err != nil && !apierrors.IsNotFound(err)
 	switch {
 	case apierrors.IsNotFound(err):
-		r.needRead, r.haveLease, r.missing = false, false, true
-		r.noteError(ctx, nil)
+		r.needRead, r.view = false, viewAbsent
+		r.note(ctx, nil)
 		r.setLeader(Record{})
 	case err != nil:
-		r.noteError(ctx, fmt.Errorf("read lease %s: %w", r.cfg.Lock.Describe(), err))
+		r.note(ctx, fmt.Errorf("read lease %s: %w", r.cfg.Lock.Describe(), err))
 	default:
 		r.needRead = false
-		r.noteError(ctx, nil)
+		r.note(ctx, nil)
 		r.observe(ctx, l, r.cfg.Clock.Now())
 	}
 }
@@ -393,7 +402,7 @@ func (r *run) acquire(ctx context.Context) {
 	}
 	var l Lease
 	var err error
-	if r.missing {
+	if r.view == viewAbsent {
 		l, err = r.cfg.Lock.Create(rctx, rec)
 	} else {
 		rec.LeaderTransitions = r.lease.Record.LeaderTransitions + 1
@@ -406,14 +415,14 @@ func (r *run) acquire(ctx context.Context) {
 		r.needRead = true // someone else wrote first; look again at once
 		return
 	case apierrors.IsNotFound(err):
-		r.haveLease, r.missing = false, true
+		r.view = viewAbsent
 		return
 	default:
-		r.noteError(ctx, fmt.Errorf("acquire lease %s: %w", r.cfg.Lock.Describe(), err))
+		r.note(ctx, fmt.Errorf("acquire lease %s: %w", r.cfg.Lock.Describe(), err))
 		r.notBefore = now.Add(r.cfg.RetryPeriod)
 		return
 	}
-	r.noteError(ctx, nil)
+	r.note(ctx, nil)
 	r.observe(ctx, l, now)
 	if !now.Before(sent.Add(r.cfg.RenewDeadline)) {
 		return // the answer came too late to lead on; followers may already count
@@ -454,14 +463,14 @@ func (r *run) renew(ctx context.Context, now time.Time) {
 		}
 	}
 	if err != nil {
-		r.noteError(ctx, fmt.Errorf("renew lease %s: %w", r.cfg.Lock.Describe(), err))
+		r.note(ctx, fmt.Errorf("renew lease %s: %w", r.cfg.Lock.Describe(), err))
 		if apierrors.IsNotFound(err) {
-			r.haveLease, r.missing = false, true
+			r.view = viewAbsent
 			r.stepDown(ctx, "the Lease was deleted", noRelease)
 		}
 		return
 	}
-	r.noteError(ctx, nil)
+	r.note(ctx, nil)
 	r.renewSentAt = now
 	r.observe(ctx, l, r.cfg.Clock.Now())
 	r.update(func(s *State) { s.RenewTime = l.Record.RenewTime.Time })
@@ -490,7 +499,7 @@ func (r *run) stepDown(ctx context.Context, reason string, release time.Duration
 // release hands the Lease back the way client-go's ReleaseOnCancel does, so
 // that a watching follower, ours or client-go's, may take it at once.
 func (r *run) release(ctx context.Context, timeout time.Duration) {
-	if !r.haveLease {
+	if r.view != viewKnown {
 		return
 	}
 	rctx, cancel := r.withTimeout(ctx, timeout)
@@ -513,11 +522,11 @@ func (r *run) release(ctx context.Context, timeout time.Duration) {
 			return
 		}
 		if !apierrors.IsConflict(err) {
-			r.noteError(ctx, fmt.Errorf("release lease %s: %w", r.cfg.Lock.Describe(), err))
+			r.note(ctx, fmt.Errorf("release lease %s: %w", r.cfg.Lock.Describe(), err))
 			return
 		}
 		if cur, err = r.cfg.Lock.Get(rctx); err != nil {
-			r.noteError(ctx, fmt.Errorf("release lease %s: %w", r.cfg.Lock.Describe(), err))
+			r.note(ctx, fmt.Errorf("release lease %s: %w", r.cfg.Lock.Describe(), err))
 			return
 		}
 	}
@@ -525,7 +534,7 @@ func (r *run) release(ctx context.Context, timeout time.Duration) {
 
 // resign steps down on request and backs off before campaigning again.
 func (r *run) resign(ctx context.Context, cause error) {
-	r.noteError(ctx, fmt.Errorf("resigned: %w", cause))
+	r.note(ctx, fmt.Errorf("resigned: %w", cause))
 	r.stepDown(ctx, "resigned: "+cause.Error(), r.cfg.RenewDeadline)
 	r.notBefore = r.cfg.Clock.Now().Add(r.backoff)
 	r.log.Warn("not campaigning during back-off", "for", r.backoff, "err", cause)
@@ -560,26 +569,17 @@ func (r *run) changed() {
 	}
 }
 
-// noteError records err (nil: recovered) and logs each distinct error once.
-// Errors of requests cut short by shutdown are not errors of the election.
-func (r *run) noteError(ctx context.Context, err error) {
+// note records err (nil: recovered) in State.LastError, logging each
+// distinct error once. Errors of requests cut short by the end of ctx (a
+// shutdown) are not errors of the election.
+func (r *run) note(ctx context.Context, err error) {
 	if err != nil && ctx.Err() != nil {
 		return
 	}
-	msg := ""
-	if err != nil {
-		msg = err.Error()
+	if r.errs.Note(err) {
+		last := r.errs.Last()
+		r.update(func(s *State) { s.LastError = last })
 	}
-	if msg == r.lastErr {
-		return
-	}
-	if err != nil {
-		r.log.Error("election error", "err", err)
-	} else {
-		r.log.Info("election recovered", "after", r.lastErr)
-	}
-	r.lastErr = msg
-	r.update(func(s *State) { s.LastError = msg })
 }
 
 func (e *Elector) update(f func(*State)) {
