@@ -9,6 +9,43 @@
 // follower may judge the Lease expired, as long as the two clocks' rates differ
 // by less than the factor LeaseDuration/RenewDeadline.
 //
+// # Releases, cleared holders and deleted Leases
+//
+// A Lease counts as released only when its record looks like a release: no
+// holder and a LeaseDurationSeconds of 1, as this package and client-go's
+// ReleaseOnCancel write it. A follower takes a released Lease at once.
+//
+// Any other record, also one whose holder was cleared by hand or by a tool
+// that re-applies a declared Lease, waits like an unchanged record: its
+// expiry (LeaseDuration, or the record's LeaseDurationSeconds if larger)
+// after the follower first saw it, and never less than the expiry of every
+// holder it saw since the last release, counted from when it first saw that
+// holder's last record. So clearing a holder, or naming one by hand, never
+// shortens the wait for a holder that may still lead.
+//
+// A deleted Lease is treated like an unchanged record too. A candidate that
+// has seen a record of the Lease and finds it missing (a Deleted event, or a
+// read or write answered NotFound) puts it back at once, as an empty record
+// with its own LeaseDuration (never 1 second, which would read as a release)
+// and the last transitions it saw, and takes that record like any other: by
+// an update, once it expired. It does not create the Lease as its holder,
+// because a create carries no version: if the Lease is deleted between two
+// candidates' creates, both succeed, and both would lead. Every holder that
+// may lead wrote its last renew before the deletion, so before the put-back
+// record was first seen, and it steps down within RenewDeadline of that
+// renew. This holds whether or not the follower saw the renews before the
+// deletion. A leader that finds its Lease deleted (from its watch, or its
+// renew answered NotFound) steps down, without a release, and then acts as
+// any follower: it puts the Lease back and waits, so it cannot take the
+// Lease straight back and flap.
+//
+// The one exception is the first start: a candidate that has seen no record
+// of the Lease and finds none creates it as its holder and leads at once, as
+// client-go's does. If the Lease was deleted just before, while a leader's
+// requests hang and its watch is stalled, both lead until that leader's
+// renew deadline. Followers that already run put a deleted Lease back within
+// one watch event, which closes this window for candidates that start later.
+//
 // The package knows nothing about files, labels or HTTP: it reports leadership
 // through Callbacks and State, and others react.
 //
@@ -71,7 +108,8 @@ type Callbacks struct {
 // State is a snapshot of what a candidate knows.
 type State struct {
 	Identity string
-	// Leader is the Lease's holder as last observed; empty when released.
+	// Leader is the Lease's holder as last observed; empty when released,
+	// cleared or deleted.
 	Leader string
 	// IsLeader is true while this candidate leads.
 	IsLeader bool
@@ -206,11 +244,22 @@ const (
 type run struct {
 	*Elector
 
-	lease        Lease
-	view         view
-	observedAt   time.Time // when the current record was first seen
-	needRead     bool      // act only after a fresh Get
-	readFailed   bool      // the last Get failed
+	// lease is the latest version we know. When the Lease is deleted it keeps
+	// the last record (for its transitions) and the deletion's version (to
+	// drop older events).
+	lease      Lease
+	view       view
+	observedAt time.Time // when the current record was first seen
+	// holderUntil is when every holder seen since the last release has
+	// stepped down, unless it renewed: the latest first observation of a
+	// record that is no release, plus that record's expiry. Zero after a
+	// release.
+	holderUntil time.Time
+	// seen is true once a record of the Lease was observed: a candidate
+	// that has seen none creates a missing Lease as its holder (first start).
+	seen         bool
+	needRead     bool // act only after a fresh Get
+	readFailed   bool // the last Get failed
 	lastRead     time.Time
 	watching     bool
 	lastWatchErr string
@@ -282,21 +331,20 @@ func (r *run) next(now time.Time) time.Time {
 	return t
 }
 
-// campaignAt returns when this candidate may try to take the Lease.
+// campaignAt returns when this candidate may write to take the Lease: a
+// missing Lease at once (on first start as its holder, else as an empty
+// record that is then taken like any other), a release at once, any other
+// record once every holder seen may have stepped down.
 func (r *run) campaignAt() (time.Time, bool) {
 	var at time.Time
 	switch {
 	case r.needRead || r.view == viewUnknown:
 		return time.Time{}, false
-	case r.view == viewAbsent:
-	case r.lease.Record.HolderIdentity == "":
+	case r.view == viewAbsent, isRelease(r.lease.Record):
 	default:
-		at = r.observedAt.Add(r.expiry())
+		at = r.holderUntil
 	}
-	if at.Before(r.notBefore) {
-		at = r.notBefore
-	}
-	return at, true
+	return later(at, r.notBefore), true
 }
 
 func (r *run) canCampaign(now time.Time) bool {
@@ -304,11 +352,45 @@ func (r *run) canCampaign(now time.Time) bool {
 	return ok && !now.Before(at)
 }
 
+// isRelease reports whether rec looks like a Lease given back by its holder,
+// which this elector and client-go's ReleaseOnCancel write as an empty holder
+// with a LeaseDurationSeconds of 1. Any other empty holder is no release.
+func isRelease(rec Record) bool { return rec.HolderIdentity == "" && rec.LeaseDurationSeconds == 1 }
+
+// maxLeaseSeconds caps a record's LeaseDurationSeconds at what the Lease can
+// store (an int32), so that a huge value saturates instead of overflowing.
+const maxLeaseSeconds = 1<<31 - 1
+
 // expiry is how long an unchanged record must be observed before it is
-// expired: our own LeaseDuration, or the holder's if it asked for more.
-func (r *run) expiry() time.Duration {
-	d := time.Duration(r.lease.Record.LeaseDurationSeconds) * time.Second
-	return max(d, r.cfg.LeaseDuration)
+// expired: our own LeaseDuration, or the record's if it asks for more.
+func (r *run) expiry(rec Record) time.Duration {
+	secs := min(max(rec.LeaseDurationSeconds, 0), maxLeaseSeconds)
+	return max(time.Duration(secs)*time.Second, r.cfg.LeaseDuration)
+}
+
+// noteHolder takes in a record first seen at now: a release ends the wait for
+// every holder seen before; any other record, with or without a holder, may
+// mean a holder that leads until its expiry from now.
+func (r *run) noteHolder(rec Record, now time.Time) {
+	if isRelease(rec) {
+		r.holderUntil = time.Time{}
+		return
+	}
+	r.holderUntil = later(r.holderUntil, now.Add(r.expiry(rec)))
+}
+
+// gone takes in that the Lease does not exist; version is the deletion's,
+// if known.
+func (r *run) gone(ctx context.Context, now time.Time, version string) {
+	r.view = viewAbsent
+	if version != "" {
+		r.lease.Version = version
+	}
+	r.update(func(s *State) { s.LastObserved = now })
+	if r.leading {
+		r.stepDown(ctx, "the Lease was deleted", noRelease)
+	}
+	r.setLeader(Record{})
 }
 
 // handle applies one event of the watch.
@@ -325,15 +407,13 @@ func (r *run) handle(ctx context.Context, ev Event) {
 				r.needRead = true
 				return
 			}
-		} else if r.view == viewKnown && !newer(ev.Lease.Version, r.lease.Version) {
+			r.gone(ctx, now, "")
 			return
 		}
-		r.view = viewAbsent
-		r.update(func(s *State) { s.LastObserved = now })
-		if r.leading {
-			r.stepDown(ctx, "the Lease was deleted", noRelease)
+		if r.lease.Version != "" && !newer(ev.Lease.Version, r.lease.Version) {
+			return // older than what we know
 		}
-		r.setLeader(Record{})
+		r.gone(ctx, now, ev.Lease.Version)
 	case WatchEstablished:
 		r.watching, r.lastWatchErr = true, ""
 		r.update(func(s *State) { s.Watching = true })
@@ -355,13 +435,14 @@ func (r *run) handle(ctx context.Context, ev Event) {
 
 // observe takes in a version of the Lease read from the API.
 func (r *run) observe(ctx context.Context, l Lease, now time.Time) {
-	if r.view == viewKnown && !newer(l.Version, r.lease.Version) {
+	if r.lease.Version != "" && !newer(l.Version, r.lease.Version) {
 		return // stale or already known
 	}
 	if r.view != viewKnown || !sameRecord(l.Record, r.lease.Record) {
 		r.observedAt = now
+		r.noteHolder(l.Record, now)
 	}
-	r.lease, r.view = l, viewKnown
+	r.lease, r.view, r.seen = l, viewKnown, true
 	r.update(func(s *State) { s.LastObserved = now })
 	if r.leading && l.Record.HolderIdentity != r.cfg.Identity {
 		r.stepDown(ctx, fmt.Sprintf("the Lease is held by %q", l.Record.HolderIdentity), noRelease)
@@ -377,9 +458,9 @@ func (r *run) read(ctx context.Context, now time.Time) {
 	r.lastRead, r.readFailed = now, err != nil && !apierrors.IsNotFound(err)
 	switch {
 	case apierrors.IsNotFound(err):
-		r.needRead, r.view = false, viewAbsent
+		r.needRead = false
 		r.note(ctx, nil)
-		r.setLeader(Record{})
+		r.gone(ctx, r.cfg.Clock.Now(), "")
 	case err != nil:
 		r.note(ctx, fmt.Errorf("read lease %s: %w", r.cfg.Lock.Describe(), err))
 	default:
@@ -389,7 +470,8 @@ func (r *run) read(ctx context.Context, now time.Time) {
 	}
 }
 
-// acquire tries to take the Lease, which is missing, released or expired.
+// acquire tries to take the Lease, which is released or expired, or puts
+// a missing Lease back.
 func (r *run) acquire(ctx context.Context) {
 	sent := r.cfg.Clock.Now()
 	rctx, cancel := r.withTimeout(ctx, r.cfg.RenewDeadline)
@@ -399,14 +481,29 @@ func (r *run) acquire(ctx context.Context) {
 		LeaseDurationSeconds: int(r.cfg.LeaseDuration / time.Second),
 		AcquireTime:          metav1.NewTime(sent),
 		RenewTime:            metav1.NewTime(sent),
+		LeaderTransitions:    r.lease.Record.LeaderTransitions + 1,
 	}
 	var l Lease
 	var err error
-	if r.view == viewAbsent {
-		l, err = r.cfg.Lock.Create(rctx, rec)
-	} else {
-		rec.LeaderTransitions = r.lease.Record.LeaderTransitions + 1
+	switch {
+	case r.view == viewKnown:
 		l, err = r.cfg.Lock.Update(rctx, r.lease, rec)
+	case !r.seen: // first start
+		rec.LeaderTransitions = 0
+		l, err = r.cfg.Lock.Create(rctx, rec)
+	default:
+		// A create carries no version: two candidates' creates both succeed
+		// if the Lease is deleted between them. So put it back empty, with
+		// transitions kept, and take it by an update when it expires.
+		rec.HolderIdentity = ""
+		rec.LeaderTransitions--
+		rec.LeaseDurationSeconds = max(rec.LeaseDurationSeconds, 2) // 1 would read as a release
+		if l, err = r.cfg.Lock.Create(rctx, rec); err == nil {
+			r.log.Info("put the deleted lease back empty; taking it once it expires", "after", r.cfg.LeaseDuration)
+			r.note(ctx, nil)
+			r.observe(ctx, l, r.cfg.Clock.Now())
+			return
+		}
 	}
 	now := r.cfg.Clock.Now()
 	switch {
@@ -415,7 +512,7 @@ func (r *run) acquire(ctx context.Context) {
 		r.needRead = true // someone else wrote first; look again at once
 		return
 	case apierrors.IsNotFound(err):
-		r.view = viewAbsent
+		r.gone(ctx, now, "")
 		return
 	default:
 		r.note(ctx, fmt.Errorf("acquire lease %s: %w", r.cfg.Lock.Describe(), err))
@@ -465,8 +562,7 @@ func (r *run) renew(ctx context.Context, now time.Time) {
 	if err != nil {
 		r.note(ctx, fmt.Errorf("renew lease %s: %w", r.cfg.Lock.Describe(), err))
 		if apierrors.IsNotFound(err) {
-			r.view = viewAbsent
-			r.stepDown(ctx, "the Lease was deleted", noRelease)
+			r.gone(ctx, r.cfg.Clock.Now(), "")
 		}
 		return
 	}
@@ -580,6 +676,14 @@ func (r *run) note(ctx context.Context, err error) {
 		last := r.errs.Last()
 		r.update(func(s *State) { s.LastError = last })
 	}
+}
+
+// later returns the later of a and b.
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 func (e *Elector) update(f func(*State)) {

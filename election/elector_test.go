@@ -219,7 +219,7 @@ func TestResignReleasesAndBacksOff(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		store := newMemStore(1)
 		store.mu.Lock()
-		store.commit(Record{}) // released
+		store.commit(Record{LeaseDurationSeconds: 1}) // released
 		store.mu.Unlock()
 		failing := errors.New("status file unwritable")
 		o2 := newOneWith(t, store, func() error { return failing })

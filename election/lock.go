@@ -58,7 +58,11 @@ type EventType int
 const (
 	// Observed carries a new version of the Lease.
 	Observed EventType = iota
-	// Deleted reports that the Lease no longer exists.
+	// Deleted reports that the Lease no longer exists. Lease.Version is the
+	// deletion's version when the watch knows it, so that the elector drops
+	// it if it already knows a later version; without one (a re-list that
+	// found nothing, say) an elector that knows a record reads the Lease
+	// before it believes it.
 	Deleted
 	// WatchEstablished reports that events flow: followers need not poll.
 	WatchEstablished

@@ -30,20 +30,30 @@ type faults struct {
 	GetServerDown bool          // Get fails as well while ServerError
 }
 
-// memStore is one Lease in memory, shared by the candidates' memLocks.
+// memStore is one Lease in memory, shared by the candidates' memLocks. Its
+// watches deliver every change in order, as the API server's do; a watcher
+// that falls behind is cut off and must resync, as the API server ends a too
+// slow watch.
 type memStore struct {
 	mu      sync.Mutex
 	exists  bool
 	rec     Record
 	version int
-	subs    map[*memLock]chan Lease
+	subs    map[*memLock]*memSub
 	rng     *rand.Rand
 	faults  faults
 	writes  int
 }
 
+// memSub is one watch's queue of events.
+type memSub struct {
+	ch     chan Event
+	broken chan struct{} // closed when ch overflowed
+	cut    bool
+}
+
 func newMemStore(seed uint64) *memStore {
-	return &memStore{rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), subs: map[*memLock]chan Lease{}}
+	return &memStore{rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), subs: map[*memLock]*memSub{}}
 }
 
 func (s *memStore) chance(p float64) bool {
@@ -80,23 +90,82 @@ func (s *memStore) current() (Lease, bool) {
 }
 
 // commit applies a write and tells every watcher; it returns the new Lease.
+// The caller holds s.mu.
 func (s *memStore) commit(rec Record) Lease {
 	s.version++
 	s.rec, s.exists = rec, true
 	s.writes++
 	l := Lease{Record: rec, Version: strconv.Itoa(s.version)}
-	for _, ch := range s.subs {
+	s.publish(Event{Type: Observed, Lease: l})
+	return l
+}
+
+// remove deletes the Lease, if it exists, and tells every watcher with the
+// deletion's version, as the API server's watch does. The caller holds s.mu.
+func (s *memStore) remove() bool {
+	if !s.exists {
+		return false
+	}
+	s.version++
+	s.rec, s.exists = Record{}, false
+	s.writes++
+	s.publish(Event{Type: Deleted, Lease: Lease{Version: strconv.Itoa(s.version)}})
+	return true
+}
+
+func (s *memStore) publish(ev Event) {
+	for _, sub := range s.subs {
+		if sub.cut {
+			continue
+		}
 		select {
-		case ch <- l:
-		default: // a slow watcher misses intermediate versions, as a coalescing watch would
-			select {
-			case <-ch:
-			default:
-			}
-			ch <- l
+		case sub.ch <- ev:
+		default:
+			sub.cut = true
+			close(sub.broken)
 		}
 	}
-	return l
+}
+
+// subscribe registers a watch and returns its queue and the current state,
+// atomically, so that the watch misses nothing after what it reports first:
+// the relist a real watcher does. The first event has no version for a
+// missing Lease, as a relist that finds nothing has none.
+func (s *memStore) subscribe(l *memLock) (*memSub, Event) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sub := &memSub{ch: make(chan Event, 16), broken: make(chan struct{})}
+	s.subs[l] = sub
+	if !s.exists {
+		return sub, Event{Type: Deleted}
+	}
+	return sub, Event{Type: Observed, Lease: Lease{Record: s.rec, Version: strconv.Itoa(s.version)}}
+}
+
+func (s *memStore) unsubscribe(l *memLock, sub *memSub) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.subs[l] == sub {
+		delete(s.subs, l)
+	}
+}
+
+// What an operator does by hand, such as with kubectl: it is no candidate,
+// and faults do not touch it.
+
+// operatorDelete deletes the Lease (kubectl delete lease).
+func (s *memStore) operatorDelete() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.remove()
+}
+
+// operatorWrite replaces the record, creating the Lease if it is missing
+// (kubectl apply, or a GitOps tool re-applying a declared Lease).
+func (s *memStore) operatorWrite(rec Record) Lease {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.commit(rec)
 }
 
 // memLock is one candidate's connection to a memStore. Partitioning it
@@ -159,6 +228,9 @@ func (l *memLock) call(ctx context.Context, write bool, op func() (Lease, error)
 	l.mu.Lock()
 	l.calls++
 	l.mu.Unlock()
+	if err := ctx.Err(); err != nil {
+		return Lease{}, err // a client sends nothing on a context that ended
+	}
 	f := l.store.getFaults()
 	if l.isPartitioned() || l.store.chance(f.Hang) {
 		<-ctx.Done()
@@ -217,18 +289,9 @@ func (l *memLock) Update(ctx context.Context, prev Lease, rec Record) (Lease, er
 	})
 }
 
-// Watch delivers versions with delays, breaks now and then, and resumes by
-// sending the current version, as a re-list would.
+// Watch delivers every change in order, with delays, breaks now and then,
+// and resumes by sending the current version, as a re-list would.
 func (l *memLock) Watch(ctx context.Context, events chan<- Event) {
-	ch := make(chan Lease, 1)
-	l.store.mu.Lock()
-	l.store.subs[l] = ch
-	l.store.mu.Unlock()
-	defer func() {
-		l.store.mu.Lock()
-		delete(l.store.subs, l)
-		l.store.mu.Unlock()
-	}()
 	send := func(ev Event) bool {
 		select {
 		case events <- ev:
@@ -237,47 +300,53 @@ func (l *memLock) Watch(ctx context.Context, events chan<- Event) {
 			return false
 		}
 	}
-	resync := func() bool {
-		if cur, ok := l.store.current(); ok {
-			return send(Event{Type: Observed, Lease: cur})
+	for {
+		sub, first := l.store.subscribe(l)
+		resync := l.follow(ctx, sub, first, send)
+		l.store.unsubscribe(l, sub)
+		if !resync {
+			return
 		}
-		return send(Event{Type: Deleted})
+		if !send(Event{Type: WatchLost, Err: errors.New("injected watch break")}) {
+			return
+		}
+		l.mu.Lock()
+		healed := l.healed
+		l.mu.Unlock()
+		if l.isPartitioned() {
+			select {
+			case <-healed:
+			case <-ctx.Done():
+				return
+			}
+		} else if l.sleep(ctx, l.store.upTo(l.store.getFaults().WatchOutage)) != nil {
+			return
+		}
 	}
-	if !send(Event{Type: WatchEstablished}) || !resync() {
-		return
+}
+
+// follow sends what sub receives until the watch breaks (true: resync) or
+// ctx ends (false).
+func (l *memLock) follow(ctx context.Context, sub *memSub, first Event, send func(Event) bool) bool {
+	if !send(Event{Type: WatchEstablished}) || !send(first) {
+		return false
 	}
 	for {
 		select {
 		case <-ctx.Done():
-			return
-		case lease := <-ch:
+			return false
+		case <-sub.broken:
+			return true
+		case ev := <-sub.ch:
 			f := l.store.getFaults()
 			if l.sleep(ctx, l.store.upTo(f.WatchDelay)) != nil {
-				return
+				return false
 			}
 			if l.isPartitioned() || l.store.chance(f.WatchDrop) {
-				if !send(Event{Type: WatchLost, Err: errors.New("injected watch break")}) {
-					return
-				}
-				l.mu.Lock()
-				healed := l.healed
-				l.mu.Unlock()
-				if l.isPartitioned() {
-					select {
-					case <-healed:
-					case <-ctx.Done():
-						return
-					}
-				} else if l.sleep(ctx, l.store.upTo(f.WatchOutage)) != nil {
-					return
-				}
-				if !send(Event{Type: WatchEstablished}) || !resync() {
-					return
-				}
-				continue
+				return true
 			}
-			if !send(Event{Type: Observed, Lease: lease}) {
-				return
+			if !send(ev) {
+				return false
 			}
 		}
 	}
