@@ -46,13 +46,19 @@
 // renew deadline. Followers that already run put a deleted Lease back within
 // one watch event, which closes this window for candidates that start later.
 //
+// # Callbacks
+//
 // The package knows nothing about files, labels or HTTP: it reports leadership
 // through Callbacks and State, and others react.
 //
 // Stepping down runs in this order: the candidate stops believing it leads,
 // OnStoppedLeading runs (the sidecar removes the status file and sets the role
 // label to follower there), then the Lease is released if it is still ours.
-// Acquiring runs the other way: the Lease is won, then OnStartedLeading runs.
+// Both run on a context that outlives the end of Run's context, each with its
+// own bound (RetryPeriod for the callback, RenewDeadline for the release on
+// shutdown or resignation), so that a SIGTERM during a step-down still
+// releases the Lease. Acquiring runs the other way: the Lease is won, then
+// OnStartedLeading runs.
 package election
 
 import (
@@ -99,7 +105,8 @@ type Callbacks struct {
 	// Lease back at once and backs off before the next campaign.
 	OnStartedLeading func(ctx context.Context, s State) error
 	// OnStoppedLeading runs once this candidate no longer believes it leads,
-	// before the Lease is released. Its context ends after RetryPeriod.
+	// before the Lease is released. Its context ends after RetryPeriod, also
+	// when Run's context ended first.
 	OnStoppedLeading func(ctx context.Context, s State)
 	// OnChange runs when the observed leader, the transitions or IsLeader change.
 	OnChange func(s State)
@@ -208,6 +215,10 @@ func (e *Elector) Run(ctx context.Context) error {
 	due := make(chan time.Time)
 	close(due) // for work that is due now: select it without a timer
 	for {
+		if ctx.Err() != nil { // no new campaign once ctx ended
+			r.shutdown(ctx)
+			return nil
+		}
 		r.tick(ctx, e.cfg.Clock.Now())
 		wake, stop := (<-chan time.Time)(due), func() bool { return false }
 		now := e.cfg.Clock.Now()
@@ -218,7 +229,7 @@ func (e *Elector) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			stop()
-			r.shutdown(context.WithoutCancel(ctx))
+			r.shutdown(ctx)
 			return nil
 		case ev := <-events:
 			stop()
@@ -574,6 +585,9 @@ func (r *run) renew(ctx context.Context, now time.Time) {
 
 // stepDown ends our leadership: callbacks first, then, if release > 0, the
 // Lease is handed back if it is still ours, trying for at most release.
+// Both run on a context that outlives ctx, each with its own bound, so that a
+// shutdown signal during a step-down neither cuts the callback short nor
+// makes followers wait LeaseDuration for a release that was never sent.
 func (r *run) stepDown(ctx context.Context, reason string, release time.Duration) {
 	if !r.leading {
 		return
@@ -581,14 +595,15 @@ func (r *run) stepDown(ctx context.Context, reason string, release time.Duration
 	r.leading = false
 	r.update(func(s *State) { s.IsLeader = false })
 	r.log.Info("stopped leading", "reason", reason, "transitions", r.lease.Record.LeaderTransitions)
+	base := context.WithoutCancel(ctx)
 	if cb := r.cfg.Callbacks.OnStoppedLeading; cb != nil {
-		cctx, cancel := r.withTimeout(ctx, r.cfg.RetryPeriod)
+		cctx, cancel := r.withTimeout(base, r.cfg.RetryPeriod)
 		cb(cctx, r.State())
 		cancel()
 	}
 	r.changed()
 	if release > 0 {
-		r.release(ctx, release)
+		r.release(base, release)
 	}
 }
 

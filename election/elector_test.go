@@ -53,8 +53,19 @@ func (o *one) stop() {
 	}
 	o.cancel()
 	o.cancel = nil
-	if err := <-o.done; err != nil {
-		o.t.Errorf("Run: %v", err)
+	for {
+		// A step-down outlives the cancel, bounded on the fake clock: let
+		// time pass while it waits for hung requests.
+		synctest.Wait()
+		select {
+		case err := <-o.done:
+			if err != nil {
+				o.t.Errorf("Run: %v", err)
+			}
+			return
+		default:
+			o.clk.Step(rp)
+		}
 	}
 }
 
@@ -248,9 +259,15 @@ func TestResignReleasesAndBacksOff(t *testing.T) {
 
 // newOneLock starts one candidate whose lock is wrap of its memLock.
 func newOneLock(t *testing.T, store *memStore, onStart func() error, wrap func(*memLock) Lock) *one {
+	return newOneConfig(t, store, onStart, wrap, nil)
+}
+
+// newOneConfig starts one candidate whose lock is wrap of its memLock, with
+// its config changed by mod (nil: none) before New.
+func newOneConfig(t *testing.T, store *memStore, onStart func() error, wrap func(*memLock) Lock, mod func(*Config)) *one {
 	o := &one{t: t, clk: clocktesting.NewFakeClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)), store: store, onStart: onStart}
 	o.lock = newMemLock(store, o.clk)
-	e, err := New(Config{
+	cfg := Config{
 		Lock: wrap(o.lock), Identity: "me", LeaseDuration: ld, RenewDeadline: rd, RetryPeriod: rp, Clock: o.clk, Logger: quiet,
 		Callbacks: Callbacks{
 			OnStartedLeading: func(context.Context, State) error {
@@ -264,7 +281,11 @@ func newOneLock(t *testing.T, store *memStore, onStart func() error, wrap func(*
 			},
 			OnStoppedLeading: func(context.Context, State) { o.mu.Lock(); o.stopped++; o.mu.Unlock() },
 		},
-	})
+	}
+	if mod != nil {
+		mod(&cfg)
+	}
+	e, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -422,4 +443,42 @@ func (l *staleDeleteLock) Watch(ctx context.Context, events chan<- Event) {
 		return
 	}
 	l.memLock.Watch(ctx, events)
+}
+
+// TestShutdownDuringResignStillReleases: a SIGTERM (Run's ctx ending) that
+// arrives while OnStoppedLeading runs cuts neither the callback's context
+// nor the release short, so followers take over at once (issue 12, 6a).
+func TestShutdownDuringResignStillReleases(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		store := newMemStore(1)
+		entered, unblock := make(chan struct{}), make(chan struct{})
+		var cbErr error
+		o := newOneConfig(t, store, nil, func(l *memLock) Lock { return l }, func(c *Config) {
+			c.Callbacks.OnStoppedLeading = func(ctx context.Context, _ State) {
+				close(entered)
+				<-unblock
+				cbErr = ctx.Err()
+			}
+		})
+		if !o.e.State().IsLeader {
+			t.Fatal("not leading")
+		}
+		o.e.Resign(errors.New("status file unwritable"))
+		<-entered
+		o.cancel() // SIGTERM during the step-down
+		synctest.Wait()
+		close(unblock)
+		synctest.Wait()
+		if cbErr != nil {
+			t.Errorf("OnStoppedLeading's context ended with Run's: %v", cbErr)
+		}
+		l, _ := store.current()
+		if l.Record.HolderIdentity != "" || l.Record.LeaseDurationSeconds != 1 {
+			t.Errorf("record = %+v, want released (no holder, 1s) although Run's context ended during the step-down", l.Record)
+		}
+		if err := <-o.done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+		o.cancel = nil
+	})
 }
