@@ -49,7 +49,11 @@
 // # Callbacks
 //
 // The package knows nothing about files, labels or HTTP: it reports leadership
-// through Callbacks and State, and others react.
+// through Callbacks and State, and others react. Callbacks run on the election
+// loop, so no renew is sent while one runs: OnStartedLeading's context ends at
+// the renew deadline (RenewDeadline after the winning write was sent), and a
+// candidate whose OnStartedLeading outlasts it steps down as soon as it
+// returns.
 //
 // Stepping down runs in this order: the candidate stops believing it leads,
 // OnStoppedLeading runs (the sidecar removes the status file and sets the role
@@ -99,10 +103,12 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// Callbacks are run by the election loop, one at a time, in order.
+// Callbacks are run by the election loop, one at a time, in order. While one
+// runs, the loop neither renews nor handles watch events: keep them short.
 type Callbacks struct {
-	// OnStartedLeading runs right after the Lease was won. An error gives the
-	// Lease back at once and backs off before the next campaign.
+	// OnStartedLeading runs right after the Lease was won. Its context ends
+	// at the renew deadline, after which the candidate steps down. An error
+	// gives the Lease back at once and backs off before the next campaign.
 	OnStartedLeading func(ctx context.Context, s State) error
 	// OnStoppedLeading runs once this candidate no longer believes it leads,
 	// before the Lease is released. Its context ends after RetryPeriod, also
@@ -288,7 +294,7 @@ type run struct {
 func (r *run) tick(ctx context.Context, now time.Time) {
 	r.update(func(s *State) { s.LastTick = now })
 	if r.leading {
-		if !now.Before(r.renewSentAt.Add(r.cfg.RenewDeadline)) {
+		if !now.Before(r.renewDeadline()) {
 			// The API did not answer for RenewDeadline: try one quick release
 			// and go on as a follower.
 			r.stepDown(ctx, fmt.Sprintf("no successful renew for %s (RenewDeadline)", r.cfg.RenewDeadline), r.cfg.RetryPeriod)
@@ -307,6 +313,9 @@ func (r *run) tick(ctx context.Context, now time.Time) {
 		r.acquire(ctx)
 	}
 }
+
+// renewDeadline is when the leader steps down unless a renew succeeds.
+func (r *run) renewDeadline() time.Time { return r.renewSentAt.Add(r.cfg.RenewDeadline) }
 
 // readAt returns when a follower must read the Lease: at once when it knows
 // its view is stale, every RetryPeriod while reads fail or the watch is down.
@@ -330,7 +339,7 @@ func (r *run) next(now time.Time) time.Time {
 	}
 	if r.leading {
 		earliest(r.lastAttempt.Add(r.cfg.RetryPeriod))
-		earliest(r.renewSentAt.Add(r.cfg.RenewDeadline))
+		earliest(r.renewDeadline())
 		return t
 	}
 	if at, ok := r.readAt(); ok {
@@ -540,7 +549,12 @@ func (r *run) acquire(ctx context.Context) {
 	r.log.Info("started leading", "leader", r.cfg.Identity, "transitions", l.Record.LeaderTransitions)
 	r.changed()
 	if cb := r.cfg.Callbacks.OnStartedLeading; cb != nil {
-		if err := cb(ctx, r.State()); err != nil {
+		// No renew runs while the callback does: its time is bounded by the
+		// renew deadline, after which this candidate steps down anyway.
+		cctx, cancel := r.withTimeout(ctx, r.renewDeadline().Sub(r.cfg.Clock.Now()))
+		err := cb(cctx, r.State())
+		cancel()
+		if err != nil {
 			r.resign(ctx, err)
 			return
 		}
@@ -551,8 +565,7 @@ func (r *run) acquire(ctx context.Context) {
 // renew extends our Lease, re-reading it once on a conflict.
 func (r *run) renew(ctx context.Context, now time.Time) {
 	r.lastAttempt = now
-	deadline := r.renewSentAt.Add(r.cfg.RenewDeadline)
-	rctx, cancel := r.withTimeout(ctx, deadline.Sub(now))
+	rctx, cancel := r.withTimeout(ctx, r.renewDeadline().Sub(now))
 	defer cancel()
 	rec := r.lease.Record
 	rec.HolderIdentity = r.cfg.Identity

@@ -482,3 +482,35 @@ func TestShutdownDuringResignStillReleases(t *testing.T) {
 		o.cancel = nil
 	})
 }
+
+// TestOnStartedLeadingEndsAtTheRenewDeadline: no renew runs while the
+// callback does, so its context ends when leadership would (issue 16).
+func TestOnStartedLeadingEndsAtTheRenewDeadline(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		store := newMemStore(1)
+		var o *one
+		var endedAt time.Time
+		o = newOneConfig(t, store, nil, func(l *memLock) Lock { return l }, func(c *Config) {
+			c.Callbacks.OnStartedLeading = func(ctx context.Context, _ State) error {
+				<-ctx.Done()
+				endedAt = o.clk.Now()
+				return nil // it took too long, but says nothing of it
+			}
+		})
+		won := o.clk.Now()
+		o.step(rd - time.Millisecond)
+		if !endedAt.IsZero() {
+			t.Fatalf("OnStartedLeading's context ended at %s, before the renew deadline", endedAt.Sub(won))
+		}
+		if l, _ := store.current(); !l.Record.RenewTime.Time.Equal(won) {
+			t.Errorf("renewTime = %s, want %s: no renew runs while a callback does", l.Record.RenewTime, won)
+		}
+		o.step(time.Millisecond)
+		if got := endedAt.Sub(won); got != rd {
+			t.Fatalf("OnStartedLeading's context ended %s after the Lease was won, want RenewDeadline (%s)", got, rd)
+		}
+		if o.e.State().IsLeader {
+			t.Error("still leads after the renew deadline passed during OnStartedLeading")
+		}
+	})
+}
