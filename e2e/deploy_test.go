@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -62,7 +63,8 @@ func kustomizeDeploy(t *testing.T, ns string) []*unstructured.Unstructured {
 
 // TestDeployManifests renders deploy/ with kustomize, applies every object to
 // the API server, and checks what the sidecar's ServiceAccount may and may not
-// do under it: RBAC and the admission policy together.
+// do under it: RBAC and the admission policy together. Sidecars run with
+// tokens bound to their pods, as the kubelet mounts them.
 func TestDeployManifests(t *testing.T) {
 	ctx := t.Context()
 	ns := testcluster.Namespace(t, cp)
@@ -89,16 +91,18 @@ func TestDeployManifests(t *testing.T) {
 	f.add(2, "LABEL_POD_ROLE=true")
 	leader := f.waitLeader(30*time.Second, true)
 
-	cfg, err := clientcmd.BuildConfigFromFlags("", f.kubeconfig)
-	if err != nil {
-		t.Fatal(err)
+	// unbound is the ServiceAccount with a token bound to no pod; the
+	// leader's client has the token bound to its pod, as its sidecar has.
+	unbound := saClient(t, f.kubeconfig)
+	leaderClient := saClient(t, f.podKubeconfig(leader))
+	patcher := func(c kubernetes.Interface) func(pod, body string) error {
+		return func(pod, body string) error {
+			_, err := c.CoreV1().Pods(ns).Patch(ctx, pod, types.MergePatchType, []byte(body), metav1.PatchOptions{})
+			return err
+		}
 	}
-	sa := kubernetes.NewForConfigOrDie(cfg)
-	pods := sa.CoreV1().Pods(ns)
-	patch := func(pod, body string) error {
-		_, err := pods.Patch(ctx, pod, types.MergePatchType, []byte(body), metav1.PatchOptions{})
-		return err
-	}
+	patch := patcher(leaderClient)
+	pods := leaderClient.CoreV1().Pods(ns)
 	// The policy takes effect once the API server has loaded it: probe a
 	// throwaway pod with a new value each time (an unchanged label would be
 	// no change at all) until the policy denies it.
@@ -109,7 +113,7 @@ func TestDeployManifests(t *testing.T) {
 	var last error
 	if !eventually(15*time.Second, func() bool {
 		probes++
-		last = patch("policy-probe", fmt.Sprintf(`{"metadata":{"labels":{"probe":"%d"}}}`, probes))
+		last = patcher(unbound)("policy-probe", fmt.Sprintf(`{"metadata":{"labels":{"probe":"%d"}}}`, probes))
 		return isAdmissionDenial(last)
 	}) {
 		t.Fatalf("the admission policy never denied a foreign label: last answer %v", last)
@@ -131,11 +135,11 @@ func TestDeployManifests(t *testing.T) {
 			return err
 		}, false},
 		{"read another Lease", func() error {
-			_, err := sa.CoordinationV1().Leases(ns).Get(ctx, "other-lock", metav1.GetOptions{})
+			_, err := leaderClient.CoordinationV1().Leases(ns).Get(ctx, "other-lock", metav1.GetOptions{})
 			return err
 		}, false},
 		{"read Secrets", func() error {
-			_, err := sa.CoreV1().Secrets(ns).List(ctx, metav1.ListOptions{})
+			_, err := leaderClient.CoreV1().Secrets(ns).List(ctx, metav1.ListOptions{})
 			return err
 		}, false},
 		{"delete a pod", func() error { return pods.Delete(ctx, leader, metav1.DeleteOptions{}) }, false},
@@ -155,6 +159,51 @@ func TestDeployManifests(t *testing.T) {
 		})
 	}
 
+	// Whose pod: role=leader only on the pod the token is bound to, and on
+	// other pods only role=follower. Two pods without sidecars stand for the
+	// own pod and a peer, of another app, so the running sidecars leave them
+	// alone; each case first sets the role it starts from as admin, so that
+	// the patch under test is a real change.
+	for _, name := range []string{"own", "peer"} {
+		if _, err := cp.CreatePod(ctx, ns, name, testcluster.PodOptions{Labels: map[string]string{"app": "policy-test"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	own := saClient(t, f.podKubeconfig("own"))
+	for _, tc := range []struct {
+		name      string
+		client    kubernetes.Interface
+		pod       string
+		from, to  string // "" is no role label
+		allowed   bool
+		rejection string // a part of the denial's message
+	}{
+		{"own pod: leader", own, "own", "follower", "leader", true, ""},
+		{"own pod: follower", own, "own", "leader", "follower", true, ""},
+		{"own pod: no role label", own, "own", "follower", "", true, ""},
+		{"another pod: leader", own, "peer", "follower", "leader", false, "only its own pod role=leader"},
+		{"another pod without a label: leader", own, "peer", "", "leader", false, "only its own pod role=leader"},
+		{"another pod: demote to follower", own, "peer", "leader", "follower", true, ""},
+		{"another pod without a label: follower", own, "peer", "", "follower", true, ""},
+		{"another pod: remove the role label", own, "peer", "follower", "", false, "another pod only to follower"},
+		{"unbound token: leader", unbound, "own", "follower", "leader", false, "bound to no pod"},
+		{"unbound token: demote to follower", unbound, "peer", "leader", "follower", true, ""},
+		{"unbound token: remove the role label", unbound, "peer", "follower", "", false, "another pod only to follower"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := setRole(ctx, cp.Admin, ns, tc.pod, tc.from); err != nil {
+				t.Fatal(err)
+			}
+			err := setRole(ctx, tc.client, ns, tc.pod, tc.to)
+			switch {
+			case tc.allowed && err != nil:
+				t.Errorf("want allowed, got %v", err)
+			case !tc.allowed && (!isAdmissionDenial(err) || !strings.Contains(err.Error(), tc.rejection)):
+				t.Errorf("want an admission denial saying %q, got %v", tc.rejection, err)
+			}
+		})
+	}
+
 	// The sidecar does its whole job under these manifests: a graceful
 	// handover relabels both pods.
 	if err := f.byPod(leader).Terminate(); err != nil {
@@ -168,6 +217,29 @@ func TestDeployManifests(t *testing.T) {
 	if err != nil || p.Labels["role"] != "follower" {
 		t.Errorf("the old leader's role label = %q (%v), want follower", p.Labels["role"], err)
 	}
+}
+
+// saClient is a client with the credentials of kubeconfig.
+func saClient(t *testing.T, kubeconfig string) kubernetes.Interface {
+	t.Helper()
+	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kubernetes.NewForConfigOrDie(cfg)
+}
+
+// setRole sets pod's role label to role, or removes it if role is empty.
+func setRole(ctx context.Context, c kubernetes.Interface, ns, pod, role string) error {
+	value := "null"
+	if role != "" {
+		value = strconv.Quote(role)
+	}
+	_, err := c.CoreV1().Pods(ns).Patch(ctx, pod, types.MergePatchType, []byte(`{"metadata":{"labels":{"role":`+value+`}}}`), metav1.PatchOptions{})
+	if err != nil {
+		return fmt.Errorf("set role of %s to %q: %w", pod, role, err)
+	}
+	return nil
 }
 
 // isAdmissionDenial reports a ValidatingAdmissionPolicy's refusal.

@@ -343,7 +343,8 @@ func TestWatchRecoversFromGone(t *testing.T) {
 	}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	token, err := cp.ServiceAccountToken(ctx, f.ns, testcluster.ServiceAccount)
+	f.addPod("replica-0", testcluster.PodOptions{Labels: map[string]string{"app": appLabel}})
+	token, err := cp.PodBoundToken(ctx, f.ns, testcluster.ServiceAccount, "replica-0")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -356,7 +357,6 @@ func TestWatchRecoversFromGone(t *testing.T) {
 	if err := testcluster.WriteKubeconfig(kubeconfig, proxy.URL, nil, ""); err != nil {
 		t.Fatal(err)
 	}
-	f.addPod("replica-0", testcluster.PodOptions{Labels: map[string]string{"app": appLabel}})
 	s := f.start("replica-0", kubeconfig)
 	if !eventually(10*time.Second, func() bool {
 		st, err := s.Status()

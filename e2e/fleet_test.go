@@ -58,11 +58,16 @@ var timingEnv = []string{
 	"RETRY_PERIOD=" + retryPeriod.String(),
 }
 
-// fleet is a namespace with the RBAC of deploy/, pods and their sidecars.
+// fleet is a namespace with the RBAC and admission policy of deploy/, pods
+// and their sidecars.
 type fleet struct {
-	t          *testing.T
-	ns         string
-	dir        string
+	t   *testing.T
+	ns  string
+	dir string
+	// kubeconfig holds a token of the ServiceAccount bound to no pod: the
+	// ServiceAccount outside any pod. A sidecar started with it gets a token
+	// of the same ServiceAccount bound to its pod instead, as the kubelet
+	// mounts it, so the admission policy sees its own pod.
 	kubeconfig string
 
 	mu       sync.Mutex // samplers read sidecars while tests add to it
@@ -81,7 +86,10 @@ func newFleet(t *testing.T) *fleet {
 	t.Helper()
 	ctx := t.Context()
 	ns := testcluster.Namespace(t, cp)
-	if err := cp.ApplyManifests(ctx, ns, filepath.Join(testcluster.RepoRoot(), "deploy", "rbac.yaml")); err != nil {
+	// The policy is cluster-wide; applying it again is no change. Every test
+	// runs under it, as a cluster with deploy/ applied does.
+	deploy := filepath.Join(testcluster.RepoRoot(), "deploy")
+	if err := cp.ApplyManifests(ctx, ns, filepath.Join(deploy, "rbac.yaml"), filepath.Join(deploy, "admission-policy.yaml")); err != nil {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
@@ -111,9 +119,14 @@ func (f *fleet) addPod(name string, opts testcluster.PodOptions) {
 	}
 }
 
+// start starts the sidecar of pod with kubeconfig; f.kubeconfig stands for
+// the pod's own ServiceAccount token, bound to the pod.
 func (f *fleet) start(pod, kubeconfig string, env ...string) *testcluster.Sidecar {
 	f.t.Helper()
 	dir := filepath.Join(f.dir, pod)
+	if kubeconfig == f.kubeconfig {
+		kubeconfig = f.podKubeconfig(pod)
+	}
 	s, err := testcluster.StartSidecar(testcluster.SidecarOptions{
 		Binary: binary, Namespace: f.ns, Pod: pod, Lease: leaseName,
 		Kubeconfig: kubeconfig, Env: append(slices.Clone(timingEnv), env...), Dir: dir,
@@ -125,6 +138,17 @@ func (f *fleet) start(pod, kubeconfig string, env ...string) *testcluster.Sideca
 	f.sidecars = append(f.sidecars, s)
 	f.mu.Unlock()
 	return s
+}
+
+// podKubeconfig writes a kubeconfig whose token is bound to pod, which must
+// exist.
+func (f *fleet) podKubeconfig(pod string) string {
+	f.t.Helper()
+	path, err := cp.PodKubeconfig(f.t.Context(), f.ns, testcluster.ServiceAccount, pod, f.dir)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return path
 }
 
 // stop terminates every sidecar and, if the test failed, shows their logs.

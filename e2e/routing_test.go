@@ -154,7 +154,9 @@ func TestServiceNeverRoutesToTwoPods(t *testing.T) {
 }
 
 // TestStepDownReportsAFailedLabelPatch: a leader that cannot set its own
-// label to follower while stepping down says so in its log and /status.
+// label to follower while stepping down says so in its log and /status. Its
+// pod is deleted, so the patch fails: NotFound, or Unauthorized once the API
+// server sees that the pod its token is bound to is gone.
 func TestStepDownReportsAFailedLabelPatch(t *testing.T) {
 	f := newFleet(t)
 	f.add(1, "LABEL_POD_ROLE=true")
@@ -172,14 +174,18 @@ func TestStepDownReportsAFailedLabelPatch(t *testing.T) {
 			return false
 		}
 		label, _ := st["label"].(map[string]any)
-		return st["is_leader"] == false && label != nil && strings.Contains(toString(label["last_error"]), "not found")
+		return st["is_leader"] == false && label != nil && strings.Contains(toString(label["last_error"]), "label pod "+leader+" role=follower")
 	})
 	if !ok {
 		st, _ := s.Status()
 		t.Fatalf("/status does not report the failed label patch: %v", st)
 	}
 	// Demote gives up after RetryPeriod, then the step-down logs it.
-	if !eventually(5*time.Second, func() bool { return strings.Contains(s.Log(), "could not set the role label to follower") }) {
+	if !eventually(5*time.Second, func() bool {
+		return slices.ContainsFunc(strings.Split(s.Log(), "\n"), func(line string) bool {
+			return strings.Contains(line, "stepping down: an output did not follow") && strings.Contains(line, `output="role label"`)
+		})
+	}) {
 		t.Errorf("the log does not report the failed label patch")
 	}
 }

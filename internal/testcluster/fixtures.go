@@ -130,7 +130,9 @@ func ReadManifests(path string) ([]*unstructured.Unstructured, error) {
 
 // ServiceAccountKubeconfig mints a token for ns/sa with TokenRequest and
 // writes a kubeconfig with it into dir, so a process runs with exactly the
-// rights granted to that ServiceAccount.
+// rights granted to that ServiceAccount. The token is bound to no pod, so
+// deploy/admission-policy.yaml lets it set role=follower only; a sidecar
+// standing for a pod gets PodKubeconfig instead.
 func (cp *ControlPlane) ServiceAccountKubeconfig(ctx context.Context, ns, sa, dir string) (string, error) {
 	token, err := cp.ServiceAccountToken(ctx, ns, sa)
 	if err != nil {
@@ -149,6 +151,40 @@ func (cp *ControlPlane) ServiceAccountToken(ctx context.Context, ns, sa string) 
 		return "", fmt.Errorf("request a token for %s/%s: %w", ns, sa, err)
 	}
 	return tr.Status.Token, nil
+}
+
+// PodBoundToken mints a token for ns/sa bound to pod ns/pod, as the kubelet
+// mints the projected token of every pod: TokenRequest with a boundObjectRef
+// of kind Pod, name and uid. The API server puts the pod's name and uid into
+// the user's extra (authentication.kubernetes.io/pod-name, .../pod-uid), and
+// the token stops working when the pod is deleted. The pod must run as sa.
+func (cp *ControlPlane) PodBoundToken(ctx context.Context, ns, sa, pod string) (string, error) {
+	p, err := cp.Admin.CoreV1().Pods(ns).Get(ctx, pod, metav1.GetOptions{})
+	if err != nil {
+		return "", fmt.Errorf("request a token for %s/%s bound to pod %s: %w", ns, sa, pod, err)
+	}
+	tr, err := cp.Admin.CoreV1().ServiceAccounts(ns).CreateToken(ctx, sa, &authenticationv1.TokenRequest{
+		Spec: authenticationv1.TokenRequestSpec{
+			ExpirationSeconds: ptr.To[int64](3600),
+			BoundObjectRef:    &authenticationv1.BoundObjectReference{Kind: "Pod", APIVersion: "v1", Name: p.Name, UID: p.UID},
+		},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		return "", fmt.Errorf("request a token for %s/%s bound to pod %s: %w", ns, sa, pod, err)
+	}
+	return tr.Status.Token, nil
+}
+
+// PodKubeconfig writes a kubeconfig into dir whose token for ns/sa is bound
+// to pod (see PodBoundToken), so a sidecar process runs with the credentials
+// it would have inside that pod.
+func (cp *ControlPlane) PodKubeconfig(ctx context.Context, ns, sa, pod, dir string) (string, error) {
+	token, err := cp.PodBoundToken(ctx, ns, sa, pod)
+	if err != nil {
+		return "", err
+	}
+	path := filepath.Join(dir, "kubeconfig-"+ns+"-"+sa+"-pod-"+pod)
+	return path, WriteKubeconfig(path, cp.URL, cp.CAData, token)
 }
 
 // PodOptions describe a pod standing for a replica. There is no kubelet, so
