@@ -166,7 +166,7 @@ func TestUnwritableStatusFileGivesTheLeaseBack(t *testing.T) {
 	ok := eventually(20*time.Second, func() bool {
 		st, err := broken.Status()
 		return err == nil && strings.Contains(toString(st["status_file_error"]), "missing") && st["is_leader"] == false &&
-			strings.Contains(broken.Log(), "cannot write the status file; giving the Lease back") &&
+			strings.Contains(broken.Log(), "cannot announce leadership, giving the Lease back") &&
 			strings.Contains(broken.Log(), "released lease")
 	})
 	if !ok {

@@ -18,7 +18,9 @@ import (
 var deleteNow = metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)}
 
 // takeLease writes holder into the Lease as the admin, as another elector
-// that took it would.
+// that took it would. An empty holder is a release, written as client-go's
+// ReleaseOnCancel and this sidecar write it: with a leaseDurationSeconds of
+// 1 (any other empty holder is no release, see election's package doc).
 func takeLease(t *testing.T, f *fleet, holder string) {
 	t.Helper()
 	leases := cp.Admin.CoordinationV1().Leases(f.ns)
@@ -28,6 +30,9 @@ func takeLease(t *testing.T, f *fleet, holder string) {
 	}
 	now := metav1.NowMicro()
 	l.Spec.HolderIdentity, l.Spec.RenewTime, l.Spec.AcquireTime = &holder, &now, &now
+	if holder == "" {
+		l.Spec.LeaseDurationSeconds = ptr.To[int32](1)
+	}
 	if _, err := leases.Update(t.Context(), l, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
