@@ -53,9 +53,9 @@ func (o *one) stop() {
 	}
 	o.cancel()
 	o.cancel = nil
-	for {
-		// A step-down outlives the cancel, bounded on the fake clock: let
-		// time pass while it waits for hung requests.
+	// A step-down outlives the cancel, bounded on the fake clock: let time
+	// pass while it waits for hung requests, up to the bound on stepping down.
+	for passed := time.Duration(0); ; passed += rp {
 		synctest.Wait()
 		select {
 		case err := <-o.done:
@@ -64,8 +64,11 @@ func (o *one) stop() {
 			}
 			return
 		default:
-			o.clk.Step(rp)
 		}
+		if passed > rp+rd {
+			o.t.Fatalf("Run did not return %s after its context ended, beyond the step-down bound", passed)
+		}
+		o.clk.Step(rp)
 	}
 }
 
