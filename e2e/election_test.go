@@ -41,9 +41,16 @@ func TestThreeReplicas(t *testing.T) {
 		t.Errorf("status file of %s holds %q (%v), want %q", first, b, err, first+"\n")
 	}
 	for _, s := range f.all() {
-		st, err := s.Status()
-		if err != nil {
-			t.Fatalf("/status of %s: %v", s.Opts.Pod, err)
+		// waitLeader saw the leader's file, Lease and label; a follower
+		// started last may not have read the Lease yet. Its first
+		// observation is what it reports on, so wait for that.
+		var st map[string]any
+		var err error
+		if !eventually(10*time.Second, func() bool {
+			st, err = s.Status()
+			return err == nil && st["leader"] != ""
+		}) {
+			t.Fatalf("/status of %s names no leader: %v (%v)", s.Opts.Pod, st, err)
 		}
 		if st["leader"] != first || st["is_leader"] != (s.Opts.Pod == first) || st["status_file"] != s.StatusFile {
 			t.Errorf("/status of %s = %v; want leader %s", s.Opts.Pod, st, first)
