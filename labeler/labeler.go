@@ -248,6 +248,7 @@ func (l *Labeler) Run(ctx context.Context) error {
 			}
 			backoff = newBackoff()
 			l.errs.Note(nil)
+			l.log.Info("labelled pod", "role", Follower)
 			l.wrote(gen, Follower)
 			continue
 		}
@@ -294,7 +295,6 @@ func (l *Labeler) patchOwn(ctx context.Context, role Role) (*corev1.Pod, error) 
 	if err != nil {
 		return nil, fmt.Errorf("label pod %s %s=%s: %w", l.cfg.Pod, l.cfg.Key, role, err)
 	}
-	l.log.Info("labelled pod", "role", role)
 	return p, nil
 }
 

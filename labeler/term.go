@@ -234,10 +234,12 @@ func (l *Labeler) reconcile(ctx context.Context, gen int, store cache.Store, pee
 	}
 	st.written[p.Name] = p.ResourceVersion
 	if st.labelled {
-		l.log.Warn("put the own role label back", "found", found)
+		l.log.Warn("put the own role label back", "role", Leader, "found", found)
 		l.mu.Lock()
 		l.status.Restored++
 		l.mu.Unlock()
+	} else {
+		l.log.Info("labelled pod", "role", Leader)
 	}
 	st.labelled = true
 	l.wrote(gen, Leader)
