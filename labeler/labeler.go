@@ -227,7 +227,9 @@ func (l *Labeler) Run(ctx context.Context) error {
 		l.mu.Unlock()
 		if term != nil && term.gen != gen {
 			// Set cancelled it already; wait until its requests have returned,
-			// so that nothing it sent is behind the follower label.
+			// so that the follower label is sent after all of them. (A
+			// cancelled request may still land later; the next leader's
+			// watch demotes this pod then.)
 			term.end()
 			term = nil
 		}
