@@ -6,7 +6,7 @@ BIN ?= bin
 # Dockerfile's build stage runs `make build` too, so both stay the same.
 GO_BUILD = CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=$(VERSION)"
 
-.PHONY: build test demo bench controlplane image clean
+.PHONY: build test fuzz demo bench controlplane image clean
 
 build:
 	$(GO_BUILD) -o $(BIN)/leader-elector .
@@ -16,6 +16,16 @@ build:
 test: controlplane
 	go vet ./...
 	go test -race -count=1 -timeout 30m ./...
+	$(MAKE) --no-print-directory fuzz FUZZTIME=5s
+
+# Native Go fuzzing of the inputs a user or the API server controls: a Lease
+# record, the environment, the status file path. The seed corpora under
+# */testdata/fuzz/ also run in every plain `go test`.
+FUZZTIME ?= 1m
+fuzz:
+	go test -run='^$$' -fuzz='^FuzzDecision$$' -fuzztime=$(FUZZTIME) ./election/
+	go test -run='^$$' -fuzz='^FuzzLoad$$' -fuzztime=$(FUZZTIME) ./config/
+	go test -run='^$$' -fuzz='^FuzzResolve$$' -fuzztime=$(FUZZTIME) ./status/
 
 demo: controlplane
 	go run ./demo

@@ -30,16 +30,16 @@ type Config struct {
 	Namespace     string        `env:"NAMESPACE" desc:"namespace of the Lease and the pod; else POD_NAMESPACE, else the service account's namespace file"`
 	PodNamespace  string        `env:"POD_NAMESPACE" desc:"fallback for NAMESPACE, from the Downward API"`
 	Identity      string        `env:"IDENTITY" desc:"holder identity written to the Lease and the status file; default: the hostname (the pod name)"`
-	StatusFile    string        `env:"STATUS_FILE" desc:"file the leader writes its identity to; if it is an existing directory, the file is leader_status inside it"`
+	StatusFile    string        `env:"STATUS_FILE" desc:"file the leader writes its identity to (a symbolic link is refused); if it is an existing directory, the file is leader_status inside it"`
 	StatusDir     string        `env:"STATUS_DIR" desc:"the original project's name for STATUS_FILE"`
-	HealthPort    int           `env:"HEALTH_PORT" default:"8080" desc:"port of /healthz, /livez, /readyz and /status"`
+	HealthPort    int           `env:"HEALTH_PORT" default:"8080" desc:"port of /healthz, /livez, /readyz and /status (decimal)"`
 	LabelPodRole  bool          `env:"LABEL_POD_ROLE" default:"false" desc:"label the own pod role=leader or role=follower (needs POD_NAME)"`
 	PodName       string        `env:"POD_NAME" desc:"own pod name, from the Downward API; required with LABEL_POD_ROLE"`
 	PodIP         string        `env:"POD_IP" desc:"own pod IP, from the Downward API; shown in /status"`
 	RoleLabelKey  string        `env:"ROLE_LABEL_KEY" default:"role" desc:"key of the role label"`
-	PeerSelector  string        `env:"PEER_SELECTOR" desc:"label selector of the pods sharing the Lease, for stale-label repair; default: the own pod's app.kubernetes.io/name or app label"`
+	PeerSelector  string        `env:"PEER_SELECTOR" desc:"label selector of the pods sharing the Lease, whose role labels the leader keeps right; default: the own pod's app.kubernetes.io/name (else app), app.kubernetes.io/instance and app.kubernetes.io/component labels, those it has"`
 	LeaseDuration time.Duration `env:"LEASE_DURATION" default:"15s" desc:"how long followers wait before taking a Lease that was not released (whole seconds)"`
-	RenewDeadline time.Duration `env:"RENEW_DEADLINE" default:"10s" desc:"how long the leader leads without a successful renew"`
+	RenewDeadline time.Duration `env:"RENEW_DEADLINE" default:"10s" desc:"how long the leader leads without a successful renew; with RETRY_PERIOD at most 28s, the longest a step-down takes"`
 	RetryPeriod   time.Duration `env:"RETRY_PERIOD" default:"2s" desc:"how often the leader renews"`
 	Kubeconfig    string        `env:"KUBECONFIG" desc:"kubeconfig to use outside a cluster; empty: in-cluster config"`
 	LogLevel      string        `env:"LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
