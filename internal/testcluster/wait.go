@@ -5,24 +5,29 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"k8s.io/apimachinery/pkg/util/wait"
 )
 
 // WaitForLeader polls every millisecond until a running sidecar other than
 // the one of pod not has its status file, and returns it. On timeout the
 // error holds the end of every sidecar's log.
 func WaitForLeader(ctx context.Context, sidecars []*Sidecar, not string, timeout time.Duration) (*Sidecar, error) {
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
+	var leader *Sidecar
+	err := wait.PollUntilContextTimeout(ctx, time.Millisecond, timeout, true, func(context.Context) (bool, error) {
 		for _, s := range sidecars {
 			if s.Opts.Pod != not && !s.Exited() && s.HasStatusFile() {
-				return s, nil
+				leader = s
+				return true, nil
 			}
 		}
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(time.Millisecond):
-		}
+		return false, nil
+	})
+	if err == nil {
+		return leader, nil
+	}
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
 	}
 	var logs strings.Builder
 	for _, s := range sidecars {
@@ -36,7 +41,7 @@ func WaitForLeader(ctx context.Context, sidecars []*Sidecar, not string, timeout
 // endpoint was ready.
 func (cp *ControlPlane) WaitRouted(ctx context.Context, ns, service, pod string, start time.Time, timeout time.Duration) (took, gap time.Duration, err error) {
 	last := time.Now()
-	for time.Since(start) < timeout {
+	err = wait.PollUntilContextTimeout(ctx, 2*time.Millisecond, timeout-time.Since(start), true, func(ctx context.Context) (bool, error) {
 		eps, err := cp.ServiceEndpoints(ctx, ns, service)
 		now := time.Now()
 		if err == nil && len(eps) == 0 {
@@ -44,13 +49,16 @@ func (cp *ControlPlane) WaitRouted(ctx context.Context, ns, service, pod string,
 		}
 		last = now
 		if err == nil && len(eps) == 1 && eps[0] == pod {
-			return now.Sub(start), gap, nil
+			took = now.Sub(start)
+			return true, nil
 		}
-		select {
-		case <-ctx.Done():
-			return 0, 0, ctx.Err()
-		case <-time.After(2 * time.Millisecond):
-		}
+		return false, nil
+	})
+	switch {
+	case err == nil:
+		return took, gap, nil
+	case ctx.Err() != nil:
+		return 0, 0, ctx.Err()
 	}
 	return 0, 0, fmt.Errorf("the Service %s/%s did not route to %s alone within %s", ns, service, pod, timeout)
 }
