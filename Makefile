@@ -34,6 +34,11 @@ demo: controlplane
 bench: controlplane
 	go run ./bench
 
+# The fault suite at length: 200 rounds (CHAOS_ROUNDS), one fault each from
+# a logged seed (CHAOS_SEED replays it); prints a table per fault.
+chaos: controlplane
+	CHAOS_ROUNDS=$${CHAOS_ROUNDS:-200} go test -race -count=1 -timeout 150m -v -run '^TestChaos$$' ./chaos/
+
 controlplane:
 	@bash hack/controlplane/build.sh >/dev/null
 

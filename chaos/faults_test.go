@@ -1,0 +1,369 @@
+package chaos
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"strings"
+	"syscall"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/retry"
+
+	"k8s.io/utils/ptr"
+
+	"github.com/leader-elector/leader-elector/internal/testcluster"
+)
+
+// fault is one kind of round. do injects the fault into round r, holds it,
+// heals it and sets r.healed to the moment the world was whole again; its
+// error is a failure of the harness, not of the sidecar.
+type fault struct {
+	name string
+	do   func(ctx context.Context, wd *world, r *round) error
+}
+
+// faults, in a fixed order: the seed picks from it.
+var faults = []fault{
+	{"sigkill-leader", sigkillLeader},
+	{"sigstop-leader", sigstopLeader},
+	{"cut-off-leader", cutOffLeader},
+	{"slow-leader-pods", slowLeaderPods},
+	{"restart-apiserver", restartAPIServer},
+	{"restart-etcd", restartEtcd},
+	{"delete-lease", deleteLease},
+	{"clear-holder", clearHolder},
+	{"set-holder", setHolder},
+	{"unlabel-leader", unlabelLeader},
+	{"revoke-rolebinding", revokeRoleBinding},
+	{"readonly-statusdir", readOnlyStatusDir},
+	{"sigterm-in-stepdown", sigtermInStepDown},
+}
+
+// between draws a duration in [lo, hi] from the round's generator.
+func between(rng *rand.Rand, lo, hi time.Duration) time.Duration {
+	return lo + time.Duration(rng.Int64N(int64(hi-lo)+1))
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(d):
+		return nil
+	}
+}
+
+// sigkillLeader: a crash or OOM kill of the leader's sidecar; the kubelet
+// restarts it at once, and the new run removes the stale file first.
+func sigkillLeader(ctx context.Context, wd *world, r *round) error {
+	if err := r.leader.stop(syscall.SIGKILL, whySIGKILL, 5*time.Second); err != nil {
+		return err
+	}
+	r.healed = time.Now()
+	return wd.start(r.leader)
+}
+
+// sigstopLeader freezes the leader past LEASE_DURATION, so that another
+// takes over while the frozen one still has its file, then thaws it.
+func sigstopLeader(ctx context.Context, wd *world, r *round) error {
+	hold := leaseDuration + between(r.rng, 500*time.Millisecond, 1500*time.Millisecond)
+	r.notef("frozen for %s", hold.Round(time.Millisecond))
+	p := r.leader.current()
+	wd.tracker.freeze(r.target.name, r.leader.pod, time.Now())
+	if err := p.signal(syscall.SIGSTOP); err != nil {
+		return err
+	}
+	if err := sleep(ctx, hold); err != nil {
+		return err
+	}
+	now := time.Now()
+	wd.tracker.thaw(r.leader.pod, now)
+	r.healed = now
+	return p.signal(syscall.SIGCONT)
+}
+
+// cutOffLeader blackholes or resets the leader's connection to the API
+// server, open watches included, for a while.
+func cutOffLeader(ctx context.Context, wd *world, r *round) error {
+	mode := []testcluster.Mode{testcluster.Blackhole, testcluster.Reset}[r.rng.IntN(2)]
+	hold := between(r.rng, 200*time.Millisecond, 2*leaseDuration+renewDeadline)
+	r.notef("%s for %s", mode, hold.Round(time.Millisecond))
+	r.leader.proxy.SetMode(mode)
+	if err := sleep(ctx, hold); err != nil {
+		return err
+	}
+	r.leader.proxy.SetMode(testcluster.Pass)
+	r.healed = time.Now()
+	return nil
+}
+
+// slowLeaderPods delays the leader's pod requests (its labels) but not its
+// Lease requests. In half the rounds an operator also hands the Lease to a
+// follower meanwhile, so that the slow leader steps down with its label
+// requests in flight.
+func slowLeaderPods(ctx context.Context, wd *world, r *round) error {
+	delay := between(r.rng, retryPeriod, 2*time.Second)
+	hold := between(r.rng, leaseDuration, 2*leaseDuration)
+	handover := r.rng.IntN(2) == 0
+	r.notef("pod requests +%s for %s", delay.Round(time.Millisecond), hold.Round(time.Millisecond))
+	r.leader.proxy.SetDelay(delay, testcluster.PodRequests)
+	start := time.Now()
+	if handover {
+		if err := sleep(ctx, between(r.rng, 0, 500*time.Millisecond)); err != nil {
+			return err
+		}
+		to := r.follower()
+		r.notef("Lease handed to %s by hand", to.pod)
+		if err := wd.writeHolder(ctx, r.target, ptr.To(to.pod)); err != nil {
+			return err
+		}
+	}
+	if err := sleep(ctx, hold-time.Since(start)); err != nil {
+		return err
+	}
+	r.leader.proxy.SetDelay(0, testcluster.AllRequests)
+	r.healed = time.Now()
+	return nil
+}
+
+// restartAPIServer stops kube-apiserver, gracefully or by SIGKILL, and
+// starts it again on the same port. It counts as healed once the
+// endpointslice controller routes again (a canary Service follows its pod):
+// no sidecar can route before that.
+func restartAPIServer(ctx context.Context, wd *world, r *round) error {
+	return restart(ctx, wd, r, cp.StopAPIServer, cp.StartAPIServer)
+}
+
+// restartEtcd stops etcd, gracefully or by SIGKILL, and starts it again;
+// healed as restartAPIServer.
+func restartEtcd(ctx context.Context, wd *world, r *round) error {
+	return restart(ctx, wd, r, cp.StopEtcd, cp.StartEtcd)
+}
+
+func restart(ctx context.Context, wd *world, r *round, stop func(time.Duration) error, start func(context.Context) error) error {
+	grace := []time.Duration{0, 2 * time.Second}[r.rng.IntN(2)]
+	down := between(r.rng, 0, time.Second)
+	if grace == 0 {
+		r.notef("SIGKILL, down %s", down.Round(time.Millisecond))
+	} else {
+		r.notef("SIGTERM, down %s", down.Round(time.Millisecond))
+	}
+	if err := stop(grace); err != nil {
+		r.notef("%v", err) // killed after the grace: as valid a restart
+	}
+	if err := sleep(ctx, down); err != nil {
+		return err
+	}
+	if err := start(ctx); err != nil {
+		return err
+	}
+	started := time.Now()
+	at, err := wd.controlPlaneWorks(ctx, 60*time.Second)
+	if err != nil {
+		return err
+	}
+	r.healed = at
+	r.notef("routing again %s after the start", at.Sub(started).Round(time.Millisecond))
+	return nil
+}
+
+// deleteLease: kubectl delete lease.
+func deleteLease(ctx context.Context, wd *world, r *round) error {
+	if err := cp.Admin.CoordinationV1().Leases(wd.ns).Delete(ctx, r.target.lease, metav1.DeleteOptions{}); err != nil {
+		return fmt.Errorf("delete Lease %s: %w", r.target.lease, err)
+	}
+	r.healed = time.Now()
+	return nil
+}
+
+// clearHolder: a GitOps tool re-applies a declared Lease without a holder.
+func clearHolder(ctx context.Context, wd *world, r *round) error {
+	var holder *string
+	if r.rng.IntN(2) == 0 {
+		holder = ptr.To("")
+		r.notef(`holderIdentity ""`)
+	} else {
+		r.notef("holderIdentity removed")
+	}
+	if err := wd.writeHolder(ctx, r.target, holder); err != nil {
+		return err
+	}
+	r.healed = time.Now()
+	return nil
+}
+
+// setHolder: an operator (or another elector) writes another holder: a
+// name no replica has, or a follower's.
+func setHolder(ctx context.Context, wd *world, r *round) error {
+	to := "intruder"
+	if r.rng.IntN(2) == 0 {
+		to = r.follower().pod
+	}
+	r.notef("holder %s", to)
+	if err := wd.writeHolder(ctx, r.target, ptr.To(to)); err != nil {
+		return err
+	}
+	r.healed = time.Now()
+	return nil
+}
+
+// unlabelLeader removes the leader's role label, or sets it to follower.
+func unlabelLeader(ctx context.Context, wd *world, r *round) error {
+	patch := `{"metadata":{"labels":{"` + roleKey + `":null}}}`
+	if r.rng.IntN(2) == 0 {
+		patch = `{"metadata":{"labels":{"` + roleKey + `":"follower"}}}`
+		r.notef("label set to follower")
+	} else {
+		r.notef("label removed")
+	}
+	if _, err := cp.Admin.CoreV1().Pods(wd.ns).Patch(ctx, r.leader.pod, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+		return fmt.Errorf("unlabel %s: %w", r.leader.pod, err)
+	}
+	r.healed = time.Now()
+	return nil
+}
+
+// revokeRoleBinding deletes the workload's RoleBinding for a while: every
+// request of its sidecars is forbidden, then allowed again.
+func revokeRoleBinding(ctx context.Context, wd *world, r *round) error {
+	hold := between(r.rng, renewDeadline, 2*leaseDuration+renewDeadline)
+	r.notef("revoked for %s", hold.Round(time.Millisecond))
+	if err := cp.Admin.RbacV1().RoleBindings(wd.ns).Delete(ctx, r.target.sa, metav1.DeleteOptions{}); err != nil {
+		return fmt.Errorf("delete RoleBinding %s: %w", r.target.sa, err)
+	}
+	if err := sleep(ctx, hold); err != nil {
+		return err
+	}
+	if err := cp.ApplyObjects(ctx, wd.ns, []*unstructured.Unstructured{r.target.binding.DeepCopy()}); err != nil {
+		return err
+	}
+	r.healed = time.Now()
+	return nil
+}
+
+// readOnlyStatusDir makes the leader's emptyDir read-only for its sidecar
+// (which runs as an unprivileged user, so the mode binds it), checks that
+// this bites, and makes it writable again.
+func readOnlyStatusDir(ctx context.Context, wd *world, r *round) error {
+	hold := between(r.rng, 500*time.Millisecond, 2*leaseDuration)
+	r.notef("read-only for %s", hold.Round(time.Millisecond))
+	if err := makeReadOnly(r.leader); err != nil {
+		return err
+	}
+	if err := sleep(ctx, min(hold, 2*retryPeriod)); err != nil {
+		return err
+	}
+	if code, err := r.leader.current().probe("/readyz"); err == nil {
+		r.notef("/readyz %d", code)
+	}
+	if err := sleep(ctx, hold-min(hold, 2*retryPeriod)); err != nil {
+		return err
+	}
+	if err := os.Chmod(r.leader.emptyDir, 0o755); err != nil {
+		return err
+	}
+	r.healed = time.Now()
+	return nil
+}
+
+func makeReadOnly(rep *replica) error {
+	if err := os.Chmod(rep.emptyDir, 0o555); err != nil {
+		return err
+	}
+	ok, err := canWriteAs(sidecarUID, rep.emptyDir)
+	if err != nil {
+		return err
+	}
+	if ok {
+		return fmt.Errorf("uid %d can still write %s after chmod 0555: the fault does not bite", sidecarUID, rep.emptyDir)
+	}
+	return nil
+}
+
+// sigtermInStepDown makes the leader step down and sends SIGTERM while it is
+// at it: its label requests are slowed, so that the step-down's label write
+// takes its full RETRY_PERIOD, and its status file is deleted in a
+// read-only directory, so that the sidecar cannot restore it and resigns.
+// The release of the Lease must still happen, or the followers wait out
+// LEASE_DURATION.
+func sigtermInStepDown(ctx context.Context, wd *world, r *round) error {
+	l := r.leader
+	p := l.current()
+	l.proxy.SetDelay(2*time.Second, testcluster.PodRequests)
+	if err := makeReadOnly(l); err != nil {
+		return err
+	}
+	if err := os.Remove(l.statusFile); err != nil {
+		return fmt.Errorf("remove the status file of %s: %w", l.pod, err)
+	}
+	removed := time.Now()
+	if err := sleep(ctx, retryPeriod/3); err != nil {
+		return err
+	}
+	p.expect(whySIGTERM)
+	if err := p.signal(syscall.SIGTERM); err != nil {
+		return err
+	}
+	bound := timings.StepDownBound() + time.Second
+	select {
+	case <-p.done:
+	case <-time.After(bound):
+		wd.run.violate(r, inv4, fmt.Sprintf("%s did not exit within %s (StepDownBound + 1s) of SIGTERM during a step-down", l.pod, bound), l.pod)
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
+	_, exited, _ := p.exit()
+	r.healed = exited
+	if err := os.Chmod(l.emptyDir, 0o755); err != nil {
+		return err
+	}
+	l.proxy.SetDelay(0, testcluster.AllRequests)
+	log := p.log()
+	if !strings.Contains(log, "resign") {
+		r.notef("the step-down was not under way at SIGTERM")
+	}
+	released := false
+	for _, e := range wd.api.leases.between(r.target.lease, removed, exited.Add(time.Second)) {
+		if !e.deleted && e.holder == "" && e.durationSec == 1 {
+			released = true
+		}
+	}
+	if !released {
+		wd.run.violate(r, inv3release, fmt.Sprintf("%s got SIGTERM %s into a step-down and exited without releasing the Lease: the followers wait out LEASE_DURATION", l.pod, (retryPeriod/3).Round(time.Millisecond)), l.pod)
+	}
+	return wd.start(l)
+}
+
+// writeHolder writes holder (nil: none) into the workload's Lease by hand,
+// renewing it now, as a person or another tool would.
+func (wd *world) writeHolder(ctx context.Context, w *workload, holder *string) error {
+	leases := cp.Admin.CoordinationV1().Leases(wd.ns)
+	err := retry.RetryOnConflict(retry.DefaultBackoff, func() error {
+		l, err := leases.Get(ctx, w.lease, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			l = &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: w.lease}}
+			now := metav1.NowMicro()
+			l.Spec = coordinationv1.LeaseSpec{HolderIdentity: holder, LeaseDurationSeconds: ptr.To(int32(leaseDuration / time.Second)), AcquireTime: &now, RenewTime: &now}
+			_, err = leases.Create(ctx, l, metav1.CreateOptions{})
+			return err
+		}
+		if err != nil {
+			return err
+		}
+		now := metav1.NowMicro()
+		l.Spec.HolderIdentity, l.Spec.RenewTime, l.Spec.AcquireTime = holder, &now, &now
+		_, err = leases.Update(ctx, l, metav1.UpdateOptions{})
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("write holder of Lease %s by hand: %w", w.lease, err)
+	}
+	return nil
+}
