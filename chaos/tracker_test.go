@@ -31,8 +31,8 @@ func (e *episode) duration() time.Duration { return e.end.Sub(e.start) }
 type fileTracker struct {
 	mu      sync.Mutex
 	present map[string]map[string]time.Time // workload -> pod -> since when its file exists
-	frozen  map[string]bool            // pod -> frozen window
-	thawed  map[string]time.Time       // pod -> SIGCONT, while its file remains
+	frozen  map[string]bool                 // pod -> frozen window
+	thawed  map[string]time.Time            // pod -> SIGCONT, while its file remains
 	real    map[string]*episode
 	frz     map[string]*episode
 	// onOpen and onClose are called, under the tracker's lock, for real and
