@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -40,20 +40,53 @@ func takeLease(t *testing.T, f *fleet, holder string) {
 
 const leaderService = "demo-leader"
 
-var controllerManager struct {
-	once sync.Once
-	err  error
-}
+// controllers are the kube-controller-manager controllers the tests need.
+const controllers = "endpointslice,serviceaccount"
 
 // startControllerManager runs the real endpointslice controller (and the
-// serviceaccount controller) once for the package.
+// serviceaccount controller) for this test, and stops it when the test ends.
+// Each test gets its own: a controller manager that lived through API server
+// restarts may see no change for up to a minute, because client-go's
+// reflectors retry a refused watch after a back-off of 0.8 s doubling to 30 s,
+// with up to as much again of jitter, that resets only after 2 minutes
+// without one. Shared across the package, it left the Service of a later test
+// without endpoints for 30 s and more.
 func startControllerManager(t *testing.T) {
 	t.Helper()
-	controllerManager.once.Do(func() {
-		controllerManager.err = cp.StartControllerManager(context.Background(), "endpointslice,serviceaccount")
-	})
-	if controllerManager.err != nil {
-		t.Fatal(controllerManager.err)
+	if err := cp.StartControllerManager(t.Context(), controllers); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { stopControllerManager(t) })
+}
+
+// stopControllerManager stops the running kube-controller-manager, if any.
+func stopControllerManager(t *testing.T) {
+	t.Helper()
+	for _, p := range cp.Processes() {
+		if p.Name == "kube-controller-manager" {
+			if err := p.Stop(syscall.SIGTERM, 10*time.Second); err != nil {
+				t.Logf("stop kube-controller-manager: %v", err)
+			}
+		}
+	}
+}
+
+// restartAPIServer stops kube-apiserver, gracefully within grace or killed,
+// starts it again, and then starts a new kube-controller-manager: the one
+// that waited out the outage might sleep in its back-off (see
+// startControllerManager) past any bound the test sets. A new one lists
+// everything at once, as the old one would after its back-off.
+func restartAPIServer(t *testing.T, grace time.Duration) {
+	t.Helper()
+	if err := cp.StopAPIServer(grace); err != nil {
+		t.Logf("restart: %v", err) // killed instead: a crash restart, as valid a case
+	}
+	if err := cp.StartAPIServer(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	stopControllerManager(t)
+	if err := cp.StartControllerManager(t.Context(), controllers); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -143,12 +176,7 @@ func TestServiceNeverRoutesToTwoPods(t *testing.T) {
 
 	// A kube-apiserver restart: no renew can succeed meanwhile, labels may
 	// lag; the Service still never names two pods, and settles on one.
-	if err := cp.StopAPIServer(5 * time.Second); err != nil {
-		t.Logf("restart: %v", err) // killed instead: a crash restart, as valid a case
-	}
-	if err := cp.StartAPIServer(t.Context()); err != nil {
-		t.Fatal(err)
-	}
+	restartAPIServer(t, 5*time.Second)
 	fourth := f.waitRouted(2*leaseDuration + 10*time.Second)
 	t.Logf("after a kube-apiserver restart, routed to %s", fourth)
 	for _, s := range f.all() {
