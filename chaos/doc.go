@@ -6,5 +6,7 @@
 // routed pods ever existed, and that one leader is back in time.
 //
 // `make chaos` runs 200 rounds; `go test ./chaos/` runs a short version.
-// CHAOS_SEED replays a run, CHAOS_ROUNDS sets the number of rounds.
+// CHAOS_SEED replays a run, CHAOS_ROUNDS sets the number of rounds, and
+// CHAOS_BINARY runs another build of the sidecar instead of this tree's
+// (CHAOS_SIDECAR_ENV="KEY=VALUE ..." adds to its environment).
 package chaos

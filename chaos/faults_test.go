@@ -165,25 +165,45 @@ func restart(ctx context.Context, wd *world, r *round, stop func(time.Duration) 
 		return err
 	}
 	started := time.Now()
-	at, err := wd.controlPlaneWorks(ctx, 60*time.Second)
+	at, err := wd.controlPlaneWorks(ctx, kcmPatience)
 	if err != nil {
-		return err
+		// The endpointslice controller waits out its reflectors' back-off
+		// (up to a minute); a new one lists at once, as a restarted
+		// or failed-over controller manager would.
+		r.notef("endpointslice controller still away after %s: started a new one", kcmPatience)
+		if err := cp.StopControllerManager(5 * time.Second); err != nil {
+			r.notef("%v", err)
+		}
+		if err := cp.StartControllerManager(ctx, controllers); err != nil {
+			return err
+		}
+		if at, err = wd.controlPlaneWorks(ctx, 60*time.Second); err != nil {
+			return err
+		}
 	}
 	r.healed = at
 	r.notef("routing again %s after the start", at.Sub(started).Round(time.Millisecond))
 	return nil
 }
 
-// deleteLease: kubectl delete lease.
+// kcmPatience is how long a restart waits for the endpointslice controller
+// to route again by itself.
+const kcmPatience = 3 * time.Second
+
+// deleteLease: kubectl delete lease. In half the rounds the leader's
+// connection is blackholed meanwhile, so that it learns of the deletion
+// late: a follower must not take over before the leader has stopped.
 func deleteLease(ctx context.Context, wd *world, r *round) error {
-	if err := cp.Admin.CoordinationV1().Leases(wd.ns).Delete(ctx, r.target.lease, metav1.DeleteOptions{}); err != nil {
-		return fmt.Errorf("delete Lease %s: %w", r.target.lease, err)
-	}
-	r.healed = time.Now()
-	return nil
+	return whileLeaderStalled(ctx, r, func() error {
+		if err := cp.Admin.CoordinationV1().Leases(wd.ns).Delete(ctx, r.target.lease, metav1.DeleteOptions{}); err != nil {
+			return fmt.Errorf("delete Lease %s: %w", r.target.lease, err)
+		}
+		return nil
+	})
 }
 
-// clearHolder: a GitOps tool re-applies a declared Lease without a holder.
+// clearHolder: a GitOps tool re-applies a declared Lease without a holder;
+// in half the rounds while the leader is stalled, as deleteLease.
 func clearHolder(ctx context.Context, wd *world, r *round) error {
 	var holder *string
 	if r.rng.IntN(2) == 0 {
@@ -192,11 +212,31 @@ func clearHolder(ctx context.Context, wd *world, r *round) error {
 	} else {
 		r.notef("holderIdentity removed")
 	}
-	if err := wd.writeHolder(ctx, r.target, holder); err != nil {
-		return err
+	return whileLeaderStalled(ctx, r, func() error { return wd.writeHolder(ctx, r.target, holder) })
+}
+
+// whileLeaderStalled does write, in half the rounds inside a blackhole of
+// the leader's connection (its watch stalls, its renews hang) that lasts up
+// to past RENEW_DEADLINE, and sets r.healed.
+func whileLeaderStalled(ctx context.Context, r *round, write func() error) error {
+	if r.rng.IntN(2) == 0 {
+		if err := write(); err != nil {
+			return err
+		}
+		r.healed = time.Now()
+		return nil
 	}
+	hold := between(r.rng, retryPeriod, renewDeadline+retryPeriod)
+	r.notef("leader blackholed for %s around it", hold.Round(time.Millisecond))
+	r.leader.proxy.SetMode(testcluster.Blackhole)
+	start := time.Now()
+	err := write()
+	if err == nil {
+		err = sleep(ctx, hold-time.Since(start))
+	}
+	r.leader.proxy.SetMode(testcluster.Pass)
 	r.healed = time.Now()
-	return nil
+	return err
 }
 
 // setHolder: an operator (or another elector) writes another holder: a
@@ -230,22 +270,61 @@ func unlabelLeader(ctx context.Context, wd *world, r *round) error {
 	return nil
 }
 
-// revokeRoleBinding deletes the workload's RoleBinding for a while: every
-// request of its sidecars is forbidden, then allowed again.
+// revokeRoleBinding takes the workload's rights away for a while: in half
+// the rounds the RoleBinding is deleted (every request is forbidden), in
+// the other half the Role loses "watch", as a hand-written Role might (list
+// works, watch is forbidden). Then the RBAC of deploy/ is restored.
 func revokeRoleBinding(ctx context.Context, wd *world, r *round) error {
 	hold := between(r.rng, renewDeadline, 2*leaseDuration+renewDeadline)
-	r.notef("revoked for %s", hold.Round(time.Millisecond))
-	if err := cp.Admin.RbacV1().RoleBindings(wd.ns).Delete(ctx, r.target.sa, metav1.DeleteOptions{}); err != nil {
-		return fmt.Errorf("delete RoleBinding %s: %w", r.target.sa, err)
+	restore := r.target.binding
+	if r.rng.IntN(2) == 0 {
+		r.notef("RoleBinding deleted for %s", hold.Round(time.Millisecond))
+		if err := cp.Admin.RbacV1().RoleBindings(wd.ns).Delete(ctx, r.target.sa, metav1.DeleteOptions{}); err != nil {
+			return fmt.Errorf("delete RoleBinding %s: %w", r.target.sa, err)
+		}
+	} else {
+		r.notef(`Role without "watch" for %s`, hold.Round(time.Millisecond))
+		restore = r.target.role
+		if err := cp.ApplyObjects(ctx, wd.ns, []*unstructured.Unstructured{withoutVerb(r.target.role, "watch")}); err != nil {
+			return err
+		}
+		// Open watches outlive the change; end them, so that the sidecars
+		// must watch again, as after an API server restart.
+		if err := sleep(ctx, 200*time.Millisecond); err != nil {
+			return err
+		}
+		for _, rep := range r.target.replicas {
+			rep.proxy.SetMode(testcluster.Reset)
+			rep.proxy.SetMode(testcluster.Pass)
+		}
 	}
 	if err := sleep(ctx, hold); err != nil {
 		return err
 	}
-	if err := cp.ApplyObjects(ctx, wd.ns, []*unstructured.Unstructured{r.target.binding.DeepCopy()}); err != nil {
+	if err := cp.ApplyObjects(ctx, wd.ns, []*unstructured.Unstructured{restore.DeepCopy()}); err != nil {
 		return err
 	}
 	r.healed = time.Now()
 	return nil
+}
+
+// withoutVerb is a copy of role whose rules lack verb.
+func withoutVerb(role *unstructured.Unstructured, verb string) *unstructured.Unstructured {
+	out := role.DeepCopy()
+	rules, _, _ := unstructured.NestedSlice(out.Object, "rules")
+	for _, rule := range rules {
+		m, _ := rule.(map[string]any)
+		verbs, _ := m["verbs"].([]any)
+		var keep []any
+		for _, v := range verbs {
+			if v != verb {
+				keep = append(keep, v)
+			}
+		}
+		m["verbs"] = keep
+	}
+	_ = unstructured.SetNestedSlice(out.Object, rules, "rules")
+	return out
 }
 
 // readOnlyStatusDir makes the leader's emptyDir read-only for its sidecar

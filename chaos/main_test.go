@@ -27,7 +27,11 @@ func TestMain(m *testing.M) {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
-		if binary, err = testcluster.BuildSidecar(dir); err != nil {
+		// CHAOS_BINARY runs the suite against another build, such as an
+		// older commit's, to see which faults it fails.
+		if binary = os.Getenv("CHAOS_BINARY"); binary != "" {
+			fmt.Fprintf(os.Stderr, "chaos: sidecar binary from CHAOS_BINARY=%s\n", binary)
+		} else if binary, err = testcluster.BuildSidecar(dir); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}

@@ -363,7 +363,7 @@ func startAPIRecorders(ctx context.Context, wg *sync.WaitGroup, admin kubernetes
 }
 
 // rateWindow is the window of the request-rate bound.
-const rateWindow = time.Second
+const rateWindow = 3 * time.Second
 
 // rateSampler reads every proxy's counts every 100ms and keeps, per round,
 // each replica's highest number of requests (plain and watches) and of new

@@ -160,7 +160,9 @@ func (r *replica) start(env []string, onExit func(*proc)) (*proc, error) {
 		"HEALTH_PORT="+strconv.Itoa(port),
 		"HOME=/nonexistent",
 	)
-	cmd.Env = append(cmd.Env, env...)
+	for _, e := range env {
+		cmd.Env = append(cmd.Env, strings.ReplaceAll(e, "{instance}", r.w.name))
+	}
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.SysProcAttr = &syscall.SysProcAttr{
 		Pdeathsig:  syscall.SIGKILL,

@@ -4,7 +4,9 @@ import (
 	"crypto/rand"
 	binenc "encoding/binary"
 	"fmt"
+	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -31,10 +33,29 @@ const defaultRounds = 20
 type settings struct {
 	seed   int64
 	rounds int
+	// faults are the names to pick from; empty: all.
+	faults string
 }
 
-// loadSettings reads CHAOS_SEED (default: random) and CHAOS_ROUNDS (default
-// defaultRounds) through getenv.
+// pool is the faults a run picks from.
+func (s settings) pool() []fault {
+	if s.faults == "" {
+		return faults
+	}
+	var out []fault
+	for _, name := range strings.Split(s.faults, ",") {
+		for _, f := range faults {
+			if f.name == name {
+				out = append(out, f)
+			}
+		}
+	}
+	return out
+}
+
+// loadSettings reads CHAOS_SEED (default: random), CHAOS_ROUNDS (default
+// defaultRounds) and CHAOS_FAULTS (comma-separated names; default all)
+// through getenv.
 func loadSettings(getenv func(string) string) (settings, error) {
 	s := settings{rounds: defaultRounds}
 	if v := getenv("CHAOS_SEED"); v != "" {
@@ -57,6 +78,18 @@ func loadSettings(getenv func(string) string) (settings, error) {
 		}
 		s.rounds = n
 	}
+	if v := getenv("CHAOS_FAULTS"); v != "" {
+		var names []string
+		for _, f := range faults {
+			names = append(names, f.name)
+		}
+		for _, name := range strings.Split(v, ",") {
+			if !slices.Contains(names, name) {
+				return s, fmt.Errorf("CHAOS_FAULTS=%q: %q is no fault; the faults are %s", v, name, strings.Join(names, ","))
+			}
+		}
+		s.faults = v
+	}
 	return s, nil
 }
 
@@ -68,8 +101,11 @@ func TestLoadSettings(t *testing.T) {
 		want    settings
 		wantErr string
 	}{
-		{"replay", map[string]string{"CHAOS_SEED": "42", "CHAOS_ROUNDS": "200"}, settings{42, 200}, ""},
-		{"default rounds", map[string]string{"CHAOS_SEED": "-7"}, settings{-7, defaultRounds}, ""},
+		{"replay", map[string]string{"CHAOS_SEED": "42", "CHAOS_ROUNDS": "200"}, settings{42, 200, ""}, ""},
+		{"default rounds", map[string]string{"CHAOS_SEED": "-7"}, settings{-7, defaultRounds, ""}, ""},
+		{"some faults", map[string]string{"CHAOS_SEED": "1", "CHAOS_FAULTS": "delete-lease,sigkill-leader"}, settings{1, defaultRounds, "delete-lease,sigkill-leader"}, ""},
+		{"unknown fault", map[string]string{"CHAOS_SEED": "1", "CHAOS_FAULTS": "delete-lease,flood"}, settings{},
+			`CHAOS_FAULTS="delete-lease,flood": "flood" is no fault; the faults are sigkill-leader,sigstop-leader,cut-off-leader,slow-leader-pods,restart-apiserver,restart-etcd,delete-lease,clear-holder,set-holder,unlabel-leader,revoke-rolebinding,readonly-statusdir,sigterm-in-stepdown`},
 		{"bad seed", map[string]string{"CHAOS_SEED": "0x10"}, settings{}, `CHAOS_SEED="0x10": must be a decimal 64-bit integer`},
 		{"zero rounds", map[string]string{"CHAOS_SEED": "1", "CHAOS_ROUNDS": "0"}, settings{}, `CHAOS_ROUNDS="0": must be a whole number from 1 to 100000`},
 		{"words", map[string]string{"CHAOS_SEED": "1", "CHAOS_ROUNDS": "many"}, settings{}, `CHAOS_ROUNDS="many": must be a whole number from 1 to 100000`},
@@ -87,8 +123,12 @@ func TestLoadSettings(t *testing.T) {
 			}
 		})
 	}
-	if s, err := loadSettings(env(nil)); err != nil || s.rounds != defaultRounds {
+	if s, err := loadSettings(env(nil)); err != nil || s.rounds != defaultRounds || len(s.pool()) != len(faults) {
 		t.Errorf("without variables: %+v, %v", s, err)
+	}
+	s, _ := loadSettings(env(map[string]string{"CHAOS_FAULTS": "delete-lease,sigkill-leader"}))
+	if p := s.pool(); len(p) != 2 || p[0].name != "delete-lease" || p[1].name != "sigkill-leader" {
+		t.Errorf("pool of CHAOS_FAULTS=delete-lease,sigkill-leader = %v", p)
 	}
 }
 

@@ -6,6 +6,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/leader-elector/leader-elector/internal/testcluster"
 )
 
 // episode is a stretch of time during which one workload had two (or more)
@@ -308,5 +310,31 @@ func TestSetTrackerSamplesStatesWithTwo(t *testing.T) {
 	}
 	if got := s.get("w"); !slices.Equal(got, []string{"c"}) {
 		t.Errorf("current = %v", got)
+	}
+}
+
+func TestRequestLogCountsWatchesWithinOneRetryPeriod(t *testing.T) {
+	var l requestLog
+	t0 := time.Unix(0, 0)
+	watch := func(ms int) int {
+		return l.add(testcluster.Request{Time: t0.Add(time.Duration(ms) * time.Millisecond), Method: "GET", Watch: true})
+	}
+	if n := l.add(testcluster.Request{Time: t0, Method: "PUT"}); n != 0 {
+		t.Errorf("a PUT counted as %d watches", n)
+	}
+	// Back-off from RETRY_PERIOD/4, with some jitter: 0, 75, 225, 500 ms.
+	for _, ms := range []int{0, 75, 225} {
+		watch(ms)
+	}
+	if n := watch(500); n != 2 {
+		t.Errorf("watches within %s of the 4th with back-off = %d, want 2 (225ms and itself)", retryPeriod, n)
+	}
+	// Finding 4's loop: nine within 80 ms.
+	var n int
+	for i := range 9 {
+		n = watch(1000 + 10*i)
+	}
+	if n != 9 {
+		t.Errorf("nine watches within 80ms counted as %d", n)
 	}
 }

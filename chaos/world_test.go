@@ -51,6 +51,7 @@ type workload struct {
 	sa       string
 	service  string
 	binding  *unstructured.Unstructured // for restoring a revoked RoleBinding
+	role     *unstructured.Unstructured // and a Role that lost a verb
 	replicas []*replica
 }
 
@@ -86,13 +87,25 @@ type requestLog struct {
 	reqs []testcluster.Request
 }
 
-func (l *requestLog) add(r testcluster.Request) {
+// add notes r and, for a watch, returns how many watches started within
+// the RETRY_PERIOD up to it.
+func (l *requestLog) add(r testcluster.Request) int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.reqs = append(l.reqs, r)
 	if len(l.reqs) > 40 {
 		l.reqs = l.reqs[len(l.reqs)-40:]
 	}
+	if !r.Watch {
+		return 0
+	}
+	n := 0
+	for _, q := range l.reqs {
+		if q.Watch && r.Time.Sub(q.Time) < retryPeriod {
+			n++
+		}
+	}
+	return n
 }
 
 func (l *requestLog) String() string {
@@ -175,6 +188,10 @@ func newWorld(t *testing.T, run *chaosRun) *world {
 	if wd.client, err = kubernetes.NewForConfig(cfg); err != nil {
 		t.Fatal(err)
 	}
+	// CHAOS_SIDECAR_ENV adds variables to every sidecar (space-separated
+	// KEY=VALUE; "{instance}" becomes the workload's), for runs against
+	// other builds.
+	wd.env = append(wd.env, strings.Fields(os.Getenv("CHAOS_SIDECAR_ENV"))...)
 	if err := cp.CreateNode(ctx, nodeName); err != nil {
 		t.Fatal(err)
 	}
@@ -188,8 +205,11 @@ func newWorld(t *testing.T, run *chaosRun) *world {
 			t.Fatal(err)
 		}
 		for _, o := range objs {
-			if o.GetKind() == "RoleBinding" {
+			switch o.GetKind() {
+			case "RoleBinding":
 				w.binding = o.DeepCopy()
+			case "Role":
+				w.role = o.DeepCopy()
 			}
 		}
 		// Long enough for 200 rounds and more.
@@ -325,7 +345,9 @@ func (wd *world) startRecorders() {
 // does: no write may reach the API while the file is still there.
 func (wd *world) observeRequest(r *replica, req testcluster.Request) {
 	v, _ := wd.recent.LoadOrStore(r, &requestLog{})
-	v.(*requestLog).add(req)
+	if n := v.(*requestLog).add(req); n > 0 {
+		wd.run.count(func(rd *round) { rd.watchBurst[r] = max(rd.watchBurst[r], n) })
+	}
 	if req.Method == "GET" || req.Method == "HEAD" || req.Method == "OPTIONS" {
 		return
 	}
@@ -617,7 +639,7 @@ func (wd *world) restoreAll(ctx context.Context) error {
 		}
 	}
 	for _, w := range wd.workloads {
-		if err := cp.ApplyObjects(ctx, wd.ns, []*unstructured.Unstructured{w.binding.DeepCopy()}); err != nil {
+		if err := cp.ApplyObjects(ctx, wd.ns, []*unstructured.Unstructured{w.role.DeepCopy(), w.binding.DeepCopy()}); err != nil {
 			return err
 		}
 	}
@@ -629,6 +651,14 @@ func (wd *world) restoreAll(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+func (wd *world) podNames() []string {
+	var out []string
+	for _, r := range wd.replicas {
+		out = append(out, r.pod)
+	}
+	return out
 }
 
 // excerpt is the end of the logs of the named pods' sidecars.

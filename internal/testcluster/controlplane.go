@@ -294,6 +294,14 @@ func (cp *ControlPlane) StartControllerManager(ctx context.Context, controllers 
 	})
 }
 
+// StopControllerManager stops kube-controller-manager with SIGTERM, and
+// SIGKILL if it has not exited after grace. After an API server restart a
+// new one lists everything at once, where the old one may wait out its
+// reflectors' back-off (up to a minute) before it sees changes again.
+func (cp *ControlPlane) StopControllerManager(grace time.Duration) error {
+	return cp.stopProc("kube-controller-manager", syscall.SIGTERM, grace)
+}
+
 // Processes returns the processes the control plane runs now.
 func (cp *ControlPlane) Processes() []*Process {
 	cp.mu.Lock()
