@@ -12,11 +12,12 @@ import (
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/cache"
 
 	"github.com/leader-elector/leader-elector/internal/testcluster"
 )
@@ -195,9 +196,6 @@ func (lr *leaseRecorder) holder(lease string) string {
 }
 
 func (lr *leaseRecorder) add(obj any, deleted bool) {
-	if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-		obj, deleted = d.Obj, true
-	}
 	l, ok := obj.(*coordinationv1.Lease)
 	if !ok {
 		return
@@ -234,28 +232,98 @@ func (lr *leaseRecorder) between(lease string, from, to time.Time) []leaseEvent 
 	return out
 }
 
-// informer runs a shared informer of lw's objects, calling on for every
-// add, update and delete, without resync.
-func informer(ctx context.Context, wg *sync.WaitGroup, lw cache.ListerWatcher, obj runtime.Object, on func(obj any, deleted bool)) (cache.SharedIndexInformer, error) {
-	inf := cache.NewSharedIndexInformer(lw, obj, 0, cache.Indexers{})
-	if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(o any) { on(o, false) },
-		UpdateFunc: func(_, o any) { on(o, false) },
-		DeleteFunc: func(o any) { on(o, true) },
-	}); err != nil {
-		return nil, err
+// follow lists with list and watches from the list's resourceVersion,
+// calling on for every object listed and every change, until ctx ends. It
+// resumes a broken watch from the last resourceVersion after 50ms, and lists
+// again on 410 Gone (then reporting only what changed). client-go's
+// reflectors back off up to 30 s after an API server restart; a recorder
+// must not look at a stale world. synced is closed after the first list.
+func follow(ctx context.Context, list func(context.Context, metav1.ListOptions) (runtime.Object, error),
+	watchFn func(context.Context, metav1.ListOptions) (watch.Interface, error), on func(obj any, deleted bool), synced chan<- struct{}) {
+	known := map[string]runtime.Object{}
+	rv := ""
+	for ctx.Err() == nil {
+		if rv == "" {
+			l, err := list(ctx, metav1.ListOptions{})
+			if err != nil {
+				_ = sleep(ctx, 50*time.Millisecond)
+				continue
+			}
+			items, err := meta.ExtractList(l)
+			if err != nil {
+				return
+			}
+			seen := map[string]runtime.Object{}
+			for _, o := range items {
+				m, _ := meta.Accessor(o)
+				seen[m.GetName()] = o
+				if old, ok := known[m.GetName()]; !ok || version(old) != m.GetResourceVersion() {
+					on(o, false)
+				}
+			}
+			for name, o := range known {
+				if _, ok := seen[name]; !ok {
+					on(o, true)
+				}
+			}
+			known = seen
+			lm, _ := meta.ListAccessor(l)
+			rv = lm.GetResourceVersion()
+			if synced != nil {
+				close(synced)
+				synced = nil
+			}
+		}
+		w, err := watchFn(ctx, metav1.ListOptions{ResourceVersion: rv, AllowWatchBookmarks: true})
+		if err != nil {
+			if apierrors.IsGone(err) || apierrors.IsResourceExpired(err) {
+				rv = ""
+			}
+			_ = sleep(ctx, 50*time.Millisecond)
+			continue
+		}
+		for ev := range w.ResultChan() {
+			if ev.Type == watch.Error {
+				if err := apierrors.FromObject(ev.Object); apierrors.IsGone(err) || apierrors.IsResourceExpired(err) {
+					rv = ""
+				}
+				break
+			}
+			m, err := meta.Accessor(ev.Object)
+			if err != nil {
+				continue
+			}
+			rv = m.GetResourceVersion()
+			switch ev.Type {
+			case watch.Added, watch.Modified:
+				known[m.GetName()] = ev.Object
+				on(ev.Object, false)
+			case watch.Deleted:
+				delete(known, m.GetName())
+				on(ev.Object, true)
+			}
+		}
+		w.Stop()
+		_ = sleep(ctx, 50*time.Millisecond)
 	}
-	wg.Go(func() { inf.RunWithContext(ctx) })
-	return inf, nil
 }
 
-func listWatch[T runtime.Object](list func(context.Context, metav1.ListOptions) (T, error), watchFn func(context.Context, metav1.ListOptions) (watch.Interface, error)) cache.ListerWatcher {
-	return &cache.ListWatch{
-		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) { return list(ctx, o) },
-		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
-			return watchFn(ctx, o)
-		},
+func version(o runtime.Object) string {
+	m, err := meta.Accessor(o)
+	if err != nil {
+		return ""
 	}
+	return m.GetResourceVersion()
+}
+
+// recorder starts follow on wg and returns its synced channel.
+func recorder[L runtime.Object](ctx context.Context, wg *sync.WaitGroup, list func(context.Context, metav1.ListOptions) (L, error),
+	watchFn func(context.Context, metav1.ListOptions) (watch.Interface, error), on func(obj any, deleted bool)) <-chan struct{} {
+	synced := make(chan struct{})
+	wg.Go(func() {
+		follow(ctx, func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) { return list(ctx, o) }, watchFn, on, synced)
+	})
+	return synced
 }
 
 // apiRecorders watch the Leases, the EndpointSlices and the pods of the
@@ -266,17 +334,13 @@ type apiRecorders struct {
 	routed *setTracker
 	// labelled: the pods of each workload labelled role=leader.
 	labelled *setTracker
-	synced   []cache.InformerSynced
+	synced   []<-chan struct{}
 }
 
 func startAPIRecorders(ctx context.Context, wg *sync.WaitGroup, admin kubernetes.Interface, ns string, workloads []*workload, routed, labelled *setTracker) (*apiRecorders, error) {
 	a := &apiRecorders{leases: &leaseRecorder{}, routed: routed, labelled: labelled}
 	leases := admin.CoordinationV1().Leases(ns)
-	inf, err := informer(ctx, wg, listWatch(leases.List, leases.Watch), &coordinationv1.Lease{}, a.leases.add)
-	if err != nil {
-		return nil, err
-	}
-	a.synced = append(a.synced, inf.HasSynced)
+	a.synced = append(a.synced, recorder(ctx, wg, leases.List, leases.Watch, a.leases.add))
 
 	byService := map[string]*workload{}
 	for _, w := range workloads {
@@ -285,10 +349,7 @@ func startAPIRecorders(ctx context.Context, wg *sync.WaitGroup, admin kubernetes
 	var mu sync.Mutex
 	slicesOf := map[string]map[string][]string{} // service -> slice -> ready pods
 	eps := admin.DiscoveryV1().EndpointSlices(ns)
-	inf, err = informer(ctx, wg, listWatch(eps.List, eps.Watch), &discoveryv1.EndpointSlice{}, func(obj any, deleted bool) {
-		if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-			obj, deleted = d.Obj, true
-		}
+	a.synced = append(a.synced, recorder(ctx, wg, eps.List, eps.Watch, func(obj any, deleted bool) {
 		s, ok := obj.(*discoveryv1.EndpointSlice)
 		if !ok {
 			return
@@ -315,11 +376,7 @@ func startAPIRecorders(ctx context.Context, wg *sync.WaitGroup, admin kubernetes
 			all = append(all, pods...)
 		}
 		routed.set(w.name, all, now)
-	})
-	if err != nil {
-		return nil, err
-	}
-	a.synced = append(a.synced, inf.HasSynced)
+	}))
 
 	byPod := map[string]*workload{}
 	for _, w := range workloads {
@@ -330,10 +387,7 @@ func startAPIRecorders(ctx context.Context, wg *sync.WaitGroup, admin kubernetes
 	var pmu sync.Mutex
 	roles := map[string]string{}
 	pods := admin.CoreV1().Pods(ns)
-	inf, err = informer(ctx, wg, listWatch(pods.List, pods.Watch), &corev1.Pod{}, func(obj any, deleted bool) {
-		if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-			obj, deleted = d.Obj, true
-		}
+	a.synced = append(a.synced, recorder(ctx, wg, pods.List, pods.Watch, func(obj any, deleted bool) {
 		p, ok := obj.(*corev1.Pod)
 		if !ok || byPod[p.Name] == nil {
 			return
@@ -354,11 +408,7 @@ func startAPIRecorders(ctx context.Context, wg *sync.WaitGroup, admin kubernetes
 			}
 		}
 		labelled.set(w.name, leaders, now)
-	})
-	if err != nil {
-		return nil, err
-	}
-	a.synced = append(a.synced, inf.HasSynced)
+	}))
 	return a, nil
 }
 

@@ -22,7 +22,6 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/cache"
 	"k8s.io/utils/ptr"
 
 	"github.com/leader-elector/leader-elector/internal/testcluster"
@@ -333,8 +332,12 @@ func (wd *world) startRecorders() {
 		t.Fatal(err)
 	}
 	wd.api = api
-	if !cache.WaitForCacheSync(t.Context().Done(), api.synced...) {
-		t.Fatal("the Lease, EndpointSlice and pod recorders did not sync")
+	for _, synced := range api.synced {
+		select {
+		case <-synced:
+		case <-time.After(30 * time.Second):
+			t.Fatal("the Lease, EndpointSlice and pod recorders did not sync")
+		}
 	}
 	rates := &rateSampler{replicas: wd.replicas, onRate: run.addRate}
 	wd.recorders.Go(func() { rates.run(ctx) })
