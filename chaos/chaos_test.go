@@ -391,17 +391,19 @@ func (wd *world) checkUsage() {
 				gor, slack, what, fallback = func(u usage) int { return u.threads }, threadSlack, "threads", true
 			}
 			head, tail := us[:3], us[len(us)-3:]
+			var line []string
 			for _, m := range []struct {
 				what  string
 				of    func(usage) int
 				slack int
 			}{{"open fds", fds, fdSlack}, {what, gor, slack}} {
 				a, b := median3(mapInts(head, m.of)), median3(mapInts(tail, m.of))
-				wd.t.Logf("%s (run %d) %s: %s %d -> %d over %d samples", p.r.pod, p.run, role, m.what, a, b, len(us))
+				line = append(line, fmt.Sprintf("%s %d -> %d", m.what, a, b))
 				if b-a > m.slack {
 					run.violateLocked(last, inv4, fmt.Sprintf("%s (run %d) %s: %s grew from %d to %d over %d samples (slack %d)", p.r.pod, p.run, role, m.what, a, b, len(us), m.slack), p.r.pod)
 				}
 			}
+			wd.t.Logf("%s (run %d) %s, %d samples: %s", p.r.pod, p.run, role, len(us), strings.Join(line, ", "))
 		}
 	}
 	if fallback {
@@ -439,7 +441,8 @@ func table(rounds []*round) string {
 		rounds, overlaps, twoPod, twoLabel int
 		overlap, frozen, thaw              time.Duration
 		heals                              []time.Duration
-		maxReq, maxWatch                   int64
+		maxReq                             int64
+		maxBurst                           int
 	}
 	byFault := map[string]*agg{}
 	var total agg
@@ -468,19 +471,19 @@ func table(rounds []*round) string {
 			for _, v := range r.maxRequests {
 				x.maxReq = max(x.maxReq, v)
 			}
-			for _, v := range r.maxWatches {
-				x.maxWatch = max(x.maxWatch, v)
+			for _, v := range r.watchBurst {
+				x.maxBurst = max(x.maxBurst, v)
 			}
 		}
 	}
 	slices.Sort(names)
 	var b strings.Builder
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "fault\trounds\toverlap\tfrozen window\tSIGCONT to removal (max)\ttwo-pod samples\ttwo-label samples\thealed p50\thealed p99\tmax req/"+rateWindow.String()+"\tmax watches/"+rateWindow.String())
+	fmt.Fprintln(tw, "fault\trounds\toverlap\tfrozen window\tSIGCONT to removal (max)\ttwo-pod samples\ttwo-label samples\thealed p50\thealed p99\tmax req/"+rateWindow.String()+"\tmax watches/"+retryPeriod.String())
 	row := func(name string, a *agg) {
 		fmt.Fprintf(tw, "%s\t%d\t%d ms (%d)\t%d ms\t%s\t%d\t%d\t%s\t%s\t%d\t%d\n", name, a.rounds,
 			a.overlap.Milliseconds(), a.overlaps, a.frozen.Milliseconds(), a.thaw.Round(time.Millisecond),
-			a.twoPod, a.twoLabel, percentile(a.heals, 0.5), percentile(a.heals, 0.99), a.maxReq, a.maxWatch)
+			a.twoPod, a.twoLabel, percentile(a.heals, 0.5), percentile(a.heals, 0.99), a.maxReq, a.maxBurst)
 	}
 	for _, n := range names {
 		row(n, byFault[n])
@@ -553,5 +556,37 @@ func TestFaultSequenceFollowsTheSeed(t *testing.T) {
 	}
 	if len(seen) != len(faults) {
 		t.Errorf("2000 draws picked %d of %d faults", len(seen), len(faults))
+	}
+}
+
+func TestTableSummarizesPerFault(t *testing.T) {
+	rep := &replica{pod: "alpha-0"}
+	mk := func(n int, fault string, heal time.Duration, overlaps int, overlap time.Duration) *round {
+		return &round{n: n, fault: fault, healed: time.Unix(1, 0), healTook: heal, overlaps: overlaps, overlap: overlap,
+			maxRequests: map[*replica]int64{rep: int64(10 * n)}, watchBurst: map[*replica]int{rep: n}}
+	}
+	out := table([]*round{
+		{n: 0, fault: "startup"},
+		mk(1, "sigkill-leader", 2*time.Second, 0, 0),
+		mk(2, "sigkill-leader", time.Second, 0, 0),
+		mk(3, "delete-lease", 3*time.Second, 1, 7*time.Millisecond),
+	})
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 4 {
+		t.Fatalf("table has %d lines, want a header, two faults and all:\n%s", len(lines), out)
+	}
+	for i, want := range [][]string{
+		{"delete-lease", "1", "7 ms (1)", "3s", "3s", "30", "3"},
+		{"sigkill-leader", "2", "0 ms (0)", "1s", "2s", "20", "2"},
+		{"all", "3", "7 ms (1)", "2s", "3s", "30", "3"},
+	} {
+		for _, w := range want {
+			if !strings.Contains(lines[i+1], w) {
+				t.Errorf("row %q lacks %q", lines[i+1], w)
+			}
+		}
+		if !strings.HasPrefix(lines[i+1], want[0]) {
+			t.Errorf("row %d = %q, want fault %s", i+1, lines[i+1], want[0])
+		}
 	}
 }
