@@ -139,6 +139,10 @@ type State struct {
 	LastTick time.Time
 	// LastError is the latest error of the election, empty once it recovered.
 	LastError string
+	// LeadUntil is, while IsLeader, the renew deadline on this candidate's
+	// clock: RenewDeadline after the send time of its last successful renew.
+	// It leads no longer than that unless a renew succeeds; see Leading.
+	LeadUntil time.Time
 }
 
 // Elector runs one candidate's election. Create it with New, start it with Run.
@@ -191,6 +195,17 @@ func (e *Elector) State() State {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return e.state
+}
+
+// Leading reports whether this candidate leads now: it believes so, and its
+// renew deadline (State.LeadUntil) has not passed on its clock. Outputs that
+// act as leader outside the election loop check it right before each action:
+// a process that was frozen (SIGSTOP, a paused VM) past its renew deadline
+// then does nothing as leader when it resumes, before its election loop has
+// even run to step down, while a follower may already lead.
+func (e *Elector) Leading() bool {
+	s := e.State()
+	return s.IsLeader && e.cfg.Clock.Now().Before(s.LeadUntil)
 }
 
 // Resign asks the candidate to step down, release the Lease and stay out of
@@ -545,7 +560,7 @@ func (r *run) acquire(ctx context.Context) {
 		return // the answer came too late to lead on; followers may already count
 	}
 	r.leading, r.renewSentAt, r.lastAttempt = true, sent, sent
-	r.update(func(s *State) { s.IsLeader = true })
+	r.update(func(s *State) { s.IsLeader, s.LeadUntil = true, r.renewDeadline() })
 	r.log.Info("started leading", "leader", r.cfg.Identity, "transitions", l.Record.LeaderTransitions)
 	r.changed()
 	if cb := r.cfg.Callbacks.OnStartedLeading; cb != nil {
@@ -592,6 +607,7 @@ func (r *run) renew(ctx context.Context, now time.Time) {
 	}
 	r.note(ctx, nil)
 	r.renewSentAt = now
+	r.update(func(s *State) { s.LeadUntil = r.renewDeadline() })
 	r.observe(ctx, l, r.cfg.Clock.Now())
 	r.update(func(s *State) { s.RenewTime = l.Record.RenewTime.Time })
 }
@@ -606,7 +622,7 @@ func (r *run) stepDown(ctx context.Context, reason string, release time.Duration
 		return
 	}
 	r.leading = false
-	r.update(func(s *State) { s.IsLeader = false })
+	r.update(func(s *State) { s.IsLeader, s.LeadUntil = false, time.Time{} })
 	r.log.Info("stopped leading", "reason", reason, "transitions", r.lease.Record.LeaderTransitions)
 	base := context.WithoutCancel(ctx)
 	if cb := r.cfg.Callbacks.OnStoppedLeading; cb != nil {

@@ -517,3 +517,59 @@ func TestOnStartedLeadingEndsAtTheRenewDeadline(t *testing.T) {
 		}
 	})
 }
+
+// TestLeadingEndsAtTheRenewDeadlineEvenIfTheLoopDoesNotRun: Leading turns
+// false at the renew deadline on the candidate's clock, even while its loop
+// is held up (here in a callback, as in a process that was frozen), so that
+// outputs acting outside the loop stop before the loop has stepped down.
+func TestLeadingEndsAtTheRenewDeadlineEvenIfTheLoopDoesNotRun(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		store := newMemStore(1)
+		held := make(chan struct{})
+		o := newOneConfig(t, store, nil, func(l *memLock) Lock { return l }, func(c *Config) {
+			c.Callbacks.OnStartedLeading = func(context.Context, State) error {
+				<-held // ignores its context: the loop is stuck here
+				return nil
+			}
+		})
+		won := o.clk.Now()
+		if !o.e.Leading() {
+			t.Fatal("Leading() = false right after the Lease was won")
+		}
+		if got := o.e.State().LeadUntil; !got.Equal(won.Add(rd)) {
+			t.Errorf("LeadUntil = %s after the win, want RenewDeadline later", got.Sub(won))
+		}
+		o.step(rd - time.Millisecond)
+		if !o.e.Leading() {
+			t.Error("Leading() = false before the renew deadline")
+		}
+		o.step(time.Millisecond)
+		if s := o.e.State(); !s.IsLeader || o.e.Leading() {
+			t.Errorf("at the renew deadline with the loop held: IsLeader=%v Leading()=%v, want true and false", s.IsLeader, o.e.Leading())
+		}
+		close(held)
+		synctest.Wait()
+		if o.e.State().IsLeader {
+			t.Error("still leads once the loop ran past the renew deadline")
+		}
+	})
+}
+
+// TestLeadUntilFollowsRenewals: each successful renew moves the deadline to
+// RenewDeadline after that renew was sent.
+func TestLeadUntilFollowsRenewals(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		o := newOne(t, newMemStore(1))
+		for range 3 {
+			o.step(rp)
+		}
+		s := o.e.State()
+		if !o.e.Leading() || !s.LeadUntil.Equal(o.clk.Now().Add(rd)) {
+			t.Errorf("after renewals: Leading()=%v, LeadUntil %s from now; want true and RenewDeadline", o.e.Leading(), s.LeadUntil.Sub(o.clk.Now()))
+		}
+		o.stop()
+		if s := o.e.State(); o.e.Leading() || !s.LeadUntil.IsZero() {
+			t.Errorf("after stopping: Leading()=%v LeadUntil=%s, want false and zero", o.e.Leading(), s.LeadUntil)
+		}
+	})
+}

@@ -69,8 +69,14 @@ type Config struct {
 	// the own pod's labels by defaultPeerSelector.
 	PeerSelector string
 	// Clock times the back-off between retries. Default: clock.RealClock{}.
-	Clock  clock.WithTicker
-	Logger *slog.Logger
+	Clock clock.WithTicker
+	// Leading, if set, is asked right before every patch of a leader term
+	// (demoting a peer, labelling the own pod leader): false ends the term's
+	// work at once, as if leadership had ended. The sidecar passes the
+	// election's Leading, which turns false at the renew deadline, so a pod
+	// frozen past it acts on no label when it resumes.
+	Leading func() bool
+	Logger  *slog.Logger
 }
 
 // Status is what the labeler reports.

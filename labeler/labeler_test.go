@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -955,6 +956,46 @@ func TestBackoffUsesTheClock(t *testing.T) {
 		}
 		if got := c.role(self); got != "follower" {
 			t.Errorf("own pod %s=%q, want follower", key, got)
+		}
+	})
+}
+
+// TestNoPatchOnceConfigLeadingSaysNo: a leader term asks Config.Leading right
+// before every patch. A pod that was frozen past its renew deadline resumes
+// with its term still running and its watch showing the new leader's label:
+// it must demote nobody, and not relabel itself, before it steps down.
+func TestNoPatchOnceConfigLeadingSaysNo(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		web := map[string]string{"app.kubernetes.io/name": "web", key: "follower"}
+		c := newCluster(t, pod(self, web), pod("peer", web))
+		var mu sync.Mutex
+		leads := true
+		l, err := New(Config{Pods: c.client(self), Pod: self, Key: key, Logger: slog.New(slog.DiscardHandler),
+			Leading: func() bool { mu.Lock(); defer mu.Unlock(); return leads }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		start(t, l)
+		l.Set(Leader)
+		synctest.Wait()
+		if got := c.role(self); got != "leader" {
+			t.Fatalf("own role = %q while leading, want leader", got)
+		}
+		n := len(c.callsBy(self, 0))
+
+		mu.Lock()
+		leads = false // the renew deadline passed; the election loop has not run yet
+		mu.Unlock()
+		c.setLabel("peer", key, ptr("leader")) // the new leader labels itself
+		c.setLabel(self, key, ptr("follower")) // and demoted this stale one
+		synctest.Wait()
+		for _, cl := range c.callsBy(self, n) {
+			if cl.verb == "patch" {
+				t.Errorf("patched %s with %v after Leading turned false", cl.name, cl.body)
+			}
+		}
+		if got := c.role("peer"); got != "leader" {
+			t.Errorf("the new leader's role = %q, want leader: a stale pod demoted it", got)
 		}
 	})
 }

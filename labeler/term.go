@@ -54,13 +54,14 @@ func (l *Labeler) startTerm(ctx context.Context, gen int) *term {
 // errNotLeading stops a pass whose term has ended.
 var errNotLeading = errors.New("no longer leading")
 
-// leading reports, right before a patch, whether the term of gen still runs.
-// Set changes gen and cancels the term under the same lock, so a patch that
-// passes this check was sent before the step-down began.
+// leading reports, right before a patch, whether the term of gen still runs
+// and, if Config.Leading is set, whether this pod still leads. Set changes
+// gen and cancels the term under the same lock, so a patch that passes this
+// check was sent before the step-down began.
 func (l *Labeler) leading(ctx context.Context, gen int) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if ctx.Err() != nil || l.gen != gen {
+	if ctx.Err() != nil || l.gen != gen || (l.cfg.Leading != nil && !l.cfg.Leading()) {
 		return errNotLeading
 	}
 	return nil

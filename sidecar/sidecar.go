@@ -104,7 +104,7 @@ func New(cfg config.Config, d Deps) (*Sidecar, error) {
 			return nil, errors.New("sidecar: Deps.Pods is required with LABEL_POD_ROLE=true")
 		}
 		s.labels, err = labeler.New(labeler.Config{Pods: d.Pods, Pod: cfg.PodName, Key: cfg.RoleLabelKey,
-			PeerSelector: cfg.PeerSelector, Clock: d.Clock, Logger: d.Log})
+			PeerSelector: cfg.PeerSelector, Clock: d.Clock, Leading: s.leading, Logger: d.Log})
 		if err != nil {
 			return nil, err
 		}
@@ -256,6 +256,9 @@ func (s *Sidecar) fileLost(err error) {
 	s.fileErr.Note(err)
 	s.elector.Resign(fmt.Errorf("cannot restore the status file: %w", err))
 }
+
+// leading is the election's Leading, for outputs built before the elector.
+func (s *Sidecar) leading() bool { return s.elector.Leading() }
 
 func (s *Sidecar) labelLeader(context.Context, election.State) error {
 	s.labels.Set(labeler.Leader) // asynchronous: the label follows the file
