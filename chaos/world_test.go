@@ -450,7 +450,11 @@ func (s state) leader() (string, bool) {
 }
 
 func (s state) String() string {
-	return fmt.Sprintf("status files %v, Lease holder %q, role=leader on %v, Service names %v (err %v)", s.files, s.holder, s.labelled, s.routed, s.err)
+	out := fmt.Sprintf("status files %v, Lease holder %q, role=leader on %v, Service names %v (err %v)", s.files, s.holder, s.labelled, s.routed, s.err)
+	if len(s.files) == 1 && s.holder == s.files[0] && slices.Equal(s.labelled, s.files) {
+		out += " (the sidecars are done: the endpointslice controller has not followed)"
+	}
+	return out
 }
 
 // look reads a workload's state: status files (each seen twice, as the
