@@ -287,9 +287,9 @@ func TestLoadRejectsBadInput(t *testing.T) {
 			want: []string{`LEASE_DURATION="2562048h"`, "must be a Go duration"},
 		},
 		{
-			name: "RENEW_DEADLINE over an hour",
-			env:  map[string]string{"LEASE_DURATION": "2h", "RENEW_DEADLINE": "90m"},
-			want: []string{"must be at most 1h0m0s"},
+			name:  "RENEW_DEADLINE over an hour",
+			env:   map[string]string{"LEASE_DURATION": "2h", "RENEW_DEADLINE": "90m"},
+			want:  []string{"must be at most 1h0m0s"},
 			lines: 2, // both; neither is compared with the other
 		},
 		{
