@@ -26,6 +26,7 @@ import (
 
 // Client makes the sidecar's API calls.
 type Client struct {
+	config       *rest.Config // for the typed clients of other API groups
 	coordination *rest.RESTClient
 	core         *rest.RESTClient
 	params       runtime.ParameterCodec
@@ -61,8 +62,13 @@ func New(cfg *rest.Config) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Client{coordination: co, core: core, params: runtime.NewParameterCodec(scheme)}, nil
+	return &Client{config: rest.CopyConfig(cfg), coordination: co, core: core, params: runtime.NewParameterCodec(scheme)}, nil
 }
+
+// RESTConfig returns a copy of the configuration the Client was made from,
+// for client-go's typed clients of the API groups this package does not
+// cover (events, discovery).
+func (c *Client) RESTConfig() *rest.Config { return rest.CopyConfig(c.config) }
 
 // Leases returns the Lease calls for namespace ns.
 func (c *Client) Leases(ns string) *Leases { return &Leases{c: c, ns: ns} }
