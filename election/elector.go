@@ -143,6 +143,11 @@ type State struct {
 	// clock: RenewDeadline after the send time of its last successful renew.
 	// It leads no longer than that unless a renew succeeds; see Leading.
 	LeadUntil time.Time
+	// HeldUntil is, while Leader names another candidate, when that
+	// candidate's term ends on this candidate's clock unless it renews: the
+	// record's first observation plus its expiry. Past it, this candidate
+	// knows no live leader. Zero while Leader is empty or this candidate.
+	HeldUntil time.Time
 }
 
 // Elector runs one candidate's election. Create it with New, start it with Run.
@@ -421,7 +426,7 @@ func (r *run) gone(ctx context.Context, now time.Time, version string) {
 	if version != "" {
 		r.lease.Version = version
 	}
-	r.update(func(s *State) { s.LastObserved = now })
+	r.update(func(s *State) { s.LastObserved, s.HeldUntil = now, time.Time{} })
 	if r.leading {
 		r.stepDown(ctx, "the Lease was deleted", noRelease)
 	}
@@ -478,7 +483,11 @@ func (r *run) observe(ctx context.Context, l Lease, now time.Time) {
 		r.noteHolder(l.Record, now)
 	}
 	r.lease, r.view, r.seen = l, viewKnown, true
-	r.update(func(s *State) { s.LastObserved = now })
+	var heldUntil time.Time
+	if h := l.Record.HolderIdentity; h != "" && h != r.cfg.Identity {
+		heldUntil = r.observedAt.Add(r.expiry(l.Record))
+	}
+	r.update(func(s *State) { s.LastObserved, s.HeldUntil = now, heldUntil })
 	if r.leading && l.Record.HolderIdentity != r.cfg.Identity {
 		r.stepDown(ctx, fmt.Sprintf("the Lease is held by %q", l.Record.HolderIdentity), noRelease)
 	}

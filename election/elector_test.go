@@ -161,8 +161,14 @@ func TestHolderRenewalRestartsExpiry(t *testing.T) {
 		for i := range 20 { // a live holder for 20 x 10s
 			o.step(10 * time.Second)
 			renew(time.Unix(int64(i+1), 0))
-			if o.e.State().IsLeader {
+			st := o.e.State()
+			if st.IsLeader {
 				t.Fatalf("took the Lease from a holder that renews")
+			}
+			// The holder's term, as this follower knows it, runs from the
+			// renew it just saw.
+			if want := o.clk.Now().Add(ld); !st.HeldUntil.Equal(want) {
+				t.Fatalf("after renew %d: HeldUntil = %v, want %v", i+1, st.HeldUntil, want)
 			}
 		}
 	})

@@ -63,6 +63,9 @@ type Output struct {
 	// the election ended. An earlier return, with or without an error, ends
 	// the election (stepping down as usual) and Run's result.
 	Run func(ctx context.Context) error
+	// Observe is called with every change of the election's State (leader,
+	// transitions, IsLeader), in the election's goroutine: it must not block.
+	Observe func(s election.State)
 }
 
 // Sidecar is one assembled sidecar. Create it with New, start it with Run.
@@ -118,7 +121,7 @@ func New(cfg config.Config, d Deps) (*Sidecar, error) {
 		RetryPeriod:   cfg.RetryPeriod,
 		Clock:         d.Clock,
 		Logger:        d.Log,
-		Callbacks:     election.Callbacks{OnStartedLeading: s.onStarted, OnStoppedLeading: s.onStopped},
+		Callbacks:     election.Callbacks{OnStartedLeading: s.onStarted, OnStoppedLeading: s.onStopped, OnChange: s.onChange},
 	})
 	if err != nil {
 		return nil, err
@@ -230,6 +233,15 @@ func (s *Sidecar) onStopped(ctx context.Context, st election.State) {
 		}
 		if err := o.Follow(ctx, st); err != nil {
 			s.log.Error("stepping down: an output did not follow", "output", o.Name, "err", err)
+		}
+	}
+}
+
+// onChange tells every output that observes the election.
+func (s *Sidecar) onChange(st election.State) {
+	for _, o := range s.outputs {
+		if o.Observe != nil {
+			o.Observe(st)
 		}
 	}
 }
