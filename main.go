@@ -18,6 +18,7 @@ import (
 	"k8s.io/utils/clock"
 
 	"github.com/leader-elector/leader-elector/config"
+	"github.com/leader-elector/leader-elector/internal/memtrim"
 	"github.com/leader-elector/leader-elector/kubeclient"
 	"github.com/leader-elector/leader-elector/sidecar"
 )
@@ -71,11 +72,24 @@ func runSidecar(ctx context.Context, cfg config.Config, log *slog.Logger) error 
 		return err
 	}
 	s, err := sidecar.New(cfg, sidecar.Deps{Leases: client.Leases(cfg.Namespace), Pods: client.Pods(cfg.Namespace),
-		Clock: clock.RealClock{}, Log: log, Version: version})
+		Clock: clock.RealClock{}, Log: log, Version: version,
+		StartupDone: func() { releaseStartupPages(log) }})
 	if err != nil {
 		return err
 	}
 	return s.Run(ctx)
+}
+
+// releaseStartupPages drops the binary's pages that only initialisation
+// touched (see memtrim): about 8 MiB of resident memory once client-go's full
+// API scheme is linked in.
+func releaseStartupPages(log *slog.Logger) {
+	n, err := memtrim.Release()
+	if err != nil {
+		log.Warn("could not release start-up memory; the sidecar works as usual", "err", err)
+		return
+	}
+	log.Debug("released start-up memory", "bytes", n)
 }
 
 func newLogger(cfg config.Config, w io.Writer) *slog.Logger {

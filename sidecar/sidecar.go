@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"runtime"
 	"strconv"
+	"sync"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -45,6 +46,10 @@ type Deps struct {
 	Health net.Listener
 	// Version is shown in the log and in /status.
 	Version string
+	// StartupDone, when set, is called once, in a goroutine of its own, at
+	// the election's first change of State (the first leader observed, or
+	// this replica leading): start-up is over.
+	StartupDone func()
 }
 
 // Output is one thing that follows leadership, such as the status file or
@@ -70,15 +75,16 @@ type Output struct {
 
 // Sidecar is one assembled sidecar. Create it with New, start it with Run.
 type Sidecar struct {
-	cfg     config.Config
-	deps    Deps
-	log     *slog.Logger
-	clk     clock.WithTickerAndDelayedExecution
-	file    *status.File
-	fileErr *lasterr.Tracker // the status file's latest error, logged once
-	labels  *labeler.Labeler // nil unless LabelPodRole
-	elector *election.Elector
-	outputs []Output
+	cfg         config.Config
+	deps        Deps
+	log         *slog.Logger
+	clk         clock.WithTickerAndDelayedExecution
+	file        *status.File
+	fileErr     *lasterr.Tracker // the status file's latest error, logged once
+	labels      *labeler.Labeler // nil unless LabelPodRole
+	elector     *election.Elector
+	outputs     []Output
+	startupDone sync.Once
 	// watchStatusDir is off only in tests that run in a synctest bubble,
 	// where fsnotify's reader, blocked in the kernel, would stop time.
 	watchStatusDir bool
@@ -239,6 +245,9 @@ func (s *Sidecar) onStopped(ctx context.Context, st election.State) {
 
 // onChange tells every output that observes the election.
 func (s *Sidecar) onChange(st election.State) {
+	if f := s.deps.StartupDone; f != nil {
+		s.startupDone.Do(func() { go f() })
+	}
 	for _, o := range s.outputs {
 		if o.Observe != nil {
 			o.Observe(st)

@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -345,6 +346,39 @@ func TestFailingPartEndsTheElection(t *testing.T) {
 		}
 		if _, statErr := os.Stat(cfg.StatusFile); !errors.Is(statErr, os.ErrNotExist) {
 			t.Errorf("status file still exists after stepping down (%v)", statErr)
+		}
+	})
+}
+
+// TestStartupDoneRunsOnceAfterTheFirstChange: the memory trim in main must
+// come after start-up, and only once.
+func TestStartupDoneRunsOnceAfterTheFirstChange(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newCluster(t)
+		var calls atomic.Int32
+		s, err := New(testConfig(t), Deps{Leases: c.CoordinationV1().Leases(ns), Log: quiet, Health: newIdleListener(nil),
+			StartupDone: func() { calls.Add(1) }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.watchStatusDir = false
+		if n := calls.Load(); n != 0 {
+			t.Fatalf("StartupDone ran %d times before Run", n)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- s.Run(ctx) }()
+		time.Sleep(time.Minute) // leads, renews many times
+		synctest.Wait()
+		if !s.elector.State().IsLeader {
+			t.Fatal("did not lead")
+		}
+		if n := calls.Load(); n != 1 {
+			t.Errorf("StartupDone ran %d times, want once", n)
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
 		}
 	})
 }
