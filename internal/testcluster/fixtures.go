@@ -244,6 +244,16 @@ type SidecarOptions struct {
 	// Dir is the pod's directory; its "emptydir" stands for the shared
 	// emptyDir holding the status file.
 	Dir string
+	// Args are the command-line arguments.
+	Args []string
+	// AsStarted, for starting the sidecar exactly as another project's
+	// elector is started: the environment is Env plus KUBECONFIG alone (no
+	// variable of ours), and the process runs as in a pod of its own: with
+	// the pod's name as its hostname, and the emptydir as its /tmp (where
+	// the default status file is). HealthURL is then HealthURL.
+	AsStarted bool
+	// HealthURL is the health base URL with AsStarted, if any.
+	HealthURL string
 }
 
 // Sidecar is a running leader-elector.
@@ -309,7 +319,7 @@ func (s *Sidecar) start() error {
 	run := s.run
 	s.mu.Unlock()
 	healthURL := "http://127.0.0.1:" + strconv.Itoa(port)
-	env := append([]string{
+	spec := ProcessSpec{Args: s.Opts.Args, Env: append([]string{
 		"LEASE_NAME=" + s.Opts.Lease,
 		"NAMESPACE=" + s.Opts.Namespace,
 		"POD_NAME=" + s.Opts.Pod,
@@ -317,8 +327,13 @@ func (s *Sidecar) start() error {
 		"KUBECONFIG=" + s.Opts.Kubeconfig,
 		"STATUS_FILE=" + s.StatusFile,
 		"HEALTH_PORT=" + strconv.Itoa(port),
-	}, s.Opts.Env...)
-	p, err := StartProcess("leader-elector "+s.Opts.Pod, s.Opts.Binary, nil, env,
+	}, s.Opts.Env...)}
+	if s.Opts.AsStarted {
+		healthURL = s.Opts.HealthURL
+		spec = ProcessSpec{Args: s.Opts.Args, Env: append([]string{"KUBECONFIG=" + s.Opts.Kubeconfig}, s.Opts.Env...),
+			CleanEnv: true, Hostname: s.Opts.Pod, Tmp: filepath.Dir(s.StatusFile)}
+	}
+	p, err := StartProcessWith("leader-elector "+s.Opts.Pod, s.Opts.Binary, spec,
 		filepath.Join(s.Opts.Dir, fmt.Sprintf("sidecar-%d.log", run)))
 	if err != nil {
 		return err

@@ -32,14 +32,51 @@ type Process struct {
 // environment), writing its output to logPath. The child is killed when this
 // process dies, however it dies.
 func StartProcess(name, path string, args, env []string, logPath string) (*Process, error) {
+	return StartProcessWith(name, path, ProcessSpec{Args: args, Env: env}, logPath)
+}
+
+// ProcessSpec says how to start a process.
+type ProcessSpec struct {
+	Args []string
+	// Env is added to this process's environment, or with CleanEnv to PATH
+	// alone.
+	Env      []string
+	CleanEnv bool
+	// Hostname, when set, runs the process in a UTS namespace of its own
+	// with this hostname, as a pod has (needs root).
+	Hostname string
+	// Tmp, when set, is mounted on /tmp in a mount namespace of the
+	// process's own, as a pod's /tmp is its own (needs root).
+	Tmp string
+}
+
+// StartProcessWith starts path as spec says, writing its output to logPath.
+// The child is killed when this process dies, however it dies.
+func StartProcessWith(name, path string, spec ProcessSpec, logPath string) (*Process, error) {
 	out, err := os.Create(logPath)
 	if err != nil {
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
-	cmd := exec.Command(path, args...)
-	cmd.Env = append(os.Environ(), env...)
+	cmd := exec.Command(path, spec.Args...)
+	var flags uintptr
+	if spec.Hostname != "" || spec.Tmp != "" {
+		// sh sets up the new namespaces, then becomes path.
+		script := `set -e; [ -z "$0" ] || hostname "$0"; [ -z "$1" ] || { mount --make-rprivate /; mount --bind "$1" /tmp; }; shift; exec "$@"`
+		cmd = exec.Command("/bin/sh", append([]string{"-c", script, spec.Hostname, spec.Tmp, path}, spec.Args...)...)
+		if spec.Hostname != "" {
+			flags |= syscall.CLONE_NEWUTS
+		}
+		if spec.Tmp != "" {
+			flags |= syscall.CLONE_NEWNS
+		}
+	}
+	cmd.Env = append(os.Environ(), spec.Env...)
+	if spec.CleanEnv {
+		cmd.Env = append([]string{"PATH=" + os.Getenv("PATH")}, spec.Env...)
+	}
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr.Cloneflags = flags
 	if err := cmd.Start(); err != nil {
 		out.Close()
 		return nil, fmt.Errorf("start %s: %w", name, err)
