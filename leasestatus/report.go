@@ -162,7 +162,7 @@ func (r *Report) labels() {
 	switch {
 	case len(r.Pods) == 0:
 	case !r.Live && len(r.LabelledLeader) > 0:
-		r.problem("%s labelled %s=%s without a live leader", strings.Join(r.LabelledLeader, ", "), key, roleLeader)
+		r.problem("no live leader, yet labelled %s=%s: %s", key, roleLeader, strings.Join(r.LabelledLeader, ", "))
 	case r.Live && !slices.Contains(r.LabelledLeader, r.Holder):
 		if _, ok := r.Pods[r.Holder]; ok {
 			r.problem("the holder %q is labelled %s=%s, not %s", r.Holder, key, r.Pods[r.Holder], roleLeader)

@@ -74,7 +74,7 @@ func TestBuild(t *testing.T) {
 		{name: "expires exactly now", lease: lease("pod-0", time.Hour, 15*time.Second, 15, 2),
 			wantCode: ExitNoLeader, wantProblems: []string{"expired 0s ago"}},
 		{name: "expired, and a pod still labelled leader", lease: lease("pod-0", time.Hour, time.Minute, 15, 2), pods: roles("leader", "follower"),
-			wantCode: ExitNoLeader, wantProblems: []string{"expired 45s ago", "pod-0 labelled role=leader without a live leader"}},
+			wantCode: ExitNoLeader, wantProblems: []string{"expired 45s ago", "no live leader, yet labelled role=leader: pod-0"}},
 		{name: "two pods labelled leader", lease: live(), pods: roles("leader", "leader", "follower"),
 			wantCode: ExitDisagree, wantLive: true, wantProblems: []string{"2 pods are labelled role=leader: pod-0, pod-1"}},
 		{name: "another pod labelled leader", lease: live(), pods: roles("follower", "leader"),
@@ -150,7 +150,7 @@ LEASE            HOLDER  HELD FOR  TRANSITIONS  RENEW AGE  EXPIRES IN  LABELLED 
 prod/myapp-lock  pod-0   60m       3            90s        -75s        pod-0,pod-1
 PROBLEM: the Lease of "pod-0" expired 75s ago: no live leader
 PROBLEM: 2 pods are labelled role=leader: pod-0, pod-1
-PROBLEM: pod-0, pod-1 labelled role=leader without a live leader
+PROBLEM: no live leader, yet labelled role=leader: pod-0, pod-1
 `},
 		{name: "no Lease", pods: roles("follower"), want: `
 LEASE            HOLDER  HELD FOR  TRANSITIONS  RENEW AGE  EXPIRES IN  LABELLED ROLE=LEADER
