@@ -17,9 +17,11 @@ import (
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
 
+	"github.com/leader-elector/leader-elector/await"
 	"github.com/leader-elector/leader-elector/config"
 	"github.com/leader-elector/leader-elector/internal/memtrim"
 	"github.com/leader-elector/leader-elector/kubeclient"
+	"github.com/leader-elector/leader-elector/leasestatus"
 	"github.com/leader-elector/leader-elector/sidecar"
 )
 
@@ -34,11 +36,20 @@ func main() {
 // os.LookupEnv); it returns the exit code: 2 for bad usage or configuration,
 // 1 for a failure while running.
 func run(ctx context.Context, args []string, lookup func(string) (string, bool), stdout, stderr io.Writer) int {
+	if len(args) > 0 {
+		switch args[0] {
+		case "await":
+			return await.Main(ctx, args[1:], lookup, stdout, stderr)
+		case "status":
+			return leasestatus.Main(ctx, args[1:], lookup, stdout, stderr, "leader-elector/"+version)
+		}
+	}
 	for _, a := range args {
 		switch a {
 		case "-h", "-help", "--help":
 			fmt.Fprintf(stdout, "leader-elector %s: elects one leader among the replicas of a workload.\n\nConfigured by environment variables:\n\n", version)
 			_ = config.Usage(stdout)
+			fmt.Fprintln(stdout, "\nCommands: leader-elector await --help, leader-elector status --help")
 			return 0
 		case "--version":
 			fmt.Fprintln(stdout, version)

@@ -1,0 +1,137 @@
+package leasestatus
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/utils/clock"
+
+	"github.com/leader-elector/leader-elector/internal/cli"
+	"github.com/leader-elector/leader-elector/kubeclient"
+)
+
+const usage = `Usage: leader-elector status [--namespace NS] [-o table|json] [flags] LEASE
+
+Reads the Lease and the pods carrying the role label, and shows who leads,
+for how long, when the Lease was renewed and when it expires, which pods are
+labelled leader, and what disagrees. Credentials: --kubeconfig, else
+KUBECONFIG, else the pod's ServiceAccount (in a cluster). It needs get on the
+Lease and list on pods.
+
+Exit codes: 0 a live leader and, if pods carry the role label, it alone is
+labelled leader; 1 the Lease or the pods could not be read; 2 bad usage;
+3 no live leader (no Lease, released, expired, or a Lease that cannot say);
+4 a live leader, but the role labels disagree (two pods say leader, or the
+holder does not).
+
+Flags:
+`
+
+// Command is `leader-elector status` with what it runs on.
+type Command struct {
+	// Lookup reads the environment, like os.LookupEnv.
+	Lookup         func(string) (string, bool)
+	Stdout, Stderr io.Writer
+	// Clock gives the time the ages are measured at.
+	Clock clock.PassiveClock
+	// Connect returns the APIs of namespace ns with the kubeconfig at path
+	// (empty: in-cluster).
+	Connect func(path, ns string) (Leases, Pods, error)
+}
+
+// Main runs `leader-elector status` with args (after "status") on the real
+// clock and API server, and returns the exit code.
+func Main(ctx context.Context, args []string, lookup func(string) (string, bool), stdout, stderr io.Writer, userAgent string) int {
+	return Command{Lookup: lookup, Stdout: stdout, Stderr: stderr, Clock: clock.RealClock{},
+		Connect: func(path, ns string) (Leases, Pods, error) {
+			c, err := kubeclient.Connect(path, userAgent)
+			if err != nil {
+				return nil, nil, err
+			}
+			return c.Leases(ns), c.Pods(ns), nil
+		}}.Run(ctx, args)
+}
+
+// Run runs the command with args and returns the exit code.
+func (c Command) Run(ctx context.Context, args []string) int {
+	env := func(k, def string) string {
+		if v, ok := c.Lookup(k); ok && v != "" {
+			return v
+		}
+		return def
+	}
+	fs := cli.NewFlagSet("status")
+	var q Query
+	fs.StringVar(&q.Namespace, "namespace", "", "namespace of the Lease and the pods (default: the kubeconfig's, else the pod's, else default)")
+	fs.StringVar(&q.Namespace, "n", "", "short for --namespace")
+	output := fs.String("output", "table", "table (for a person) or json (for a script)")
+	fs.StringVar(output, "o", "table", "short for --output")
+	fs.StringVar(&q.LabelKey, "label-key", env("ROLE_LABEL_KEY", "role"), "key of the role label (default: ROLE_LABEL_KEY, else role)")
+	fs.StringVar(&q.Selector, "selector", "", "label selector narrowing the pods, such as app.kubernetes.io/instance=web, when the namespace holds more than one workload")
+	fs.StringVar(&q.Selector, "l", "", "short for --selector")
+	kubeconfig := fs.String("kubeconfig", env("KUBECONFIG", ""), "kubeconfig file (default: KUBECONFIG, else in-cluster)")
+	timeout := cli.Duration{D: 30 * time.Second}
+	fs.Var(&timeout, "timeout", "give up reading after this long, with exit code 1; 0: no limit")
+	pos, code, ok := cli.Run(fs, args, usage, c.Stdout, c.Stderr)
+	if !ok {
+		return code
+	}
+	switch {
+	case len(pos) != 1:
+		return cli.Usagef(c.Stderr, fs, "want one argument, the Lease's name; got %d (see --help)", len(pos))
+	case *output != "table" && *output != "json":
+		return cli.Usagef(c.Stderr, fs, "-o=%q: must be table or json", *output)
+	}
+	q.Lease = pos[0]
+	if errs := validation.IsDNS1123Subdomain(q.Lease); len(errs) > 0 {
+		return cli.Usagef(c.Stderr, fs, "LEASE=%q: must be a Lease name: %s", q.Lease, errs[0])
+	}
+	if _, err := q.PodSelector(); err != nil {
+		return cli.Usagef(c.Stderr, fs, "%v", err)
+	}
+	if q.Namespace == "" {
+		ns, _, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(
+			&clientcmd.ClientConfigLoadingRules{ExplicitPath: *kubeconfig}, &clientcmd.ConfigOverrides{}).Namespace()
+		switch {
+		case clientcmd.IsEmptyConfig(err):
+			// Neither a kubeconfig nor a cluster: Connect says so.
+			ns = metav1.NamespaceDefault
+		case err != nil:
+			fmt.Fprintf(c.Stderr, "leader-elector status: find the namespace in KUBECONFIG=%q: %v\n", *kubeconfig, err)
+			return cli.ExitFailure
+		}
+		q.Namespace = ns
+	} else if errs := validation.IsDNS1123Label(q.Namespace); len(errs) > 0 {
+		return cli.Usagef(c.Stderr, fs, "--namespace=%q: must be a namespace name: %s", q.Namespace, errs[0])
+	}
+
+	if timeout.D > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, timeout.D)
+		defer cancel()
+	}
+	leases, pods, err := c.Connect(*kubeconfig, q.Namespace)
+	if err != nil {
+		fmt.Fprintf(c.Stderr, "leader-elector status: %v\n", err)
+		return cli.ExitFailure
+	}
+	r, err := Read(ctx, leases, pods, q, c.Clock)
+	if err != nil {
+		fmt.Fprintf(c.Stderr, "leader-elector status: %v\n", err)
+		return cli.ExitFailure
+	}
+	write := r.WriteTable
+	if *output == "json" {
+		write = r.WriteJSON
+	}
+	if err := write(c.Stdout); err != nil {
+		fmt.Fprintf(c.Stderr, "leader-elector status: write the report: %v\n", err)
+		return cli.ExitFailure
+	}
+	return r.ExitCode
+}

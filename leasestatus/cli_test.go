@@ -1,0 +1,142 @@
+package leasestatus
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
+	clocktesting "k8s.io/utils/clock/testing"
+
+	"github.com/leader-elector/leader-elector/internal/cli"
+)
+
+// kubeconfigWithNamespace writes a kubeconfig whose context names ns.
+func kubeconfigWithNamespace(t *testing.T, ns string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "kubeconfig")
+	cfg := `apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "https://127.0.0.1:1"}}]
+users: [{name: u, user: {token: t}}]
+contexts: [{name: x, context: {cluster: c, user: u, namespace: ` + ns + `}}]
+current-context: x
+`
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func TestCommand(t *testing.T) {
+	ctxKubeconfig := kubeconfigWithNamespace(t, "from-context")
+	objects := func() []runtime.Object {
+		p0, p1 := pod("pod-0", map[string]string{"role": "leader", "app": "web"}), pod("pod-1", map[string]string{"role": "follower", "app": "web"})
+		p0.Namespace, p1.Namespace = "prod", "prod"
+		other := pod("other-0", map[string]string{"role": "leader", "app": "db"})
+		other.Namespace = "prod"
+		custom := pod("pod-0", map[string]string{"example.com/role": "leader"})
+		custom.Namespace = "custom"
+		l := lease("pod-0", 75*time.Second, 400*time.Millisecond, 15, 2)
+		l2 := lease("pod-0", 75*time.Second, 400*time.Millisecond, 15, 2)
+		l2.Namespace = "custom"
+		l3 := lease("pod-0", 75*time.Second, 400*time.Millisecond, 15, 2)
+		l3.Namespace = "from-context"
+		return []runtime.Object{l, l2, l3, &p0, &p1, &other, &custom}
+	}
+	tests := []struct {
+		name       string
+		args       []string
+		env        map[string]string
+		forbidden  bool
+		connectErr bool // Connect fails as kubeclient.Connect does without kubeconfig and cluster
+		wantCode   int
+		wantNS     string // namespace Connect got
+		wantStdout string
+		wantStderr string // one line
+	}{
+		{name: "two pods say leader in the namespace", args: []string{"-n", "prod", "myapp-lock"}, wantCode: ExitDisagree, wantNS: "prod",
+			wantStdout: "PROBLEM: 2 pods are labelled role=leader: other-0, pod-0"},
+		{name: "a selector narrows to the release", args: []string{"myapp-lock", "-n", "prod", "-l", "app=web"}, wantCode: 0, wantNS: "prod",
+			wantStdout: "OK: pod-0 leads"},
+		{name: "json", args: []string{"--namespace=prod", "--selector", "app=web", "-o", "json", "myapp-lock"}, wantCode: 0, wantNS: "prod",
+			wantStdout: `"holder": "pod-0"`},
+		{name: "no Lease", args: []string{"-n", "prod", "missing-lock"}, wantCode: ExitNoLeader, wantNS: "prod",
+			wantStdout: "PROBLEM: the Lease prod/missing-lock does not exist"},
+		{name: "label key from ROLE_LABEL_KEY", args: []string{"-n", "custom", "myapp-lock"}, env: map[string]string{"ROLE_LABEL_KEY": "example.com/role"},
+			wantCode: 0, wantNS: "custom", wantStdout: "LABELLED EXAMPLE.COM/ROLE=LEADER"},
+		{name: "--label-key wins", args: []string{"-n", "custom", "--label-key", "role", "myapp-lock"}, env: map[string]string{"ROLE_LABEL_KEY": "example.com/role"},
+			wantCode: 0, wantNS: "custom", wantStdout: "(no pod carries the role label)"},
+		{name: "namespace from the kubeconfig's context", args: []string{"myapp-lock"}, env: map[string]string{"KUBECONFIG": ctxKubeconfig},
+			wantCode: 0, wantNS: "from-context"},
+		{name: "--kubeconfig", args: []string{"--kubeconfig", ctxKubeconfig, "myapp-lock"}, wantCode: 0, wantNS: "from-context"},
+		{name: "forbidden", args: []string{"-n", "prod", "myapp-lock"}, forbidden: true, wantCode: cli.ExitFailure, wantNS: "prod",
+			wantStderr: `leader-elector status: read Lease prod/myapp-lock: leases.coordination.k8s.io "myapp-lock" is forbidden`},
+		{name: "no argument", args: []string{"-n", "prod"}, wantCode: 2, wantStderr: "leader-elector status: want one argument, the Lease's name; got 0"},
+		{name: "two arguments", args: []string{"a", "b"}, wantCode: 2, wantStderr: "got 2"},
+		{name: "bad output", args: []string{"-o", "yaml", "myapp-lock"}, wantCode: 2, wantStderr: `leader-elector status: -o="yaml": must be table or json`},
+		{name: "bad lease name", args: []string{"My_Lock"}, wantCode: 2, wantStderr: `leader-elector status: LEASE="My_Lock": must be a Lease name`},
+		{name: "bad namespace", args: []string{"-n", "Prod!", "myapp-lock"}, wantCode: 2, wantStderr: `leader-elector status: --namespace="Prod!": must be a namespace name`},
+		{name: "bad selector", args: []string{"-l", "app in (", "myapp-lock"}, wantCode: 2, wantStderr: `leader-elector status: selector "app in ("`},
+		{name: "bad label key", args: []string{"--label-key", "-role", "myapp-lock"}, wantCode: 2, wantStderr: `leader-elector status: label key "-role"`},
+		{name: "bad timeout", args: []string{"--timeout", "forever", "myapp-lock"}, wantCode: 2, wantStderr: `invalid value "forever" for flag -timeout`},
+		{name: "neither kubeconfig nor cluster", args: []string{"myapp-lock"}, connectErr: true, wantCode: cli.ExitFailure, wantNS: "default",
+			wantStderr: "leader-elector status: no KUBECONFIG set and not running in a cluster"},
+		{name: "help", args: []string{"-h"}, wantCode: 0, wantStdout: "4 a live leader, but the role labels disagree"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			client := fake.NewClientset(objects()...)
+			if tt.forbidden {
+				client.PrependReactor("get", "leases", func(k8stesting.Action) (bool, runtime.Object, error) {
+					return true, nil, apierrors.NewForbidden(schema.GroupResource{Group: "coordination.k8s.io", Resource: "leases"}, "myapp-lock", nil)
+				})
+			}
+			var gotNS string
+			var stdout, stderr bytes.Buffer
+			c := Command{
+				Lookup: func(k string) (string, bool) { v, ok := tt.env[k]; return v, ok },
+				Stdout: &stdout, Stderr: &stderr, Clock: clocktesting.NewFakePassiveClock(now),
+				Connect: func(_, ns string) (Leases, Pods, error) {
+					gotNS = ns
+					if tt.connectErr {
+						return nil, nil, errors.New("no KUBECONFIG set and not running in a cluster: unable to load in-cluster configuration")
+					}
+					return client.CoordinationV1().Leases(ns), client.CoreV1().Pods(ns), nil
+				},
+			}
+			code := c.Run(context.Background(), tt.args)
+			if code != tt.wantCode {
+				t.Errorf("exit code = %d, want %d\nstdout:\n%s\nstderr:\n%s", code, tt.wantCode, stdout.String(), stderr.String())
+			}
+			if gotNS != tt.wantNS {
+				t.Errorf("namespace %q, want %q", gotNS, tt.wantNS)
+			}
+			if !strings.Contains(stdout.String(), tt.wantStdout) {
+				t.Errorf("stdout lacks %q:\n%s", tt.wantStdout, stdout.String())
+			}
+			switch {
+			case tt.wantStderr == "" && stderr.Len() > 0:
+				t.Errorf("stderr = %q, want it empty", stderr.String())
+			case tt.wantStderr != "" && (!strings.Contains(stderr.String(), tt.wantStderr) || strings.Count(stderr.String(), "\n") != 1):
+				t.Errorf("stderr = %q, want one line with %q", stderr.String(), tt.wantStderr)
+			}
+			if strings.Contains(strings.Join(tt.args, " "), "json") && code != 2 {
+				var r Report
+				if err := json.Unmarshal(stdout.Bytes(), &r); err != nil || r.ExitCode != code {
+					t.Errorf("-o json: %v, exit_code %d, want the report with exit code %d:\n%s", err, r.ExitCode, code, stdout.String())
+				}
+			}
+		})
+	}
+}
