@@ -46,8 +46,8 @@ func (h *Hub) Run(ctx context.Context, ln net.Listener) error {
 	srv := &http.Server{
 		Handler:           h.NAISHandler(),
 		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       10 * time.Second, // streams and long-polls lift both
-		WriteTimeout:      10 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      10 * time.Second, // streams and long-polls move it
 		IdleTimeout:       60 * time.Second,
 		MaxHeaderBytes:    8 << 10,
 		ErrorLog:          slog.NewLogLogger(h.log.Handler(), slog.LevelWarn),
@@ -93,7 +93,8 @@ func (h *Hub) serveLeader(w http.ResponseWriter, r *http.Request) {
 	}
 	defer h.release()
 	rc := http.NewResponseController(w)
-	_ = rc.SetReadDeadline(time.Time{}) // a server's ReadTimeout would end the request; unsupported: no timeout to lift
+	// The server's WriteTimeout would cut the answer off; unsupported: no
+	// timeout to lift. (Its ReadTimeout no longer counts once the handler runs.)
 	_ = rc.SetWriteDeadline(time.Now().Add(q.wait + h.cfg.WriteTimeout))
 	l, changed := h.wait()
 	if q.differs(l) {
@@ -162,7 +163,6 @@ func (h *Hub) stream(w http.ResponseWriter, r *http.Request, f format) {
 	}
 	defer h.unsubscribe(sub)
 	rc := http.NewResponseController(w)
-	_ = rc.SetReadDeadline(time.Time{}) // a server's ReadTimeout would end the stream; unsupported: none to lift
 	hd := w.Header()
 	hd.Set("Content-Type", "text/event-stream")
 	hd.Set("Cache-Control", "no-cache")

@@ -331,29 +331,49 @@ func (h *Hub) wait() (Leader, <-chan struct{}) {
 // every stream and long-poll ends, and Observe does nothing any more.
 func (h *Hub) run(ctx context.Context) error {
 	defer h.close()
-	timer := h.clk.NewTimer(MaxWait)
-	defer timer.Stop()
-	for {
+	var timer clock.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	for ctx.Err() == nil {
 		h.mu.Lock()
 		next := h.next
 		h.mu.Unlock()
-		timer.Stop()
 		var fire <-chan time.Time
-		if !next.IsZero() {
-			timer.Reset(max(next.Sub(h.clk.Now()), 0))
+		switch d := next.Sub(h.clk.Now()); {
+		case next.IsZero():
+			if timer != nil {
+				timer.Stop()
+			}
+		case d <= 0:
+			h.expire()
+			continue
+		case timer == nil:
+			timer = h.clk.NewTimer(d)
+			fire = timer.C()
+		default:
+			timer.Stop()
+			timer.Reset(d)
 			fire = timer.C()
 		}
 		select {
 		case <-ctx.Done():
-			return nil
 		case <-h.kick:
 		case <-fire:
-			h.mu.Lock()
-			h.next = time.Time{} // looked at now; applying sets the next time
-			h.refreshLocked()
-			h.mu.Unlock()
+			h.expire()
 		}
 	}
+	return nil
+}
+
+// expire looks again at the State once a term should have ended.
+func (h *Hub) expire() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.next = time.Time{} // applying sets the next time
+	h.refreshLocked()
 }
 
 func (h *Hub) close() {
