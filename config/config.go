@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"reflect"
 	"strconv"
@@ -44,6 +45,8 @@ type Config struct {
 	Kubeconfig    string        `env:"KUBECONFIG" desc:"kubeconfig to use outside a cluster; empty: in-cluster config"`
 	LogLevel      string        `env:"LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
 	LogFormat     string        `env:"LOG_FORMAT" default:"text" desc:"text or json"`
+
+	LeaderHTTPAddress string `env:"LEADER_HTTP_ADDRESS" desc:"host:port of the NAIS elector's leader API (JSON on any path, Server-Sent Events on /sse), which gcr leader-elector clients read too; empty: off. /leader and /watch are always on the health port"`
 }
 
 // descSuffix completes help text that comes from other packages, so that
@@ -241,6 +244,12 @@ func (c *Config) resolve(lookup func(string) (string, bool), src Sources) []erro
 		bad("HEALTH_PORT", c.HealthPort, "must be a port number from 1 to 65535")
 	}
 
+	if c.LeaderHTTPAddress != "" {
+		if err := checkHostPort(c.LeaderHTTPAddress); err != nil {
+			bad("LEADER_HTTP_ADDRESS", c.LeaderHTTPAddress, "must be host:port, such as localhost:4040 or :4040: "+err.Error())
+		}
+	}
+
 	if c.LabelPodRole && c.PodName == "" {
 		errs = append(errs, errors.New("POD_NAME is required when LABEL_POD_ROLE=true: set it from the Downward API (fieldRef metadata.name)"))
 	}
@@ -274,6 +283,22 @@ func (c *Config) resolve(lookup func(string) (string, bool), src Sources) []erro
 		bad("LOG_FORMAT", c.LogFormat, "must be text or json")
 	}
 	return errs
+}
+
+// checkHostPort checks a listen address: a host (perhaps empty) and a port
+// from 1 to 65535, in decimal.
+func checkHostPort(addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	var aerr *net.AddrError
+	if errors.As(err, &aerr) {
+		return errors.New(aerr.Err) // without the address, which the line names already
+	} else if err != nil {
+		return err
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return fmt.Errorf("port %q is not a number from 1 to 65535", port)
+	}
+	return nil
 }
 
 // timingVars names election.Timings' fields as variables.

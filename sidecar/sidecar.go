@@ -27,6 +27,7 @@ import (
 	"github.com/leader-elector/leader-elector/health"
 	"github.com/leader-elector/leader-elector/internal/lasterr"
 	"github.com/leader-elector/leader-elector/labeler"
+	"github.com/leader-elector/leader-elector/leaderhttp"
 	"github.com/leader-elector/leader-elector/leasestore"
 	"github.com/leader-elector/leader-elector/status"
 )
@@ -50,6 +51,9 @@ type Deps struct {
 	// the election's first change of State (the first leader observed, or
 	// this replica leading): start-up is over.
 	StartupDone func()
+	// LeaderHTTP is where the NAIS leader API is served; nil: Run listens on
+	// LEADER_HTTP_ADDRESS, if set.
+	LeaderHTTP net.Listener
 }
 
 // Output is one thing that follows leadership, such as the status file or
@@ -82,6 +86,7 @@ type Sidecar struct {
 	file        *status.File
 	fileErr     *lasterr.Tracker // the status file's latest error, logged once
 	labels      *labeler.Labeler // nil unless LabelPodRole
+	leaders     *leaderhttp.Hub  // the leader API: LEADER_HTTP_ADDRESS, /leader, /watch
 	elector     *election.Elector
 	outputs     []Output
 	startupDone sync.Once
@@ -119,6 +124,11 @@ func New(cfg config.Config, d Deps) (*Sidecar, error) {
 		}
 		s.outputs = append(s.outputs, Output{Name: "role label", Lead: s.labelLeader, Follow: s.labelFollower, Run: s.labels.Run})
 	}
+	s.leaders, err = leaderhttp.New(leaderhttp.Config{State: s.state, Clock: d.Clock, Log: d.Log})
+	if err != nil {
+		return nil, err
+	}
+	s.outputs = append(s.outputs, Output{Name: "leader API", Observe: s.leaders.Observe, Run: s.serveLeaders})
 	s.elector, err = election.New(election.Config{
 		Lock:          leasestore.New(d.Leases, cfg.Namespace, cfg.LeaseName, cfg.RetryPeriod, d.Clock, d.Log),
 		Identity:      cfg.Identity,
@@ -198,9 +208,25 @@ func (s *Sidecar) runHelper(ctx context.Context, o Output, endElection context.C
 	return err
 }
 
-// handler serves the probes and /status.
+// handler serves the probes, /status, and the leader API's /leader and /watch.
 func (s *Sidecar) handler() http.Handler {
-	return health.Handler(health.Checks{Live: s.live, Ready: s.ready, Status: func() any { return s.report() }})
+	mux := http.NewServeMux()
+	mux.Handle("/", health.Handler(health.Checks{Live: s.live, Ready: s.ready, Status: func() any { return s.report() }}))
+	mux.Handle("GET /leader", s.leaders.Handler())
+	mux.Handle("GET /watch", s.leaders.Handler())
+	return mux
+}
+
+// serveLeaders runs the leader API, on LEADER_HTTP_ADDRESS too when set.
+func (s *Sidecar) serveLeaders(ctx context.Context) error {
+	ln := s.deps.LeaderHTTP
+	if ln == nil && s.cfg.LeaderHTTPAddress != "" {
+		var err error
+		if ln, err = net.Listen("tcp", s.cfg.LeaderHTTPAddress); err != nil {
+			return fmt.Errorf("LEADER_HTTP_ADDRESS=%s: %w", s.cfg.LeaderHTTPAddress, err)
+		}
+	}
+	return s.leaders.Run(ctx, ln)
 }
 
 func (s *Sidecar) serveHealth() (*health.Server, error) {
@@ -280,6 +306,9 @@ func (s *Sidecar) fileLost(err error) {
 
 // leading is the election's Leading, for outputs built before the elector.
 func (s *Sidecar) leading() bool { return s.elector.Leading() }
+
+// state is the election's State, for outputs built before the elector.
+func (s *Sidecar) state() election.State { return s.elector.State() }
 
 func (s *Sidecar) labelLeader(context.Context, election.State) error {
 	s.labels.Set(labeler.Leader) // asynchronous: the label follows the file

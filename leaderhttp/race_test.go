@@ -1,0 +1,5 @@
+//go:build race
+
+package leaderhttp
+
+const raceEnabled = true
