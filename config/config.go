@@ -33,6 +33,7 @@ type Config struct {
 	StatusFile    string        `env:"STATUS_FILE" desc:"file the leader writes its identity to (a symbolic link is refused); if it is an existing directory, the file is leader_status inside it"`
 	StatusDir     string        `env:"STATUS_DIR" desc:"the original project's name for STATUS_FILE"`
 	HealthPort    int           `env:"HEALTH_PORT" default:"8080" desc:"port of /healthz, /livez, /readyz and /status (decimal)"`
+	ProbeAddress  string        `env:"PROBE_ADDRESS" desc:"host:port of those endpoints instead of :HEALTH_PORT, such as 0.0.0.0:4041 or 127.0.0.1:8080 (nais/elector's --probe-address)"`
 	LabelPodRole  bool          `env:"LABEL_POD_ROLE" default:"false" desc:"label the own pod role=leader or role=follower (needs POD_NAME)"`
 	PodName       string        `env:"POD_NAME" desc:"own pod name, from the Downward API; required with LABEL_POD_ROLE"`
 	PodIP         string        `env:"POD_IP" desc:"own pod IP, from the Downward API; shown in /status"`
@@ -240,6 +241,15 @@ func (c *Config) resolve(lookup func(string) (string, bool), src Sources) []erro
 	if c.HealthPort < 1 || c.HealthPort > 65535 {
 		bad("HEALTH_PORT", c.HealthPort, "must be a port number from 1 to 65535")
 	}
+	if c.ProbeAddress != "" {
+		if rule := addressRule(c.ProbeAddress); rule != "" {
+			bad("PROBE_ADDRESS", c.ProbeAddress, rule)
+		} else if hp, set := lookup("HEALTH_PORT"); set && !samePort(c.ProbeAddress, c.HealthPort) {
+			errs = append(errs, &varError{key: "HEALTH_PORT", msg: fmt.Sprintf(
+				"PROBE_ADDRESS=%q and HEALTH_PORT=%q: set only one; both say where the health endpoints listen",
+				c.ProbeAddress, hp)})
+		}
+	}
 
 	if c.LabelPodRole && c.PodName == "" {
 		errs = append(errs, errors.New("POD_NAME is required when LABEL_POD_ROLE=true: set it from the Downward API (fieldRef metadata.name)"))
@@ -274,6 +284,15 @@ func (c *Config) resolve(lookup func(string) (string, bool), src Sources) []erro
 		bad("LOG_FORMAT", c.LogFormat, "must be text or json")
 	}
 	return errs
+}
+
+// HealthAddress is where the health endpoints listen: PROBE_ADDRESS, else
+// :HEALTH_PORT on every address.
+func (c Config) HealthAddress() string {
+	if c.ProbeAddress != "" {
+		return c.ProbeAddress
+	}
+	return ":" + strconv.Itoa(c.HealthPort)
 }
 
 // timingVars names election.Timings' fields as variables.
