@@ -127,9 +127,9 @@ func environment(vars map[string]string) func(string) (string, bool) {
 // TestRunFrontEnds: each original's invocation reaches a valid
 // configuration (then stops at the missing kubeconfig, exit code 1, logging
 // in the format it asked for); conflicts and bad values stop with exit code
-// 2 and a line naming both settings or the one as the user wrote it.
+// 2 and a line naming both settings or the one as the user wrote it. Not
+// parallel: run sets klog's global logger once the configuration is valid.
 func TestRunFrontEnds(t *testing.T) {
-	t.Parallel()
 	missing := filepath.Join(t.TempDir(), "no-such-kubeconfig")
 	awaitEnv := map[string]string{
 		"K8S_AWAIT_ELECTION_ENABLED": "1", "K8S_AWAIT_ELECTION_NAME": "e", "K8S_AWAIT_ELECTION_LOCK_NAME": "lock",
@@ -180,7 +180,6 @@ func TestRunFrontEnds(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
 			var stdout, stderr bytes.Buffer
 			if code := run(context.Background(), tt.args, environment(tt.env), &stdout, &stderr); code != tt.code {
 				t.Errorf("exit code = %d, want %d; stderr:\n%s", code, tt.code, stderr.String())
