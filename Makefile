@@ -26,6 +26,7 @@ fuzz:
 	go test -run='^$$' -fuzz='^FuzzDecision$$' -fuzztime=$(FUZZTIME) ./election/
 	go test -run='^$$' -fuzz='^FuzzLoad$$' -fuzztime=$(FUZZTIME) ./config/
 	go test -run='^$$' -fuzz='^FuzzResolve$$' -fuzztime=$(FUZZTIME) ./status/
+	go test -run='^$$' -fuzz='^FuzzTranslate$$' -fuzztime=$(FUZZTIME) ./compat/
 
 demo: controlplane
 	go run ./demo

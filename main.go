@@ -1,16 +1,20 @@
 // Command leader-elector is a sidecar that elects one leader among the
 // replicas of a workload through a Kubernetes Lease, and tells the app through
 // a status file, a pod label and HTTP endpoints. Run with --help for its
-// environment variables.
+// environment variables. It is also started as nais/elector, contrib's
+// leader-elector and k8s-await-election are (package compat).
 package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"os/exec"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 
@@ -18,6 +22,7 @@ import (
 	"k8s.io/utils/clock"
 
 	"github.com/leader-elector/leader-elector/await"
+	"github.com/leader-elector/leader-elector/compat"
 	"github.com/leader-elector/leader-elector/config"
 	"github.com/leader-elector/leader-elector/internal/memtrim"
 	"github.com/leader-elector/leader-elector/kubeclient"
@@ -44,28 +49,34 @@ func run(ctx context.Context, args []string, lookup func(string) (string, bool),
 			return leasestatus.Main(ctx, args[1:], lookup, stdout, stderr, "leader-elector/"+version)
 		}
 	}
-	for _, a := range args {
-		switch a {
-		case "-h", "-help", "--help":
-			fmt.Fprintf(stdout, "leader-elector %s: elects one leader among the replicas of a workload.\n\nConfigured by environment variables:\n\n", version)
-			_ = config.Usage(stdout)
-			fmt.Fprintln(stdout, "\nCommands: leader-elector await --help, leader-elector status --help")
-			return 0
-		case "--version":
-			fmt.Fprintln(stdout, version)
-			return 0
-		default:
-			fmt.Fprintf(stderr, "leader-elector: unknown argument %q: configuration comes from environment variables, see --help\n", a)
-			return 2
-		}
+	switch {
+	case len(args) == 1 && args[0] == "--version":
+		fmt.Fprintln(stdout, version)
+		return 0
+	case len(args) == 1 && slices.Contains([]string{"-h", "-help", "--help"}, args[0]):
+		return help(stdout)
 	}
-	cfg, err := config.Load(lookup, config.DefaultSources)
+	tr, err := compat.Translate(args, lookup)
+	switch {
+	case errors.Is(err, compat.ErrHelp):
+		return help(stdout)
+	case err != nil:
+		return invalid(stderr, err)
+	case tr.FrontEnd == compat.Exec:
+		return execDirectly(tr.Command, stderr)
+	}
+	cfg, err := config.Load(tr.Lookup, config.DefaultSources)
 	if err != nil {
-		fmt.Fprintf(stderr, "leader-elector: invalid configuration:\n  %s\n", strings.ReplaceAll(err.Error(), "\n", "\n  "))
-		return 2
+		return invalid(stderr, tr.Explain(err))
 	}
 	log := newLogger(cfg, stderr)
 	klog.SetSlogLogger(log)
+	tr.Log(log)
+	if len(tr.Command) > 0 {
+		// TODO(gatekeeper): cfg.Command = tr.Command, once config.Config has it.
+		log.Error("running a command under the election needs the gatekeeper, which this build lacks", "command", tr.Command)
+		return 2
+	}
 
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
@@ -75,6 +86,35 @@ func run(ctx context.Context, args []string, lookup func(string) (string, bool),
 		return 1
 	}
 	return 0
+}
+
+func help(stdout io.Writer) int {
+	fmt.Fprintf(stdout, "leader-elector %s: elects one leader among the replicas of a workload.\n\nConfigured by environment variables:\n\n", version)
+	_ = config.Usage(stdout)
+	fmt.Fprintln(stdout)
+	_ = compat.Usage(stdout)
+	return 0
+}
+
+// invalid reports bad usage or configuration, one problem a line: exit code 2.
+func invalid(stderr io.Writer, err error) int {
+	fmt.Fprintf(stderr, "leader-elector: invalid configuration:\n  %s\n", strings.ReplaceAll(err.Error(), "\n", "\n  "))
+	return 2
+}
+
+// execDirectly replaces this process with the command, as k8s-await-election
+// does without K8S_AWAIT_ELECTION_ENABLED: no election, no Kubernetes API.
+// It returns only when that fails: 127 when the command is not found, 126
+// when it cannot be executed, as a shell does.
+func execDirectly(command []string, stderr io.Writer) int {
+	path, err := exec.LookPath(command[0])
+	if err != nil {
+		fmt.Fprintf(stderr, "leader-elector: %v\n", err)
+		return 127
+	}
+	err = syscall.Exec(path, command, os.Environ())
+	fmt.Fprintf(stderr, "leader-elector: running %s: %v\n", path, err)
+	return 126
 }
 
 func runSidecar(ctx context.Context, cfg config.Config, log *slog.Logger) error {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"debug/elf"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -121,4 +122,126 @@ func TestRunReportsABadKubeconfig(t *testing.T) {
 // environment is a lookup of vars alone, in place of the process's.
 func environment(vars map[string]string) func(string) (string, bool) {
 	return func(k string) (string, bool) { v, ok := vars[k]; return v, ok }
+}
+
+// TestRunFrontEnds: each original's invocation reaches a valid
+// configuration (then stops at the missing kubeconfig, exit code 1, logging
+// in the format it asked for); conflicts and bad values stop with exit code
+// 2 and a line naming both settings or the one as the user wrote it. Not
+// parallel: run sets klog's global logger once the configuration is valid.
+func TestRunFrontEnds(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "no-such-kubeconfig")
+	awaitEnv := map[string]string{
+		"K8S_AWAIT_ELECTION_ENABLED": "1", "K8S_AWAIT_ELECTION_NAME": "e", "K8S_AWAIT_ELECTION_LOCK_NAME": "lock",
+		"K8S_AWAIT_ELECTION_LOCK_NAMESPACE": "default", "K8S_AWAIT_ELECTION_IDENTITY": "pod-0", "KUBECONFIG": missing,
+	}
+	tests := []struct {
+		name string
+		args []string
+		env  map[string]string
+		code int
+		want []string // in stderr
+	}{
+		{name: "nais/elector as naiserator starts it",
+			args: []string{"--election=myapp", "--election-namespace=ns", "--http=localhost:4040", "--probe-address=0.0.0.0:4041"},
+			env:  map[string]string{"ELECTOR_LOG_FORMAT": "json", "KUBECONFIG": missing},
+			code: 1, want: []string{`{"time":`, `"front_end":"nais/elector"`, `"PROBE_ADDRESS":"0.0.0.0:4041"`, `KUBECONFIG=\"`}},
+		{name: "nais/elector from ELECTOR_* alone",
+			env:  map[string]string{"ELECTOR_ELECTION": "myapp", "ELECTOR_ELECTION_NAMESPACE": "ns", "ELECTOR_LOG_FORMAT": "json", "KUBECONFIG": missing},
+			code: 1, want: []string{`"front_end":"nais/elector"`, `"LEASE_NAME":"myapp"`}},
+		{name: "contrib leader-elector",
+			args: []string{"--election=example", "--http=0.0.0.0:4040", "--id=x", "--ttl=10s"},
+			env:  map[string]string{"POD_NAMESPACE": "default", "KUBECONFIG": missing},
+			code: 1, want: []string{"front_end=\"contrib leader-elector\"", "LEASE_DURATION:10s", "RETRY_PERIOD:2.5s"}},
+		{name: "k8s-await-election with ENABLED=false warns",
+			args: []string{"mycmd", "arg"}, env: with(awaitEnv, "K8S_AWAIT_ELECTION_ENABLED", "false"),
+			code: 2, want: []string{"front_end=k8s-await-election", `K8S_AWAIT_ELECTION_ENABLED=\"false\" reads as false`}},
+		{name: "conflict: flag and ELECTOR_ variable",
+			args: []string{"--election=a", "--election-namespace=ns"}, env: map[string]string{"ELECTOR_ELECTION": "b"},
+			code: 2, want: []string{"invalid configuration", `--election="a" and ELECTOR_ELECTION="b"`}},
+		{name: "conflict: flag and our variable",
+			args: []string{"--election=a", "--election-namespace=ns"}, env: map[string]string{"LEASE_NAME": "b"},
+			code: 2, want: []string{`--election="a" and LEASE_NAME="b"`}},
+		{name: "conflict: PROBE_ADDRESS and HEALTH_PORT",
+			env:  map[string]string{"LEASE_NAME": "lock", "NAMESPACE": "ns", "PROBE_ADDRESS": ":9000", "HEALTH_PORT": "8080"},
+			code: 2, want: []string{`PROBE_ADDRESS=":9000" and HEALTH_PORT="8080"`}},
+		{name: "conflict: K8S_AWAIT_ELECTION_LOCK_NAME and LEASE_NAME",
+			args: []string{"mycmd"}, env: with(awaitEnv, "LEASE_NAME", "other"),
+			code: 2, want: []string{`K8S_AWAIT_ELECTION_LOCK_NAME="lock" and LEASE_NAME="other"`}},
+		{name: "conflict: two electors' flags",
+			args: []string{"--election=a", "--ttl=10s", "--log-format=json"},
+			code: 2, want: []string{"--ttl is contrib leader-elector's and --log-format nais/elector's"}},
+		{name: "bad value named as written",
+			args: []string{"--election=My_App", "--election-namespace=ns"},
+			code: 2, want: []string{`--election="My_App": must be a valid object name`}},
+		{name: "unknown flag", args: []string{"--bogus"}, code: 2, want: []string{"unknown flag: --bogus"}},
+		{name: "k8s-await-election without a command", env: awaitEnv, code: 2, want: []string{"none is given"}},
+		{name: "a command that is not found", args: []string{"no-such-command-anywhere"}, code: 127, want: []string{"no-such-command-anywhere"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			if code := run(context.Background(), tt.args, environment(tt.env), &stdout, &stderr); code != tt.code {
+				t.Errorf("exit code = %d, want %d; stderr:\n%s", code, tt.code, stderr.String())
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(stderr.String(), w) {
+					t.Errorf("stderr lacks %s:\n%s", w, stderr.String())
+				}
+			}
+		})
+	}
+}
+
+// TestRunHelpNamesTheFrontEnds: --help lists our variables and the
+// originals' ways of starting.
+func TestRunHelpNamesTheFrontEnds(t *testing.T) {
+	t.Parallel()
+	for _, args := range [][]string{{"--help"}, {"--election=a", "-h"}} {
+		var stdout, stderr bytes.Buffer
+		if code := run(context.Background(), args, environment(nil), &stdout, &stderr); code != 0 {
+			t.Errorf("run(%q) = %d, want 0", args, code)
+		}
+		for _, w := range []string{"LEASE_NAME", "PROBE_ADDRESS", "nais/elector", "ELECTOR_ELECTION", "contrib leader-elector", "--ttl", "K8S_AWAIT_ELECTION_ENABLED", "-- COMMAND"} {
+			if !strings.Contains(stdout.String(), w) {
+				t.Errorf("run(%q) help lacks %q:\n%s", args, w, stdout.String())
+			}
+		}
+	}
+}
+
+// TestRunExecsTheCommandWithoutElection: k8s-await-election's variables
+// without K8S_AWAIT_ELECTION_ENABLED exec the command in place of the
+// process (its exit status, its output), with no Kubernetes API: this test
+// process re-runs itself as the sidecar, with a kubeconfig that does not
+// exist, which an election would fail on.
+func TestRunExecsTheCommandWithoutElection(t *testing.T) {
+	if os.Getenv("LEADER_ELECTOR_TEST_EXEC") == "1" {
+		os.Exit(run(context.Background(), []string{"sh", "-c", `echo "ran as $K8S_AWAIT_ELECTION_LOCK_NAME"; exit 7`}, os.LookupEnv, os.Stdout, os.Stderr))
+	}
+	t.Parallel()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestRunExecsTheCommandWithoutElection$")
+	cmd.Env = append(os.Environ(), "LEADER_ELECTOR_TEST_EXEC=1", "K8S_AWAIT_ELECTION_LOCK_NAME=lock",
+		"K8S_AWAIT_ELECTION_ENABLED=", "KUBECONFIG="+filepath.Join(t.TempDir(), "missing"))
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 7 {
+		t.Errorf("exit = %v, want the command's status 7; stderr:\n%s", err, stderr.String())
+	}
+	if got := strings.TrimSpace(string(out)); got != "ran as lock" {
+		t.Errorf("stdout = %q, want the command's output %q", got, "ran as lock")
+	}
+}
+
+func with(base map[string]string, kv ...string) map[string]string {
+	m := map[string]string{}
+	for k, v := range base {
+		m[k] = v
+	}
+	for i := 0; i < len(kv); i += 2 {
+		m[kv[i]] = kv[i+1]
+	}
+	return m
 }

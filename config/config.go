@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"reflect"
 	"strconv"
@@ -34,6 +33,7 @@ type Config struct {
 	StatusFile    string        `env:"STATUS_FILE" desc:"file the leader writes its identity to (a symbolic link is refused); if it is an existing directory, the file is leader_status inside it"`
 	StatusDir     string        `env:"STATUS_DIR" desc:"the original project's name for STATUS_FILE"`
 	HealthPort    int           `env:"HEALTH_PORT" default:"8080" desc:"port of /healthz, /livez, /readyz and /status (decimal)"`
+	ProbeAddress  string        `env:"PROBE_ADDRESS" desc:"host:port of those endpoints instead of :HEALTH_PORT, such as 0.0.0.0:4041 or 127.0.0.1:8080 (nais/elector's --probe-address)"`
 	LabelPodRole  bool          `env:"LABEL_POD_ROLE" default:"false" desc:"label the own pod role=leader or role=follower (needs POD_NAME)"`
 	PodName       string        `env:"POD_NAME" desc:"own pod name, from the Downward API; required with LABEL_POD_ROLE"`
 	PodIP         string        `env:"POD_IP" desc:"own pod IP, from the Downward API; shown in /status"`
@@ -243,10 +243,19 @@ func (c *Config) resolve(lookup func(string) (string, bool), src Sources) []erro
 	if c.HealthPort < 1 || c.HealthPort > 65535 {
 		bad("HEALTH_PORT", c.HealthPort, "must be a port number from 1 to 65535")
 	}
+	if c.ProbeAddress != "" {
+		if rule := addressRule(c.ProbeAddress); rule != "" {
+			bad("PROBE_ADDRESS", c.ProbeAddress, rule)
+		} else if hp, set := lookup("HEALTH_PORT"); set && !samePort(c.ProbeAddress, c.HealthPort) {
+			errs = append(errs, &varError{key: "HEALTH_PORT", msg: fmt.Sprintf(
+				"PROBE_ADDRESS=%q and HEALTH_PORT=%q: set only one; both say where the health endpoints listen",
+				c.ProbeAddress, hp)})
+		}
+	}
 
-	if c.LeaderHTTPAddress != "" {
-		if err := checkHostPort(c.LeaderHTTPAddress); err != nil {
-			bad("LEADER_HTTP_ADDRESS", c.LeaderHTTPAddress, "must be host:port, such as localhost:4040 or :4040: "+err.Error())
+	for name, addr := range c.listenAddresses() {
+		if rule := addressRule(addr); addr != "" && rule != "" {
+			bad(name, addr, rule)
 		}
 	}
 
@@ -285,20 +294,19 @@ func (c *Config) resolve(lookup func(string) (string, bool), src Sources) []erro
 	return errs
 }
 
-// checkHostPort checks a listen address: a host (perhaps empty) and a port
-// from 1 to 65535, in decimal.
-func checkHostPort(addr string) error {
-	_, port, err := net.SplitHostPort(addr)
-	var aerr *net.AddrError
-	if errors.As(err, &aerr) {
-		return errors.New(aerr.Err) // without the address, which the line names already
-	} else if err != nil {
-		return err
+// listenAddresses are the optional listen addresses other than
+// PROBE_ADDRESS, by variable; each follows addressRule.
+func (c Config) listenAddresses() map[string]string {
+	return map[string]string{"LEADER_HTTP_ADDRESS": c.LeaderHTTPAddress}
+}
+
+// HealthAddress is where the health endpoints listen: PROBE_ADDRESS, else
+// :HEALTH_PORT on every address.
+func (c Config) HealthAddress() string {
+	if c.ProbeAddress != "" {
+		return c.ProbeAddress
 	}
-	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
-		return fmt.Errorf("port %q is not a number from 1 to 65535", port)
-	}
-	return nil
+	return ":" + strconv.Itoa(c.HealthPort)
 }
 
 // timingVars names election.Timings' fields as variables.

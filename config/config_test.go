@@ -165,6 +165,52 @@ func TestLoadRejectsBadInput(t *testing.T) {
 			want: []string{`HEALTH_PORT="8_080"`, "must be a whole number, in decimal"},
 		},
 		{
+			name: "PROBE_ADDRESS without a port",
+			env:  map[string]string{"PROBE_ADDRESS": "0.0.0.0"},
+			want: []string{`PROBE_ADDRESS="0.0.0.0"`, "must be host:port"},
+		},
+		{
+			name: "PROBE_ADDRESS port zero",
+			env:  map[string]string{"PROBE_ADDRESS": ":0"},
+			want: []string{`PROBE_ADDRESS=":0"`, "a port from 1 to 65535"},
+		},
+		{
+			name: "PROBE_ADDRESS port too big",
+			env:  map[string]string{"PROBE_ADDRESS": "0.0.0.0:65536"},
+			want: []string{`PROBE_ADDRESS="0.0.0.0:65536"`, "a port from 1 to 65535"},
+		},
+		{
+			name: "PROBE_ADDRESS port by service name",
+			env:  map[string]string{"PROBE_ADDRESS": "localhost:http"},
+			want: []string{`PROBE_ADDRESS="localhost:http"`, "must be host:port"},
+		},
+		{
+			name: "PROBE_ADDRESS port signed",
+			env:  map[string]string{"PROBE_ADDRESS": ":+80"},
+			want: []string{`PROBE_ADDRESS=":+80"`, "must be host:port"},
+		},
+		{
+			name: "PROBE_ADDRESS host not a name",
+			env:  map[string]string{"PROBE_ADDRESS": "bad_host:4041"},
+			want: []string{`PROBE_ADDRESS="bad_host:4041"`, "the host must be an IP address or a DNS name"},
+		},
+		{
+			name: "PROBE_ADDRESS and HEALTH_PORT disagree on the port",
+			env:  map[string]string{"PROBE_ADDRESS": "0.0.0.0:4041", "HEALTH_PORT": "8080"},
+			want: []string{`PROBE_ADDRESS="0.0.0.0:4041"`, `HEALTH_PORT="8080"`, "set only one"},
+		},
+		{
+			name: "PROBE_ADDRESS and HEALTH_PORT disagree on the host",
+			env:  map[string]string{"PROBE_ADDRESS": "127.0.0.1:8080", "HEALTH_PORT": "8080"},
+			want: []string{`PROBE_ADDRESS="127.0.0.1:8080"`, `HEALTH_PORT="8080"`, "set only one"},
+		},
+		{
+			// The parse error alone: no second line about the conflict.
+			name: "PROBE_ADDRESS with a HEALTH_PORT that does not parse",
+			env:  map[string]string{"PROBE_ADDRESS": ":4041", "HEALTH_PORT": "http"},
+			want: []string{`HEALTH_PORT="http"`, "must be a whole number"},
+		},
+		{
 			name: "HEALTH_PORT beyond int",
 			env:  map[string]string{"HEALTH_PORT": "99999999999999999999"},
 			want: []string{`HEALTH_PORT="99999999999999999999"`, "is out of range"},
@@ -556,6 +602,41 @@ func TestLoadAcceptsValidInput(t *testing.T) {
 			check: wantField("HealthPort", func(c Config) any { return c.HealthPort }, 10),
 		},
 		{
+			name:  "PROBE_ADDRESS as naiserator sets it",
+			env:   map[string]string{"PROBE_ADDRESS": "0.0.0.0:4041"},
+			check: wantField("HealthAddress", func(c Config) any { return c.HealthAddress() }, "0.0.0.0:4041"),
+		},
+		{
+			name:  "PROBE_ADDRESS on IPv6 loopback",
+			env:   map[string]string{"PROBE_ADDRESS": "[::1]:8080"},
+			check: wantField("HealthAddress", func(c Config) any { return c.HealthAddress() }, "[::1]:8080"),
+		},
+		{
+			name:  "PROBE_ADDRESS with a host name",
+			env:   map[string]string{"PROBE_ADDRESS": "localhost:4041"},
+			check: wantField("HealthAddress", func(c Config) any { return c.HealthAddress() }, "localhost:4041"),
+		},
+		{
+			name:  "PROBE_ADDRESS empty is unset",
+			env:   map[string]string{"PROBE_ADDRESS": "", "HEALTH_PORT": "9000"},
+			check: wantField("HealthAddress", func(c Config) any { return c.HealthAddress() }, ":9000"),
+		},
+		{
+			name:  "PROBE_ADDRESS agrees with HEALTH_PORT",
+			env:   map[string]string{"PROBE_ADDRESS": "0.0.0.0:9000", "HEALTH_PORT": "9000"},
+			check: wantField("HealthAddress", func(c Config) any { return c.HealthAddress() }, "0.0.0.0:9000"),
+		},
+		{
+			name:  "PROBE_ADDRESS with the default HEALTH_PORT unset",
+			env:   map[string]string{"PROBE_ADDRESS": "127.0.0.1:9000"},
+			check: wantField("HealthAddress", func(c Config) any { return c.HealthAddress() }, "127.0.0.1:9000"),
+		},
+		{
+			name:  "HEALTH_PORT alone",
+			env:   map[string]string{"HEALTH_PORT": "9000"},
+			check: wantField("HealthAddress", func(c Config) any { return c.HealthAddress() }, ":9000"),
+		},
+		{
 			name:  "LABEL_POD_ROLE with POD_NAME",
 			env:   map[string]string{"LABEL_POD_ROLE": "true", "POD_NAME": "pod-0"},
 			check: wantField("LabelPodRole", func(c Config) any { return c.LabelPodRole }, true),
@@ -643,7 +724,7 @@ func TestUsageListsEveryVariable(t *testing.T) {
 	}
 	wantNames := []string{
 		"LEASE_NAME", "NAMESPACE", "POD_NAMESPACE", "IDENTITY", "STATUS_FILE", "STATUS_DIR",
-		"HEALTH_PORT", "LABEL_POD_ROLE", "POD_NAME", "POD_IP", "ROLE_LABEL_KEY", "PEER_SELECTOR",
+		"HEALTH_PORT", "PROBE_ADDRESS", "LABEL_POD_ROLE", "POD_NAME", "POD_IP", "ROLE_LABEL_KEY", "PEER_SELECTOR",
 		"LEASE_DURATION", "RENEW_DEADLINE", "RETRY_PERIOD", "KUBECONFIG", "LOG_LEVEL", "LOG_FORMAT",
 		"LEADER_HTTP_ADDRESS",
 	}

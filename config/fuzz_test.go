@@ -9,24 +9,24 @@ import (
 )
 
 // FuzzLoad: arbitrary values for every variable, each set or unset (bit i of
-// unset unsets the i-th of Variables(); variables after the first 18 reuse
-// their values, so that a new variable needs no new corpus). Load never panics; each line of its
-// error starts with the name of a variable; and what it accepts keeps the
+// unset unsets the i-th of Variables(); variables after the first 19
+// reuse their values, so that a new variable needs no new corpus). Load
+// never panics; each line of its error starts with the name of a variable; and what it accepts keeps the
 // rules. The seed corpus is in testdata/fuzz/FuzzLoad.
 func FuzzLoad(f *testing.F) {
 	vars := Variables()
-	if len(vars) < 18 || len(vars) > 32 {
-		f.Fatalf("Config has %d variables; FuzzLoad takes 18 to 32: update it and its corpus", len(vars))
+	if len(vars) < 19 || len(vars) > 32 {
+		f.Fatalf("Config has %d variables; FuzzLoad takes 19 to 32: update it and its corpus", len(vars))
 	}
 	src := Sources{
 		Hostname:      func() (string, error) { return "pod-0", nil },
 		NamespaceFile: filepath.Join(f.TempDir(), "no-namespace-file"),
 	}
-	f.Add(uint32(1<<18-1)&^0b11, "my-lease", "default", "", "", "", "", "", "", "", "", "", "", "", "", "", "", "", "")
+	f.Add(uint32(1<<19-1)&^0b11, "my-lease", "default", "", "", "", "", "", "", "", "", "", "", "", "", "", "", "", "", "")
 	f.Fuzz(func(t *testing.T, unset uint32,
-		leaseName, namespace, podNamespace, identity, statusFile, statusDir, healthPort, labelPodRole, podName,
+		leaseName, namespace, podNamespace, identity, statusFile, statusDir, healthPort, probeAddress, labelPodRole, podName,
 		podIP, roleLabelKey, peerSelector, leaseDuration, renewDeadline, retryPeriod, kubeconfig, logLevel, logFormat string) {
-		values := []string{leaseName, namespace, podNamespace, identity, statusFile, statusDir, healthPort, labelPodRole, podName,
+		values := []string{leaseName, namespace, podNamespace, identity, statusFile, statusDir, healthPort, probeAddress, labelPodRole, podName,
 			podIP, roleLabelKey, peerSelector, leaseDuration, renewDeadline, retryPeriod, kubeconfig, logLevel, logFormat}
 		env := map[string]string{}
 		for i, v := range vars {
@@ -53,11 +53,13 @@ func FuzzLoad(f *testing.F) {
 			t.Fatalf("Load(%q) = %+v without error, but with an empty lease, namespace or identity", env, c)
 		case c.HealthPort < 1 || c.HealthPort > 65535:
 			t.Fatalf("Load(%q) accepted HEALTH_PORT %d", env, c.HealthPort)
+		case c.ProbeAddress != "" && addressRule(c.ProbeAddress) != "":
+			t.Fatalf("Load(%q) accepted PROBE_ADDRESS %q", env, c.ProbeAddress)
 		case timings.Validate() != nil:
 			t.Fatalf("Load(%q) accepted timings that break a rule: %v", env, timings.Validate())
 		case c.LabelPodRole && c.PodName == "":
 			t.Fatalf("Load(%q) accepted LABEL_POD_ROLE without POD_NAME", env)
-		case c.LeaderHTTPAddress != "" && checkHostPort(c.LeaderHTTPAddress) != nil:
+		case c.LeaderHTTPAddress != "" && addressRule(c.LeaderHTTPAddress) != "":
 			t.Fatalf("Load(%q) accepted LEADER_HTTP_ADDRESS %q", env, c.LeaderHTTPAddress)
 		}
 	})

@@ -16,11 +16,11 @@ func TestLeaderHTTPAddress(t *testing.T) {
 		{"0.0.0.0:27070", ""},
 		{":4040", ""},
 		{"[::1]:4040", ""},
-		{"localhost", `LEADER_HTTP_ADDRESS="localhost": must be host:port, such as localhost:4040 or :4040: missing port in address`},
-		{"localhost:http", `LEADER_HTTP_ADDRESS="localhost:http": must be host:port, such as localhost:4040 or :4040: port "http" is not a number from 1 to 65535`},
-		{":0", `LEADER_HTTP_ADDRESS=":0": must be host:port, such as localhost:4040 or :4040: port "0" is not a number from 1 to 65535`},
-		{":65536", `LEADER_HTTP_ADDRESS=":65536": must be host:port, such as localhost:4040 or :4040: port "65536" is not a number from 1 to 65535`},
-		{"http://localhost:4040/", `LEADER_HTTP_ADDRESS="http://localhost:4040/": must be host:port, such as localhost:4040 or :4040: too many colons in address`},
+		{"localhost", `LEADER_HTTP_ADDRESS="localhost": must be host:port, such as 0.0.0.0:4041, :8080 or localhost:4040, with a port from 1 to 65535`},
+		{"localhost:http", `LEADER_HTTP_ADDRESS="localhost:http": must be host:port, such as 0.0.0.0:4041, :8080 or localhost:4040, with a port from 1 to 65535`},
+		{":0", `LEADER_HTTP_ADDRESS=":0": must be host:port, such as 0.0.0.0:4041, :8080 or localhost:4040, with a port from 1 to 65535`},
+		{":65536", `LEADER_HTTP_ADDRESS=":65536": must be host:port, such as 0.0.0.0:4041, :8080 or localhost:4040, with a port from 1 to 65535`},
+		{"http://localhost:4040/", `LEADER_HTTP_ADDRESS="http://localhost:4040/": must be host:port, such as 0.0.0.0:4041, :8080 or localhost:4040, with a port from 1 to 65535`},
 	} {
 		t.Run(tc.value, func(t *testing.T) {
 			t.Parallel()

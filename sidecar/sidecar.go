@@ -15,7 +15,6 @@ import (
 	"net"
 	"net/http"
 	"runtime"
-	"strconv"
 	"sync"
 	"time"
 
@@ -234,8 +233,10 @@ func (s *Sidecar) serveHealth() (*health.Server, error) {
 	if s.deps.Health != nil {
 		return health.Serve(s.deps.Health, h, s.log), nil
 	}
-	srv, err := health.Listen(":"+strconv.Itoa(s.cfg.HealthPort), h, s.log)
-	if err != nil {
+	srv, err := health.Listen(s.cfg.HealthAddress(), h, s.log)
+	if err != nil && s.cfg.ProbeAddress != "" {
+		return nil, fmt.Errorf("PROBE_ADDRESS=%q: %w", s.cfg.ProbeAddress, err)
+	} else if err != nil {
 		return nil, fmt.Errorf("HEALTH_PORT=%d: %w", s.cfg.HealthPort, err)
 	}
 	return srv, nil
