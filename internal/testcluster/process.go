@@ -61,7 +61,9 @@ func StartProcessWith(name, path string, spec ProcessSpec, logPath string) (*Pro
 	var flags uintptr
 	if spec.Hostname != "" || spec.Tmp != "" {
 		// sh sets up the new namespaces, then becomes path.
-		script := `set -e; [ -z "$0" ] || hostname "$0"; [ -z "$1" ] || { mount --make-rprivate /; mount --bind "$1" /tmp; }; shift; exec "$@"`
+		// The binary may live under the /tmp it hides: it is opened first
+		// and run from its descriptor.
+		script := `set -e; [ -z "$0" ] || hostname "$0"; exec 3<"$2"; [ -z "$1" ] || { mount --make-rprivate /; mount --bind "$1" /tmp; }; shift 2; exec /proc/self/fd/3 "$@"`
 		cmd = exec.Command("/bin/sh", append([]string{"-c", script, spec.Hostname, spec.Tmp, path}, spec.Args...)...)
 		if spec.Hostname != "" {
 			flags |= syscall.CLONE_NEWUTS

@@ -14,7 +14,16 @@ func TestProcessAsInAPod(t *testing.T) {
 	dir := t.TempDir()
 	spec := ProcessSpec{Args: []string{"-c", "hostname; echo $FOO $LEASE_NAME; touch /tmp/inside"},
 		Env: []string{"FOO=bar"}, CleanEnv: true, Hostname: "pod-q", Tmp: dir}
-	p, err := StartProcessWith("sh", "/bin/sh", spec, filepath.Join(t.TempDir(), "log"))
+	// The binary lives under the /tmp the process does not see.
+	sh := filepath.Join(t.TempDir(), "sh")
+	b, err := os.ReadFile("/bin/sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(sh, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	p, err := StartProcessWith("sh", sh, spec, filepath.Join(t.TempDir(), "log"))
 	if err != nil {
 		t.Fatal(err)
 	}
