@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"reflect"
 	"strconv"
@@ -44,6 +45,13 @@ type Config struct {
 	Kubeconfig    string        `env:"KUBECONFIG" desc:"kubeconfig to use outside a cluster; empty: in-cluster config"`
 	LogLevel      string        `env:"LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
 	LogFormat     string        `env:"LOG_FORMAT" default:"text" desc:"text or json"`
+	// StatusEndpoint and CommandStopGrace: k8s-await-election's mode (see
+	// the gatekeeper and renewstatus packages).
+	StatusEndpoint   string        `env:"STATUS_ENDPOINT" desc:"host:port of the k8s-await-election status endpoint: any path answers 200, or 500 while this replica leads but has not renewed for LEASE_DURATION plus 2s; empty: off"`
+	CommandStopGrace time.Duration `env:"COMMAND_STOP_GRACE" default:"10s" desc:"how long the command (the arguments after --) may take to exit after SIGTERM before it is killed; at most RETRY_PERIOD once leadership was lost"`
+	// Command is run only while this replica leads: the arguments after
+	// "--". It is no variable.
+	Command []string
 }
 
 // descSuffix completes help text that comes from other packages, so that
@@ -263,6 +271,15 @@ func (c *Config) resolve(lookup func(string) (string, bool), src Sources) []erro
 		}
 	}
 
+	if c.StatusEndpoint != "" {
+		if err := checkAddress(c.StatusEndpoint); err != nil {
+			bad("STATUS_ENDPOINT", c.StatusEndpoint, "must be host:port, such as :9999 or 127.0.0.1:9999: "+err.Error())
+		}
+	}
+	if c.CommandStopGrace <= 0 || c.CommandStopGrace > maxStopGrace {
+		bad("COMMAND_STOP_GRACE", c.CommandStopGrace, "must be greater than zero and at most "+maxStopGrace.String())
+	}
+
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:
@@ -274,6 +291,25 @@ func (c *Config) resolve(lookup func(string) (string, bool), src Sources) []erro
 		bad("LOG_FORMAT", c.LogFormat, "must be text or json")
 	}
 	return errs
+}
+
+// maxStopGrace bounds COMMAND_STOP_GRACE: a larger one is a typo, and a
+// pod's terminationGracePeriodSeconds would cut it short anyway.
+const maxStopGrace = time.Hour
+
+// checkAddress accepts a TCP listen address with a numeric port.
+func checkAddress(addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	var ae *net.AddrError
+	if errors.As(err, &ae) {
+		return errors.New(ae.Err) // without the address, which the caller quotes
+	} else if err != nil {
+		return err
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return fmt.Errorf("port %q is not a number from 1 to 65535", port)
+	}
+	return nil
 }
 
 // timingVars names election.Timings' fields as variables.
@@ -331,6 +367,9 @@ func variables() []variable {
 	for i := range t.NumField() {
 		f := t.Field(i)
 		name, opts, _ := strings.Cut(f.Tag.Get("env"), ",")
+		if name == "" {
+			continue // not from the environment, such as Command
+		}
 		out = append(out, variable{
 			Variable: Variable{
 				Name:        name,
