@@ -241,6 +241,8 @@ type SidecarOptions struct {
 	Kubeconfig string
 	// Env is added to the Downward API variables, such as LABEL_POD_ROLE=true.
 	Env []string
+	// Args are the sidecar's arguments, such as "--" and a command.
+	Args []string
 	// Dir is the pod's directory; its "emptydir" stands for the shared
 	// emptyDir holding the status file.
 	Dir string
@@ -288,6 +290,9 @@ func (s *Sidecar) Signal(sig syscall.Signal) error { return s.proc().Signal(sig)
 // Done is closed when the current process has ended.
 func (s *Sidecar) Done() <-chan struct{} { return s.proc().Done() }
 
+// ExitErr is the current process's exit error, once it has ended.
+func (s *Sidecar) ExitErr() error { return s.proc().ExitErr() }
+
 // StartSidecar starts leader-elector for a pod, with the pod's Downward API
 // environment and its own status directory and health port.
 func StartSidecar(opts SidecarOptions) (*Sidecar, error) {
@@ -318,7 +323,7 @@ func (s *Sidecar) start() error {
 		"STATUS_FILE=" + s.StatusFile,
 		"HEALTH_PORT=" + strconv.Itoa(port),
 	}, s.Opts.Env...)
-	p, err := StartProcess("leader-elector "+s.Opts.Pod, s.Opts.Binary, nil, env,
+	p, err := StartProcess("leader-elector "+s.Opts.Pod, s.Opts.Binary, s.Opts.Args, env,
 		filepath.Join(s.Opts.Dir, fmt.Sprintf("sidecar-%d.log", run)))
 	if err != nil {
 		return err
