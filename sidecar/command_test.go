@@ -247,3 +247,20 @@ func TestFollowerRunsNoCommandAndServesTheStatusEndpoint(t *testing.T) {
 	}
 	otherRun.cancel()
 }
+
+// TestCommandThatCannotStartEndsTheSidecar: the Lease is given back and the
+// sidecar returns 127, as a shell would, instead of campaigning again.
+func TestCommandThatCannotStartEndsTheSidecar(t *testing.T) {
+	cfg := commandConfig(t, t.TempDir(), "")
+	cfg.Command = []string{filepath.Join(t.TempDir(), "missing")}
+	c := newCluster(t)
+	r := startReal(t, cfg, c)
+	err := r.result(t)
+	var exit *gatekeeper.ExitError
+	if !errors.As(err, &exit) || exit.Code != 127 || !strings.Contains(err.Error(), "missing") {
+		t.Fatalf("Run = %v, want exit code 127 naming the command", err)
+	}
+	if h := holder(c.lease(t)); h != "" {
+		t.Errorf("holder = %q, want the Lease given back", h)
+	}
+}
