@@ -24,6 +24,7 @@ import (
 	"github.com/leader-elector/leader-elector/await"
 	"github.com/leader-elector/leader-elector/compat"
 	"github.com/leader-elector/leader-elector/config"
+	"github.com/leader-elector/leader-elector/gatekeeper"
 	"github.com/leader-elector/leader-elector/internal/memtrim"
 	"github.com/leader-elector/leader-elector/kubeclient"
 	"github.com/leader-elector/leader-elector/leasestatus"
@@ -39,7 +40,8 @@ func main() {
 
 // run is the whole program, with the environment passed in as lookup (like
 // os.LookupEnv); it returns the exit code: 2 for bad usage or configuration,
-// 1 for a failure while running.
+// 1 for a failure while running, and the command's own status when the
+// command after "--" ended the sidecar.
 func run(ctx context.Context, args []string, lookup func(string) (string, bool), stdout, stderr io.Writer) int {
 	if len(args) > 0 {
 		switch args[0] {
@@ -69,23 +71,27 @@ func run(ctx context.Context, args []string, lookup func(string) (string, bool),
 	if err != nil {
 		return invalid(stderr, tr.Explain(err))
 	}
+	cfg.Command = tr.Command
 	log := newLogger(cfg, stderr)
 	klog.SetSlogLogger(log)
 	tr.Log(log)
-	if len(tr.Command) > 0 {
-		// TODO(gatekeeper): cfg.Command = tr.Command, once config.Config has it.
-		log.Error("running a command under the election needs the gatekeeper, which this build lacks", "command", tr.Command)
-		return 2
-	}
+	return exitCode(runSidecar(ctx, cfg, log), log)
+}
 
-	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
-	defer stop()
-	err = runSidecar(ctx, cfg, log)
-	if err != nil {
+// exitCode is 0 for nil, the command's status when the gatekeeper's command
+// ended the sidecar, and 1 for any other failure.
+func exitCode(err error, log *slog.Logger) int {
+	var exit *gatekeeper.ExitError
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &exit):
+		log.Info("leader-elector exits with the command's status", "code", exit.Code, "err", err)
+		return exit.Code
+	default:
 		log.Error("leader-elector failed", "err", err)
 		return 1
 	}
-	return 0
 }
 
 func help(stdout io.Writer) int {
@@ -128,6 +134,8 @@ func runSidecar(ctx context.Context, cfg config.Config, log *slog.Logger) error 
 	if err != nil {
 		return err
 	}
+	ctx, stop := onSignal(ctx, s.Forward, log)
+	defer stop()
 	return s.Run(ctx)
 }
 
@@ -141,6 +149,37 @@ func releaseStartupPages(log *slog.Logger) {
 		return
 	}
 	log.Debug("released start-up memory", "bytes", n)
+}
+
+// onSignal returns a context that ends on SIGTERM or SIGINT, as
+// signal.NotifyContext does, unless forward takes the signal: with the
+// gatekeeper's command running, the signal goes to the command, and the
+// sidecar keeps leading until the command has exited, then releases the
+// Lease. stop undoes it.
+func onSignal(ctx context.Context, forward func(os.Signal) bool, log *slog.Logger) (_ context.Context, stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case sig := <-sigs:
+				if !forward(sig) {
+					log.Info("stopping", "signal", sig)
+					cancel()
+				}
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return ctx, func() {
+		signal.Stop(sigs)
+		cancel()
+		<-done
+	}
 }
 
 func newLogger(cfg config.Config, w io.Writer) *slog.Logger {

@@ -155,7 +155,7 @@ func TestRunFrontEnds(t *testing.T) {
 			code: 1, want: []string{"front_end=\"contrib leader-elector\"", "LEASE_DURATION:10s", "RETRY_PERIOD:2.5s"}},
 		{name: "k8s-await-election with ENABLED=false warns",
 			args: []string{"mycmd", "arg"}, env: with(awaitEnv, "K8S_AWAIT_ELECTION_ENABLED", "false"),
-			code: 2, want: []string{"front_end=k8s-await-election", `K8S_AWAIT_ELECTION_ENABLED=\"false\" reads as false`}},
+			code: 1, want: []string{"front_end=k8s-await-election", `K8S_AWAIT_ELECTION_ENABLED=\"false\" reads as false`}},
 		{name: "conflict: flag and ELECTOR_ variable",
 			args: []string{"--election=a", "--election-namespace=ns"}, env: map[string]string{"ELECTOR_ELECTION": "b"},
 			code: 2, want: []string{"invalid configuration", `--election="a" and ELECTOR_ELECTION="b"`}},

@@ -47,6 +47,13 @@ type Config struct {
 	LogFormat     string        `env:"LOG_FORMAT" default:"text" desc:"text or json"`
 
 	LeaderHTTPAddress string `env:"LEADER_HTTP_ADDRESS" desc:"host:port of the NAIS elector's leader API (JSON on any path, Server-Sent Events on /sse), which gcr leader-elector clients read too; empty: off. /leader and /watch are always on the health port"`
+	// StatusEndpoint and CommandStopGrace: k8s-await-election's mode (see
+	// the gatekeeper and renewstatus packages).
+	StatusEndpoint   string        `env:"STATUS_ENDPOINT" desc:"host:port of the k8s-await-election status endpoint: any path answers 200, or 500 while this replica leads but has not renewed for LEASE_DURATION plus 2s; empty: off"`
+	CommandStopGrace time.Duration `env:"COMMAND_STOP_GRACE" default:"10s" desc:"how long the command (the arguments after --) may take to exit after SIGTERM before it is killed; at most RETRY_PERIOD once leadership was lost"`
+	// Command is run only while this replica leads: the arguments after
+	// "--". It is no variable.
+	Command []string
 }
 
 // descSuffix completes help text that comes from other packages, so that
@@ -281,6 +288,10 @@ func (c *Config) resolve(lookup func(string) (string, bool), src Sources) []erro
 		}
 	}
 
+	if c.CommandStopGrace <= 0 || c.CommandStopGrace > maxStopGrace {
+		bad("COMMAND_STOP_GRACE", c.CommandStopGrace, "must be greater than zero and at most "+maxStopGrace.String())
+	}
+
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:
@@ -297,7 +308,7 @@ func (c *Config) resolve(lookup func(string) (string, bool), src Sources) []erro
 // listenAddresses are the optional listen addresses other than
 // PROBE_ADDRESS, by variable; each follows addressRule.
 func (c Config) listenAddresses() map[string]string {
-	return map[string]string{"LEADER_HTTP_ADDRESS": c.LeaderHTTPAddress}
+	return map[string]string{"LEADER_HTTP_ADDRESS": c.LeaderHTTPAddress, "STATUS_ENDPOINT": c.StatusEndpoint}
 }
 
 // HealthAddress is where the health endpoints listen: PROBE_ADDRESS, else
@@ -308,6 +319,10 @@ func (c Config) HealthAddress() string {
 	}
 	return ":" + strconv.Itoa(c.HealthPort)
 }
+
+// maxStopGrace bounds COMMAND_STOP_GRACE: a larger one is a typo, and a
+// pod's terminationGracePeriodSeconds would cut it short anyway.
+const maxStopGrace = time.Hour
 
 // timingVars names election.Timings' fields as variables.
 var timingVars = map[string]string{
@@ -364,6 +379,9 @@ func variables() []variable {
 	for i := range t.NumField() {
 		f := t.Field(i)
 		name, opts, _ := strings.Cut(f.Tag.Get("env"), ",")
+		if name == "" {
+			continue // not from the environment, such as Command
+		}
 		out = append(out, variable{
 			Variable: Variable{
 				Name:        name,

@@ -7,6 +7,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -57,6 +58,46 @@ func TestLoadRejectsBadInput(t *testing.T) {
 		want  []string // in every line of the error
 		lines int      // lines in the error; 0 means 1
 	}{
+		{
+			name: "STATUS_ENDPOINT without a port",
+			env:  map[string]string{"STATUS_ENDPOINT": "localhost"},
+			want: []string{`STATUS_ENDPOINT="localhost"`, "must be host:port", "missing port"},
+		},
+		{
+			name: "STATUS_ENDPOINT with a named port",
+			env:  map[string]string{"STATUS_ENDPOINT": ":http"},
+			want: []string{`STATUS_ENDPOINT=":http"`, "must be host:port", `port "http" is not a number`},
+		},
+		{
+			name: "STATUS_ENDPOINT port out of range",
+			env:  map[string]string{"STATUS_ENDPOINT": "0.0.0.0:70000"},
+			want: []string{`STATUS_ENDPOINT="0.0.0.0:70000"`, "from 1 to 65535"},
+		},
+		{
+			name: "COMMAND_STOP_GRACE not a duration",
+			env:  map[string]string{"COMMAND_STOP_GRACE": "10"},
+			want: []string{`COMMAND_STOP_GRACE="10"`, "must be a Go duration"},
+		},
+		{
+			name: "COMMAND_STOP_GRACE empty",
+			env:  map[string]string{"COMMAND_STOP_GRACE": ""},
+			want: []string{`COMMAND_STOP_GRACE=""`, "must be a Go duration"},
+		},
+		{
+			name: "COMMAND_STOP_GRACE zero",
+			env:  map[string]string{"COMMAND_STOP_GRACE": "0s"},
+			want: []string{`COMMAND_STOP_GRACE="0s"`, "must be greater than zero and at most 1h0m0s"},
+		},
+		{
+			name: "COMMAND_STOP_GRACE negative",
+			env:  map[string]string{"COMMAND_STOP_GRACE": "-1s"},
+			want: []string{`COMMAND_STOP_GRACE="-1s"`, "must be greater than zero"},
+		},
+		{
+			name: "COMMAND_STOP_GRACE too long",
+			env:  map[string]string{"COMMAND_STOP_GRACE": "61m"},
+			want: []string{`COMMAND_STOP_GRACE="61m"`, "at most 1h0m0s"},
+		},
 		{
 			name:  "LEASE_NAME missing",
 			unset: []string{"LEASE_NAME"},
@@ -535,8 +576,10 @@ func TestLoadDefaults(t *testing.T) {
 		RetryPeriod:   2 * time.Second,
 		LogLevel:      "info",
 		LogFormat:     "text",
+
+		CommandStopGrace: 10 * time.Second,
 	}
-	if got != want {
+	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Load() =\n%+v\nwant\n%+v", got, want)
 	}
 }
@@ -681,6 +724,21 @@ func TestLoadAcceptsValidInput(t *testing.T) {
 			env:   map[string]string{"LOG_FORMAT": "json"},
 			check: wantField("LogFormat", func(c Config) any { return c.LogFormat }, "json"),
 		},
+		{
+			name:  "STATUS_ENDPOINT on all interfaces",
+			env:   map[string]string{"STATUS_ENDPOINT": ":9999"},
+			check: wantField("StatusEndpoint", func(c Config) any { return c.StatusEndpoint }, ":9999"),
+		},
+		{
+			name:  "STATUS_ENDPOINT on one address",
+			env:   map[string]string{"STATUS_ENDPOINT": "[::1]:9999"},
+			check: wantField("StatusEndpoint", func(c Config) any { return c.StatusEndpoint }, "[::1]:9999"),
+		},
+		{
+			name:  "COMMAND_STOP_GRACE",
+			env:   map[string]string{"COMMAND_STOP_GRACE": "1h"},
+			check: wantField("CommandStopGrace", func(c Config) any { return c.CommandStopGrace }, time.Hour),
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -727,6 +785,7 @@ func TestUsageListsEveryVariable(t *testing.T) {
 		"HEALTH_PORT", "PROBE_ADDRESS", "LABEL_POD_ROLE", "POD_NAME", "POD_IP", "ROLE_LABEL_KEY", "PEER_SELECTOR",
 		"LEASE_DURATION", "RENEW_DEADLINE", "RETRY_PERIOD", "KUBECONFIG", "LOG_LEVEL", "LOG_FORMAT",
 		"LEADER_HTTP_ADDRESS",
+		"STATUS_ENDPOINT", "COMMAND_STOP_GRACE",
 	}
 	if !slices.Equal(names, wantNames) {
 		t.Errorf("Variables() names = %v, want %v", names, wantNames)
@@ -774,7 +833,7 @@ func TestUsageListsEveryVariable(t *testing.T) {
 	defaults := map[string]string{
 		"HEALTH_PORT": "8080", "LABEL_POD_ROLE": "false", "ROLE_LABEL_KEY": "role",
 		"LEASE_DURATION": "15s", "RENEW_DEADLINE": "10s", "RETRY_PERIOD": "2s",
-		"LOG_LEVEL": "info", "LOG_FORMAT": "text",
+		"LOG_LEVEL": "info", "LOG_FORMAT": "text", "COMMAND_STOP_GRACE": "10s",
 	}
 	for _, v := range vars {
 		if got, want := v.Default, defaults[v.Name]; got != want {

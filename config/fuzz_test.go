@@ -61,6 +61,10 @@ func FuzzLoad(f *testing.F) {
 			t.Fatalf("Load(%q) accepted LABEL_POD_ROLE without POD_NAME", env)
 		case c.LeaderHTTPAddress != "" && addressRule(c.LeaderHTTPAddress) != "":
 			t.Fatalf("Load(%q) accepted LEADER_HTTP_ADDRESS %q", env, c.LeaderHTTPAddress)
+		case c.StatusEndpoint != "" && addressRule(c.StatusEndpoint) != "":
+			t.Fatalf("Load(%q) accepted STATUS_ENDPOINT %q", env, c.StatusEndpoint)
+		case c.CommandStopGrace <= 0 || c.CommandStopGrace > maxStopGrace:
+			t.Fatalf("Load(%q) accepted COMMAND_STOP_GRACE %s", env, c.CommandStopGrace)
 		}
 	})
 }

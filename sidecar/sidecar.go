@@ -23,6 +23,7 @@ import (
 
 	"github.com/leader-elector/leader-elector/config"
 	"github.com/leader-elector/leader-elector/election"
+	"github.com/leader-elector/leader-elector/gatekeeper"
 	"github.com/leader-elector/leader-elector/health"
 	"github.com/leader-elector/leader-elector/internal/lasterr"
 	"github.com/leader-elector/leader-elector/labeler"
@@ -87,6 +88,7 @@ type Sidecar struct {
 	labels      *labeler.Labeler // nil unless LabelPodRole
 	leaders     *leaderhttp.Hub  // the leader API: LEADER_HTTP_ADDRESS, /leader, /watch
 	elector     *election.Elector
+	command     *gatekeeper.Gatekeeper // nil without a command
 	outputs     []Output
 	startupDone sync.Once
 	// watchStatusDir is off only in tests that run in a synctest bubble,
@@ -112,6 +114,14 @@ func New(cfg config.Config, d Deps) (*Sidecar, error) {
 	s := &Sidecar{cfg: cfg, deps: d, log: d.Log, clk: d.Clock, file: status.New(path, d.Log), watchStatusDir: true}
 	s.fileErr = lasterr.New(d.Log, "status file error", "status file recovered")
 	s.outputs = append(s.outputs, Output{Name: "status file", Lead: s.publish, Follow: s.withdraw})
+	if len(cfg.Command) > 0 { // after the file: it exists once the command starts
+		if err := s.addCommand(); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.StatusEndpoint != "" {
+		s.outputs = append(s.outputs, Output{Name: "status endpoint", Run: s.serveStatusEndpoint})
+	}
 	if cfg.LabelPodRole {
 		if d.Pods == nil {
 			return nil, errors.New("sidecar: Deps.Pods is required with LABEL_POD_ROLE=true")

@@ -241,11 +241,11 @@ type SidecarOptions struct {
 	Kubeconfig string
 	// Env is added to the Downward API variables, such as LABEL_POD_ROLE=true.
 	Env []string
+	// Args are the sidecar's arguments, such as "--" and a command.
+	Args []string
 	// Dir is the pod's directory; its "emptydir" stands for the shared
 	// emptyDir holding the status file.
 	Dir string
-	// Args are the command-line arguments.
-	Args []string
 	// AsStarted, for starting the sidecar exactly as another project's
 	// elector is started: the environment is Env plus KUBECONFIG alone (no
 	// variable of ours), and the process runs as in a pod of its own: with
@@ -297,6 +297,9 @@ func (s *Sidecar) Signal(sig syscall.Signal) error { return s.proc().Signal(sig)
 
 // Done is closed when the current process has ended.
 func (s *Sidecar) Done() <-chan struct{} { return s.proc().Done() }
+
+// ExitErr is the current process's exit error, once it has ended.
+func (s *Sidecar) ExitErr() error { return s.proc().ExitErr() }
 
 // StartSidecar starts leader-elector for a pod, with the pod's Downward API
 // environment and its own status directory and health port.
