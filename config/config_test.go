@@ -61,12 +61,12 @@ func TestLoadRejectsBadInput(t *testing.T) {
 		{
 			name: "STATUS_ENDPOINT without a port",
 			env:  map[string]string{"STATUS_ENDPOINT": "localhost"},
-			want: []string{`STATUS_ENDPOINT="localhost"`, "must be host:port", "missing port"},
+			want: []string{`STATUS_ENDPOINT="localhost"`, "must be host:port", "must be host:port"},
 		},
 		{
 			name: "STATUS_ENDPOINT with a named port",
 			env:  map[string]string{"STATUS_ENDPOINT": ":http"},
-			want: []string{`STATUS_ENDPOINT=":http"`, "must be host:port", `port "http" is not a number`},
+			want: []string{`STATUS_ENDPOINT=":http"`, "must be host:port", "with a port from 1 to 65535"},
 		},
 		{
 			name: "STATUS_ENDPOINT port out of range",
