@@ -645,6 +645,7 @@ func TestUsageListsEveryVariable(t *testing.T) {
 		"LEASE_NAME", "NAMESPACE", "POD_NAMESPACE", "IDENTITY", "STATUS_FILE", "STATUS_DIR",
 		"HEALTH_PORT", "LABEL_POD_ROLE", "POD_NAME", "POD_IP", "ROLE_LABEL_KEY", "PEER_SELECTOR",
 		"LEASE_DURATION", "RENEW_DEADLINE", "RETRY_PERIOD", "KUBECONFIG", "LOG_LEVEL", "LOG_FORMAT",
+		"SERVICE_NAME", "SERVICE_NAMESPACE", "SERVICE_PORTS", "NODE_NAME",
 	}
 	if !slices.Equal(names, wantNames) {
 		t.Errorf("Variables() names = %v, want %v", names, wantNames)

@@ -14,19 +14,21 @@ import (
 // rules. The seed corpus is in testdata/fuzz/FuzzLoad.
 func FuzzLoad(f *testing.F) {
 	vars := Variables()
-	if len(vars) != 18 {
-		f.Fatalf("Config has %d variables; FuzzLoad takes 18: update it and its corpus", len(vars))
+	if len(vars) != 22 {
+		f.Fatalf("Config has %d variables; FuzzLoad takes 22: update it and its corpus", len(vars))
 	}
 	src := Sources{
 		Hostname:      func() (string, error) { return "pod-0", nil },
 		NamespaceFile: filepath.Join(f.TempDir(), "no-namespace-file"),
 	}
-	f.Add(uint32(1<<18-1)&^0b11, "my-lease", "default", "", "", "", "", "", "", "", "", "", "", "", "", "", "", "", "")
+	f.Add(uint32(1<<22-1)&^0b11, "my-lease", "default", "", "", "", "", "", "", "", "", "", "", "", "", "", "", "", "", "", "", "", "")
 	f.Fuzz(func(t *testing.T, unset uint32,
 		leaseName, namespace, podNamespace, identity, statusFile, statusDir, healthPort, labelPodRole, podName,
-		podIP, roleLabelKey, peerSelector, leaseDuration, renewDeadline, retryPeriod, kubeconfig, logLevel, logFormat string) {
+		podIP, roleLabelKey, peerSelector, leaseDuration, renewDeadline, retryPeriod, kubeconfig, logLevel, logFormat,
+		serviceName, serviceNamespace, servicePorts, nodeName string) {
 		values := []string{leaseName, namespace, podNamespace, identity, statusFile, statusDir, healthPort, labelPodRole, podName,
-			podIP, roleLabelKey, peerSelector, leaseDuration, renewDeadline, retryPeriod, kubeconfig, logLevel, logFormat}
+			podIP, roleLabelKey, peerSelector, leaseDuration, renewDeadline, retryPeriod, kubeconfig, logLevel, logFormat,
+			serviceName, serviceNamespace, servicePorts, nodeName}
 		env := map[string]string{}
 		for i, v := range vars {
 			if unset&(1<<i) == 0 {
@@ -56,6 +58,17 @@ func FuzzLoad(f *testing.F) {
 			t.Fatalf("Load(%q) accepted timings that break a rule: %v", env, timings.Validate())
 		case c.LabelPodRole && c.PodName == "":
 			t.Fatalf("Load(%q) accepted LABEL_POD_ROLE without POD_NAME", env)
+		}
+		if c.ServiceName != "" {
+			if _, err := ParseServicePorts(c.ServicePorts); err != nil {
+				t.Fatalf("Load(%q) accepted SERVICE_PORTS that do not parse: %v", env, err)
+			}
+			if _, err := ParsePodIP(c.PodIP); err != nil {
+				t.Fatalf("Load(%q) accepted a POD_IP that does not parse: %v", env, err)
+			}
+			if c.ServiceNamespace == "" {
+				t.Fatalf("Load(%q) left SERVICE_NAMESPACE empty", env)
+			}
 		}
 	})
 }
