@@ -306,7 +306,7 @@ func (w *Writer) mayWrite(ctx context.Context, gen int) error {
 // it is written or the term ends.
 func (w *Writer) lead(ctx context.Context, gen int) {
 	backoff := newBackoff(200 * time.Millisecond)
-	for {
+	for races := 0; ; {
 		err := w.write(ctx, gen)
 		switch {
 		case err == nil:
@@ -321,9 +321,12 @@ func (w *Writer) lead(ctx context.Context, gen int) {
 			return
 		case ctx.Err() != nil:
 			return
-		case apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err):
-			continue // changed since it was read: read it again at once
+		case races < 5 && (apierrors.IsConflict(err) || apierrors.IsNotFound(err)):
+			// Changed or deleted since it was read: read it again at once.
+			races++
+			continue
 		}
+		races = 0
 		w.errs.Note(err)
 		if !w.sleep(ctx, backoff.Step()) {
 			return
@@ -339,17 +342,20 @@ func (w *Writer) write(ctx context.Context, gen int) error {
 		return err
 	}
 	want := w.slice(svc)
-	cur, err := w.cfg.Slices.Get(ctx, w.name, metav1.GetOptions{})
-	if apierrors.IsNotFound(err) {
-		if err := w.mayWrite(ctx, gen); err != nil {
-			return err
-		}
-		if _, err := w.cfg.Slices.Create(ctx, want, metav1.CreateOptions{}); err != nil {
-			return fmt.Errorf("create EndpointSlice %s/%s: %w", w.cfg.Namespace, w.name, err)
-		}
+	// Create first: after a graceful handover the previous leader has
+	// deleted the slice, and one request less is a shorter handover.
+	if err := w.mayWrite(ctx, gen); err != nil {
+		return err
+	}
+	_, err = w.cfg.Slices.Create(ctx, want, metav1.CreateOptions{})
+	switch {
+	case err == nil:
 		w.wrote("created the Service's EndpointSlice: it names this pod", "")
 		return nil
+	case !apierrors.IsAlreadyExists(err):
+		return fmt.Errorf("create EndpointSlice %s/%s: %w", w.cfg.Namespace, w.name, err)
 	}
+	cur, err := w.cfg.Slices.Get(ctx, w.name, metav1.GetOptions{})
 	if err != nil {
 		return fmt.Errorf("read EndpointSlice %s/%s: %w", w.cfg.Namespace, w.name, err)
 	}
