@@ -148,6 +148,16 @@ func TestServiceSliceRoutesToTheLeaderAlone(t *testing.T) {
 	if log := f.byPod(first).Log(); !strings.Contains(log, "deleted the Service's EndpointSlice") {
 		t.Errorf("%s did not report deleting its slice on SIGTERM:\n%s", first, log)
 	}
+	// Where the handover's time went, from both sidecars' logs.
+	for _, pod := range []string{first, second} {
+		for _, line := range strings.Split(f.byPod(pod).Log(), "\n") {
+			for _, m := range []string{"stopped leading", "deleted the Service's EndpointSlice", "released", "started leading", "created the Service's EndpointSlice"} {
+				if strings.Contains(line, `msg="`+m) {
+					t.Logf("%s: %s", pod, line)
+				}
+			}
+		}
+	}
 
 	// SIGKILL: the dead leader's slice stays until the next leader, once the
 	// Lease has expired, replaces its endpoint in the same object.

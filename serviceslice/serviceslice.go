@@ -16,8 +16,9 @@
 //     sent only while this replica still leads (Config.Leading, asked right
 //     before sending); stepping down first cancels the leader's write, then
 //     deletes the slice only if it still names this pod, on the condition
-//     that it has not changed since it was read, so a step-down never
-//     removes the next leader's endpoint.
+//     that it has not changed since this pod wrote it (or, if that fails,
+//     since it was read again), so a step-down never removes the next
+//     leader's endpoint.
 //
 // The leader's write is asynchronous (Lead returns at once; Run does the
 // work, retrying with back-off), so the election never waits for it.
@@ -143,11 +144,13 @@ type Writer struct {
 	ports []discoveryv1.EndpointPort
 	errs  *lasterr.Tracker
 
-	mu    sync.Mutex
-	want  bool // leader: the slice should name this pod
-	gen   int  // grows with every change of want
-	done  int  // the gen last written
-	names bool
+	mu   sync.Mutex
+	want bool // leader: the slice should name this pod
+	gen  int  // grows with every change of want
+	done int  // the gen last written
+	// written is the slice as this pod last wrote or read it naming
+	// itself; nil when it does not, as far as this pod knows.
+	written *discoveryv1.EndpointSlice
 	// cancel ends the running leader term, termDone is closed once it has
 	// returned; both nil while none runs.
 	cancel   context.CancelFunc
@@ -199,7 +202,7 @@ func New(cfg Config) (*Writer, error) {
 // Status reports the writer's state.
 func (w *Writer) Status() Status {
 	w.mu.Lock()
-	names := w.names
+	names := w.written != nil
 	w.mu.Unlock()
 	return Status{Service: w.cfg.Namespace + "/" + w.cfg.Service, Slice: w.name, Names: names, LastError: w.errs.Last()}
 }
@@ -347,10 +350,10 @@ func (w *Writer) write(ctx context.Context, gen int) error {
 	if err := w.mayWrite(ctx, gen); err != nil {
 		return err
 	}
-	_, err = w.cfg.Slices.Create(ctx, want, metav1.CreateOptions{})
+	created, err := w.cfg.Slices.Create(ctx, want, metav1.CreateOptions{})
 	switch {
 	case err == nil:
-		w.wrote("created the Service's EndpointSlice: it names this pod", "")
+		w.wrote(created, "created the Service's EndpointSlice: it names this pod", "")
 		return nil
 	case !apierrors.IsAlreadyExists(err):
 		return fmt.Errorf("create EndpointSlice %s/%s: %w", w.cfg.Namespace, w.name, err)
@@ -387,22 +390,23 @@ func (w *Writer) write(ctx context.Context, gen int) error {
 	}
 	next.OwnerReferences, next.Endpoints, next.Ports = want.OwnerReferences, want.Endpoints, want.Ports
 	if apiequality.Semantic.DeepEqual(cur, next) {
-		w.wrote("the Service's EndpointSlice names this pod already", "")
+		w.wrote(cur, "the Service's EndpointSlice names this pod already", "")
 		return nil
 	}
 	if err := w.mayWrite(ctx, gen); err != nil {
 		return err
 	}
-	if _, err := w.cfg.Slices.Update(ctx, next, metav1.UpdateOptions{}); err != nil {
+	updated, err := w.cfg.Slices.Update(ctx, next, metav1.UpdateOptions{})
+	if err != nil {
 		return fmt.Errorf("update EndpointSlice %s/%s: %w", w.cfg.Namespace, w.name, err)
 	}
-	w.wrote("replaced the previous endpoint of the Service's EndpointSlice: it names this pod", cur.Annotations[HolderAnnotation])
+	w.wrote(updated, "replaced the previous endpoint of the Service's EndpointSlice: it names this pod", cur.Annotations[HolderAnnotation])
 	return nil
 }
 
-func (w *Writer) wrote(msg, previous string) {
+func (w *Writer) wrote(s *discoveryv1.EndpointSlice, msg, previous string) {
 	w.mu.Lock()
-	w.names = true
+	w.written = s
 	w.mu.Unlock()
 	if previous != "" {
 		w.log.Info(msg, "previous", previous)
@@ -487,6 +491,25 @@ func (w *Writer) namesThisPod(s *discoveryv1.EndpointSlice) bool {
 
 // withdraw deletes the slice if it names this pod.
 func (w *Writer) withdraw(ctx context.Context) error {
+	w.mu.Lock()
+	last := w.written
+	w.mu.Unlock()
+	if last != nil {
+		// Delete the slice as this pod wrote it, without reading it first:
+		// the precondition fails if anyone changed it since.
+		err := w.cfg.Slices.Delete(ctx, last.Name, metav1.DeleteOptions{
+			Preconditions: &metav1.Preconditions{UID: &last.UID, ResourceVersion: &last.ResourceVersion},
+		})
+		switch {
+		case err == nil:
+			w.deleted()
+			return nil
+		case apierrors.IsConflict(err) || apierrors.IsNotFound(err):
+			w.withdrawn() // changed or gone: read it, below
+		default:
+			return fmt.Errorf("delete EndpointSlice %s/%s: %w", w.cfg.Namespace, last.Name, err)
+		}
+	}
 	cur, err := w.cfg.Slices.Get(ctx, w.name, metav1.GetOptions{})
 	switch {
 	case apierrors.IsNotFound(err):
@@ -503,15 +526,19 @@ func (w *Writer) withdraw(ctx context.Context) error {
 	if err := w.delete(ctx, cur); err != nil {
 		return err
 	}
+	w.deleted()
+	return nil
+}
+
+func (w *Writer) deleted() {
 	w.withdrawn()
 	w.errs.Note(nil)
 	w.log.Info("deleted the Service's EndpointSlice: the Service has no endpoint until the next leader writes its own")
-	return nil
 }
 
 func (w *Writer) withdrawn() {
 	w.mu.Lock()
-	w.names = false
+	w.written = nil
 	w.mu.Unlock()
 }
 

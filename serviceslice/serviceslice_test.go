@@ -364,8 +364,12 @@ func TestFollowDeletesOnlyItsOwnEndpoint(t *testing.T) {
 		a.lead(t)
 		synctest.Wait()
 		read := c.slice(t)
+		c.cs.ClearActions()
 		if err := a.follow(t); err != nil {
 			t.Fatalf("Follow() = %v", err)
+		}
+		if n := len(c.cs.Actions()); n != 1 {
+			t.Errorf("the step-down sent %d requests, want one delete of the slice as it was written: %v", n, c.cs.Actions())
 		}
 		if s := c.slice(t); s != nil {
 			t.Fatalf("the slice still names %v after Follow", names(s))
@@ -404,22 +408,22 @@ func TestFollowLeavesTheNextLeadersSliceAlone(t *testing.T) {
 		b.run(t)
 		b.lead(t)
 		synctest.Wait()
-		c.cs.ClearActions()
+		before := c.slice(t)
 		if err := a.follow(t); err != nil {
 			t.Fatalf("Follow() = %v", err)
 		}
-		if got := names(c.slice(t)); len(got) != 1 || got[0] != "10.0.0.2" {
-			t.Errorf("after pod-a's Follow the slice names %v, want pod-b", got)
-		}
-		if n := c.writes("delete"); n != 0 {
-			t.Errorf("pod-a sent %d deletes of pod-b's slice", n)
+		// pod-a's delete of the slice as it wrote it fails its precondition;
+		// read again, the slice names pod-b and stays.
+		after := c.slice(t)
+		if got := names(after); len(got) != 1 || got[0] != "10.0.0.2" || after.ResourceVersion != before.ResourceVersion {
+			t.Errorf("after pod-a's Follow the slice names %v (resourceVersion %s, was %s), want pod-b's untouched", got, after.ResourceVersion, before.ResourceVersion)
 		}
 	})
 }
 
-// TestFollowLosesTheRaceSafely: the next leader writes between the
-// step-down's read and its delete; the precondition fails the delete, and
-// the step-down, reading again, leaves the next leader's slice alone.
+// TestFollowLosesTheRaceSafely: the next leader writes right before the
+// step-down's delete arrives; the precondition fails the delete, and the
+// step-down, reading the slice, leaves the next leader's endpoint alone.
 func TestFollowLosesTheRaceSafely(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		c := newCluster(t, selectorless())
