@@ -128,9 +128,18 @@ func runSidecar(ctx context.Context, cfg config.Config, log *slog.Logger) error 
 	if err != nil {
 		return err
 	}
-	s, err := sidecar.New(cfg, sidecar.Deps{Leases: client.Leases(cfg.Namespace), Pods: client.Pods(cfg.Namespace),
+	deps := sidecar.Deps{Leases: client.Leases(cfg.Namespace), Pods: client.Pods(cfg.Namespace),
 		Clock: clock.RealClock{}, Log: log, Version: version,
-		StartupDone: func() { releaseStartupPages(log) }})
+		StartupDone: func() { releaseStartupPages(log) }}
+	if cfg.ServiceName != "" {
+		disc, err := client.Discovery()
+		if err != nil {
+			return err
+		}
+		deps.Slices = disc.EndpointSlices(cfg.ServiceNamespace)
+		deps.Services, deps.Endpoints = client.Services(cfg.ServiceNamespace), client.Endpoints(cfg.ServiceNamespace)
+	}
+	s, err := sidecar.New(cfg, deps)
 	if err != nil {
 		return err
 	}

@@ -36,7 +36,7 @@ type Config struct {
 	ProbeAddress  string        `env:"PROBE_ADDRESS" desc:"host:port of those endpoints instead of :HEALTH_PORT, such as 0.0.0.0:4041 or 127.0.0.1:8080 (nais/elector's --probe-address)"`
 	LabelPodRole  bool          `env:"LABEL_POD_ROLE" default:"false" desc:"label the own pod role=leader or role=follower (needs POD_NAME)"`
 	PodName       string        `env:"POD_NAME" desc:"own pod name, from the Downward API; required with LABEL_POD_ROLE"`
-	PodIP         string        `env:"POD_IP" desc:"own pod IP, from the Downward API; shown in /status"`
+	PodIP         string        `env:"POD_IP" desc:"own pod IP, from the Downward API; shown in /status; required with SERVICE_NAME (the Service's endpoint, and its IP family the EndpointSlice's addressType)"`
 	RoleLabelKey  string        `env:"ROLE_LABEL_KEY" default:"role" desc:"key of the role label"`
 	PeerSelector  string        `env:"PEER_SELECTOR" desc:"label selector of the pods sharing the Lease, whose role labels the leader keeps right; default: the own pod's app.kubernetes.io/name (else app), app.kubernetes.io/instance and app.kubernetes.io/component labels, those it has"`
 	LeaseDuration time.Duration `env:"LEASE_DURATION" default:"15s" desc:"how long followers wait before taking a Lease that was not released (whole seconds)"`
@@ -54,6 +54,11 @@ type Config struct {
 	// Command is run only while this replica leads: the arguments after
 	// "--". It is no variable.
 	Command []string
+	// The EndpointSlice writer (package serviceslice).
+	ServiceName      string `env:"SERVICE_NAME" desc:"selector-less Service the leader points at itself with an EndpointSlice of its own; empty: off"`
+	ServiceNamespace string `env:"SERVICE_NAMESPACE" desc:"namespace of SERVICE_NAME; default: the Lease's namespace"`
+	ServicePorts     string `env:"SERVICE_PORTS" desc:"the endpoint's ports with SERVICE_NAME, as a JSON list of {name, port, protocol, appProtocol} (core/v1 EndpointPort), such as [{\"name\":\"http\",\"port\":8080}]; required with SERVICE_NAME"`
+	NodeName         string `env:"NODE_NAME" desc:"own node name, from the Downward API (fieldRef spec.nodeName); the endpoint's nodeName"`
 }
 
 // descSuffix completes help text that comes from other packages, so that
@@ -277,6 +282,8 @@ func (c *Config) resolve(lookup func(string) (string, bool), src Sources) []erro
 			bad("PEER_SELECTOR", c.PeerSelector, "must select something, such as app=myapp")
 		}
 	}
+
+	errs = append(errs, c.resolveService(lookup)...)
 
 	timings := election.Timings{LeaseDuration: c.LeaseDuration, RenewDeadline: c.RenewDeadline, RetryPeriod: c.RetryPeriod}
 	if err := timings.Validate(); err != nil {

@@ -786,6 +786,7 @@ func TestUsageListsEveryVariable(t *testing.T) {
 		"LEASE_DURATION", "RENEW_DEADLINE", "RETRY_PERIOD", "KUBECONFIG", "LOG_LEVEL", "LOG_FORMAT",
 		"LEADER_HTTP_ADDRESS",
 		"STATUS_ENDPOINT", "COMMAND_STOP_GRACE",
+		"SERVICE_NAME", "SERVICE_NAMESPACE", "SERVICE_PORTS", "NODE_NAME",
 	}
 	if !slices.Equal(names, wantNames) {
 		t.Errorf("Variables() names = %v, want %v", names, wantNames)

@@ -66,5 +66,16 @@ func FuzzLoad(f *testing.F) {
 		case c.CommandStopGrace <= 0 || c.CommandStopGrace > maxStopGrace:
 			t.Fatalf("Load(%q) accepted COMMAND_STOP_GRACE %s", env, c.CommandStopGrace)
 		}
+		if c.ServiceName != "" {
+			if _, err := ParseServicePorts(c.ServicePorts); err != nil {
+				t.Fatalf("Load(%q) accepted SERVICE_PORTS that do not parse: %v", env, err)
+			}
+			if _, err := ParsePodIP(c.PodIP); err != nil {
+				t.Fatalf("Load(%q) accepted a POD_IP that does not parse: %v", env, err)
+			}
+			if c.ServiceNamespace == "" {
+				t.Fatalf("Load(%q) left SERVICE_NAMESPACE empty", env)
+			}
+		}
 	})
 }

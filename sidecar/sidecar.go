@@ -29,6 +29,7 @@ import (
 	"github.com/leader-elector/leader-elector/labeler"
 	"github.com/leader-elector/leader-elector/leaderhttp"
 	"github.com/leader-elector/leader-elector/leasestore"
+	"github.com/leader-elector/leader-elector/serviceslice"
 	"github.com/leader-elector/leader-elector/status"
 )
 
@@ -38,6 +39,11 @@ type Deps struct {
 	Leases leasestore.Leases
 	// Pods is the pod API of that namespace. Required with LabelPodRole.
 	Pods labeler.Pods
+	// Slices, Services and Endpoints are the APIs of SERVICE_NAMESPACE;
+	// Slices and Services are required with SERVICE_NAME.
+	Slices    serviceslice.Slices
+	Services  serviceslice.Services
+	Endpoints serviceslice.Endpoints
 	// Clock is the source of time; clock.RealClock{} when nil.
 	Clock clock.WithTickerAndDelayedExecution
 	// Log receives the sidecar's log; slog.Default() when nil.
@@ -89,6 +95,7 @@ type Sidecar struct {
 	leaders     *leaderhttp.Hub  // the leader API: LEADER_HTTP_ADDRESS, /leader, /watch
 	elector     *election.Elector
 	command     *gatekeeper.Gatekeeper // nil without a command
+	slice       *serviceslice.Writer   // nil unless SERVICE_NAME
 	outputs     []Output
 	startupDone sync.Once
 	// watchStatusDir is off only in tests that run in a synctest bubble,
@@ -138,6 +145,11 @@ func New(cfg config.Config, d Deps) (*Sidecar, error) {
 		return nil, err
 	}
 	s.outputs = append(s.outputs, Output{Name: "leader API", Observe: s.leaders.Observe, Run: s.serveLeaders})
+	if cfg.ServiceName != "" {
+		if err := s.addServiceSlice(cfg, d); err != nil {
+			return nil, err
+		}
+	}
 	s.elector, err = election.New(election.Config{
 		Lock:          leasestore.New(d.Leases, cfg.Namespace, cfg.LeaseName, cfg.RetryPeriod, d.Clock, d.Log),
 		Identity:      cfg.Identity,
@@ -315,6 +327,26 @@ func (s *Sidecar) fileLost(err error) {
 	s.elector.Resign(fmt.Errorf("cannot restore the status file: %w", err))
 }
 
+// addServiceSlice adds the EndpointSlice writer of SERVICE_NAME.
+func (s *Sidecar) addServiceSlice(cfg config.Config, d Deps) error {
+	if d.Slices == nil || d.Services == nil {
+		return errors.New("sidecar: Deps.Slices and Deps.Services are required with SERVICE_NAME")
+	}
+	ports, err := config.ParseServicePorts(cfg.ServicePorts)
+	if err != nil {
+		return fmt.Errorf("SERVICE_PORTS: %w", err)
+	}
+	s.slice, err = serviceslice.New(serviceslice.Config{Slices: d.Slices, Services: d.Services, Endpoints: d.Endpoints,
+		Namespace: cfg.ServiceNamespace, Service: cfg.ServiceName, Ports: ports, PodIP: cfg.PodIP,
+		Pod: cfg.PodName, PodNamespace: cfg.Namespace, NodeName: cfg.NodeName, Identity: cfg.Identity,
+		Leading: s.leading, Clock: d.Clock, Logger: d.Log})
+	if err != nil {
+		return err
+	}
+	s.outputs = append(s.outputs, Output{Name: "service slice", Lead: s.slice.Lead, Follow: s.slice.Follow, Run: s.slice.Run})
+	return nil
+}
+
 // leading is the election's Leading, for outputs built before the elector.
 func (s *Sidecar) leading() bool { return s.elector.Leading() }
 
@@ -380,6 +412,9 @@ type Report struct {
 	Label        *labeler.Status `json:"label,omitempty"`
 	Goroutines   int             `json:"goroutines"`
 	Version      string          `json:"version"`
+
+	// Service is the EndpointSlice writer's state, with SERVICE_NAME.
+	Service *serviceslice.Status `json:"service,omitempty"`
 }
 
 func (s *Sidecar) report() Report {
@@ -394,6 +429,10 @@ func (s *Sidecar) report() Report {
 	if s.labels != nil {
 		ls := s.labels.Status()
 		r.Label = &ls
+	}
+	if s.slice != nil {
+		ss := s.slice.Status()
+		r.Service = &ss
 	}
 	return r
 }

@@ -1,0 +1,622 @@
+// Package serviceslice points a selector-less Service at the leader: the
+// leader writes one EndpointSlice of its own, naming its pod, and a leader
+// stepping down deletes it, so that the Service routes to the leader alone
+// without labels on pods.
+//
+// The rules that keep the Service from ever naming two pods:
+//   - there is one slice per Service, with a fixed name (see SliceName), and
+//     each leader updates that same object, so a new leader replaces the
+//     previous leader's endpoint in one write, also when the previous leader
+//     died without stepping down;
+//   - the slice says endpointslice.kubernetes.io/managed-by: leader-elector,
+//     so the endpointslice controllers leave it alone;
+//   - a Service with a selector is refused: the endpointslice controller
+//     routes it to the pods it selects, and this slice would add another;
+//   - every write is conditional (the resourceVersion read before it) and is
+//     sent only while this replica still leads (Config.Leading, asked right
+//     before sending); stepping down first cancels the leader's write, then
+//     deletes the slice only if it still names this pod, on the condition
+//     that it has not changed since this pod wrote it (or, if that fails,
+//     since it was read again), so a step-down never removes the next
+//     leader's endpoint.
+//
+// The leader's write is asynchronous (Lead returns at once; Run does the
+// work, retrying with back-off), so the election never waits for it.
+package serviceslice
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/utils/clock"
+
+	"github.com/leader-elector/leader-elector/election"
+	"github.com/leader-elector/leader-elector/internal/lasterr"
+)
+
+const (
+	// ManagedBy is the slice's endpointslice.kubernetes.io/managed-by label.
+	// The endpointslice controller manages only slices that say
+	// endpointslice-controller.k8s.io, and the mirroring controller only
+	// those that say endpointslicemirroring-controller.k8s.io.
+	ManagedBy = "leader-elector"
+	// HolderAnnotation holds the identity of the leader that wrote the slice.
+	HolderAnnotation = "leader-elector/holder-identity"
+	// nameSuffix makes the slice's name from the Service's. The
+	// endpointslice controller names its slices <service>-<5 random
+	// characters>, so they never collide.
+	nameSuffix = "-leader-elector"
+	// skipMirrorLabel on an Endpoints object stops the mirroring controller.
+	skipMirrorLabel = "endpointslice.kubernetes.io/skip-mirror"
+)
+
+// SliceName is the name of the EndpointSlice for Service service. A
+// Service's name is an RFC 1035 label of at most 63 characters, so the
+// result is always a valid object name (at most 253); the RBAC in deploy/
+// grants this name.
+func SliceName(service string) string { return service + nameSuffix }
+
+// Slices is what the writer needs of the EndpointSlice API of the Service's
+// namespace; client-go's discoveryv1.EndpointSliceInterface has it, and so
+// does kubeclient.EndpointSlices.
+type Slices interface {
+	Get(ctx context.Context, name string, opts metav1.GetOptions) (*discoveryv1.EndpointSlice, error)
+	Create(ctx context.Context, s *discoveryv1.EndpointSlice, opts metav1.CreateOptions) (*discoveryv1.EndpointSlice, error)
+	Update(ctx context.Context, s *discoveryv1.EndpointSlice, opts metav1.UpdateOptions) (*discoveryv1.EndpointSlice, error)
+	Delete(ctx context.Context, name string, opts metav1.DeleteOptions) error
+}
+
+// Services reads the Service; client-go's corev1.ServiceInterface has it.
+type Services interface {
+	Get(ctx context.Context, name string, opts metav1.GetOptions) (*corev1.Service, error)
+}
+
+// Endpoints reads core/v1 Endpoints; client-go's corev1.EndpointsInterface
+// has it.
+type Endpoints interface {
+	Get(ctx context.Context, name string, opts metav1.GetOptions) (*corev1.Endpoints, error)
+}
+
+// Config configures a Writer.
+type Config struct {
+	// Slices, Services and Endpoints are the APIs of the Service's
+	// namespace. Endpoints is optional: nil skips the check for an
+	// Endpoints object left by k8s-await-election.
+	Slices    Slices
+	Services  Services
+	Endpoints Endpoints
+	// Namespace and Service name the Service.
+	Namespace, Service string
+	// Ports are the endpoint's ports (config.ParseServicePorts).
+	Ports []discoveryv1.EndpointPort
+	// PodIP is the endpoint's address; its family is the slice's
+	// addressType.
+	PodIP string
+	// Pod and PodNamespace name the own pod, the endpoint's targetRef; an
+	// empty Pod writes no targetRef.
+	Pod, PodNamespace string
+	// NodeName is the endpoint's nodeName; empty: none.
+	NodeName string
+	// Identity is the election identity, written into HolderAnnotation.
+	Identity string
+	// Leading, if set, is asked right before every write of a leader term:
+	// false ends the term's work, as if leadership had ended. The sidecar
+	// passes the election's Leading, which turns false at the renew
+	// deadline.
+	Leading func() bool
+	// Clock times the back-off between retries. Default: clock.RealClock{}.
+	Clock  clock.WithTicker
+	Logger *slog.Logger
+}
+
+// Status is what the writer reports.
+type Status struct {
+	// Service is namespace/name of the Service, Slice the slice's name.
+	Service string `json:"service"`
+	Slice   string `json:"slice"`
+	// Names is true while the slice names this pod, as last written or read.
+	Names bool `json:"names_this_pod"`
+	// LastError is the latest error of a write, empty once recovered.
+	LastError string `json:"last_error,omitempty"`
+}
+
+// Writer writes and removes the slice. Run must be running for Lead to take
+// effect.
+type Writer struct {
+	cfg   Config
+	log   *slog.Logger
+	clock clock.WithTicker
+	name  string
+	ip    string // canonical
+	addr  discoveryv1.AddressType
+	ports []discoveryv1.EndpointPort
+	errs  *lasterr.Tracker
+
+	mu   sync.Mutex
+	want bool // leader: the slice should name this pod
+	gen  int  // grows with every change of want
+	done int  // the gen last written
+	// written is the slice as this pod last wrote or read it naming
+	// itself; nil when it does not, as far as this pod knows.
+	written *discoveryv1.EndpointSlice
+	// cancel ends the running leader term, termDone is closed once it has
+	// returned; both nil while none runs.
+	cancel   context.CancelFunc
+	termDone chan struct{}
+	wake     chan struct{}
+}
+
+// New returns a Writer for cfg.
+func New(cfg Config) (*Writer, error) {
+	if cfg.Slices == nil || cfg.Services == nil || cfg.Namespace == "" || cfg.Service == "" || len(cfg.Ports) == 0 {
+		return nil, errors.New("serviceslice config: Slices, Services, Namespace, Service and Ports are required")
+	}
+	ip, err := netip.ParseAddr(cfg.PodIP)
+	if err != nil {
+		return nil, fmt.Errorf("serviceslice config: pod IP %q: %w", cfg.PodIP, err)
+	}
+	ip = ip.Unmap()
+	addr := discoveryv1.AddressTypeIPv4
+	if ip.Is6() {
+		addr = discoveryv1.AddressTypeIPv6
+	}
+	// The API server's defaults, so that a slice read back compares equal.
+	ports := make([]discoveryv1.EndpointPort, len(cfg.Ports))
+	for i, p := range cfg.Ports {
+		p = *p.DeepCopy()
+		if p.Name == nil {
+			p.Name = new("")
+		}
+		if p.Protocol == nil {
+			p.Protocol = new(corev1.ProtocolTCP)
+		}
+		ports[i] = p
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	name := SliceName(cfg.Service)
+	log = log.With("service", cfg.Namespace+"/"+cfg.Service, "endpointslice", name)
+	clk := cfg.Clock
+	if clk == nil {
+		clk = clock.RealClock{}
+	}
+	return &Writer{cfg: cfg, log: log, clock: clk, name: name, ip: ip.String(), addr: addr, ports: ports,
+		errs: lasterr.New(log, "service endpoint error; election goes on", "service endpoint recovered"),
+		wake: make(chan struct{}, 1)}, nil
+}
+
+// Status reports the writer's state.
+func (w *Writer) Status() Status {
+	w.mu.Lock()
+	names := w.written != nil
+	w.mu.Unlock()
+	return Status{Service: w.cfg.Namespace + "/" + w.cfg.Service, Slice: w.name, Names: names, LastError: w.errs.Last()}
+}
+
+// Lead asks for the slice to name this pod and returns at once: Run writes
+// it, retrying until it is written or leadership ends. Its signature is
+// sidecar.Output's Lead.
+func (w *Writer) Lead(context.Context, election.State) error {
+	w.mu.Lock()
+	if !w.want {
+		w.want, w.gen = true, w.gen+1
+	}
+	w.mu.Unlock()
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// Follow ends the leader's work: it cancels a write in flight and waits for
+// it to return, then deletes the slice if it still names this pod, retrying
+// until ctx ends. Its signature is sidecar.Output's Follow.
+func (w *Writer) Follow(ctx context.Context, _ election.State) error {
+	w.mu.Lock()
+	if w.want {
+		w.want, w.gen = false, w.gen+1
+	}
+	cancel, termDone := w.cancel, w.termDone
+	w.mu.Unlock()
+	if cancel != nil {
+		cancel()
+		select {
+		case <-termDone:
+		case <-ctx.Done():
+			return fmt.Errorf("the leader's write to EndpointSlice %s/%s did not return; the next leader replaces it: %w", w.cfg.Namespace, w.name, ctx.Err())
+		}
+	}
+	backoff := newBackoff(50 * time.Millisecond)
+	for {
+		err := w.withdraw(ctx)
+		if err == nil {
+			return nil
+		}
+		if !apierrors.IsConflict(err) { // a conflict: read it again at once
+			w.errs.Note(err)
+			if !w.sleep(ctx, backoff.Step()) {
+				return fmt.Errorf("%w; the next leader replaces it", err)
+			}
+		}
+	}
+}
+
+// Run does the leader's writes until ctx ends. It first checks, once, for
+// what would make the Service name another pod: a leftover Endpoints object
+// or a selector on the Service, and logs it.
+func (w *Writer) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Go(func() { w.checkService(ctx) }) // never delays the first write
+	for {
+		w.mu.Lock()
+		want, gen, done := w.want, w.gen, w.done
+		var termCtx context.Context
+		if want && done < gen {
+			var cancel context.CancelFunc
+			termCtx, cancel = context.WithCancel(ctx)
+			w.cancel, w.termDone = cancel, make(chan struct{})
+		}
+		w.mu.Unlock()
+		if termCtx != nil {
+			w.lead(termCtx, gen)
+			w.mu.Lock()
+			w.cancel()
+			close(w.termDone)
+			w.cancel, w.termDone = nil, nil
+			w.mu.Unlock()
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-w.wake:
+		}
+	}
+}
+
+// errNotLeading stops a write whose term has ended.
+var errNotLeading = errors.New("no longer leading")
+
+// mayWrite reports, right before a write, whether the term of gen still
+// runs and this replica still leads. Follow changes gen under the same lock,
+// so a write that passes this check was sent before the step-down began.
+func (w *Writer) mayWrite(ctx context.Context, gen int) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if ctx.Err() != nil || w.gen != gen || (w.cfg.Leading != nil && !w.cfg.Leading()) {
+		return errNotLeading
+	}
+	return nil
+}
+
+// lead writes the slice for the term of gen, retrying with back-off, until
+// it is written or the term ends.
+func (w *Writer) lead(ctx context.Context, gen int) {
+	backoff := newBackoff(200 * time.Millisecond)
+	for races := 0; ; {
+		err := w.write(ctx, gen)
+		switch {
+		case err == nil:
+			w.errs.Note(nil)
+			fallthrough
+		case errors.Is(err, errNotLeading):
+			// Written, or leadership ended (Follow comes next): the term's
+			// work is over until the next Lead.
+			w.mu.Lock()
+			w.done = max(w.done, gen)
+			w.mu.Unlock()
+			return
+		case ctx.Err() != nil:
+			return
+		case races < 5 && (apierrors.IsConflict(err) || apierrors.IsNotFound(err)):
+			// Changed or deleted since it was read: read it again at once.
+			races++
+			continue
+		}
+		races = 0
+		w.errs.Note(err)
+		if !w.sleep(ctx, backoff.Step()) {
+			return
+		}
+	}
+}
+
+// write makes the slice name this pod: it creates it, or replaces the
+// previous leader's endpoint in it.
+func (w *Writer) write(ctx context.Context, gen int) error {
+	svc, err := w.service(ctx)
+	if err != nil {
+		return err
+	}
+	want := w.slice(svc)
+	// Create first: after a graceful handover the previous leader has
+	// deleted the slice, and one request less is a shorter handover.
+	if err := w.mayWrite(ctx, gen); err != nil {
+		return err
+	}
+	created, err := w.cfg.Slices.Create(ctx, want, metav1.CreateOptions{})
+	switch {
+	case err == nil:
+		w.wrote(created, "created the Service's EndpointSlice: it names this pod", "")
+		return nil
+	case !apierrors.IsAlreadyExists(err):
+		return fmt.Errorf("create EndpointSlice %s/%s: %w", w.cfg.Namespace, w.name, err)
+	}
+	cur, err := w.cfg.Slices.Get(ctx, w.name, metav1.GetOptions{})
+	if err != nil {
+		return fmt.Errorf("read EndpointSlice %s/%s: %w", w.cfg.Namespace, w.name, err)
+	}
+	if m := cur.Labels[discoveryv1.LabelManagedBy]; m != ManagedBy {
+		return fmt.Errorf("EndpointSlice %s/%s is managed by %q, not %s: refusing to take it over; delete it", w.cfg.Namespace, w.name, m, ManagedBy)
+	}
+	if cur.AddressType != want.AddressType {
+		// addressType cannot change: delete the slice, then create it.
+		if err := w.mayWrite(ctx, gen); err != nil {
+			return err
+		}
+		if err := w.delete(ctx, cur); err != nil {
+			return err
+		}
+		return w.write(ctx, gen)
+	}
+	next := cur.DeepCopy()
+	if next.Labels == nil {
+		next.Labels = map[string]string{}
+	}
+	if next.Annotations == nil {
+		next.Annotations = map[string]string{}
+	}
+	for k, v := range want.Labels {
+		next.Labels[k] = v
+	}
+	for k, v := range want.Annotations {
+		next.Annotations[k] = v
+	}
+	next.OwnerReferences, next.Endpoints, next.Ports = want.OwnerReferences, want.Endpoints, want.Ports
+	if apiequality.Semantic.DeepEqual(cur, next) {
+		w.wrote(cur, "the Service's EndpointSlice names this pod already", "")
+		return nil
+	}
+	if err := w.mayWrite(ctx, gen); err != nil {
+		return err
+	}
+	updated, err := w.cfg.Slices.Update(ctx, next, metav1.UpdateOptions{})
+	if err != nil {
+		return fmt.Errorf("update EndpointSlice %s/%s: %w", w.cfg.Namespace, w.name, err)
+	}
+	w.wrote(updated, "replaced the previous endpoint of the Service's EndpointSlice: it names this pod", cur.Annotations[HolderAnnotation])
+	return nil
+}
+
+func (w *Writer) wrote(s *discoveryv1.EndpointSlice, msg, previous string) {
+	w.mu.Lock()
+	w.written = s
+	w.mu.Unlock()
+	if previous != "" {
+		w.log.Info(msg, "previous", previous)
+	} else {
+		w.log.Info(msg)
+	}
+}
+
+// service reads the Service and refuses one the slice must not be added to.
+func (w *Writer) service(ctx context.Context) (*corev1.Service, error) {
+	svc, err := w.cfg.Services.Get(ctx, w.cfg.Service, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		return nil, fmt.Errorf("Service %s/%s does not exist: create it without a selector", w.cfg.Namespace, w.cfg.Service)
+	case err != nil:
+		return nil, fmt.Errorf("read Service %s/%s: %w", w.cfg.Namespace, w.cfg.Service, err)
+	}
+	if err := refuse(svc); err != nil {
+		return nil, err
+	}
+	return svc, nil
+}
+
+// refuse says why the slice must not be written for svc, or nil.
+func refuse(svc *corev1.Service) error {
+	switch {
+	case len(svc.Spec.Selector) > 0:
+		return fmt.Errorf("Service %s/%s has a selector (%v): the endpointslice controller routes it to the pods it selects, and this pod's EndpointSlice would add one more; not writing it. Remove the selector from the Service, or unset SERVICE_NAME",
+			svc.Namespace, svc.Name, metav1.FormatLabelSelector(&metav1.LabelSelector{MatchLabels: svc.Spec.Selector}))
+	case svc.Spec.Type == corev1.ServiceTypeExternalName:
+		return fmt.Errorf("Service %s/%s is of type ExternalName, which has no endpoints; not writing the EndpointSlice", svc.Namespace, svc.Name)
+	}
+	return nil
+}
+
+// slice is the slice that names this pod, owned by svc, so that it goes
+// when the Service goes.
+func (w *Writer) slice(svc *corev1.Service) *discoveryv1.EndpointSlice {
+	ep := discoveryv1.Endpoint{
+		Addresses: []string{w.ip},
+		Conditions: discoveryv1.EndpointConditions{
+			Ready: new(true), Serving: new(true), Terminating: new(false),
+		},
+	}
+	if w.cfg.NodeName != "" {
+		ep.NodeName = new(w.cfg.NodeName)
+	}
+	if w.cfg.Pod != "" {
+		ep.TargetRef = &corev1.ObjectReference{Kind: "Pod", Namespace: w.cfg.PodNamespace, Name: w.cfg.Pod}
+	}
+	return &discoveryv1.EndpointSlice{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:      w.name,
+			Namespace: w.cfg.Namespace,
+			Labels: map[string]string{
+				discoveryv1.LabelServiceName: w.cfg.Service,
+				discoveryv1.LabelManagedBy:   ManagedBy,
+			},
+			Annotations: map[string]string{HolderAnnotation: w.cfg.Identity},
+			// No blockOwnerDeletion: setting it needs the right to update
+			// the Service's finalizers.
+			OwnerReferences: []metav1.OwnerReference{{APIVersion: "v1", Kind: "Service", Name: svc.Name, UID: svc.UID, Controller: new(true)}},
+		},
+		AddressType: w.addr,
+		Endpoints:   []discoveryv1.Endpoint{ep},
+		Ports:       slices.Clone(w.ports),
+	}
+}
+
+// namesThisPod reports whether s is this writer's slice and names this pod.
+func (w *Writer) namesThisPod(s *discoveryv1.EndpointSlice) bool {
+	if s.Labels[discoveryv1.LabelManagedBy] != ManagedBy {
+		return false
+	}
+	for _, ep := range s.Endpoints {
+		if slices.Contains(ep.Addresses, w.ip) && (ep.TargetRef == nil || w.cfg.Pod == "" || ep.TargetRef.Name == w.cfg.Pod) {
+			return true
+		}
+	}
+	return false
+}
+
+// withdraw deletes the slice if it names this pod.
+func (w *Writer) withdraw(ctx context.Context) error {
+	w.mu.Lock()
+	last := w.written
+	w.mu.Unlock()
+	if last != nil {
+		// Delete the slice as this pod wrote it, without reading it first:
+		// the precondition fails if anyone changed it since.
+		err := w.cfg.Slices.Delete(ctx, last.Name, metav1.DeleteOptions{
+			Preconditions: &metav1.Preconditions{UID: &last.UID, ResourceVersion: &last.ResourceVersion},
+		})
+		switch {
+		case err == nil:
+			w.deleted()
+			return nil
+		case apierrors.IsConflict(err) || apierrors.IsNotFound(err):
+			w.withdrawn() // changed or gone: read it, below
+		default:
+			return fmt.Errorf("delete EndpointSlice %s/%s: %w", w.cfg.Namespace, last.Name, err)
+		}
+	}
+	cur, err := w.cfg.Slices.Get(ctx, w.name, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		w.withdrawn()
+		return nil
+	case err != nil:
+		return fmt.Errorf("read EndpointSlice %s/%s to remove this pod: %w", w.cfg.Namespace, w.name, err)
+	}
+	if !w.namesThisPod(cur) {
+		w.withdrawn()
+		w.log.Info("the Service's EndpointSlice names another pod already; left alone", "holder", cur.Annotations[HolderAnnotation])
+		return nil
+	}
+	if err := w.delete(ctx, cur); err != nil {
+		return err
+	}
+	w.deleted()
+	return nil
+}
+
+func (w *Writer) deleted() {
+	w.withdrawn()
+	w.errs.Note(nil)
+	w.log.Info("deleted the Service's EndpointSlice: the Service has no endpoint until the next leader writes its own")
+}
+
+func (w *Writer) withdrawn() {
+	w.mu.Lock()
+	w.written = nil
+	w.mu.Unlock()
+}
+
+// delete deletes s on the condition that it has not changed since it was
+// read. A conflict is returned as such, for the caller to read it again.
+func (w *Writer) delete(ctx context.Context, s *discoveryv1.EndpointSlice) error {
+	err := w.cfg.Slices.Delete(ctx, s.Name, metav1.DeleteOptions{
+		Preconditions: &metav1.Preconditions{UID: &s.UID, ResourceVersion: &s.ResourceVersion},
+	})
+	if err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("delete EndpointSlice %s/%s: %w", w.cfg.Namespace, s.Name, err)
+	}
+	return nil
+}
+
+// checkService looks once for what would make the Service name a pod other
+// than the leader, and logs it: a selector (then no slice is written, see
+// refuse), or an Endpoints object of the Service's name without the
+// skip-mirror label, such as the one k8s-await-election wrote: the
+// endpointslice mirroring controller mirrors it into a slice of its own,
+// which keeps routing to that old leader.
+func (w *Writer) checkService(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	svc, err := w.cfg.Services.Get(ctx, w.cfg.Service, metav1.GetOptions{})
+	if err != nil {
+		svc = nil // some clients return an empty object with an error
+	}
+	switch {
+	case apierrors.IsNotFound(err):
+		w.log.Warn("the Service does not exist (yet); the leader writes its EndpointSlice once it does. Create it without a selector")
+	case err != nil:
+		w.log.Warn("cannot read the Service to check it", "err", err)
+	default:
+		if err := refuse(svc); err != nil {
+			w.log.Error("the Service cannot be routed by this sidecar", "err", err)
+		}
+	}
+	if w.cfg.Endpoints == nil {
+		return
+	}
+	eps, err := w.cfg.Endpoints.Get(ctx, w.cfg.Service, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+	case err != nil:
+		w.log.Warn("cannot check for a leftover Endpoints object of the Service", "err", err)
+	case eps.Labels[skipMirrorLabel] == "true":
+	case svc != nil && len(svc.Spec.Selector) > 0:
+		// The endpoints controller's own, not mirrored for such a Service.
+	default:
+		w.log.Warn("an Endpoints object of the Service's name exists, perhaps left by k8s-await-election: the endpointslice mirroring controller mirrors it into another EndpointSlice, so the Service also routes to the addresses it lists. Delete it: kubectl delete endpoints -n "+w.cfg.Namespace+" "+w.cfg.Service,
+			"endpoints", w.cfg.Namespace+"/"+eps.Name, "addresses", addresses(eps))
+	}
+}
+
+// addresses lists the IPs of an Endpoints object.
+func addresses(eps *corev1.Endpoints) []string {
+	var out []string
+	for _, s := range eps.Subsets {
+		for _, a := range s.Addresses {
+			out = append(out, a.IP)
+		}
+	}
+	return out
+}
+
+func newBackoff(first time.Duration) wait.Backoff {
+	return wait.Backoff{Duration: first, Factor: 2, Jitter: 0.2, Steps: 1 << 30, Cap: 10 * time.Second}
+}
+
+// sleep waits d on the clock; false if ctx ended.
+func (w *Writer) sleep(ctx context.Context, d time.Duration) bool {
+	t := w.clock.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C():
+		return true
+	}
+}
