@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"reflect"
 	"strconv"
@@ -32,7 +33,7 @@ type Config struct {
 	Identity      string        `env:"IDENTITY" desc:"holder identity written to the Lease and the status file; default: the hostname (the pod name)"`
 	StatusFile    string        `env:"STATUS_FILE" desc:"file the leader writes its identity to (a symbolic link is refused); if it is an existing directory, the file is leader_status inside it"`
 	StatusDir     string        `env:"STATUS_DIR" desc:"the original project's name for STATUS_FILE"`
-	HealthPort    int           `env:"HEALTH_PORT" default:"8080" desc:"port of /healthz, /livez, /readyz and /status (decimal)"`
+	HealthPort    int           `env:"HEALTH_PORT" default:"8080" desc:"port of /healthz, /livez, /readyz, /status and, unless METRICS_ADDRESS is set, /metrics (decimal)"`
 	LabelPodRole  bool          `env:"LABEL_POD_ROLE" default:"false" desc:"label the own pod role=leader or role=follower (needs POD_NAME)"`
 	PodName       string        `env:"POD_NAME" desc:"own pod name, from the Downward API; required with LABEL_POD_ROLE"`
 	PodIP         string        `env:"POD_IP" desc:"own pod IP, from the Downward API; shown in /status"`
@@ -44,6 +45,7 @@ type Config struct {
 	Kubeconfig    string        `env:"KUBECONFIG" desc:"kubeconfig to use outside a cluster; empty: in-cluster config"`
 	LogLevel      string        `env:"LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
 	LogFormat     string        `env:"LOG_FORMAT" default:"text" desc:"text or json"`
+	MetricsAddr   string        `env:"METRICS_ADDRESS" desc:"host:port of a listener of its own for /metrics, such as :9090; empty: /metrics is on HEALTH_PORT"`
 }
 
 // descSuffix completes help text that comes from other packages, so that
@@ -239,6 +241,14 @@ func (c *Config) resolve(lookup func(string) (string, bool), src Sources) []erro
 
 	if c.HealthPort < 1 || c.HealthPort > 65535 {
 		bad("HEALTH_PORT", c.HealthPort, "must be a port number from 1 to 65535")
+	}
+
+	if c.MetricsAddr != "" {
+		if _, port, err := net.SplitHostPort(c.MetricsAddr); err != nil {
+			bad("METRICS_ADDRESS", c.MetricsAddr, "must be host:port such as :9090 or 127.0.0.1:9090, or empty for HEALTH_PORT")
+		} else if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+			bad("METRICS_ADDRESS", c.MetricsAddr, "must end in a port number from 1 to 65535, such as :9090")
+		}
 	}
 
 	if c.LabelPodRole && c.PodName == "" {

@@ -170,6 +170,36 @@ func TestLoadRejectsBadInput(t *testing.T) {
 			want: []string{`HEALTH_PORT="99999999999999999999"`, "is out of range"},
 		},
 		{
+			name: "METRICS_ADDRESS without a port",
+			env:  map[string]string{"METRICS_ADDRESS": "127.0.0.1"},
+			want: []string{`METRICS_ADDRESS="127.0.0.1"`, "must be host:port such as :9090"},
+		},
+		{
+			name: "METRICS_ADDRESS a bare port",
+			env:  map[string]string{"METRICS_ADDRESS": "9090"},
+			want: []string{`METRICS_ADDRESS="9090"`, "must be host:port such as :9090"},
+		},
+		{
+			name: "METRICS_ADDRESS a URL",
+			env:  map[string]string{"METRICS_ADDRESS": "http://0.0.0.0:9090"},
+			want: []string{`METRICS_ADDRESS="http://0.0.0.0:9090"`, "must be host:port"},
+		},
+		{
+			name: "METRICS_ADDRESS port zero",
+			env:  map[string]string{"METRICS_ADDRESS": ":0"},
+			want: []string{`METRICS_ADDRESS=":0"`, "must end in a port number from 1 to 65535"},
+		},
+		{
+			name: "METRICS_ADDRESS port too big",
+			env:  map[string]string{"METRICS_ADDRESS": "localhost:65536"},
+			want: []string{`METRICS_ADDRESS="localhost:65536"`, "must end in a port number from 1 to 65535"},
+		},
+		{
+			name: "METRICS_ADDRESS port by name",
+			env:  map[string]string{"METRICS_ADDRESS": ":http"},
+			want: []string{`METRICS_ADDRESS=":http"`, "must end in a port number from 1 to 65535"},
+		},
+		{
 			name: "LABEL_POD_ROLE not a bool",
 			env:  map[string]string{"LABEL_POD_ROLE": "yes please"},
 			want: []string{`LABEL_POD_ROLE="yes please"`, "must be true or false"},
@@ -556,6 +586,21 @@ func TestLoadAcceptsValidInput(t *testing.T) {
 			check: wantField("HealthPort", func(c Config) any { return c.HealthPort }, 10),
 		},
 		{
+			name:  "METRICS_ADDRESS on all interfaces",
+			env:   map[string]string{"METRICS_ADDRESS": ":9090"},
+			check: wantField("MetricsAddr", func(c Config) any { return c.MetricsAddr }, ":9090"),
+		},
+		{
+			name:  "METRICS_ADDRESS on IPv6 loopback",
+			env:   map[string]string{"METRICS_ADDRESS": "[::1]:9090"},
+			check: wantField("MetricsAddr", func(c Config) any { return c.MetricsAddr }, "[::1]:9090"),
+		},
+		{
+			name:  "METRICS_ADDRESS empty is the health port",
+			env:   map[string]string{"METRICS_ADDRESS": ""},
+			check: wantField("MetricsAddr", func(c Config) any { return c.MetricsAddr }, ""),
+		},
+		{
 			name:  "LABEL_POD_ROLE with POD_NAME",
 			env:   map[string]string{"LABEL_POD_ROLE": "true", "POD_NAME": "pod-0"},
 			check: wantField("LabelPodRole", func(c Config) any { return c.LabelPodRole }, true),
@@ -645,6 +690,7 @@ func TestUsageListsEveryVariable(t *testing.T) {
 		"LEASE_NAME", "NAMESPACE", "POD_NAMESPACE", "IDENTITY", "STATUS_FILE", "STATUS_DIR",
 		"HEALTH_PORT", "LABEL_POD_ROLE", "POD_NAME", "POD_IP", "ROLE_LABEL_KEY", "PEER_SELECTOR",
 		"LEASE_DURATION", "RENEW_DEADLINE", "RETRY_PERIOD", "KUBECONFIG", "LOG_LEVEL", "LOG_FORMAT",
+		"METRICS_ADDRESS",
 	}
 	if !slices.Equal(names, wantNames) {
 		t.Errorf("Variables() names = %v, want %v", names, wantNames)

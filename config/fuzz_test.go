@@ -1,7 +1,9 @@
 package config
 
 import (
+	"net"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -14,19 +16,19 @@ import (
 // rules. The seed corpus is in testdata/fuzz/FuzzLoad.
 func FuzzLoad(f *testing.F) {
 	vars := Variables()
-	if len(vars) != 18 {
-		f.Fatalf("Config has %d variables; FuzzLoad takes 18: update it and its corpus", len(vars))
+	if len(vars) != 19 {
+		f.Fatalf("Config has %d variables; FuzzLoad takes 19: update it and its corpus", len(vars))
 	}
 	src := Sources{
 		Hostname:      func() (string, error) { return "pod-0", nil },
 		NamespaceFile: filepath.Join(f.TempDir(), "no-namespace-file"),
 	}
-	f.Add(uint32(1<<18-1)&^0b11, "my-lease", "default", "", "", "", "", "", "", "", "", "", "", "", "", "", "", "", "")
+	f.Add(uint32(1<<19-1)&^0b11, "my-lease", "default", "", "", "", "", "", "", "", "", "", "", "", "", "", "", "", "", "")
 	f.Fuzz(func(t *testing.T, unset uint32,
 		leaseName, namespace, podNamespace, identity, statusFile, statusDir, healthPort, labelPodRole, podName,
-		podIP, roleLabelKey, peerSelector, leaseDuration, renewDeadline, retryPeriod, kubeconfig, logLevel, logFormat string) {
+		podIP, roleLabelKey, peerSelector, leaseDuration, renewDeadline, retryPeriod, kubeconfig, logLevel, logFormat, metricsAddress string) {
 		values := []string{leaseName, namespace, podNamespace, identity, statusFile, statusDir, healthPort, labelPodRole, podName,
-			podIP, roleLabelKey, peerSelector, leaseDuration, renewDeadline, retryPeriod, kubeconfig, logLevel, logFormat}
+			podIP, roleLabelKey, peerSelector, leaseDuration, renewDeadline, retryPeriod, kubeconfig, logLevel, logFormat, metricsAddress}
 		env := map[string]string{}
 		for i, v := range vars {
 			if unset&(1<<i) == 0 {
@@ -56,6 +58,15 @@ func FuzzLoad(f *testing.F) {
 			t.Fatalf("Load(%q) accepted timings that break a rule: %v", env, timings.Validate())
 		case c.LabelPodRole && c.PodName == "":
 			t.Fatalf("Load(%q) accepted LABEL_POD_ROLE without POD_NAME", env)
+		case c.MetricsAddr != "" && !validAddress(c.MetricsAddr):
+			t.Fatalf("Load(%q) accepted METRICS_ADDRESS %q", env, c.MetricsAddr)
 		}
 	})
+}
+
+// validAddress reports whether addr is host:port with a port from 1 to 65535.
+func validAddress(addr string) bool {
+	_, port, err := net.SplitHostPort(addr)
+	n, perr := strconv.Atoi(port)
+	return err == nil && perr == nil && n >= 1 && n <= 65535
 }
