@@ -100,6 +100,9 @@ func Serve(ln net.Listener, h http.Handler, log *slog.Logger) *Server {
 	}}
 }
 
+// Close releases the listener of a server that is not going to Serve.
+func (s *Server) Close() error { return s.ln.Close() }
+
 // Addr is the address the server listens on.
 func (s *Server) Addr() net.Addr { return s.ln.Addr() }
 

@@ -27,6 +27,7 @@ import (
 	"github.com/leader-elector/leader-elector/internal/lasterr"
 	"github.com/leader-elector/leader-elector/labeler"
 	"github.com/leader-elector/leader-elector/leasestore"
+	"github.com/leader-elector/leader-elector/metrics"
 	"github.com/leader-elector/leader-elector/status"
 )
 
@@ -43,6 +44,9 @@ type Deps struct {
 	// Health is where the health endpoints are served; nil: Run listens on
 	// the configured HEALTH_PORT.
 	Health net.Listener
+	// Metrics is where /metrics is served if METRICS_ADDRESS is set; nil:
+	// Run listens on that address.
+	Metrics net.Listener
 	// Version is shown in the log and in /status.
 	Version string
 }
@@ -77,6 +81,7 @@ type Sidecar struct {
 	file    *status.File
 	fileErr *lasterr.Tracker // the status file's latest error, logged once
 	labels  *labeler.Labeler // nil unless LabelPodRole
+	metrics *metrics.Metrics
 	elector *election.Elector
 	outputs []Output
 	// watchStatusDir is off only in tests that run in a synctest bubble,
@@ -100,14 +105,19 @@ func New(cfg config.Config, d Deps) (*Sidecar, error) {
 		return nil, err
 	}
 	s := &Sidecar{cfg: cfg, deps: d, log: d.Log, clk: d.Clock, file: status.New(path, d.Log), watchStatusDir: true}
-	s.fileErr = lasterr.New(d.Log, "status file error", "status file recovered")
+	if d, err = s.instrument(d); err != nil {
+		return nil, err
+	}
+	s.fileErr = lasterr.New(d.Log, "status file error", "status file recovered").OnError(s.metrics.StatusFileError)
 	s.outputs = append(s.outputs, Output{Name: "status file", Lead: s.publish, Follow: s.withdraw})
+	// Right after the file: the handover ends when the file is published.
+	s.outputs = append(s.outputs, Output{Name: "metrics", Lead: s.metrics.Lead, Observe: s.metrics.Observe})
 	if cfg.LabelPodRole {
 		if d.Pods == nil {
 			return nil, errors.New("sidecar: Deps.Pods is required with LABEL_POD_ROLE=true")
 		}
 		s.labels, err = labeler.New(labeler.Config{Pods: d.Pods, Pod: cfg.PodName, Key: cfg.RoleLabelKey,
-			PeerSelector: cfg.PeerSelector, Clock: d.Clock, Leading: s.leading, Logger: d.Log})
+			PeerSelector: cfg.PeerSelector, Clock: d.Clock, Leading: s.leading, OnError: s.metrics.LabelError, Logger: d.Log})
 		if err != nil {
 			return nil, err
 		}
@@ -136,11 +146,21 @@ func (s *Sidecar) Run(ctx context.Context) error {
 	if err := s.file.RemoveStale(); err != nil {
 		return err
 	}
-	srv, err := s.serveHealth()
+	msrv, err := s.serveMetrics()
 	if err != nil {
 		return err
 	}
+	srv, err := s.serveHealth()
+	if err != nil {
+		if msrv != nil {
+			_ = msrv.Close()
+		}
+		return err
+	}
 	helpers := append([]Output{{Name: "health server", Run: srv.Serve}}, s.outputs...)
+	if msrv != nil {
+		helpers = append(helpers, Output{Name: "metrics server", Run: msrv.Serve})
+	}
 	// Watch the status file's directory before anything can be published. A
 	// directory that cannot be watched is no reason to stop: the first write
 	// then fails and the replica does not lead.
@@ -192,9 +212,9 @@ func (s *Sidecar) runHelper(ctx context.Context, o Output, endElection context.C
 	return err
 }
 
-// handler serves the probes and /status.
+// handler serves the probes, /status and, unless on its own listener, /metrics.
 func (s *Sidecar) handler() http.Handler {
-	return health.Handler(health.Checks{Live: s.live, Ready: s.ready, Status: func() any { return s.report() }})
+	return health.Handler(health.Checks{Live: s.live, Ready: s.ready, Status: func() any { return s.report() }, Extra: s.metricsOnHealth()})
 }
 
 func (s *Sidecar) serveHealth() (*health.Server, error) {
