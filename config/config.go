@@ -32,7 +32,7 @@ type Config struct {
 	Identity      string        `env:"IDENTITY" desc:"holder identity written to the Lease and the status file; default: the hostname (the pod name)"`
 	StatusFile    string        `env:"STATUS_FILE" desc:"file the leader writes its identity to (a symbolic link is refused); if it is an existing directory, the file is leader_status inside it"`
 	StatusDir     string        `env:"STATUS_DIR" desc:"the original project's name for STATUS_FILE"`
-	HealthPort    int           `env:"HEALTH_PORT" default:"8080" desc:"port of /healthz, /livez, /readyz and /status (decimal)"`
+	HealthPort    int           `env:"HEALTH_PORT" default:"8080" desc:"port of /healthz, /livez, /readyz, /status and, unless METRICS_ADDRESS is set, /metrics (decimal)"`
 	ProbeAddress  string        `env:"PROBE_ADDRESS" desc:"host:port of those endpoints instead of :HEALTH_PORT, such as 0.0.0.0:4041 or 127.0.0.1:8080 (nais/elector's --probe-address)"`
 	LabelPodRole  bool          `env:"LABEL_POD_ROLE" default:"false" desc:"label the own pod role=leader or role=follower (needs POD_NAME)"`
 	PodName       string        `env:"POD_NAME" desc:"own pod name, from the Downward API; required with LABEL_POD_ROLE"`
@@ -59,6 +59,7 @@ type Config struct {
 	ServiceNamespace string `env:"SERVICE_NAMESPACE" desc:"namespace of SERVICE_NAME; default: the Lease's namespace"`
 	ServicePorts     string `env:"SERVICE_PORTS" desc:"the endpoint's ports with SERVICE_NAME, as a JSON list of {name, port, protocol, appProtocol} (core/v1 EndpointPort), such as [{\"name\":\"http\",\"port\":8080}]; required with SERVICE_NAME"`
 	NodeName         string `env:"NODE_NAME" desc:"own node name, from the Downward API (fieldRef spec.nodeName); the endpoint's nodeName"`
+	MetricsAddr      string `env:"METRICS_ADDRESS" desc:"host:port of a listener of its own for /metrics, such as :9090; empty: /metrics is on HEALTH_PORT"`
 }
 
 // descSuffix completes help text that comes from other packages, so that
@@ -315,7 +316,7 @@ func (c *Config) resolve(lookup func(string) (string, bool), src Sources) []erro
 // listenAddresses are the optional listen addresses other than
 // PROBE_ADDRESS, by variable; each follows addressRule.
 func (c Config) listenAddresses() map[string]string {
-	return map[string]string{"LEADER_HTTP_ADDRESS": c.LeaderHTTPAddress, "STATUS_ENDPOINT": c.StatusEndpoint}
+	return map[string]string{"LEADER_HTTP_ADDRESS": c.LeaderHTTPAddress, "STATUS_ENDPOINT": c.StatusEndpoint, "METRICS_ADDRESS": c.MetricsAddr}
 }
 
 // HealthAddress is where the health endpoints listen: PROBE_ADDRESS, else

@@ -257,6 +257,36 @@ func TestLoadRejectsBadInput(t *testing.T) {
 			want: []string{`HEALTH_PORT="99999999999999999999"`, "is out of range"},
 		},
 		{
+			name: "METRICS_ADDRESS without a port",
+			env:  map[string]string{"METRICS_ADDRESS": "127.0.0.1"},
+			want: []string{`METRICS_ADDRESS="127.0.0.1"`, "must be host:port,"},
+		},
+		{
+			name: "METRICS_ADDRESS a bare port",
+			env:  map[string]string{"METRICS_ADDRESS": "9090"},
+			want: []string{`METRICS_ADDRESS="9090"`, "must be host:port,"},
+		},
+		{
+			name: "METRICS_ADDRESS a URL",
+			env:  map[string]string{"METRICS_ADDRESS": "http://0.0.0.0:9090"},
+			want: []string{`METRICS_ADDRESS="http://0.0.0.0:9090"`, "must be host:port"},
+		},
+		{
+			name: "METRICS_ADDRESS port zero",
+			env:  map[string]string{"METRICS_ADDRESS": ":0"},
+			want: []string{`METRICS_ADDRESS=":0"`, "with a port from 1 to 65535"},
+		},
+		{
+			name: "METRICS_ADDRESS port too big",
+			env:  map[string]string{"METRICS_ADDRESS": "localhost:65536"},
+			want: []string{`METRICS_ADDRESS="localhost:65536"`, "with a port from 1 to 65535"},
+		},
+		{
+			name: "METRICS_ADDRESS port by name",
+			env:  map[string]string{"METRICS_ADDRESS": ":http"},
+			want: []string{`METRICS_ADDRESS=":http"`, "with a port from 1 to 65535"},
+		},
+		{
 			name: "LABEL_POD_ROLE not a bool",
 			env:  map[string]string{"LABEL_POD_ROLE": "yes please"},
 			want: []string{`LABEL_POD_ROLE="yes please"`, "must be true or false"},
@@ -680,6 +710,21 @@ func TestLoadAcceptsValidInput(t *testing.T) {
 			check: wantField("HealthAddress", func(c Config) any { return c.HealthAddress() }, ":9000"),
 		},
 		{
+			name:  "METRICS_ADDRESS on all interfaces",
+			env:   map[string]string{"METRICS_ADDRESS": ":9090"},
+			check: wantField("MetricsAddr", func(c Config) any { return c.MetricsAddr }, ":9090"),
+		},
+		{
+			name:  "METRICS_ADDRESS on IPv6 loopback",
+			env:   map[string]string{"METRICS_ADDRESS": "[::1]:9090"},
+			check: wantField("MetricsAddr", func(c Config) any { return c.MetricsAddr }, "[::1]:9090"),
+		},
+		{
+			name:  "METRICS_ADDRESS empty is the health port",
+			env:   map[string]string{"METRICS_ADDRESS": ""},
+			check: wantField("MetricsAddr", func(c Config) any { return c.MetricsAddr }, ""),
+		},
+		{
 			name:  "LABEL_POD_ROLE with POD_NAME",
 			env:   map[string]string{"LABEL_POD_ROLE": "true", "POD_NAME": "pod-0"},
 			check: wantField("LabelPodRole", func(c Config) any { return c.LabelPodRole }, true),
@@ -787,6 +832,7 @@ func TestUsageListsEveryVariable(t *testing.T) {
 		"LEADER_HTTP_ADDRESS",
 		"STATUS_ENDPOINT", "COMMAND_STOP_GRACE",
 		"SERVICE_NAME", "SERVICE_NAMESPACE", "SERVICE_PORTS", "NODE_NAME",
+		"METRICS_ADDRESS",
 	}
 	if !slices.Equal(names, wantNames) {
 		t.Errorf("Variables() names = %v, want %v", names, wantNames)

@@ -59,6 +59,8 @@ func FuzzLoad(f *testing.F) {
 			t.Fatalf("Load(%q) accepted timings that break a rule: %v", env, timings.Validate())
 		case c.LabelPodRole && c.PodName == "":
 			t.Fatalf("Load(%q) accepted LABEL_POD_ROLE without POD_NAME", env)
+		case c.MetricsAddr != "" && addressRule(c.MetricsAddr) != "":
+			t.Fatalf("Load(%q) accepted METRICS_ADDRESS %q", env, c.MetricsAddr)
 		case c.LeaderHTTPAddress != "" && addressRule(c.LeaderHTTPAddress) != "":
 			t.Fatalf("Load(%q) accepted LEADER_HTTP_ADDRESS %q", env, c.LeaderHTTPAddress)
 		case c.StatusEndpoint != "" && addressRule(c.StatusEndpoint) != "":

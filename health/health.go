@@ -1,6 +1,7 @@
 // Package health serves the sidecar's probes and status over HTTP: /healthz
 // and /livez (the process and its election loop run), /readyz (it can do its
-// job) and /status (a JSON report).
+// job) and /status (a JSON report), and any extra endpoint the caller mounts
+// beside them, such as /metrics.
 package health
 
 import (
@@ -22,6 +23,10 @@ type Checks struct {
 	Ready func() error
 	// Status returns the value /status encodes as JSON.
 	Status func() any
+	// Extra are more endpoints on the same listener, by http.ServeMux
+	// pattern, such as "GET /metrics". A pattern that conflicts with the
+	// probes' panics, as ServeMux.Handle does.
+	Extra map[string]http.Handler
 }
 
 // Handler returns the endpoints for c.
@@ -45,6 +50,9 @@ func Handler(c Checks) http.Handler {
 		w.Header().Set("Cache-Control", "no-store")
 		_, _ = w.Write(append(b, '\n')) // an error means the client went away
 	})
+	for pattern, h := range c.Extra {
+		mux.Handle(pattern, h)
+	}
 	return mux
 }
 
@@ -91,6 +99,9 @@ func Serve(ln net.Listener, h http.Handler, log *slog.Logger) *Server {
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}}
 }
+
+// Close releases the listener of a server that is not going to Serve.
+func (s *Server) Close() error { return s.ln.Close() }
 
 // Addr is the address the server listens on.
 func (s *Server) Addr() net.Addr { return s.ln.Addr() }

@@ -23,6 +23,10 @@ func TestHandler(t *testing.T) {
 	report := func() any {
 		return map[string]any{"leader": "pod-0", "leading": true, "transitions": 3}
 	}
+	extra := map[string]http.Handler{"GET /metrics": http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+		_, _ = io.WriteString(w, "metrics\n")
+	})}
 
 	tests := []struct {
 		name       string
@@ -56,6 +60,9 @@ func TestHandler(t *testing.T) {
 		{name: "POST readyz", method: http.MethodPost, path: "/readyz", wantCode: 405},
 		{name: "PUT status", method: http.MethodPut, path: "/status", wantCode: 405},
 		{name: "unknown path", method: http.MethodGet, path: "/metrics", wantCode: 404},
+		{name: "extra endpoint", checks: Checks{Extra: extra}, method: http.MethodGet, path: "/metrics", wantCode: 200, wantBody: "metrics\n", wantType: "text/plain"},
+		{name: "extra endpoint keeps its method", checks: Checks{Extra: extra}, method: http.MethodPost, path: "/metrics", wantCode: 405},
+		{name: "probes beside an extra endpoint", checks: Checks{Live: failing, Extra: extra}, method: http.MethodGet, path: "/livez", wantCode: 503, wantBody: "not ok: election loop stalled\n"},
 		{name: "root", method: http.MethodGet, path: "/", wantCode: 404},
 		{name: "subpath", method: http.MethodGet, path: "/healthz/extra", wantCode: 404},
 	}

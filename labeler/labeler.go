@@ -76,6 +76,9 @@ type Config struct {
 	// election's Leading, which turns false at the renew deadline, so a pod
 	// frozen past it acts on no label when it resumes.
 	Leading func() bool
+	// OnError, if set, is called with every failed label write or pass,
+	// for a counter.
+	OnError func(error)
 	Logger  *slog.Logger
 }
 
@@ -151,7 +154,7 @@ func New(cfg Config) (*Labeler, error) {
 		clk = clock.RealClock{}
 	}
 	l := &Labeler{cfg: cfg, log: log, clock: clk,
-		errs:      lasterr.New(log, "role label error; election goes on", "role label recovered"),
+		errs:      lasterr.New(log, "role label error; election goes on", "role label recovered").OnError(cfg.OnError),
 		watchErrs: lasterr.New(log, "cannot watch the peer pods; their labels are not repaired meanwhile", "watching the peer pods again"),
 		want:      Follower, gen: 1, done: make(chan struct{}), wake: make(chan struct{}, 1), peers: peers}
 	l.status.Want = Follower

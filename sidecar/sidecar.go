@@ -29,6 +29,7 @@ import (
 	"github.com/leader-elector/leader-elector/labeler"
 	"github.com/leader-elector/leader-elector/leaderhttp"
 	"github.com/leader-elector/leader-elector/leasestore"
+	"github.com/leader-elector/leader-elector/metrics"
 	"github.com/leader-elector/leader-elector/serviceslice"
 	"github.com/leader-elector/leader-elector/status"
 )
@@ -51,6 +52,9 @@ type Deps struct {
 	// Health is where the health endpoints are served; nil: Run listens on
 	// the configured HEALTH_PORT.
 	Health net.Listener
+	// Metrics is where /metrics is served if METRICS_ADDRESS is set; nil:
+	// Run listens on that address.
+	Metrics net.Listener
 	// Version is shown in the log and in /status.
 	Version string
 	// StartupDone, when set, is called once, in a goroutine of its own, at
@@ -96,6 +100,7 @@ type Sidecar struct {
 	elector     *election.Elector
 	command     *gatekeeper.Gatekeeper // nil without a command
 	slice       *serviceslice.Writer   // nil unless SERVICE_NAME
+	metrics     *metrics.Metrics
 	outputs     []Output
 	startupDone sync.Once
 	// watchStatusDir is off only in tests that run in a synctest bubble,
@@ -119,8 +124,13 @@ func New(cfg config.Config, d Deps) (*Sidecar, error) {
 		return nil, err
 	}
 	s := &Sidecar{cfg: cfg, deps: d, log: d.Log, clk: d.Clock, file: status.New(path, d.Log), watchStatusDir: true}
-	s.fileErr = lasterr.New(d.Log, "status file error", "status file recovered")
+	if d, err = s.instrument(d); err != nil {
+		return nil, err
+	}
+	s.fileErr = lasterr.New(d.Log, "status file error", "status file recovered").OnError(s.metrics.StatusFileError)
 	s.outputs = append(s.outputs, Output{Name: "status file", Lead: s.publish, Follow: s.withdraw})
+	// Right after the file: the handover ends when the file is published.
+	s.outputs = append(s.outputs, Output{Name: "metrics", Lead: s.metrics.Lead, Observe: s.metrics.Observe})
 	if len(cfg.Command) > 0 { // after the file: it exists once the command starts
 		if err := s.addCommand(); err != nil {
 			return nil, err
@@ -134,7 +144,7 @@ func New(cfg config.Config, d Deps) (*Sidecar, error) {
 			return nil, errors.New("sidecar: Deps.Pods is required with LABEL_POD_ROLE=true")
 		}
 		s.labels, err = labeler.New(labeler.Config{Pods: d.Pods, Pod: cfg.PodName, Key: cfg.RoleLabelKey,
-			PeerSelector: cfg.PeerSelector, Clock: d.Clock, Leading: s.leading, Logger: d.Log})
+			PeerSelector: cfg.PeerSelector, Clock: d.Clock, Leading: s.leading, OnError: s.metrics.LabelError, Logger: d.Log})
 		if err != nil {
 			return nil, err
 		}
@@ -173,11 +183,21 @@ func (s *Sidecar) Run(ctx context.Context) error {
 	if err := s.file.RemoveStale(); err != nil {
 		return err
 	}
-	srv, err := s.serveHealth()
+	msrv, err := s.serveMetrics()
 	if err != nil {
 		return err
 	}
+	srv, err := s.serveHealth()
+	if err != nil {
+		if msrv != nil {
+			_ = msrv.Close()
+		}
+		return err
+	}
 	helpers := append([]Output{{Name: "health server", Run: srv.Serve}}, s.outputs...)
+	if msrv != nil {
+		helpers = append(helpers, Output{Name: "metrics server", Run: msrv.Serve})
+	}
 	// Watch the status file's directory before anything can be published. A
 	// directory that cannot be watched is no reason to stop: the first write
 	// then fails and the replica does not lead.
@@ -232,7 +252,8 @@ func (s *Sidecar) runHelper(ctx context.Context, o Output, endElection context.C
 // handler serves the probes, /status, and the leader API's /leader and /watch.
 func (s *Sidecar) handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("/", health.Handler(health.Checks{Live: s.live, Ready: s.ready, Status: func() any { return s.report() }}))
+	mux.Handle("/", health.Handler(health.Checks{Live: s.live, Ready: s.ready, Status: func() any { return s.report() },
+		Extra: s.metricsOnHealth()}))
 	mux.Handle("GET /leader", s.leaders.Handler())
 	mux.Handle("GET /watch", s.leaders.Handler())
 	return mux

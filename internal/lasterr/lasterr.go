@@ -12,6 +12,7 @@ import (
 type Tracker struct {
 	log        *slog.Logger
 	errMsg, ok string
+	onError    func(error)
 
 	mu   sync.Mutex
 	last string
@@ -23,12 +24,22 @@ func New(log *slog.Logger, errMsg, okMsg string) *Tracker {
 	return &Tracker{log: log, errMsg: errMsg, ok: okMsg}
 }
 
+// OnError makes Note call f with every error, repeated ones too, as a
+// counter needs. Call it before the first Note. It returns t.
+func (t *Tracker) OnError(f func(error)) *Tracker {
+	t.onError = f
+	return t
+}
+
 // Note records err, nil meaning recovered. It logs when the text changed and
 // reports whether it did.
 func (t *Tracker) Note(err error) bool {
 	msg := ""
 	if err != nil {
 		msg = err.Error()
+		if t.onError != nil {
+			t.onError(err)
+		}
 	}
 	t.mu.Lock()
 	prev := t.last
