@@ -250,7 +250,8 @@ type SidecarOptions struct {
 	// elector is started: the environment is Env plus KUBECONFIG alone (no
 	// variable of ours), and the process runs as in a pod of its own: with
 	// the pod's name as its hostname, and the emptydir as its /tmp (where
-	// the default status file is). HealthURL is then HealthURL.
+	// the default status file is; the kubeconfig is copied there). HealthURL
+	// is then HealthURL.
 	AsStarted bool
 	// HealthURL is the health base URL with AsStarted, if any.
 	HealthURL string
@@ -332,9 +333,19 @@ func (s *Sidecar) start() error {
 		"HEALTH_PORT=" + strconv.Itoa(port),
 	}, s.Opts.Env...)}
 	if s.Opts.AsStarted {
+		// The kubeconfig, standing for the pod's mounted token, goes into
+		// the pod's own /tmp: the host's is out of its sight.
+		tmp := filepath.Dir(s.StatusFile)
+		b, err := os.ReadFile(s.Opts.Kubeconfig)
+		if err != nil {
+			return fmt.Errorf("start %s: %w", s.Opts.Pod, err)
+		}
+		if err := os.WriteFile(filepath.Join(tmp, ".kubeconfig"), b, 0o600); err != nil {
+			return fmt.Errorf("start %s: %w", s.Opts.Pod, err)
+		}
 		healthURL = s.Opts.HealthURL
-		spec = ProcessSpec{Args: s.Opts.Args, Env: append([]string{"KUBECONFIG=" + s.Opts.Kubeconfig}, s.Opts.Env...),
-			CleanEnv: true, Hostname: s.Opts.Pod, Tmp: filepath.Dir(s.StatusFile)}
+		spec = ProcessSpec{Args: s.Opts.Args, Env: append([]string{"KUBECONFIG=/tmp/.kubeconfig"}, s.Opts.Env...),
+			CleanEnv: true, Hostname: s.Opts.Pod, Tmp: tmp}
 	}
 	p, err := StartProcessWith("leader-elector "+s.Opts.Pod, s.Opts.Binary, spec,
 		filepath.Join(s.Opts.Dir, fmt.Sprintf("sidecar-%d.log", run)))
