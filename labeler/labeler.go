@@ -76,7 +76,21 @@ type Config struct {
 	// election's Leading, which turns false at the renew deadline, so a pod
 	// frozen past it acts on no label when it resumes.
 	Leading func() bool
-	Logger  *slog.Logger
+	// OnRepair, if set, is called after the leader changed a wrong role
+	// label: a peer's stale leader label, or its own label that someone
+	// removed or changed. It runs in the labeler's goroutine: it must not
+	// block.
+	OnRepair func(Repair)
+	Logger   *slog.Logger
+}
+
+// Repair is one role label the leader put right.
+type Repair struct {
+	// Pod and UID name the pod whose label was changed.
+	Pod string
+	UID types.UID
+	// From is the value found (empty: no label), To the value written.
+	From, To string
 }
 
 // Status is what the labeler reports.
