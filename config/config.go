@@ -44,6 +44,8 @@ type Config struct {
 	Kubeconfig    string        `env:"KUBECONFIG" desc:"kubeconfig to use outside a cluster; empty: in-cluster config"`
 	LogLevel      string        `env:"LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
 	LogFormat     string        `env:"LOG_FORMAT" default:"text" desc:"text or json"`
+	PodUID        string        `env:"POD_UID" desc:"own pod uid, from the Downward API (metadata.uid); names the pod in its Events"`
+	Events        bool          `env:"EVENTS" default:"true" desc:"record Kubernetes Events (events.k8s.io/v1) regarding the Lease when this pod becomes leader and stops leading, and regarding a pod whose role label the leader repaired"`
 }
 
 // descSuffix completes help text that comes from other packages, so that

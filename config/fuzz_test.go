@@ -14,19 +14,21 @@ import (
 // rules. The seed corpus is in testdata/fuzz/FuzzLoad.
 func FuzzLoad(f *testing.F) {
 	vars := Variables()
-	if len(vars) != 18 {
-		f.Fatalf("Config has %d variables; FuzzLoad takes 18: update it and its corpus", len(vars))
+	if len(vars) != 20 {
+		f.Fatalf("Config has %d variables; FuzzLoad takes 20: update it and its corpus", len(vars))
 	}
 	src := Sources{
 		Hostname:      func() (string, error) { return "pod-0", nil },
 		NamespaceFile: filepath.Join(f.TempDir(), "no-namespace-file"),
 	}
-	f.Add(uint32(1<<18-1)&^0b11, "my-lease", "default", "", "", "", "", "", "", "", "", "", "", "", "", "", "", "", "")
+	f.Add(uint32(1<<20-1)&^0b11, "my-lease", "default", "", "", "", "", "", "", "", "", "", "", "", "", "", "", "", "", "", "")
 	f.Fuzz(func(t *testing.T, unset uint32,
 		leaseName, namespace, podNamespace, identity, statusFile, statusDir, healthPort, labelPodRole, podName,
-		podIP, roleLabelKey, peerSelector, leaseDuration, renewDeadline, retryPeriod, kubeconfig, logLevel, logFormat string) {
+		podIP, roleLabelKey, peerSelector, leaseDuration, renewDeadline, retryPeriod, kubeconfig, logLevel, logFormat,
+		podUID, events string) {
 		values := []string{leaseName, namespace, podNamespace, identity, statusFile, statusDir, healthPort, labelPodRole, podName,
-			podIP, roleLabelKey, peerSelector, leaseDuration, renewDeadline, retryPeriod, kubeconfig, logLevel, logFormat}
+			podIP, roleLabelKey, peerSelector, leaseDuration, renewDeadline, retryPeriod, kubeconfig, logLevel, logFormat,
+			podUID, events}
 		env := map[string]string{}
 		for i, v := range vars {
 			if unset&(1<<i) == 0 {
