@@ -18,6 +18,7 @@ import (
 	"k8s.io/utils/clock"
 
 	"github.com/leader-elector/leader-elector/config"
+	"github.com/leader-elector/leader-elector/eventrecorder"
 	"github.com/leader-elector/leader-elector/kubeclient"
 	"github.com/leader-elector/leader-elector/sidecar"
 )
@@ -70,8 +71,16 @@ func runSidecar(ctx context.Context, cfg config.Config, log *slog.Logger) error 
 	if err != nil {
 		return err
 	}
-	s, err := sidecar.New(cfg, sidecar.Deps{Leases: client.Leases(cfg.Namespace), Pods: client.Pods(cfg.Namespace),
-		Clock: clock.RealClock{}, Log: log, Version: version})
+	deps := sidecar.Deps{Leases: client.Leases(cfg.Namespace), Pods: client.Pods(cfg.Namespace),
+		Clock: clock.RealClock{}, Log: log, Version: version}
+	if cfg.Events {
+		ev, err := client.Events()
+		if err != nil {
+			return err
+		}
+		deps.Events = eventrecorder.NewSink(ev)
+	}
+	s, err := sidecar.New(cfg, deps)
 	if err != nil {
 		return err
 	}

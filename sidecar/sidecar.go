@@ -19,10 +19,12 @@ import (
 	"time"
 
 	"golang.org/x/sync/errgroup"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/clock"
 
 	"github.com/leader-elector/leader-elector/config"
 	"github.com/leader-elector/leader-elector/election"
+	"github.com/leader-elector/leader-elector/eventrecorder"
 	"github.com/leader-elector/leader-elector/health"
 	"github.com/leader-elector/leader-elector/internal/lasterr"
 	"github.com/leader-elector/leader-elector/labeler"
@@ -45,6 +47,8 @@ type Deps struct {
 	Health net.Listener
 	// Version is shown in the log and in /status.
 	Version string
+	// Events writes the Kubernetes Events (with EVENTS=true); nil: none.
+	Events eventrecorder.Sink
 }
 
 // Output is one thing that follows leadership, such as the status file or
@@ -75,8 +79,9 @@ type Sidecar struct {
 	log     *slog.Logger
 	clk     clock.WithTickerAndDelayedExecution
 	file    *status.File
-	fileErr *lasterr.Tracker // the status file's latest error, logged once
-	labels  *labeler.Labeler // nil unless LabelPodRole
+	fileErr *lasterr.Tracker        // the status file's latest error, logged once
+	labels  *labeler.Labeler        // nil unless LabelPodRole
+	events  *eventrecorder.Recorder // nil without EVENTS or Deps.Events
 	elector *election.Elector
 	outputs []Output
 	// watchStatusDir is off only in tests that run in a synctest bubble,
@@ -102,19 +107,32 @@ func New(cfg config.Config, d Deps) (*Sidecar, error) {
 	s := &Sidecar{cfg: cfg, deps: d, log: d.Log, clk: d.Clock, file: status.New(path, d.Log), watchStatusDir: true}
 	s.fileErr = lasterr.New(d.Log, "status file error", "status file recovered")
 	s.outputs = append(s.outputs, Output{Name: "status file", Lead: s.publish, Follow: s.withdraw})
+	lock := leasestore.New(d.Leases, cfg.Namespace, cfg.LeaseName, cfg.RetryPeriod, d.Clock, d.Log)
+	if cfg.Events && d.Events != nil {
+		s.events, err = eventrecorder.New(eventrecorder.Config{Sink: d.Events, Namespace: cfg.Namespace, Lease: cfg.LeaseName,
+			LeaseUID: lock.UID, Identity: cfg.Identity, Pod: cfg.PodName, PodUID: types.UID(cfg.PodUID), Logger: d.Log})
+		if err != nil {
+			return nil, err
+		}
+	}
 	if cfg.LabelPodRole {
 		if d.Pods == nil {
 			return nil, errors.New("sidecar: Deps.Pods is required with LABEL_POD_ROLE=true")
 		}
 		s.labels, err = labeler.New(labeler.Config{Pods: d.Pods, Pod: cfg.PodName, Key: cfg.RoleLabelKey,
-			PeerSelector: cfg.PeerSelector, Clock: d.Clock, Leading: s.leading, Logger: d.Log})
+			PeerSelector: cfg.PeerSelector, Clock: d.Clock, Leading: s.leading, OnRepair: s.labelRepaired, Logger: d.Log})
 		if err != nil {
 			return nil, err
 		}
 		s.outputs = append(s.outputs, Output{Name: "role label", Lead: s.labelLeader, Follow: s.labelFollower, Run: s.labels.Run})
 	}
+	if s.events != nil {
+		// Last: "became leader" once every other output followed, "stopped
+		// leading" once the app was told. Neither waits for the write.
+		s.outputs = append(s.outputs, Output{Name: "events", Lead: s.events.Lead, Follow: s.events.Follow, Run: s.events.Run})
+	}
 	s.elector, err = election.New(election.Config{
-		Lock:          leasestore.New(d.Leases, cfg.Namespace, cfg.LeaseName, cfg.RetryPeriod, d.Clock, d.Log),
+		Lock:          lock,
 		Identity:      cfg.Identity,
 		LeaseDuration: cfg.LeaseDuration,
 		RenewDeadline: cfg.RenewDeadline,
@@ -275,6 +293,13 @@ func (s *Sidecar) leading() bool { return s.elector.Leading() }
 func (s *Sidecar) labelLeader(context.Context, election.State) error {
 	s.labels.Set(labeler.Leader) // asynchronous: the label follows the file
 	return nil
+}
+
+// labelRepaired records a role label the leader put right as an event.
+func (s *Sidecar) labelRepaired(r labeler.Repair) {
+	if s.events != nil {
+		s.events.RoleLabelRepaired(r.Pod, r.UID, r.From, r.To)
+	}
 }
 
 func (s *Sidecar) labelFollower(ctx context.Context, _ election.State) error {
