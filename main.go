@@ -24,6 +24,7 @@ import (
 	"github.com/leader-elector/leader-elector/await"
 	"github.com/leader-elector/leader-elector/compat"
 	"github.com/leader-elector/leader-elector/config"
+	"github.com/leader-elector/leader-elector/eventrecorder"
 	"github.com/leader-elector/leader-elector/gatekeeper"
 	"github.com/leader-elector/leader-elector/internal/memtrim"
 	"github.com/leader-elector/leader-elector/kubeclient"
@@ -138,6 +139,13 @@ func runSidecar(ctx context.Context, cfg config.Config, log *slog.Logger) error 
 		}
 		deps.Slices = disc.EndpointSlices(cfg.ServiceNamespace)
 		deps.Services, deps.Endpoints = client.Services(cfg.ServiceNamespace), client.Endpoints(cfg.ServiceNamespace)
+	}
+	if cfg.Events {
+		ev, err := client.Events()
+		if err != nil {
+			return err
+		}
+		deps.Events = eventrecorder.NewSink(ev)
 	}
 	s, err := sidecar.New(cfg, deps)
 	if err != nil {

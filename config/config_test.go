@@ -166,6 +166,16 @@ func TestLoadRejectsBadInput(t *testing.T) {
 			want: []string{`STATUS_FILE="/a/status"`, `STATUS_DIR="/b"`, "set only one"},
 		},
 		{
+			name: "EVENTS not a bool",
+			env:  map[string]string{"EVENTS": "yes please"},
+			want: []string{`EVENTS="yes please"`, "must be true or false"},
+		},
+		{
+			name: "EVENTS empty",
+			env:  map[string]string{"EVENTS": ""},
+			want: []string{`EVENTS=""`, "must be true or false"},
+		},
+		{
 			name: "HEALTH_PORT not a number",
 			env:  map[string]string{"HEALTH_PORT": "http"},
 			want: []string{`HEALTH_PORT="http"`, "must be a whole number"},
@@ -601,6 +611,7 @@ func TestLoadDefaults(t *testing.T) {
 		Identity:      "pod-0",
 		HealthPort:    8080,
 		RoleLabelKey:  "role",
+		Events:        true,
 		LeaseDuration: 15 * time.Second,
 		RenewDeadline: 10 * time.Second,
 		RetryPeriod:   2 * time.Second,
@@ -663,6 +674,16 @@ func TestLoadAcceptsValidInput(t *testing.T) {
 			name:  "STATUS_FILE and STATUS_DIR equal",
 			env:   map[string]string{"STATUS_FILE": "/x", "STATUS_DIR": "/x"},
 			check: wantField("StatusFile", func(c Config) any { return c.StatusFile }, "/x"),
+		},
+		{
+			name:  "EVENTS off",
+			env:   map[string]string{"EVENTS": "false"},
+			check: wantField("Events", func(c Config) any { return c.Events }, false),
+		},
+		{
+			name:  "POD_UID",
+			env:   map[string]string{"POD_UID": "0b0e6a1c-8f4e-4c3e-9a57-3f1d2b7c9e10"},
+			check: wantField("PodUID", func(c Config) any { return c.PodUID }, "0b0e6a1c-8f4e-4c3e-9a57-3f1d2b7c9e10"),
 		},
 		{
 			name:  "HEALTH_PORT highest",
@@ -833,6 +854,7 @@ func TestUsageListsEveryVariable(t *testing.T) {
 		"STATUS_ENDPOINT", "COMMAND_STOP_GRACE",
 		"SERVICE_NAME", "SERVICE_NAMESPACE", "SERVICE_PORTS", "NODE_NAME",
 		"METRICS_ADDRESS",
+		"POD_UID", "EVENTS",
 	}
 	if !slices.Equal(names, wantNames) {
 		t.Errorf("Variables() names = %v, want %v", names, wantNames)
@@ -878,7 +900,7 @@ func TestUsageListsEveryVariable(t *testing.T) {
 	}
 
 	defaults := map[string]string{
-		"HEALTH_PORT": "8080", "LABEL_POD_ROLE": "false", "ROLE_LABEL_KEY": "role",
+		"HEALTH_PORT": "8080", "LABEL_POD_ROLE": "false", "ROLE_LABEL_KEY": "role", "EVENTS": "true",
 		"LEASE_DURATION": "15s", "RENEW_DEADLINE": "10s", "RETRY_PERIOD": "2s",
 		"LOG_LEVEL": "info", "LOG_FORMAT": "text", "COMMAND_STOP_GRACE": "10s",
 	}

@@ -79,7 +79,21 @@ type Config struct {
 	// OnError, if set, is called with every failed label write or pass,
 	// for a counter.
 	OnError func(error)
-	Logger  *slog.Logger
+	// OnRepair, if set, is called after the leader changed a wrong role
+	// label: a peer's stale leader label, or its own label that someone
+	// removed or changed. It runs in the labeler's goroutine: it must not
+	// block.
+	OnRepair func(Repair)
+	Logger   *slog.Logger
+}
+
+// Repair is one role label the leader put right.
+type Repair struct {
+	// Pod and UID name the pod whose label was changed.
+	Pod string
+	UID types.UID
+	// From is the value found (empty: no label), To the value written.
+	From, To string
 }
 
 // Status is what the labeler reports.

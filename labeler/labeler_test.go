@@ -15,6 +15,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes/fake"
 	clocktesting "k8s.io/utils/clock/testing"
 )
@@ -403,24 +404,29 @@ func TestLeaderKeepsLabelsRight(t *testing.T) {
 		wantRoles    map[string]string
 		wantDemoted  int
 		wantRestored int
+		// wantRepairs is what Config.OnRepair is told, in order.
+		wantRepairs []Repair
 	}{
 		{
 			name:         "own label removed",
 			change:       func(c *cluster) { c.setLabel(self, key, nil) },
 			wantRoles:    map[string]string{self: "leader", "peer": "follower"},
 			wantRestored: 1,
+			wantRepairs:  []Repair{{Pod: self, UID: "uid-self", From: "", To: "leader"}},
 		},
 		{
 			name:         "own label set to follower",
 			change:       func(c *cluster) { c.setLabel(self, key, ptr("follower")) },
 			wantRoles:    map[string]string{self: "leader", "peer": "follower"},
 			wantRestored: 1,
+			wantRepairs:  []Repair{{Pod: self, UID: "uid-self", From: "follower", To: "leader"}},
 		},
 		{
 			name:        "a peer labelled leader",
 			change:      func(c *cluster) { c.setLabel("peer", key, ptr("leader")) },
 			wantRoles:   map[string]string{self: "leader", "peer": "follower"},
 			wantDemoted: 1,
+			wantRepairs: []Repair{{Pod: "peer", UID: "uid-peer", From: "leader", To: "follower"}},
 		},
 		{
 			name: "both at once",
@@ -431,6 +437,8 @@ func TestLeaderKeepsLabelsRight(t *testing.T) {
 			wantRoles:    map[string]string{self: "leader", "peer": "follower"},
 			wantDemoted:  1,
 			wantRestored: 1,
+			// Peers first: the own label only once no peer says leader.
+			wantRepairs: []Repair{{Pod: "peer", UID: "uid-peer", From: "leader", To: "follower"}, {Pod: self, UID: "uid-self", From: "", To: "leader"}},
 		},
 		{
 			name:      "another release's pod labelled leader",
@@ -449,9 +457,23 @@ func TestLeaderKeepsLabelsRight(t *testing.T) {
 				web := func(instance string) map[string]string {
 					return map[string]string{"app.kubernetes.io/name": "web", "app.kubernetes.io/instance": instance, key: "follower"}
 				}
-				c := newCluster(t, pod(self, web("a")), pod("peer", web("a")), pod("other-release", web("b")))
+				pods := []*corev1.Pod{pod(self, web("a")), pod("peer", web("a")), pod("other-release", web("b"))}
+				for _, p := range pods {
+					p.UID = types.UID("uid-" + p.Name)
+				}
+				c := newCluster(t, pods...)
 				var logs lockedBuffer
-				l := newLabeler(t, c.client(self), self, "", slog.New(slog.NewTextHandler(&logs, nil)))
+				var mu sync.Mutex
+				var repairs []Repair
+				l, err := New(Config{Pods: c.client(self), Pod: self, Key: key, Logger: slog.New(slog.NewTextHandler(&logs, nil)),
+					OnRepair: func(r Repair) {
+						mu.Lock()
+						repairs = append(repairs, r)
+						mu.Unlock()
+					}})
+				if err != nil {
+					t.Fatal(err)
+				}
 				start(t, l)
 				l.Set(Leader)
 				synctest.Wait()
@@ -474,6 +496,11 @@ func TestLeaderKeepsLabelsRight(t *testing.T) {
 				if n := logs.count("put the own role label back"); n != tt.wantRestored {
 					t.Errorf("logged %d restores, want %d", n, tt.wantRestored)
 				}
+				mu.Lock()
+				if !slices.Equal(repairs, tt.wantRepairs) {
+					t.Errorf("OnRepair got %+v, want %+v", repairs, tt.wantRepairs)
+				}
+				mu.Unlock()
 				if n := len(c.callsOf(self, "list")); n != lists {
 					t.Errorf("listed %d more times, want the watch alone to tell", n-lists)
 				}

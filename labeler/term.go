@@ -239,6 +239,7 @@ func (l *Labeler) reconcile(ctx context.Context, gen int, store cache.Store, pee
 		l.mu.Lock()
 		l.status.Restored++
 		l.mu.Unlock()
+		l.repaired(Repair{Pod: p.Name, UID: p.UID, From: found, To: string(Leader)})
 	} else {
 		l.log.Info("labelled pod", "role", Leader)
 	}
@@ -262,6 +263,7 @@ func (l *Labeler) demotePeer(ctx context.Context, gen int, p *corev1.Pod, st *te
 		l.mu.Lock()
 		l.status.Demoted++
 		l.mu.Unlock()
+		l.repaired(Repair{Pod: p.Name, UID: p.UID, From: string(Leader), To: string(Follower)})
 		return nil
 	case apierrors.IsNotFound(err):
 		return nil
@@ -329,4 +331,11 @@ func stripManagedFields(obj any) (any, error) {
 		return p, nil
 	}
 	return obj, nil
+}
+
+// repaired tells Config.OnRepair, if set.
+func (l *Labeler) repaired(r Repair) {
+	if l.cfg.OnRepair != nil {
+		l.cfg.OnRepair(r)
+	}
 }

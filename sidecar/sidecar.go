@@ -19,10 +19,12 @@ import (
 	"time"
 
 	"golang.org/x/sync/errgroup"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/clock"
 
 	"github.com/leader-elector/leader-elector/config"
 	"github.com/leader-elector/leader-elector/election"
+	"github.com/leader-elector/leader-elector/eventrecorder"
 	"github.com/leader-elector/leader-elector/gatekeeper"
 	"github.com/leader-elector/leader-elector/health"
 	"github.com/leader-elector/leader-elector/internal/lasterr"
@@ -64,6 +66,8 @@ type Deps struct {
 	// LeaderHTTP is where the NAIS leader API is served; nil: Run listens on
 	// LEADER_HTTP_ADDRESS, if set.
 	LeaderHTTP net.Listener
+	// Events writes the Kubernetes Events (with EVENTS=true); nil: none.
+	Events eventrecorder.Sink
 }
 
 // Output is one thing that follows leadership, such as the status file or
@@ -101,6 +105,7 @@ type Sidecar struct {
 	command     *gatekeeper.Gatekeeper // nil without a command
 	slice       *serviceslice.Writer   // nil unless SERVICE_NAME
 	metrics     *metrics.Metrics
+	events      *eventrecorder.Recorder // nil without EVENTS or Deps.Events
 	outputs     []Output
 	startupDone sync.Once
 	// watchStatusDir is off only in tests that run in a synctest bubble,
@@ -139,12 +144,20 @@ func New(cfg config.Config, d Deps) (*Sidecar, error) {
 	if cfg.StatusEndpoint != "" {
 		s.outputs = append(s.outputs, Output{Name: "status endpoint", Run: s.serveStatusEndpoint})
 	}
+	lock := leasestore.New(d.Leases, cfg.Namespace, cfg.LeaseName, cfg.RetryPeriod, d.Clock, d.Log)
+	if cfg.Events && d.Events != nil {
+		s.events, err = eventrecorder.New(eventrecorder.Config{Sink: d.Events, Namespace: cfg.Namespace, Lease: cfg.LeaseName,
+			LeaseUID: lock.UID, Identity: cfg.Identity, Pod: cfg.PodName, PodUID: types.UID(cfg.PodUID), Logger: d.Log})
+		if err != nil {
+			return nil, err
+		}
+	}
 	if cfg.LabelPodRole {
 		if d.Pods == nil {
 			return nil, errors.New("sidecar: Deps.Pods is required with LABEL_POD_ROLE=true")
 		}
 		s.labels, err = labeler.New(labeler.Config{Pods: d.Pods, Pod: cfg.PodName, Key: cfg.RoleLabelKey,
-			PeerSelector: cfg.PeerSelector, Clock: d.Clock, Leading: s.leading, OnError: s.metrics.LabelError, Logger: d.Log})
+			PeerSelector: cfg.PeerSelector, Clock: d.Clock, Leading: s.leading, OnError: s.metrics.LabelError, OnRepair: s.labelRepaired, Logger: d.Log})
 		if err != nil {
 			return nil, err
 		}
@@ -160,8 +173,13 @@ func New(cfg config.Config, d Deps) (*Sidecar, error) {
 			return nil, err
 		}
 	}
+	if s.events != nil {
+		// Last: "became leader" once every other output followed, "stopped
+		// leading" once the app was told. Neither waits for the write.
+		s.outputs = append(s.outputs, Output{Name: "events", Lead: s.events.Lead, Follow: s.events.Follow, Run: s.events.Run})
+	}
 	s.elector, err = election.New(election.Config{
-		Lock:          leasestore.New(d.Leases, cfg.Namespace, cfg.LeaseName, cfg.RetryPeriod, d.Clock, d.Log),
+		Lock:          lock,
 		Identity:      cfg.Identity,
 		LeaseDuration: cfg.LeaseDuration,
 		RenewDeadline: cfg.RenewDeadline,
@@ -377,6 +395,13 @@ func (s *Sidecar) state() election.State { return s.elector.State() }
 func (s *Sidecar) labelLeader(context.Context, election.State) error {
 	s.labels.Set(labeler.Leader) // asynchronous: the label follows the file
 	return nil
+}
+
+// labelRepaired records a role label the leader put right as an event.
+func (s *Sidecar) labelRepaired(r labeler.Repair) {
+	if s.events != nil {
+		s.events.RoleLabelRepaired(r.Pod, r.UID, r.From, r.To)
+	}
 }
 
 func (s *Sidecar) labelFollower(ctx context.Context, _ election.State) error {
