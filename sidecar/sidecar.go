@@ -262,7 +262,11 @@ func (s *Sidecar) runHelper(ctx context.Context, o Output, endElection context.C
 		err = errors.New("stopped unexpectedly")
 	}
 	err = fmt.Errorf("%s: %w", o.Name, err)
-	s.log.Error("a part of the sidecar failed; stepping down and exiting", "err", err)
+	if exit := (*gatekeeper.ExitError)(nil); errors.As(err, &exit) && exit.Code == 0 {
+		s.log.Info("the command exited; stepping down and exiting", "err", err)
+	} else {
+		s.log.Error("a part of the sidecar failed; stepping down and exiting", "err", err)
+	}
 	endElection(err)
 	return err
 }
