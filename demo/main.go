@@ -1,8 +1,9 @@
 // Command demo shows leader-elector on a real local control plane: it starts
 // etcd, kube-apiserver and the endpointslice controller on loopback, runs
 // three replicas of the sidecar as three pods under the RBAC of deploy/,
-// shows who leads, stops the leader and shows the handover, measured, then
-// stops everything. Run it with `make demo`.
+// shows who leads and each replica's /metrics, stops the leader and shows
+// the handover, measured, with the metrics again and the Events on the
+// Lease, then stops everything. Run it with `make demo`.
 package main
 
 import (
@@ -46,6 +47,7 @@ type demo struct {
 	cp       *testcluster.ControlPlane
 	ns       string
 	dir      string
+	uids     map[string]string // pod name -> uid, for the events' related pod
 	sidecars []*testcluster.Sidecar
 }
 
@@ -100,6 +102,10 @@ func run(ctx context.Context, out io.Writer) (err error) {
 	if err := d.table(ctx); err != nil {
 		return err
 	}
+	d.say("\nGET /metrics on each replica's health port:")
+	if err := d.metrics(ctx, leader.Opts.Pod, false); err != nil {
+		return err
+	}
 
 	d.say("\nSending SIGTERM to %s, as Kubernetes does when the pod is deleted...", leader.Opts.Pod)
 	start = time.Now()
@@ -119,6 +125,13 @@ func run(ctx context.Context, out io.Writer) (err error) {
 	<-leader.Done()
 	d.say("%s released the Lease and exited; %s took over.", leader.Opts.Pod, next.Opts.Pod)
 	if err := d.table(ctx); err != nil {
+		return err
+	}
+	d.say("\nGET /metrics again (handover_seconds: from seeing the release to publishing the status file):")
+	if err := d.metrics(ctx, next.Opts.Pod, true); err != nil {
+		return err
+	}
+	if err := d.events(ctx, leader.Opts.Pod, next.Opts.Pod); err != nil {
 		return err
 	}
 	if os.Getenv("DEMO_LOGS") != "" {
@@ -150,11 +163,14 @@ func (d *demo) setUp(ctx context.Context) error {
 	if err := d.cp.CreateLeaderService(ctx, ns, service, app); err != nil {
 		return err
 	}
+	d.uids = map[string]string{}
 	for i := range replicas {
 		name := fmt.Sprintf("replica-%d", i)
-		if _, err := d.cp.CreatePod(ctx, ns, name, testcluster.PodOptions{Labels: map[string]string{"app": app}, NodeName: "node-1"}); err != nil {
+		p, err := d.cp.CreatePod(ctx, ns, name, testcluster.PodOptions{Labels: map[string]string{"app": app}, NodeName: "node-1"})
+		if err != nil {
 			return err
 		}
+		d.uids[name] = string(p.UID)
 		if err := d.cp.MarkRunning(ctx, ns, name, fmt.Sprintf("10.244.0.%d", i+10)); err != nil {
 			return err
 		}
@@ -184,7 +200,7 @@ func (d *demo) startSidecars(bin, kubeconfig string) error {
 		pod := fmt.Sprintf("replica-%d", i)
 		s, err := testcluster.StartSidecar(testcluster.SidecarOptions{
 			Binary: bin, Namespace: d.ns, Pod: pod, Lease: lease, Kubeconfig: kubeconfig,
-			Env: []string{"LABEL_POD_ROLE=true"}, Dir: filepath.Join(dir, pod),
+			Env: []string{"LABEL_POD_ROLE=true", "POD_UID=" + d.uids[pod]}, Dir: filepath.Join(dir, pod),
 		})
 		if err != nil {
 			return err
