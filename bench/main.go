@@ -1,6 +1,8 @@
 // Command bench measures leader-elector side by side with client-go's own
 // tools/leaderelection (bench/clientgo-elector) on the local control plane:
-// graceful handover, follower API traffic, resident memory, and, for
+// graceful handover, how fast an app beside a follower hears of the new
+// leader (push), how fast a command run only on the leader moves to the new
+// one (gatekeeper), follower API traffic, resident memory, and, for
 // leader-elector, how fast a Service selecting role=leader follows a handover
 // through the real endpointslice controller. Run it with `make bench`. It is a
 // measurement, not a test: it prints numbers and never fails on them.
@@ -57,7 +59,20 @@ type electorKind struct {
 	name   string
 	binary string
 	env    []string
+	// listen is how an app beside a follower hears of a new leader.
+	listen listener
 }
+
+// mode is what a measurement times in each handover, from the leader's
+// SIGTERM on.
+type mode int
+
+const (
+	graceful   mode = iota // until the next status file; the steady state is measured first
+	routed                 // until the Service names the next leader alone
+	push                   // until an app beside a follower hears of the next leader
+	gatekeeper             // until the next leader's command has run
+)
 
 func run(ctx context.Context, out io.Writer) (err error) {
 	b := &bench{out: out, rounds: envInt("BENCH_ROUNDS", 20), window: envDuration("BENCH_WINDOW", time.Minute)}
@@ -82,21 +97,29 @@ func run(ctx context.Context, out io.Writer) (err error) {
 		return err
 	}
 	kinds := []electorKind{
-		{name: "leader-elector", binary: ours},
-		{name: "client-go elector", binary: theirs},
+		{name: "leader-elector", binary: ours, listen: hearWatch},
+		{name: "client-go elector", binary: theirs, listen: hearNewLeaderFile},
 	}
 	results := map[string]*result{}
 	for _, k := range kinds {
+		r := &result{}
 		fmt.Fprintf(os.Stderr, "bench: measuring %s (%d handovers, %s of steady state)...\n", k.name, b.rounds, b.window)
-		r, err := b.measure(ctx, k, false)
-		if err != nil {
+		if err := b.measure(ctx, k, graceful, r); err != nil {
 			return fmt.Errorf("%s: %w", k.name, err)
+		}
+		fmt.Fprintf(os.Stderr, "bench: measuring %s push to followers (%d handovers)...\n", k.name, b.rounds)
+		if err := b.measure(ctx, k, push, r); err != nil {
+			return fmt.Errorf("%s push: %w", k.name, err)
+		}
+		fmt.Fprintf(os.Stderr, "bench: measuring %s running a command on the leader (%d handovers)...\n", k.name, b.rounds)
+		if err := b.measure(ctx, k, gatekeeper, r); err != nil {
+			return fmt.Errorf("%s gatekeeper: %w", k.name, err)
 		}
 		results[k.name] = r
 	}
 	fmt.Fprintf(os.Stderr, "bench: measuring routing through the endpointslice controller (%d handovers)...\n", b.rounds)
-	routing, err := b.measure(ctx, electorKind{name: "leader-elector", binary: ours, env: []string{"LABEL_POD_ROLE=true"}}, true)
-	if err != nil {
+	routing := &result{}
+	if err := b.measure(ctx, electorKind{name: "leader-elector", binary: ours, env: []string{"LABEL_POD_ROLE=true"}}, routed, routing); err != nil {
 		return fmt.Errorf("routing: %w", err)
 	}
 	b.report(results[kinds[0].name], results[kinds[1].name], routing)
@@ -107,6 +130,8 @@ func run(ctx context.Context, out io.Writer) (err error) {
 type result struct {
 	handover       []time.Duration // SIGTERM of the leader until the next status file exists
 	routing        []time.Duration // SIGTERM until the Service names the next leader alone
+	push           []time.Duration // SIGTERM until an app beside a follower hears of the next leader
+	command        []time.Duration // SIGTERM until the next leader's command has run
 	gap            []time.Duration // time with no ready endpoint, per handover
 	followerReqs   float64         // non-watch requests per minute per follower
 	followerWatch  float64         // watch requests per minute per follower
@@ -123,26 +148,28 @@ type replica struct {
 	proxy *testcluster.Proxy
 }
 
-func (b *bench) measure(ctx context.Context, k electorKind, routed bool) (*result, error) {
+// measure starts the replicas of k in a namespace of their own and adds
+// b.rounds handovers, timed as m says, to r.
+func (b *bench) measure(ctx context.Context, k electorKind, m mode, r *result) error {
 	ns, err := b.cp.CreateNamespace(ctx, strings.ReplaceAll(strings.ToLower(k.name), " ", "-"))
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer b.cp.DeleteNamespace(context.WithoutCancel(ctx), ns)
 	if err := b.cp.ApplyManifests(ctx, ns, filepath.Join(testcluster.RepoRoot(), "deploy", "rbac.yaml")); err != nil {
-		return nil, err
+		return err
 	}
-	if routed {
+	if m == routed {
 		if err := b.cp.CreateNode(ctx, "node-1"); err != nil {
-			return nil, err
+			return err
 		}
 		if err := b.cp.CreateLeaderService(ctx, ns, service, app); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	token, err := b.cp.ServiceAccountToken(ctx, ns, testcluster.ServiceAccount)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	var reps []*replica
 	defer func() {
@@ -154,52 +181,58 @@ func (b *bench) measure(ctx context.Context, k electorKind, routed bool) (*resul
 	for i := range replicas {
 		pod := fmt.Sprintf("replica-%d", i)
 		node := ""
-		if routed {
+		if m == routed {
 			node = "node-1"
 		}
 		if _, err := b.cp.CreatePod(ctx, ns, pod, testcluster.PodOptions{Labels: map[string]string{"app": app}, NodeName: node}); err != nil {
-			return nil, err
+			return err
 		}
-		if routed {
+		if m == routed {
 			if err := b.cp.MarkRunning(ctx, ns, pod, fmt.Sprintf("10.244.0.%d", i+10)); err != nil {
-				return nil, err
+				return err
 			}
 		}
 		proxy, err := testcluster.NewProxy(b.cp.URL, b.cp.CAData, token)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		dir := filepath.Join(b.dir, ns, pod)
 		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return nil, err
+			return err
 		}
 		kubeconfig := filepath.Join(dir, "kubeconfig")
 		if err := testcluster.WriteKubeconfig(kubeconfig, proxy.URL, nil, ""); err != nil {
-			return nil, err
+			return err
 		}
-		s, err := testcluster.StartSidecar(testcluster.SidecarOptions{
+		opts := testcluster.SidecarOptions{
 			Binary: k.binary, Namespace: ns, Pod: pod, Lease: lease, Kubeconfig: kubeconfig, Env: k.env, Dir: dir,
-		})
+		}
+		switch m {
+		case push: // the baseline's; leader-elector reads no such variable
+			opts.Env = append(slices.Clone(k.env), "NEW_LEADER_FILE="+newLeaderFile(dir))
+		case gatekeeper:
+			opts.Args = []string{"--", "/bin/sh", "-c", commandScript(filepath.Join(b.dir, ns))}
+		}
+		s, err := testcluster.StartSidecar(opts)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		reps = append(reps, &replica{s: s, proxy: proxy})
 	}
 	if _, err := testcluster.WaitForLeader(ctx, sidecars(reps), "", 60*time.Second); err != nil {
-		return nil, err
+		return err
 	}
-	r := &result{}
-	if !routed {
+	if m == graceful {
 		if err := b.steadyState(ctx, reps, r); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	for i := range b.rounds {
-		if err := b.handover(ctx, reps, r, ns, routed); err != nil {
-			return nil, fmt.Errorf("round %d: %w", i+1, err)
+		if err := b.handover(ctx, k, reps, r, ns, m); err != nil {
+			return fmt.Errorf("round %d: %w", i+1, err)
 		}
 	}
-	return r, nil
+	return nil
 }
 
 // steadyState counts each replica's requests over the window and reads RSS.
@@ -254,22 +287,44 @@ func (b *bench) steadyState(ctx context.Context, reps []*replica, r *result) err
 	return nil
 }
 
-// handover terminates the leader, measures, and restarts it as a follower.
-func (b *bench) handover(ctx context.Context, reps []*replica, r *result, ns string, routed bool) error {
+// handover terminates the leader, measures as m says, and restarts it as a
+// follower.
+func (b *bench) handover(ctx context.Context, k electorKind, reps []*replica, r *result, ns string, m mode) error {
+	ctx, cancel := context.WithCancel(ctx) // ends the listeners' streams
+	defer cancel()
 	leader, err := testcluster.WaitForLeader(ctx, sidecars(reps), "", 60*time.Second)
 	if err != nil {
 		return err
 	}
-	if routed {
+	var followers []*testcluster.Sidecar
+	for _, s := range sidecars(reps) {
+		if s != leader {
+			followers = append(followers, s)
+		}
+	}
+	var heard func() error
+	switch m {
+	case routed:
 		if _, _, err := b.cp.WaitRouted(ctx, ns, service, leader.Opts.Pod, time.Now(), 30*time.Second); err != nil {
 			return err
+		}
+	case push:
+		if heard, err = k.listen(ctx, followers, leader.Opts.Pod); err != nil {
+			return err
+		}
+	case gatekeeper:
+		for _, s := range sidecars(reps) {
+			if err := os.Remove(marker(s)); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return err
+			}
 		}
 	}
 	start := time.Now()
 	if err := leader.Signal(syscall.SIGTERM); err != nil {
 		return err
 	}
-	if routed {
+	switch m {
+	case routed:
 		next, err := testcluster.WaitForLeader(ctx, sidecars(reps), leader.Opts.Pod, 60*time.Second)
 		if err != nil {
 			return err
@@ -279,7 +334,17 @@ func (b *bench) handover(ctx context.Context, reps []*replica, r *result, ns str
 			return err
 		}
 		r.routing, r.gap = append(r.routing, took), append(r.gap, gap)
-	} else {
+	case push:
+		if err := heard(); err != nil {
+			return err
+		}
+		r.push = append(r.push, time.Since(start))
+	case gatekeeper:
+		if err := waitForCommand(ctx, followers); err != nil {
+			return err
+		}
+		r.command = append(r.command, time.Since(start))
+	default:
 		if _, err := testcluster.WaitForLeader(ctx, sidecars(reps), leader.Opts.Pod, 60*time.Second); err != nil {
 			return err
 		}
@@ -316,6 +381,10 @@ func (b *bench) report(ours, theirs, routing *result) {
 	fmt.Fprintf(tw, "\nmeasure\tleader-elector\tclient-go elector\n")
 	fmt.Fprintf(tw, "graceful handover p50 (SIGTERM to next status file, n=%d)\t%s\t%s\n", len(ours.handover), pct(ours.handover, 50), pct(theirs.handover, 50))
 	fmt.Fprintf(tw, "graceful handover p99\t%s\t%s\n", pct(ours.handover, 99), pct(theirs.handover, 99))
+	fmt.Fprintf(tw, "push to followers p50 (SIGTERM until one hears of the next leader, n=%d)\t%s\t%s\n", len(ours.push), pct(ours.push, 50), pct(theirs.push, 50))
+	fmt.Fprintf(tw, "push to followers p99\t%s\t%s\n", pct(ours.push, 99), pct(theirs.push, 99))
+	fmt.Fprintf(tw, "gatekeeper handover p50 (SIGTERM until the next leader's command runs, n=%d)\t%s\t%s\n", len(ours.command), pct(ours.command, 50), pct(theirs.command, 50))
+	fmt.Fprintf(tw, "gatekeeper handover p99\t%s\t%s\n", pct(ours.command, 99), pct(theirs.command, 99))
 	fmt.Fprintf(tw, "follower requests/min, not counting watches (window %s)\t%.1f\t%.1f\n", b.window, ours.followerReqs, theirs.followerReqs)
 	fmt.Fprintf(tw, "follower watch requests/min\t%.1f\t%.1f\n", ours.followerWatch, theirs.followerWatch)
 	fmt.Fprintf(tw, "leader requests/min\t%.1f\t%.1f\n", ours.leaderReqs, theirs.leaderReqs)
@@ -328,6 +397,7 @@ func (b *bench) report(ours, theirs, routing *result) {
 	fmt.Fprintf(tw, "routing gap p50 (no ready endpoint during a handover)\t%s\t-\n", pct(routing.gap, 50))
 	fmt.Fprintf(tw, "routing gap p99\t%s\t-\n", pct(routing.gap, 99))
 	_ = tw.Flush()
+	fmt.Fprintln(b.out, "push: leader-elector's GET /watch (SSE) on each follower; the baseline's OnNewLeader, written to a file on each follower, polled every 1ms.")
 }
 
 // pct is the nearest-rank percentile.
