@@ -10,9 +10,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 	eventsv1 "k8s.io/api/events/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -20,53 +17,12 @@ import (
 	"github.com/leader-elector/leader-elector/internal/testcluster"
 )
 
-// scrape is one parse of a sidecar's /metrics, nil for a sidecar that could
-// not be scraped (it exited).
-type scrape map[string]*dto.MetricFamily
+// scrape is one parse of a sidecar's /metrics.
+type scrape = testcluster.Metrics
 
-func scrapeMetrics(s *testcluster.Sidecar) (scrape, error) {
-	code, body, err := s.Get("/metrics")
-	if err != nil {
-		return nil, fmt.Errorf("scrape %s: %w", s.Opts.Pod, err)
-	}
-	if code != 200 {
-		return nil, fmt.Errorf("scrape %s: GET /metrics = %d", s.Opts.Pod, code)
-	}
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	sc, err := p.TextToMetricFamilies(strings.NewReader(body))
-	if err != nil {
-		return nil, fmt.Errorf("parse /metrics of %s: %w", s.Opts.Pod, err)
-	}
-	return sc, nil
-}
+func scrapeMetrics(s *testcluster.Sidecar) (scrape, error) { return s.ScrapeMetrics() }
 
-// value is the first sample of the gauge or counter name, NaN if none.
-func (sc scrape) value(name string) float64 {
-	mf := sc[name]
-	if mf == nil || len(mf.GetMetric()) == 0 {
-		return math.NaN()
-	}
-	m := mf.GetMetric()[0]
-	switch {
-	case m.GetGauge() != nil:
-		return m.GetGauge().GetValue()
-	case m.GetCounter() != nil:
-		return m.GetCounter().GetValue()
-	}
-	return math.NaN()
-}
-
-// histogram is the sample count and sum of the histogram name.
-func (sc scrape) histogram(name string) (uint64, float64) {
-	mf := sc[name]
-	if mf == nil || len(mf.GetMetric()) == 0 {
-		return 0, 0
-	}
-	h := mf.GetMetric()[0].GetHistogram()
-	return h.GetSampleCount(), h.GetSampleSum()
-}
-
-func (sc scrape) leading() bool { return sc.value("leader_election_master_status") == 1 }
+func leading(sc scrape) bool { return sc.Value("leader_election_master_status") == 1 }
 
 // metrics scrapes every running sidecar, waiting (bounded) until the one
 // named leader says it leads and, after a handover, has observed it; then
@@ -86,7 +42,7 @@ func (d *demo) metrics(ctx context.Context, leader string, handover bool) error 
 			scrapes[s.Opts.Pod] = sc
 		}
 		l := scrapes[leader]
-		if n, _ := l.histogram("leader_elector_handover_seconds"); l == nil || !l.leading() || (handover && n == 0) {
+		if n, _ := l.Histogram("leader_elector_handover_seconds"); l == nil || !leading(l) || (handover && n == 0) {
 			return false, nil
 		}
 		return true, nil
@@ -102,9 +58,9 @@ func (d *demo) metrics(ctx context.Context, leader string, handover bool) error 
 			fmt.Fprintf(tw, "  %s\t(exited, nothing to scrape)\n", s.Opts.Pod)
 			continue
 		}
-		n, sum := sc.histogram("leader_elector_handover_seconds")
+		n, sum := sc.Histogram("leader_elector_handover_seconds")
 		fmt.Fprintf(tw, "  %s\tleader_election_master_status{name=%q} %s\tleader_elector_transitions_total %s\tleader_elector_handover_seconds_count %d\t_sum %s\n",
-			s.Opts.Pod, lease, num(sc.value("leader_election_master_status")), num(sc.value("leader_elector_transitions_total")),
+			s.Opts.Pod, lease, num(sc.Value("leader_election_master_status")), num(sc.Value("leader_elector_transitions_total")),
 			n, strconv.FormatFloat(sum, 'g', 3, 64))
 	}
 	if err := tw.Flush(); err != nil {

@@ -2,73 +2,22 @@ package e2e
 
 import (
 	"fmt"
-	"math"
-	"slices"
 	"strings"
 	"testing"
 	"time"
 
-	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/leader-elector/leader-elector/internal/testcluster"
 )
 
 // scrape is one parse of a sidecar's /metrics.
-type scrape map[string]*dto.MetricFamily
+type scrape = testcluster.Metrics
 
-func scrapeMetrics(s *testcluster.Sidecar) (scrape, error) {
-	code, body, err := s.Get("/metrics")
-	if err != nil {
-		return nil, err
-	}
-	if code != 200 {
-		return nil, fmt.Errorf("GET /metrics of %s = %d: %s", s.Opts.Pod, code, body)
-	}
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	return p.TextToMetricFamilies(strings.NewReader(body))
-}
+func scrapeMetrics(s *testcluster.Sidecar) (scrape, error) { return s.ScrapeMetrics() }
 
-// value is the gauge or counter name with the given label values (name,
-// value pairs), or NaN when there is no such sample.
-func (sc scrape) value(name string, labels ...string) float64 {
-	mf := sc[name]
-	if mf == nil {
-		return math.NaN()
-	}
-next:
-	for _, m := range mf.GetMetric() {
-		for i := 0; i+1 < len(labels); i += 2 {
-			if !slices.ContainsFunc(m.GetLabel(), func(l *dto.LabelPair) bool {
-				return l.GetName() == labels[i] && l.GetValue() == labels[i+1]
-			}) {
-				continue next
-			}
-		}
-		switch {
-		case m.GetGauge() != nil:
-			return m.GetGauge().GetValue()
-		case m.GetCounter() != nil:
-			return m.GetCounter().GetValue()
-		}
-	}
-	return math.NaN()
-}
-
-// histogram is the sample count and sum of the histogram name.
-func (sc scrape) histogram(name string) (uint64, float64) {
-	mf := sc[name]
-	if mf == nil || len(mf.GetMetric()) == 0 {
-		return 0, math.NaN()
-	}
-	h := mf.GetMetric()[0].GetHistogram()
-	return h.GetSampleCount(), h.GetSampleSum()
-}
-
-func (sc scrape) leading() float64 {
-	return sc.value("leader_election_master_status", "name", leaseName)
+func leading(sc scrape) float64 {
+	return sc.Value("leader_election_master_status", "name", leaseName)
 }
 
 // TestMetricsAcrossHandover scrapes /metrics from three sidecars before and
@@ -126,23 +75,23 @@ func TestMetricsAcrossHandover(t *testing.T) {
 			want["master_status"], want["is_leader"] = 1, 1
 		}
 		got := map[string]float64{
-			"master_status":     sc.leading(),
-			"is_leader":         sc.value("leader_elector_is_leader"),
-			"lease_transitions": sc.value("leader_elector_lease_transitions"),
-			"transitions_total": sc.value("leader_elector_transitions_total"),
+			"master_status":     leading(sc),
+			"is_leader":         sc.Value("leader_elector_is_leader"),
+			"lease_transitions": sc.Value("leader_elector_lease_transitions"),
+			"transitions_total": sc.Value("leader_elector_transitions_total"),
 		}
 		for k, v := range want {
 			if got[k] != v {
 				return fmt.Errorf("%s = %g, want %g (all: %v)", k, got[k], v, got)
 			}
 		}
-		if n, _ := sc.histogram("leader_elector_renew_duration_seconds"); lead && n == 0 {
+		if n, _ := sc.Histogram("leader_elector_renew_duration_seconds"); lead && n == 0 {
 			return fmt.Errorf("the leader's renew_duration_seconds has no sample")
 		}
 		return nil
 	})
 	checkRegistry(t, before)
-	if got := before[first].value("leader_elector_api_errors_total", "op", "lease_get", "code", "404"); !(got >= 1) {
+	if got := before[first].Value("leader_elector_api_errors_total", "op", "lease_get", "code", "404"); !(got >= 1) {
 		t.Errorf("%s: api_errors_total{op=lease_get,code=404} = %g, want its first read of the missing Lease", first, got)
 	}
 
@@ -165,41 +114,41 @@ func TestMetricsAcrossHandover(t *testing.T) {
 			want["master_status"], want["is_leader"] = 1, 1
 		}
 		got := map[string]float64{
-			"master_status":     sc.leading(),
-			"is_leader":         sc.value("leader_elector_is_leader"),
-			"lease_transitions": sc.value("leader_elector_lease_transitions"),
-			"transitions_total": sc.value("leader_elector_transitions_total"),
+			"master_status":     leading(sc),
+			"is_leader":         sc.Value("leader_elector_is_leader"),
+			"lease_transitions": sc.Value("leader_elector_lease_transitions"),
+			"transitions_total": sc.Value("leader_elector_transitions_total"),
 		}
 		for k, v := range want {
 			if got[k] != v {
 				return fmt.Errorf("%s = %g, want %g (all: %v)", k, got[k], v, got)
 			}
 		}
-		n, _ := sc.histogram("leader_elector_handover_seconds")
+		n, _ := sc.Histogram("leader_elector_handover_seconds")
 		if lead && n != 1 || !lead && n != 0 {
 			return fmt.Errorf("handover_seconds count = %d (leader: %v)", n, lead)
 		}
-		if n, _ := sc.histogram("leader_elector_renew_duration_seconds"); lead && n == 0 {
+		if n, _ := sc.Histogram("leader_elector_renew_duration_seconds"); lead && n == 0 {
 			return fmt.Errorf("the leader's renew_duration_seconds has no sample")
 		}
 		return nil
 	})
 	checkRegistry(t, after)
-	n, sum := after[second].histogram("leader_elector_handover_seconds")
+	n, sum := after[second].Histogram("leader_elector_handover_seconds")
 	t.Logf("handover %s -> %s: handover_seconds count %d, %.1f ms from seeing the release to publishing the status file", first, second, n, sum*1000)
 	if sum <= 0 || sum >= leaseDuration.Seconds() {
 		t.Errorf("handover_seconds sum = %gs, want between 0 and LeaseDuration", sum)
 	}
 	for pod, sc := range after {
 		for _, name := range []string{"leader_elector_label_errors_total", "leader_elector_status_file_errors_total", "leader_election_slowpath_total"} {
-			if v := sc.value(name); v != 0 {
+			if v := sc.Value(name); v != 0 {
 				t.Errorf("%s: %s = %g, want 0 in a fault-free run", pod, name, v)
 			}
 		}
-		if v := sc.value("leader_elector_lease_observed_age_seconds"); !(v >= 0 && v < leaseDuration.Seconds()) {
+		if v := sc.Value("leader_elector_lease_observed_age_seconds"); !(v >= 0 && v < leaseDuration.Seconds()) {
 			t.Errorf("%s: lease_observed_age_seconds = %g", pod, v)
 		}
-		if ts := sc.value("leader_elector_last_renew_timestamp_seconds"); pod == second && time.Since(time.Unix(0, int64(ts*1e9))) > renewDeadline {
+		if ts := sc.Value("leader_elector_last_renew_timestamp_seconds"); pod == second && time.Since(time.Unix(0, int64(ts*1e9))) > renewDeadline {
 			t.Errorf("%s: last_renew_timestamp_seconds = %g, older than RENEW_DEADLINE", pod, ts)
 		}
 	}
