@@ -1,12 +1,15 @@
 // Package kubeclient holds the few API calls the sidecar makes (Leases: get,
-// list, create, update, watch; Pods: get, list, watch, patch) on a REST client whose scheme
-// knows only coordination.k8s.io/v1 and core/v1.
+// list, create, update, watch; Pods: get, list, watch, patch) on a REST client
+// whose scheme knows only coordination.k8s.io/v1 and core/v1, plus the
+// clients of the optional outputs (events, discovery).
 //
 // client-go's typed clientsets import a scheme with every API group, whose
-// registration alone costs about 9 MiB of resident memory per process; for a
-// sidecar running next to every replica that is most of its footprint. The
-// methods here have the signatures of client-go's typed clients, so tests may
-// use either.
+// registration touches about 8 MiB of the binary at start-up. The Events
+// need it anyway (client-go's tools/events imports it), so the sidecar
+// releases those pages once started (internal/memtrim); the calls here still
+// go through REST clients of their own, so that each request decodes into
+// the few types it needs. The methods have the signatures of client-go's
+// typed clients, so tests may use either.
 package kubeclient
 
 import (
