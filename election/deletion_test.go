@@ -122,9 +122,9 @@ type createHook struct {
 	before func()
 }
 
-func (l createHook) Create(ctx context.Context, rec Record) (Lease, error) {
+func (l createHook) Create(ctx context.Context, rec Record, notes Notes) (Lease, error) {
 	l.before()
-	return l.memLock.Create(ctx, rec)
+	return l.memLock.Create(ctx, rec, notes)
 }
 
 // pollOnly is a Lock whose watch is down for good, so the candidate learns

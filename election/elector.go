@@ -101,6 +101,19 @@ type Config struct {
 	Clock clock.WithDelayedExecution
 	// Logger receives one line per leadership event; slog.Default() when nil.
 	Logger *slog.Logger
+	// UID is the own pod's UID (POD_UID), written beside the holder as
+	// Notes.HolderUID. With it, a restarted sidecar that finds its identity
+	// and UID in the Lease resumes its term at once, and two pods that share
+	// one Identity never both lead. Optional.
+	UID string
+	// AppHealth makes the campaign follow the app's health as reported by
+	// ReportAppHealth; the app counts as unhealthy until the first report.
+	// An unhealthy candidate campaigns a RetryPeriod later than a healthy
+	// one would, so it leads only when no healthy candidate took the Lease.
+	AppHealth bool
+	// MinTerm is the least time a leader leads before it hands over because
+	// its app is unhealthy.
+	MinTerm time.Duration
 }
 
 // Callbacks are run by the election loop, one at a time, in order. While one
@@ -148,13 +161,28 @@ type State struct {
 	// record's first observation plus its expiry. Past it, this candidate
 	// knows no live leader. Zero while Leader is empty or this candidate.
 	HeldUntil time.Time
+	// Standby is the follower that offered to lead next, as last observed.
+	Standby string
+	// AppHealthy is false while Config.AppHealth is set and the app's last
+	// reported health was bad (or none was reported yet).
+	AppHealthy bool
+	// AppHealth is the reason given with the last health report.
+	AppHealth string
+	// LeadsUnhealthy is true while this candidate leads although its app is
+	// unhealthy, because no healthy follower has offered to take over.
+	LeadsUnhealthy bool
 }
 
 // Elector runs one candidate's election. Create it with New, start it with Run.
 type Elector struct {
-	cfg    Config
-	log    *slog.Logger
-	resign chan error
+	cfg      Config
+	log      *slog.Logger
+	resign   chan error
+	handover chan handoverRequest
+	health   chan struct{} // a new report is in reported
+
+	reportMu sync.Mutex
+	reported appHealth
 
 	mu    sync.Mutex
 	state State
@@ -173,7 +201,8 @@ func New(cfg Config) (*Elector, error) {
 		log = slog.Default()
 	}
 	log = log.With("lease", cfg.Lock.Describe(), "identity", cfg.Identity)
-	return &Elector{cfg: cfg, log: log, resign: make(chan error, 1), state: State{Identity: cfg.Identity}}, nil
+	return &Elector{cfg: cfg, log: log, resign: make(chan error, 1), handover: make(chan handoverRequest),
+		health: make(chan struct{}, 1), state: State{Identity: cfg.Identity, AppHealthy: !cfg.AppHealth}}, nil
 }
 
 func (c Config) validate() error {
@@ -186,6 +215,9 @@ func (c Config) validate() error {
 	}
 	if err := c.Timings().Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("election config: %w", err))
+	}
+	if c.MinTerm < 0 {
+		errs = append(errs, fmt.Errorf("election config: MinTerm is %s: must not be negative", c.MinTerm))
 	}
 	return errors.Join(errs...)
 }
@@ -236,7 +268,7 @@ func (e *Elector) Run(ctx context.Context) error {
 	defer wg.Wait()
 	defer stopWatch()
 
-	r := &run{Elector: e, needRead: true, backoff: e.cfg.RetryPeriod,
+	r := &run{Elector: e, needRead: true, backoff: e.cfg.RetryPeriod, fresh: true, healthy: !e.cfg.AppHealth,
 		errs: lasterr.New(e.log, "election error", "election recovered")}
 	due := make(chan time.Time)
 	close(due) // for work that is due now: select it without a timer
@@ -263,6 +295,12 @@ func (e *Elector) Run(ctx context.Context) error {
 		case cause := <-e.resign:
 			stop()
 			r.resign(ctx, cause)
+		case req := <-e.handover:
+			stop()
+			req.done <- r.handOver(ctx, req.to)
+		case <-e.health:
+			stop()
+			r.takeHealth()
 		case <-wake:
 		}
 	}
@@ -308,6 +346,23 @@ type run struct {
 	notBefore time.Time // no campaign before this (back-off)
 	backoff   time.Duration
 	errs      *lasterr.Tracker
+
+	acquiredAt   time.Time // send time of the write that began this term
+	healthy      bool      // the app's health, true unless Config.AppHealth
+	healthReason string
+	standbyAt    time.Time // when to offer as standby; zero: not scheduled
+	// fresh is true until the first record was looked at: only then may a
+	// record naming this identity, with no pod UID, be a term of this pod
+	// before a restart.
+	fresh   bool
+	claimed string // version of the last record naming us that we acted on
+	warned  bool   // logged that a record naming us is not ours to take
+	// offered is true once this candidate offered to be standby in the term
+	// whose transitions are offeredIn.
+	offered    bool
+	offeredIn  int
+	offerRaces int // offers that lost to another write
+	stopped bool   // Run's context ended: no more offers
 }
 
 // tick does what is due at now.
@@ -324,14 +379,20 @@ func (r *run) tick(ctx context.Context, now time.Time) {
 		if !now.Before(r.lastAttempt.Add(r.cfg.RetryPeriod)) {
 			r.renew(ctx, now)
 		}
+		r.checkHealth(ctx, r.cfg.Clock.Now())
 		return
 	}
 	if at, ok := r.readAt(); ok && !now.Before(at) {
 		r.read(ctx, now)
 	}
+	if r.claimOwn(ctx) {
+		return
+	}
 	if r.canCampaign(r.cfg.Clock.Now()) {
 		r.acquire(ctx)
+		return
 	}
+	r.standby(ctx, r.cfg.Clock.Now())
 }
 
 // renewDeadline is when the leader steps down unless a renew succeeds.
@@ -360,7 +421,13 @@ func (r *run) next(now time.Time) time.Time {
 	if r.leading {
 		earliest(r.lastAttempt.Add(r.cfg.RetryPeriod))
 		earliest(r.renewDeadline())
+		if end := r.acquiredAt.Add(r.cfg.MinTerm); !r.healthy && now.Before(end) {
+			earliest(end) // then checkHealth hands over; after it, events do
+		}
 		return t
+	}
+	if !r.standbyAt.IsZero() {
+		earliest(r.standbyAt)
 	}
 	if at, ok := r.readAt(); ok {
 		earliest(at)
@@ -375,14 +442,27 @@ func (r *run) next(now time.Time) time.Time {
 // missing Lease at once (on first start as its holder, else as an empty
 // record that is then taken like any other), a release at once, any other
 // record once every holder seen may have stepped down.
+//
+// A release that names another candidate as successor waits a RetryPeriod,
+// so that only the successor writes; and while the app is unhealthy every
+// campaign waits a RetryPeriod more, so that a healthy candidate wins.
 func (r *run) campaignAt() (time.Time, bool) {
 	var at time.Time
 	switch {
 	case r.needRead || r.view == viewUnknown:
 		return time.Time{}, false
-	case r.view == viewAbsent, isRelease(r.lease.Record):
+	case r.view == viewAbsent:
+		at = r.observedAt
+	case isRelease(r.lease.Record):
+		at = r.observedAt
+		if s := r.lease.Notes.Successor; s != "" && s != r.cfg.Identity {
+			at = at.Add(r.cfg.RetryPeriod)
+		}
 	default:
 		at = r.holderUntil
+	}
+	if !r.healthy {
+		at = at.Add(r.cfg.RetryPeriod)
 	}
 	return later(at, r.notBefore), true
 }
@@ -422,6 +502,9 @@ func (r *run) noteHolder(rec Record, now time.Time) {
 // gone takes in that the Lease does not exist; version is the deletion's,
 // if known.
 func (r *run) gone(ctx context.Context, now time.Time, version string) {
+	if r.view != viewAbsent {
+		r.observedAt = now
+	}
 	r.view = viewAbsent
 	if version != "" {
 		r.lease.Version = version
@@ -484,12 +567,12 @@ func (r *run) observe(ctx context.Context, l Lease, now time.Time) {
 	}
 	r.lease, r.view, r.seen = l, viewKnown, true
 	var heldUntil time.Time
-	if h := l.Record.HolderIdentity; h != "" && h != r.cfg.Identity {
+	if h := l.Record.HolderIdentity; h != "" && !r.ours(l) {
 		heldUntil = r.observedAt.Add(r.expiry(l.Record))
 	}
-	r.update(func(s *State) { s.LastObserved, s.HeldUntil = now, heldUntil })
-	if r.leading && l.Record.HolderIdentity != r.cfg.Identity {
-		r.stepDown(ctx, fmt.Sprintf("the Lease is held by %q", l.Record.HolderIdentity), noRelease)
+	r.update(func(s *State) { s.LastObserved, s.HeldUntil, s.Standby = now, heldUntil, l.Notes.Standby })
+	if r.leading && !r.ours(l) {
+		r.stepDown(ctx, fmt.Sprintf("the Lease is held by %q (pod uid %q)", l.Record.HolderIdentity, l.Notes.HolderUID), noRelease)
 	}
 	r.setLeader(l.Record)
 }
@@ -527,14 +610,15 @@ func (r *run) acquire(ctx context.Context) {
 		RenewTime:            metav1.NewTime(sent),
 		LeaderTransitions:    r.lease.Record.LeaderTransitions + 1,
 	}
+	notes := Notes{HolderUID: r.cfg.UID} // a new term: no standby yet
 	var l Lease
 	var err error
 	switch {
 	case r.view == viewKnown:
-		l, err = r.cfg.Lock.Update(rctx, r.lease, rec)
+		l, err = r.cfg.Lock.Update(rctx, r.lease, rec, notes)
 	case !r.seen: // first start
 		rec.LeaderTransitions = 0
-		l, err = r.cfg.Lock.Create(rctx, rec)
+		l, err = r.cfg.Lock.Create(rctx, rec, notes)
 	default:
 		// A create carries no version: two candidates' creates both succeed
 		// if the Lease is deleted between them. So put it back empty, with
@@ -542,13 +626,20 @@ func (r *run) acquire(ctx context.Context) {
 		rec.HolderIdentity = ""
 		rec.LeaderTransitions--
 		rec.LeaseDurationSeconds = max(rec.LeaseDurationSeconds, 2) // 1 would read as a release
-		if l, err = r.cfg.Lock.Create(rctx, rec); err == nil {
+		if l, err = r.cfg.Lock.Create(rctx, rec, Notes{}); err == nil {
 			r.log.Info("put the deleted lease back empty; taking it once it expires", "after", r.cfg.LeaseDuration)
 			r.note(ctx, nil)
 			r.observe(ctx, l, r.cfg.Clock.Now())
 			return
 		}
 	}
+	r.lead(ctx, l, err, sent, "acquire", "started leading")
+}
+
+// lead takes in the answer to a write, sent at sent, that makes this
+// candidate the holder (an acquire, or a confirm of a resumed or handed-over
+// term), and leads if it succeeded in time.
+func (r *run) lead(ctx context.Context, l Lease, err error, sent time.Time, what, how string) {
 	now := r.cfg.Clock.Now()
 	switch {
 	case err == nil:
@@ -559,7 +650,7 @@ func (r *run) acquire(ctx context.Context) {
 		r.gone(ctx, now, "")
 		return
 	default:
-		r.note(ctx, fmt.Errorf("acquire lease %s: %w", r.cfg.Lock.Describe(), err))
+		r.note(ctx, fmt.Errorf("%s lease %s: %w", what, r.cfg.Lock.Describe(), err))
 		r.notBefore = now.Add(r.cfg.RetryPeriod)
 		return
 	}
@@ -568,9 +659,9 @@ func (r *run) acquire(ctx context.Context) {
 	if !now.Before(sent.Add(r.cfg.RenewDeadline)) {
 		return // the answer came too late to lead on; followers may already count
 	}
-	r.leading, r.renewSentAt, r.lastAttempt = true, sent, sent
+	r.leading, r.renewSentAt, r.lastAttempt, r.acquiredAt = true, sent, sent, sent
 	r.update(func(s *State) { s.IsLeader, s.LeadUntil = true, r.renewDeadline() })
-	r.log.Info("started leading", "leader", r.cfg.Identity, "transitions", l.Record.LeaderTransitions)
+	r.log.Info(how, "leader", r.cfg.Identity, "transitions", l.Record.LeaderTransitions)
 	r.changed()
 	if cb := r.cfg.Callbacks.OnStartedLeading; cb != nil {
 		// No renew runs while the callback does: its time is bounded by the
@@ -595,7 +686,7 @@ func (r *run) renew(ctx context.Context, now time.Time) {
 	rec.HolderIdentity = r.cfg.Identity
 	rec.LeaseDurationSeconds = int(r.cfg.LeaseDuration / time.Second)
 	rec.RenewTime = metav1.NewTime(now)
-	l, err := r.cfg.Lock.Update(rctx, r.lease, rec)
+	l, err := r.cfg.Lock.Update(rctx, r.lease, rec, r.holderNotes(r.lease))
 	if apierrors.IsConflict(err) {
 		var cur Lease
 		if cur, err = r.cfg.Lock.Get(rctx); err == nil {
@@ -604,7 +695,7 @@ func (r *run) renew(ctx context.Context, now time.Time) {
 				return // observe saw another holder and stepped down
 			}
 			rec.AcquireTime, rec.LeaderTransitions = cur.Record.AcquireTime, cur.Record.LeaderTransitions
-			l, err = r.cfg.Lock.Update(rctx, cur, rec)
+			l, err = r.cfg.Lock.Update(rctx, cur, rec, r.holderNotes(cur))
 		}
 	}
 	if err != nil {
@@ -622,63 +713,79 @@ func (r *run) renew(ctx context.Context, now time.Time) {
 }
 
 // stepDown ends our leadership: callbacks first, then, if release > 0, the
-// Lease is handed back if it is still ours, trying for at most release.
-// Both run on a context that outlives ctx, each with its own bound, so that a
-// shutdown signal during a step-down neither cuts the callback short nor
-// makes followers wait LeaseDuration for a release that was never sent.
-func (r *run) stepDown(ctx context.Context, reason string, release time.Duration) {
+// Lease is handed back if it is still ours, trying for at most release,
+// naming the standby, if there is one, as successor. Both run on a context
+// that outlives ctx, each with its own bound, so that a shutdown signal during
+// a step-down neither cuts the callback short nor makes followers wait
+// LeaseDuration for a release that was never sent.
+func (r *run) stepDown(ctx context.Context, reason string, release time.Duration) error {
+	if !r.stopLeading(ctx, reason) || release <= 0 {
+		return nil
+	}
+	return r.release(context.WithoutCancel(ctx), release)
+}
+
+// stopLeading is the first half of every step-down: this candidate stops
+// believing it leads and the callback runs. It reports whether it led.
+func (r *run) stopLeading(ctx context.Context, reason string) bool {
 	if !r.leading {
-		return
+		return false
 	}
 	r.leading = false
-	r.update(func(s *State) { s.IsLeader, s.LeadUntil = false, time.Time{} })
+	r.update(func(s *State) { s.IsLeader, s.LeadUntil, s.LeadsUnhealthy = false, time.Time{}, false })
 	r.log.Info("stopped leading", "reason", reason, "transitions", r.lease.Record.LeaderTransitions)
-	base := context.WithoutCancel(ctx)
 	if cb := r.cfg.Callbacks.OnStoppedLeading; cb != nil {
-		cctx, cancel := r.withTimeout(base, r.cfg.RetryPeriod)
+		cctx, cancel := r.withTimeout(context.WithoutCancel(ctx), r.cfg.RetryPeriod)
 		cb(cctx, r.State())
 		cancel()
 	}
 	r.changed()
-	if release > 0 {
-		r.release(base, release)
-	}
+	return true
 }
 
 // release hands the Lease back the way client-go's ReleaseOnCancel does, so
-// that a watching follower, ours or client-go's, may take it at once.
-func (r *run) release(ctx context.Context, timeout time.Duration) {
+// that a watching follower, ours or client-go's, may take it at once. It
+// names the standby as successor: our followers other than it then wait a
+// RetryPeriod before they try, so one write, not one per follower, follows.
+func (r *run) release(ctx context.Context, timeout time.Duration) error {
 	if r.view != viewKnown {
-		return
+		return nil
 	}
 	rctx, cancel := r.withTimeout(ctx, timeout)
 	defer cancel()
 	cur := r.lease
 	for attempt := 0; attempt < 2; attempt++ {
-		if cur.Record.HolderIdentity != r.cfg.Identity {
-			return // no longer ours: nothing to release
+		if !r.ours(cur) {
+			return nil // no longer ours: nothing to release
 		}
 		now := metav1.NewTime(r.cfg.Clock.Now())
+		var notes Notes
+		if s := cur.Notes.Standby; s != r.cfg.Identity {
+			notes.Successor = s
+		}
 		l, err := r.cfg.Lock.Update(rctx, cur, Record{
 			LeaseDurationSeconds: 1,
 			AcquireTime:          now,
 			RenewTime:            now,
 			LeaderTransitions:    cur.Record.LeaderTransitions,
-		})
+		}, notes)
 		if err == nil {
-			r.log.Info("released lease", "transitions", l.Record.LeaderTransitions)
+			r.log.Info("released lease", "transitions", l.Record.LeaderTransitions, "successor", notes.Successor)
 			r.observe(ctx, l, r.cfg.Clock.Now())
-			return
+			return nil
 		}
 		if !apierrors.IsConflict(err) {
-			r.note(ctx, fmt.Errorf("release lease %s: %w", r.cfg.Lock.Describe(), err))
-			return
+			err = fmt.Errorf("release lease %s: %w", r.cfg.Lock.Describe(), err)
+			r.note(ctx, err)
+			return err
 		}
 		if cur, err = r.cfg.Lock.Get(rctx); err != nil {
-			r.note(ctx, fmt.Errorf("release lease %s: %w", r.cfg.Lock.Describe(), err))
-			return
+			err = fmt.Errorf("release lease %s: %w", r.cfg.Lock.Describe(), err)
+			r.note(ctx, err)
+			return err
 		}
 	}
+	return nil
 }
 
 // resign steps down on request and backs off before campaigning again.
@@ -693,9 +800,15 @@ func (r *run) resign(ctx context.Context, cause error) {
 // noRelease steps down without touching the Lease, which is not ours.
 const noRelease time.Duration = 0
 
-// shutdown steps down and releases before Run returns.
+// shutdown steps down and releases before Run returns; a standby withdraws
+// its offer, so that no release names a candidate that is gone.
 func (r *run) shutdown(ctx context.Context) {
-	r.stepDown(ctx, "shutting down", r.cfg.RenewDeadline)
+	r.stopped = true
+	if r.leading {
+		r.stepDown(ctx, "shutting down", r.cfg.RenewDeadline)
+		return
+	}
+	r.withdraw(context.WithoutCancel(ctx))
 }
 
 // setLeader publishes the observed record.

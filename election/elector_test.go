@@ -308,19 +308,21 @@ func newOneConfig(t *testing.T, store *memStore, onStart func() error, wrap func
 }
 
 // TestFollowerSendsNoPeriodicRequests: a follower's steady state is the
-// watch alone, while the leader renews every RetryPeriod.
+// watch alone, while the leader renews every RetryPeriod (and another
+// follower is the standby).
 func TestFollowerSendsNoPeriodicRequests(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		store := newMemStore(1)
+		peer := Notes{Standby: "peer"}
 		store.mu.Lock()
-		store.commit(record("other", time.Unix(0, 0), 0))
+		store.commitNotes(record("other", time.Unix(0, 0), 0), peer)
 		store.mu.Unlock()
 		o := newOne(t, store)
 		initial := o.lock.callCount()
 		for i := range 300 { // 10 minutes of a live leader
 			o.step(rp)
 			store.mu.Lock()
-			store.commit(record("other", time.Unix(int64(i), 0), 0))
+			store.commitNotes(record("other", time.Unix(int64(i), 0), 0), peer)
 			store.mu.Unlock()
 			synctest.Wait()
 		}
@@ -334,20 +336,21 @@ func TestFollowerSendsNoPeriodicRequests(t *testing.T) {
 func TestFollowerPollsWhileTheWatchIsDown(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		store := newMemStore(1)
+		peer := Notes{Standby: "peer"}
 		store.mu.Lock()
-		store.commit(record("other", time.Unix(0, 0), 0))
+		store.commitNotes(record("other", time.Unix(0, 0), 0), peer)
 		store.mu.Unlock()
 		store.setFaults(faults{WatchDrop: 1, WatchOutage: time.Hour})
 		o := newOne(t, store)
 		store.mu.Lock()
-		store.commit(record("other", time.Unix(1, 0), 0)) // breaks the watch
+		store.commitNotes(record("other", time.Unix(1, 0), 0), peer) // breaks the watch
 		store.mu.Unlock()
 		synctest.Wait()
 		before := o.lock.callCount()
 		for i := range 5 {
 			o.step(rp)
 			store.mu.Lock()
-			store.commit(record("other", time.Unix(int64(i+2), 0), 0))
+			store.commitNotes(record("other", time.Unix(int64(i+2), 0), 0), peer)
 			store.mu.Unlock()
 			synctest.Wait()
 		}

@@ -131,12 +131,12 @@ func (l *writeLog) firstTake() (time.Time, bool) {
 	return l.takes[0], true
 }
 
-func (l *writeLog) Create(ctx context.Context, rec Record) (Lease, error) {
+func (l *writeLog) Create(ctx context.Context, rec Record, notes Notes) (Lease, error) {
 	l.note(rec)
-	return l.memLock.Create(ctx, rec)
+	return l.memLock.Create(ctx, rec, notes)
 }
 
-func (l *writeLog) Update(ctx context.Context, prev Lease, rec Record) (Lease, error) {
+func (l *writeLog) Update(ctx context.Context, prev Lease, rec Record, notes Notes) (Lease, error) {
 	l.note(rec)
-	return l.memLock.Update(ctx, prev, rec)
+	return l.memLock.Update(ctx, prev, rec, notes)
 }

@@ -28,11 +28,34 @@ type Record struct {
 	PreferredHolder string
 }
 
-// Lease is one observed version of the lock: the record and the opaque version
-// (the Lease's resourceVersion) that an update must name to succeed.
+// Lease is one observed version of the lock: the record, this elector's
+// notes beside it, and the opaque version (the Lease's resourceVersion) that
+// an update must name to succeed.
 type Lease struct {
 	Record  Record
+	Notes   Notes
 	Version string
+}
+
+// Notes are what this elector keeps beside the record, outside client-go's
+// LeaderElectionRecord: leasestore stores them as annotations of the Lease,
+// which client-go's electors leave alone, so a Lease stays shareable with
+// them. Empty fields are absent.
+type Notes struct {
+	// HolderUID is the holder's pod UID (POD_UID), written with every
+	// acquire and renew. A restarted sidecar that finds its own identity and
+	// pod UID here knows the term is its own and resumes it.
+	HolderUID string
+	// Standby is a follower that offered, once in the holder's term, to be
+	// the next leader: it is live and its app is healthy, as far as it knows.
+	Standby string
+	// Successor, on a release, is the candidate the old leader handed the
+	// Lease to: it takes the Lease at once, the others wait a RetryPeriod
+	// before they try, so that only one write follows a release.
+	Successor string
+	// GrantedBy is set when a leader wrote another candidate as holder
+	// (resign --to): that candidate confirms the term by a renew and leads.
+	GrantedBy string
 }
 
 // Lock is the storage the elector needs. Errors follow the API server's
@@ -41,10 +64,11 @@ type Lease struct {
 type Lock interface {
 	// Get reads the current Lease.
 	Get(ctx context.Context) (Lease, error)
-	// Create creates the Lease with rec; it fails if the Lease exists.
-	Create(ctx context.Context, rec Record) (Lease, error)
-	// Update replaces the record of prev, only if prev.Version is still current.
-	Update(ctx context.Context, prev Lease, rec Record) (Lease, error)
+	// Create creates the Lease with rec and notes; it fails if the Lease exists.
+	Create(ctx context.Context, rec Record, notes Notes) (Lease, error)
+	// Update replaces the record and notes of prev, only if prev.Version is
+	// still current.
+	Update(ctx context.Context, prev Lease, rec Record, notes Notes) (Lease, error)
 	// Watch sends what happens to the Lease to events until ctx ends, then
 	// returns. It never closes events.
 	Watch(ctx context.Context, events chan<- Event)

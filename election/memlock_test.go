@@ -38,6 +38,7 @@ type memStore struct {
 	mu      sync.Mutex
 	exists  bool
 	rec     Record
+	notes   Notes
 	version int
 	subs    map[*memLock]*memSub
 	rng     *rand.Rand
@@ -86,16 +87,19 @@ func (s *memStore) getFaults() faults {
 func (s *memStore) current() (Lease, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return Lease{Record: s.rec, Version: strconv.Itoa(s.version)}, s.exists
+	return Lease{Record: s.rec, Notes: s.notes, Version: strconv.Itoa(s.version)}, s.exists
 }
 
 // commit applies a write and tells every watcher; it returns the new Lease.
 // The caller holds s.mu.
-func (s *memStore) commit(rec Record) Lease {
+func (s *memStore) commit(rec Record) Lease { return s.commitNotes(rec, Notes{}) }
+
+// commitNotes is commit with notes. The caller holds s.mu.
+func (s *memStore) commitNotes(rec Record, notes Notes) Lease {
 	s.version++
-	s.rec, s.exists = rec, true
+	s.rec, s.notes, s.exists = rec, notes, true
 	s.writes++
-	l := Lease{Record: rec, Version: strconv.Itoa(s.version)}
+	l := Lease{Record: rec, Notes: notes, Version: strconv.Itoa(s.version)}
 	s.publish(Event{Type: Observed, Lease: l})
 	return l
 }
@@ -107,7 +111,7 @@ func (s *memStore) remove() bool {
 		return false
 	}
 	s.version++
-	s.rec, s.exists = Record{}, false
+	s.rec, s.notes, s.exists = Record{}, Notes{}, false
 	s.writes++
 	s.publish(Event{Type: Deleted, Lease: Lease{Version: strconv.Itoa(s.version)}})
 	return true
@@ -139,7 +143,7 @@ func (s *memStore) subscribe(l *memLock) (*memSub, Event) {
 	if !s.exists {
 		return sub, Event{Type: Deleted}
 	}
-	return sub, Event{Type: Observed, Lease: Lease{Record: s.rec, Version: strconv.Itoa(s.version)}}
+	return sub, Event{Type: Observed, Lease: Lease{Record: s.rec, Notes: s.notes, Version: strconv.Itoa(s.version)}}
 }
 
 func (s *memStore) unsubscribe(l *memLock, sub *memSub) {
@@ -264,20 +268,20 @@ func (l *memLock) Get(ctx context.Context) (Lease, error) {
 		if !l.store.exists {
 			return Lease{}, apierrors.NewNotFound(leases, "lease")
 		}
-		return Lease{Record: l.store.rec, Version: strconv.Itoa(l.store.version)}, nil
+		return Lease{Record: l.store.rec, Notes: l.store.notes, Version: strconv.Itoa(l.store.version)}, nil
 	})
 }
 
-func (l *memLock) Create(ctx context.Context, rec Record) (Lease, error) {
+func (l *memLock) Create(ctx context.Context, rec Record, notes Notes) (Lease, error) {
 	return l.call(ctx, true, func() (Lease, error) {
 		if l.store.exists {
 			return Lease{}, apierrors.NewAlreadyExists(leases, "lease")
 		}
-		return l.store.commit(rec), nil
+		return l.store.commitNotes(rec, notes), nil
 	})
 }
 
-func (l *memLock) Update(ctx context.Context, prev Lease, rec Record) (Lease, error) {
+func (l *memLock) Update(ctx context.Context, prev Lease, rec Record, notes Notes) (Lease, error) {
 	return l.call(ctx, true, func() (Lease, error) {
 		if !l.store.exists {
 			return Lease{}, apierrors.NewNotFound(leases, "lease")
@@ -285,7 +289,7 @@ func (l *memLock) Update(ctx context.Context, prev Lease, rec Record) (Lease, er
 		if prev.Version != strconv.Itoa(l.store.version) {
 			return Lease{}, apierrors.NewConflict(leases, "lease", errors.New("version changed"))
 		}
-		return l.store.commit(rec), nil
+		return l.store.commitNotes(rec, notes), nil
 	})
 }
 

@@ -73,10 +73,10 @@ func (s *Store) Get(ctx context.Context) (election.Lease, error) {
 	return s.remember(l)
 }
 
-// Create creates the Lease holding rec.
-func (s *Store) Create(ctx context.Context, rec election.Record) (election.Lease, error) {
+// Create creates the Lease holding rec, with notes as its annotations.
+func (s *Store) Create(ctx context.Context, rec election.Record, notes election.Notes) (election.Lease, error) {
 	l, err := s.leases.Create(ctx, &coordinationv1.Lease{
-		ObjectMeta: metav1.ObjectMeta{Name: s.name, Namespace: s.namespace},
+		ObjectMeta: metav1.ObjectMeta{Name: s.name, Namespace: s.namespace, Annotations: withNotes(nil, notes)},
 		Spec:       specFromRecord(rec),
 	}, metav1.CreateOptions{})
 	if err != nil {
@@ -85,9 +85,10 @@ func (s *Store) Create(ctx context.Context, rec election.Record) (election.Lease
 	return s.remember(l)
 }
 
-// Update writes rec if prev.Version is still the Lease's resourceVersion. The
-// rest of the object (labels, annotations, owners) is kept as it is.
-func (s *Store) Update(ctx context.Context, prev election.Lease, rec election.Record) (election.Lease, error) {
+// Update writes rec and notes if prev.Version is still the Lease's
+// resourceVersion. The rest of the object (labels, other annotations,
+// owners) is kept as it is.
+func (s *Store) Update(ctx context.Context, prev election.Lease, rec election.Record, notes election.Notes) (election.Lease, error) {
 	s.mu.Lock()
 	obj := s.last
 	s.mu.Unlock()
@@ -106,6 +107,7 @@ func (s *Store) Update(ctx context.Context, prev election.Lease, rec election.Re
 	}
 	obj = obj.DeepCopy()
 	obj.Spec = specFromRecord(rec)
+	obj.Annotations = withNotes(obj.Annotations, notes)
 	l, err := s.leases.Update(ctx, obj, metav1.UpdateOptions{})
 	if err != nil {
 		return election.Lease{}, err
@@ -126,7 +128,7 @@ func (s *Store) remember(l *coordinationv1.Lease) (election.Lease, error) {
 		s.last = l
 	}
 	s.mu.Unlock()
-	return election.Lease{Record: recordFromSpec(&l.Spec), Version: l.ResourceVersion}, nil
+	return election.Lease{Record: recordFromSpec(&l.Spec), Notes: notesFrom(l.Annotations), Version: l.ResourceVersion}, nil
 }
 
 // specFromRecord and recordFromSpec convert as client-go's resourcelock does

@@ -137,7 +137,7 @@ func TestCreateGetRoundTrip(t *testing.T) {
 			cs := newClientset(t)
 			s := newStore(cs)
 
-			created, err := s.Create(ctx, tt.rec)
+			created, err := s.Create(ctx, tt.rec, election.Notes{})
 			if err != nil {
 				t.Fatalf("Create: %v", err)
 			}
@@ -184,10 +184,10 @@ func TestLockErrors(t *testing.T) {
 	if _, err := s.Get(ctx); !apierrors.IsNotFound(err) {
 		t.Errorf("Get of a missing Lease: %v, want NotFound", err)
 	}
-	if _, err := s.Create(ctx, record("pod-a", 0)); err != nil {
+	if _, err := s.Create(ctx, record("pod-a", 0), election.Notes{}); err != nil {
 		t.Fatalf("Create: %v", err)
 	}
-	if _, err := s.Create(ctx, record("pod-b", 0)); !apierrors.IsAlreadyExists(err) {
+	if _, err := s.Create(ctx, record("pod-b", 0), election.Notes{}); !apierrors.IsAlreadyExists(err) {
 		t.Errorf("second Create: %v, want AlreadyExists", err)
 	}
 	if got := getLease(t, cs, testName).Spec.HolderIdentity; *got != "pod-a" {
@@ -230,7 +230,7 @@ func TestUpdateKeepsMetadata(t *testing.T) {
 				s = newStore(cs)
 			}
 			rec := record("pod-b", 2)
-			updated, err := s.Update(ctx, prev, rec)
+			updated, err := s.Update(ctx, prev, rec, election.Notes{})
 			if err != nil {
 				t.Fatalf("Update: %v", err)
 			}
@@ -291,7 +291,7 @@ func TestUpdateStaleVersionConflicts(t *testing.T) {
 			ctx := context.Background()
 			cs := newClientset(t)
 			s := newStore(cs)
-			prev, err := s.Create(ctx, record("pod-a", 0))
+			prev, err := s.Create(ctx, record("pod-a", 0), election.Notes{})
 			if err != nil {
 				t.Fatalf("Create: %v", err)
 			}
@@ -306,7 +306,7 @@ func TestUpdateStaleVersionConflicts(t *testing.T) {
 				t.Fatalf("resourceVersion stayed %q: the fake does not bump it", now)
 			}
 
-			_, err = tt.after(t, s, cs).Update(ctx, prev, record("pod-a", 0))
+			_, err = tt.after(t, s, cs).Update(ctx, prev, record("pod-a", 0), election.Notes{})
 			if !apierrors.IsConflict(err) {
 				t.Errorf("Update with stale version %q: %v, want a conflict", prev.Version, err)
 			}

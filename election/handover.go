@@ -1,0 +1,357 @@
+package election
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"strconv"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// This file holds what moves leadership on purpose rather than by expiry:
+// a standby that offers to lead next, a handover on request, the app's
+// health, and a restarted candidate that finds its own term in the Lease.
+//
+// # Standby and successor
+//
+// Once per term, a healthy follower offers to lead next: it writes its
+// identity as Notes.Standby, with the record unchanged, so that no
+// follower's expiry clock restarts. Followers spread their offers over a
+// RetryPeriod by a rank each computes from its identity and the term, and
+// the first offer seen ends the others', so one write, rarely two, is sent
+// per term. A standby whose app turns unhealthy, or that shuts down,
+// withdraws its offer.
+//
+// A leader that steps down gracefully names the standby as successor in its
+// release. The successor takes the Lease at once; every other follower of
+// this package waits a RetryPeriod before it tries, so a handover costs one
+// write however many followers watch. If the successor died since its
+// offer, the others take the Lease after that RetryPeriod.
+//
+// # Handover on request
+//
+// Handover("") steps down and releases as above. Handover(peer) steps down
+// and then writes peer as holder, with a fresh renew time and GrantedBy
+// naming this candidate. Peer confirms the term by a renew with its own pod
+// UID, and leads once that write succeeded; if peer is dead the Lease
+// expires as any other. Every candidate leads only after a write of its own
+// succeeded, so two candidates that share an identity cannot both lead on
+// one grant: one confirm wins, the other's answers 409.
+//
+// # Restarts
+//
+// A candidate that does not lead and finds its identity as holder resumes
+// the term, by a confirm as above, when the record's HolderUID is its own
+// pod UID: the record was written by this pod's sidecar before it restarted,
+// and no other process of this pod can lead. When it cannot prove that (the
+// record carries no UID), it releases the Lease at once, once, on its first
+// look, so that a peer takes over in milliseconds. A record naming its
+// identity with another pod's UID is another pod's term: it waits for it to
+// expire like any follower and says so in its log.
+
+// ErrNotLeader is returned by Handover on a candidate that does not lead.
+var ErrNotLeader = errors.New("not the leader")
+
+type handoverRequest struct {
+	to   string
+	done chan error
+}
+
+// Handover steps down and hands the Lease on: to the standby, if one
+// offered, when to is empty, else to the candidate whose identity is to. It
+// returns once the Lease was written, or with the error; ErrNotLeader (with
+// the observed leader) when this candidate does not lead. Run must be
+// running.
+func (e *Elector) Handover(ctx context.Context, to string) error {
+	req := handoverRequest{to: to, done: make(chan error, 1)}
+	select {
+	case e.handover <- req:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case err := <-req.done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// handOver serves a Handover request on the election loop.
+func (r *run) handOver(ctx context.Context, to string) error {
+	if !r.leading {
+		return fmt.Errorf("%w (the leader is %q)", ErrNotLeader, r.State().Leader)
+	}
+	if to == r.cfg.Identity {
+		return fmt.Errorf("cannot hand over to %q: it is this candidate, the leader", to)
+	}
+	if to == "" {
+		err := r.stepDown(ctx, "resigned on request", r.cfg.RenewDeadline)
+		r.notBefore = r.cfg.Clock.Now().Add(r.cfg.RetryPeriod)
+		return err
+	}
+	r.stopLeading(ctx, fmt.Sprintf("handing over to %q on request", to))
+	return r.grant(context.WithoutCancel(ctx), to)
+}
+
+// grant writes to as the holder of the Lease we just stepped down from.
+func (r *run) grant(ctx context.Context, to string) error {
+	rctx, cancel := r.withTimeout(ctx, r.cfg.RenewDeadline)
+	defer cancel()
+	cur := r.lease
+	if r.view != viewKnown || !r.ours(cur) {
+		return fmt.Errorf("hand lease %s to %q: it is no longer ours (holder %q)", r.cfg.Lock.Describe(), to, cur.Record.HolderIdentity)
+	}
+	now := metav1.NewTime(r.cfg.Clock.Now())
+	rec := cur.Record
+	rec.HolderIdentity = to
+	rec.LeaseDurationSeconds = int(r.cfg.LeaseDuration / time.Second)
+	rec.AcquireTime, rec.RenewTime = now, now
+	rec.LeaderTransitions++
+	notes := Notes{GrantedBy: r.cfg.Identity}
+	if s := cur.Notes.Standby; s != to {
+		notes.Standby = s
+	}
+	l, err := r.cfg.Lock.Update(rctx, cur, rec, notes)
+	if err != nil {
+		err = fmt.Errorf("hand lease %s to %q: %w", r.cfg.Lock.Describe(), to, err)
+		r.note(ctx, err)
+		if apierrors.IsConflict(err) {
+			r.needRead = true
+		}
+		return err
+	}
+	r.log.Info("handed the lease over", "to", to, "transitions", l.Record.LeaderTransitions)
+	r.observe(ctx, l, r.cfg.Clock.Now())
+	return nil
+}
+
+// ours reports whether l's holder is this candidate: its identity and,
+// where both are known, its pod UID.
+func (r *run) ours(l Lease) bool {
+	return l.Record.HolderIdentity == r.cfg.Identity &&
+		(r.cfg.UID == "" || l.Notes.HolderUID == "" || l.Notes.HolderUID == r.cfg.UID)
+}
+
+// holderNotes are the notes a renew of cur writes: our UID, the standby kept.
+func (r *run) holderNotes(cur Lease) Notes {
+	n := Notes{HolderUID: r.cfg.UID, Standby: cur.Notes.Standby}
+	if n.Standby == r.cfg.Identity {
+		n.Standby = ""
+	}
+	return n
+}
+
+// claimOwn acts on a record that names this candidate's identity while it
+// does not lead: it confirms a term handed to it or its own from before a
+// restart, or releases one it cannot prove is its own. It reports whether it
+// wrote.
+func (r *run) claimOwn(ctx context.Context) bool {
+	fresh := r.fresh
+	if r.view != viewUnknown && !r.needRead {
+		r.fresh = false
+	}
+	l := r.lease
+	if r.leading || r.view != viewKnown || r.needRead || l.Record.HolderIdentity != r.cfg.Identity || r.claimed == l.Version {
+		return false
+	}
+	r.claimed = l.Version
+	switch {
+	case l.Notes.GrantedBy != "" && l.Notes.HolderUID == "":
+		r.confirm(ctx, l, "started leading: handed over by "+strconv.Quote(l.Notes.GrantedBy))
+	case r.cfg.UID != "" && l.Notes.HolderUID == r.cfg.UID:
+		r.confirm(ctx, l, "started leading: resumed this pod's term after a restart")
+	case fresh && l.Notes.HolderUID == "" && r.cfg.UID != "":
+		r.log.Warn("the lease names this identity with no pod UID: it cannot be proven to be this pod's term from before a restart; releasing it", "pod_uid", r.cfg.UID)
+		r.releaseUnproven(ctx, l)
+	default:
+		if !r.warned {
+			r.warned = true
+			if l.Notes.HolderUID == "" {
+				r.log.Warn("the lease names this identity, but without POD_UID it cannot be proven to be this pod's term; waiting for it to end")
+			} else {
+				r.log.Warn("the lease names this identity but another pod: two pods share one identity; waiting for its term to end",
+					"holder_uid", l.Notes.HolderUID, "pod_uid", r.cfg.UID)
+			}
+		}
+		return false
+	}
+	return true
+}
+
+// confirm renews l, a term handed to us or our own, and leads if it wins.
+func (r *run) confirm(ctx context.Context, l Lease, how string) {
+	sent := r.cfg.Clock.Now()
+	rctx, cancel := r.withTimeout(ctx, r.cfg.RenewDeadline)
+	defer cancel()
+	rec := l.Record
+	rec.LeaseDurationSeconds = int(r.cfg.LeaseDuration / time.Second)
+	rec.RenewTime = metav1.NewTime(sent)
+	if rec.AcquireTime.IsZero() {
+		rec.AcquireTime = rec.RenewTime
+	}
+	cur, err := r.cfg.Lock.Update(rctx, l, rec, r.holderNotes(l))
+	r.lead(ctx, cur, err, sent, "confirm", how)
+}
+
+// releaseUnproven releases a record naming our identity that we cannot
+// prove is ours, and that no live candidate of ours can be holding: it
+// carries no pod UID, which every candidate with one writes.
+func (r *run) releaseUnproven(ctx context.Context, l Lease) {
+	rctx, cancel := r.withTimeout(ctx, r.cfg.RenewDeadline)
+	defer cancel()
+	now := metav1.NewTime(r.cfg.Clock.Now())
+	cur, err := r.cfg.Lock.Update(rctx, l, Record{
+		LeaseDurationSeconds: 1, AcquireTime: now, RenewTime: now, LeaderTransitions: l.Record.LeaderTransitions,
+	}, Notes{})
+	switch {
+	case err == nil:
+		r.note(ctx, nil)
+		r.log.Info("released lease", "transitions", cur.Record.LeaderTransitions)
+		r.observe(ctx, cur, r.cfg.Clock.Now())
+	case apierrors.IsConflict(err):
+		r.needRead = true
+	default:
+		r.note(ctx, fmt.Errorf("release lease %s: %w", r.cfg.Lock.Describe(), err))
+	}
+}
+
+// standby offers this candidate as the next leader, once per term, or
+// withdraws an offer that no longer holds.
+func (r *run) standby(ctx context.Context, now time.Time) {
+	l := r.lease
+	if r.view != viewKnown || r.needRead || r.leading {
+		r.standbyAt = time.Time{}
+		return
+	}
+	if l.Notes.Standby == r.cfg.Identity {
+		r.standbyAt = time.Time{}
+		if !r.healthy || r.stopped {
+			r.withdraw(ctx)
+		}
+		return
+	}
+	live := l.Record.HolderIdentity != "" && !r.ours(l) && now.Before(r.holderUntil)
+	offered := r.offered && r.offeredIn == l.Record.LeaderTransitions
+	if !live || offered || l.Notes.Standby != "" || !r.healthy || r.stopped {
+		r.standbyAt = time.Time{}
+		return
+	}
+	if r.standbyAt.IsZero() {
+		r.standbyAt = now.Add(time.Duration(rank(r.cfg.Identity, l.Record.LeaderTransitions, r.offerRaces) * float64(r.cfg.RetryPeriod)))
+		return
+	}
+	if now.Before(r.standbyAt) {
+		return
+	}
+	r.standbyAt = time.Time{}
+	// Once per term: a leader that does not keep annotations (not this
+	// package) would otherwise draw an offer from us after every renew.
+	r.offered, r.offeredIn = true, l.Record.LeaderTransitions
+	rctx, cancel := r.withTimeout(ctx, r.cfg.RetryPeriod)
+	defer cancel()
+	n := l.Notes
+	n.Standby = r.cfg.Identity
+	cur, err := r.cfg.Lock.Update(rctx, l, l.Record, n)
+	switch {
+	case err == nil:
+		r.log.Debug("offered to lead next", "leader", l.Record.HolderIdentity)
+		r.observe(ctx, cur, r.cfg.Clock.Now())
+	case apierrors.IsConflict(err):
+		// Someone wrote first (a renew, another offer); its event tells
+		// whether an offer is still wanted. The next one is placed anew,
+		// so that it does not meet the leader's renews again and again.
+		r.offered = false
+		r.offerRaces++
+	default:
+		r.log.Debug("offer to lead next failed", "err", err)
+		r.standbyAt = r.cfg.Clock.Now().Add(r.cfg.RetryPeriod)
+	}
+}
+
+// withdraw removes this candidate's standby offer, if the Lease has one.
+func (r *run) withdraw(ctx context.Context) {
+	l := r.lease
+	if r.view != viewKnown || l.Notes.Standby != r.cfg.Identity {
+		return
+	}
+	rctx, cancel := r.withTimeout(ctx, r.cfg.RetryPeriod)
+	defer cancel()
+	n := l.Notes
+	n.Standby = ""
+	cur, err := r.cfg.Lock.Update(rctx, l, l.Record, n)
+	if err != nil {
+		r.log.Debug("withdrawing the offer to lead next failed", "err", err)
+		return
+	}
+	r.log.Info("withdrew the offer to lead next", "app_healthy", r.healthy)
+	r.observe(ctx, cur, r.cfg.Clock.Now())
+}
+
+// rank places a candidate in [0, 1) for a term and a try, spread evenly
+// over candidates, and anew for each term and try.
+func rank(identity string, transitions, try int) float64 {
+	h := fnv.New64a()
+	h.Write([]byte(identity))
+	h.Write([]byte{0})
+	h.Write([]byte(strconv.Itoa(transitions)))
+	h.Write([]byte{0})
+	h.Write([]byte(strconv.Itoa(try)))
+	return float64(h.Sum64()>>11) / (1 << 53)
+}
+
+// appHealth is one report of the app's health.
+type appHealth struct {
+	healthy bool
+	reason  string
+}
+
+// ReportAppHealth tells the candidate its app's health, when Config.AppHealth
+// is set; it does not block. Only the latest report counts.
+func (e *Elector) ReportAppHealth(healthy bool, reason string) {
+	e.reportMu.Lock()
+	e.reported = appHealth{healthy: healthy, reason: reason}
+	e.reportMu.Unlock()
+	select {
+	case e.health <- struct{}{}:
+	default:
+	}
+}
+
+// takeHealth applies the latest health report.
+func (r *run) takeHealth() {
+	if !r.cfg.AppHealth {
+		return
+	}
+	r.reportMu.Lock()
+	h := r.reported
+	r.reportMu.Unlock()
+	r.healthy, r.healthReason = h.healthy, h.reason
+	r.update(func(s *State) {
+		s.AppHealthy, s.AppHealth = h.healthy, h.reason
+		if h.healthy {
+			s.LeadsUnhealthy = false
+		}
+	})
+}
+
+// checkHealth hands over from a leader whose app is unhealthy, once it led
+// for MinTerm, to the standby; with no standby it keeps leading and says so.
+func (r *run) checkHealth(ctx context.Context, now time.Time) {
+	if !r.leading || r.healthy || now.Before(r.acquiredAt.Add(r.cfg.MinTerm)) {
+		return
+	}
+	standby := r.lease.Notes.Standby
+	if standby == "" || standby == r.cfg.Identity {
+		if !r.State().LeadsUnhealthy {
+			r.log.Warn("the app is unhealthy, but no healthy peer offered to lead: keeps leading", "app", r.healthReason)
+			r.update(func(s *State) { s.LeadsUnhealthy = true })
+		}
+		return
+	}
+	r.stepDown(ctx, fmt.Sprintf("the app is unhealthy (%s); %q takes over", r.healthReason, standby), r.cfg.RenewDeadline)
+}

@@ -1,0 +1,504 @@
+package election
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"os"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	clocktesting "k8s.io/utils/clock/testing"
+)
+
+// group is several candidates on one store and one fake clock. It checks
+// after every step that no two of them lead at once. Its tests run inside
+// synctest.Test.
+type group struct {
+	t     *testing.T
+	clk   *clocktesting.FakeClock
+	store *memStore
+	cands map[string]*member
+	tick  time.Duration // step's granularity: timers due within one fire at once
+}
+
+// member is one running candidate of a group. Its key in the group is its
+// name, which may differ from its identity (twins share one).
+type member struct {
+	e      *Elector
+	lock   *memLock
+	cancel context.CancelFunc
+	done   chan error
+
+	mu      sync.Mutex
+	started int
+	stopped int
+}
+
+func newGroup(t *testing.T) *group {
+	return &group{t: t, clk: clocktesting.NewFakeClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)),
+		store: newMemStore(1), cands: map[string]*member{}, tick: 100 * time.Millisecond}
+}
+
+// start runs a candidate named name, with identity name unless mod changes it.
+func (g *group) start(name string, mod func(*Config)) *member {
+	m := &member{lock: newMemLock(g.store, g.clk), done: make(chan error, 1)}
+	cfg := Config{Lock: m.lock, Identity: name, LeaseDuration: ld, RenewDeadline: rd, RetryPeriod: rp, Clock: g.clk, Logger: quiet,
+		Callbacks: Callbacks{
+			OnStartedLeading: func(context.Context, State) error { m.mu.Lock(); m.started++; m.mu.Unlock(); return nil },
+			OnStoppedLeading: func(context.Context, State) { m.mu.Lock(); m.stopped++; m.mu.Unlock() },
+		}}
+	if mod != nil {
+		mod(&cfg)
+	}
+	if os.Getenv("ELECTION_DEBUG") != "" {
+		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("name", name)
+	}
+	e, err := New(cfg)
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	m.e = e
+	ctx, cancel := context.WithCancel(context.Background())
+	m.cancel = cancel
+	go func() { m.done <- e.Run(ctx) }()
+	g.cands[name] = m
+	g.t.Cleanup(func() { g.stop(name) })
+	g.settle()
+	return m
+}
+
+// stop ends a candidate's Run, as SIGTERM does, and waits for it.
+func (g *group) stop(name string) {
+	m := g.cands[name]
+	if m == nil {
+		return
+	}
+	delete(g.cands, name)
+	m.cancel()
+	for passed := time.Duration(0); ; passed += rp {
+		synctest.Wait()
+		select {
+		case <-m.done:
+			g.check()
+			return
+		default:
+		}
+		if passed > rp+rd {
+			g.t.Fatalf("%s: Run did not return after its context ended", name)
+		}
+		g.clk.Step(rp)
+	}
+}
+
+// crash stops a candidate without letting it touch the Lease again, as
+// SIGKILL does: its lock is cut off first.
+func (g *group) crash(name string) {
+	g.cands[name].lock.partition(true)
+	g.stop(name)
+}
+
+func (g *group) settle() {
+	synctest.Wait()
+	g.check()
+}
+
+// step advances time in small steps, checking safety after each.
+func (g *group) step(d time.Duration) {
+	for ; d > 0; d -= g.tick {
+		g.clk.Step(min(d, g.tick))
+		g.settle()
+	}
+}
+
+// check fails the test if two candidates lead at once.
+func (g *group) check() {
+	g.t.Helper()
+	var leaders []string
+	for name, m := range g.cands {
+		if m.e.Leading() {
+			leaders = append(leaders, name)
+		}
+	}
+	if len(leaders) > 1 {
+		g.t.Fatalf("two leaders at once: %v", leaders)
+	}
+}
+
+// leader returns the name of the candidate that leads, or "".
+func (g *group) leader() string {
+	for name, m := range g.cands {
+		if m.e.Leading() {
+			return name
+		}
+	}
+	return ""
+}
+
+func (g *group) lease() Lease {
+	l, _ := g.store.current()
+	return l
+}
+
+func (g *group) writes() int {
+	g.store.mu.Lock()
+	defer g.store.mu.Unlock()
+	return g.store.writes
+}
+
+func (g *group) put(rec Record, notes Notes) {
+	g.store.mu.Lock()
+	g.store.commitNotes(rec, notes)
+	g.store.mu.Unlock()
+	g.settle()
+}
+
+// waitStandby steps time until a follower offered to be standby, at most
+// two RetryPeriods (an offer that lost a race to a renew is sent again), and
+// returns it.
+func (g *group) waitStandby() string {
+	g.t.Helper()
+	for waited := time.Duration(0); waited <= 2*rp; waited += 100 * time.Millisecond {
+		if s := g.lease().Notes.Standby; s != "" {
+			return s
+		}
+		g.step(100 * time.Millisecond)
+	}
+	g.t.Fatalf("no standby offered within %s", 2*rp)
+	return ""
+}
+
+func withUID(uid string) func(*Config) { return func(c *Config) { c.UID = uid } }
+
+func TestOneFollowerOffersToBeStandbyOncePerTerm(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g := newGroup(t)
+		g.tick = time.Millisecond // offers a millisecond apart do not collide
+		g.start("a", nil)
+		for _, n := range []string{"b", "c", "d", "e"} {
+			g.start(n, nil)
+		}
+		before := g.writes()
+		g.step(rp)
+		standby := g.lease().Notes.Standby
+		if standby == "" || standby == "a" {
+			t.Fatalf("standby after one RetryPeriod = %q, want one of the followers", standby)
+		}
+		renews := int(rp / rp) // the leader renewed once in that RetryPeriod
+		if offers := g.writes() - before - renews; offers != 1 {
+			t.Errorf("%d offers to be standby, want 1", offers)
+		}
+		before = g.writes()
+		g.step(10 * rp)
+		if n := g.writes() - before; n != 10 {
+			t.Errorf("%d writes in 10 RetryPeriods, want only the leader's 10 renews", n)
+		}
+		if got := g.lease().Notes.Standby; got != standby {
+			t.Errorf("standby changed from %q to %q: the leader's renews must keep it", standby, got)
+		}
+	})
+}
+
+// TestOfferOnceEvenIfTheLeaderDropsIt: a leader that does not keep the
+// annotations (another elector) draws one offer per follower and term, not
+// one per renew.
+func TestOfferOnceEvenIfTheLeaderDropsIt(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g := newGroup(t)
+		g.put(record("other", g.clk.Now(), 3), Notes{})
+		m := g.start("me", nil)
+		before := m.lock.callCount()
+		for i := range 300 { // 10 minutes
+			g.step(rp)
+			g.put(record("other", g.clk.Now(), 3), Notes{})
+			_ = i
+		}
+		if n := m.lock.callCount() - before; n != 1 {
+			t.Errorf("follower sent %d requests in 10 minutes, want its one offer", n)
+		}
+	})
+}
+
+// TestGracefulReleaseNamesTheStandby: only the successor writes after the
+// release; the others leave it a RetryPeriod.
+func TestGracefulReleaseNamesTheStandby(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g := newGroup(t)
+		g.start("a", nil)
+		for _, n := range []string{"b", "c", "d", "e"} {
+			g.start(n, nil)
+		}
+		standby := g.waitStandby()
+		before := g.writes()
+		g.cands["a"].cancel() // SIGTERM: no time passes until the handover is done
+		synctest.Wait()
+		<-g.cands["a"].done
+		delete(g.cands, "a")
+		g.settle()
+		if got := g.leader(); got != standby {
+			t.Fatalf("leader after the release = %q, want the standby %q, with no time passing", got, standby)
+		}
+		if n := g.writes() - before; n != 2 {
+			t.Errorf("%d writes from the release until the successor leads, want 2 (release, take)", n)
+		}
+	})
+}
+
+// TestDeadSuccessorCostsOneRetryPeriod: a standby that died since it offered
+// leaves the Lease to the others after a RetryPeriod, not LeaseDuration.
+func TestDeadSuccessorCostsOneRetryPeriod(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g := newGroup(t)
+		g.start("a", nil)
+		g.start("b", nil)
+		g.start("c", nil)
+		standby := g.waitStandby()
+		g.crash(standby)
+		g.stop("a")
+		if l := g.lease(); l.Notes.Successor != standby {
+			t.Fatalf("release names %q, want the dead standby %q", l.Notes.Successor, standby)
+		}
+		released := g.clk.Now()
+		for g.leader() == "" && g.clk.Since(released) < ld {
+			g.step(100 * time.Millisecond)
+		}
+		if waited := g.clk.Since(released); g.leader() == "" || waited > rp+100*time.Millisecond {
+			t.Errorf("leader %q after %s, want the live follower within a RetryPeriod", g.leader(), waited)
+		}
+	})
+}
+
+func TestHandoverToAPeer(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g := newGroup(t)
+		a := g.start("a", withUID("uid-a"))
+		g.start("b", withUID("uid-b"))
+		c := g.start("c", withUID("uid-c"))
+		before := g.lease()
+		if err := a.e.Handover(context.Background(), "c"); err != nil {
+			t.Fatalf("Handover: %v", err)
+		}
+		g.settle()
+		if got := g.leader(); got != "c" {
+			t.Fatalf("leader after a handover to c = %q", got)
+		}
+		l := g.lease()
+		if l.Record.LeaderTransitions != before.Record.LeaderTransitions+1 || l.Notes.HolderUID != "uid-c" || l.Notes.GrantedBy != "" {
+			t.Errorf("lease after c confirmed = %+v %+v", l.Record, l.Notes)
+		}
+		if err := a.e.Handover(context.Background(), "b"); !errors.Is(err, ErrNotLeader) {
+			t.Errorf("Handover on a follower: %v, want ErrNotLeader", err)
+		}
+		if err := c.e.Handover(context.Background(), "c"); err == nil {
+			t.Error("Handover to itself succeeded")
+		}
+		if err := c.e.Handover(context.Background(), ""); err != nil {
+			t.Fatalf("Handover to anyone: %v", err)
+		}
+		g.settle()
+		if got := g.leader(); got != "a" && got != "b" {
+			t.Errorf("leader after c resigned = %q, want a or b", got)
+		}
+	})
+}
+
+// TestHandoverToADeadPeerExpires: the Lease names the peer until it expires.
+func TestHandoverToADeadPeerExpires(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g := newGroup(t)
+		a := g.start("a", nil)
+		g.start("b", nil)
+		if err := a.e.Handover(context.Background(), "gone"); err != nil {
+			t.Fatalf("Handover: %v", err)
+		}
+		g.settle()
+		granted := g.clk.Now()
+		for g.leader() == "" && g.clk.Since(granted) < 2*ld {
+			g.step(500 * time.Millisecond)
+		}
+		if waited := g.clk.Since(granted); waited < ld {
+			t.Errorf("a candidate led %s after the Lease was handed to a dead peer, before LeaseDuration", waited)
+		}
+	})
+}
+
+func TestRestartedSidecarResumesItsTerm(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g := newGroup(t)
+		g.start("me", withUID("uid-1"))
+		g.start("peer", withUID("uid-2"))
+		g.step(rp)
+		before := g.lease()
+		g.crash("me")
+		g.step(time.Second)
+		g.start("me", withUID("uid-1")) // the kubelet restarts the sidecar container
+		if got := g.leader(); got != "me" {
+			t.Fatalf("leader right after the restart = %q, want me resumed", got)
+		}
+		if l := g.lease(); l.Record.LeaderTransitions != before.Record.LeaderTransitions {
+			t.Errorf("transitions %d -> %d: a resumed term is no new term", before.Record.LeaderTransitions, l.Record.LeaderTransitions)
+		}
+	})
+}
+
+// TestUnprovenOwnTermIsReleased: a record naming this identity with no pod
+// UID (a sidecar without POD_UID, or an older version, wrote it) is released
+// at once, so a peer takes over in milliseconds.
+func TestUnprovenOwnTermIsReleased(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g := newGroup(t)
+		g.put(record("me", g.clk.Now(), 4), Notes{})
+		g.start("peer", nil)
+		g.start("me", withUID("uid-1"))
+		if got := g.leader(); got == "" {
+			t.Fatal("no leader right after the restart: the unproven term was not released")
+		}
+		if l := g.lease(); l.Record.LeaderTransitions != 5 {
+			t.Errorf("transitions = %d, want 5: a new term after the release", l.Record.LeaderTransitions)
+		}
+	})
+}
+
+// TestTwinsNeverBothLead: two pods with the same identity (the same
+// spec.hostname) and their own pod UIDs.
+func TestTwinsNeverBothLead(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g := newGroup(t)
+		first := func(c *Config) { c.Identity, c.UID = "twin", "uid-1" }
+		second := func(c *Config) { c.Identity, c.UID = "twin", "uid-2" }
+		g.start("twin-1", first)
+		g.start("twin-2", second)
+		g.start("other", nil)
+		g.step(ld)
+		if got := g.leader(); got != "twin-1" {
+			t.Fatalf("leader = %q, want twin-1 to keep its term", got)
+		}
+		// A grant to the shared identity: one confirm wins.
+		if err := g.cands["twin-1"].e.Handover(context.Background(), "other"); err != nil {
+			t.Fatal(err)
+		}
+		g.settle()
+		if err := g.cands["other"].e.Handover(context.Background(), "twin"); err != nil {
+			t.Fatal(err)
+		}
+		g.settle()
+		if got := g.leader(); got != "twin-1" && got != "twin-2" {
+			t.Fatalf("leader after a grant to twin = %q", got)
+		}
+		// The leading twin pauses past its term; the other takes over, and
+		// the paused one, back, does not lead on its old term.
+		leading := g.leader()
+		g.cands[leading].lock.partition(true)
+		g.step(ld + rd + rp)
+		g.cands[leading].lock.partition(false)
+		g.step(2 * rp)
+		if got := g.leader(); got == leading || got == "" {
+			t.Errorf("leader after %s paused = %q, want the other twin or other", leading, got)
+		}
+	})
+}
+
+func gated(c *Config) { c.AppHealth, c.MinTerm = true, 30*time.Second }
+
+// TestUnhealthyCandidateLetsAHealthyOneLead, and leads itself when no
+// healthy one does.
+func TestUnhealthyCandidateLetsAHealthyOneLead(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g := newGroup(t)
+		g.put(Record{LeaseDurationSeconds: 1, LeaderTransitions: 2}, Notes{}) // released
+		sick := g.start("sick", gated)                                      // not reported healthy yet
+		well := g.start("well", gated)
+		well.e.ReportAppHealth(true, "ok")
+		g.settle()
+		g.step(rp + 100*time.Millisecond)
+		if got := g.leader(); got != "well" {
+			t.Fatalf("leader = %q, want the healthy candidate", got)
+		}
+		g.stop("well")
+		g.step(3 * rp)
+		if got := g.leader(); got != "sick" {
+			t.Errorf("leader with only an unhealthy candidate left = %q, want it to lead rather than none", got)
+		}
+		if s := sick.e.State(); s.AppHealthy {
+			t.Errorf("State.AppHealthy = true before any report")
+		}
+	})
+}
+
+func TestUnhealthyLeaderHandsOverToAHealthyStandby(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g := newGroup(t)
+		a := g.start("a", gated)
+		a.e.ReportAppHealth(true, "ok")
+		g.settle()
+		g.step(rp)
+		if g.leader() != "a" {
+			t.Fatalf("leader = %q, want a", g.leader())
+		}
+		b := g.start("b", gated) // its app is not healthy yet: no offer
+		g.step(2 * rp)
+		if s := g.lease().Notes.Standby; s != "" {
+			t.Fatalf("standby %q offered before its app was healthy", s)
+		}
+		a.e.ReportAppHealth(false, "GET /healthz: 503")
+		g.step(35 * time.Second) // past MinTerm
+		if g.leader() != "a" || !a.e.State().LeadsUnhealthy {
+			t.Fatalf("leader = %q, LeadsUnhealthy = %v: with no healthy peer the leader keeps leading and says so", g.leader(), a.e.State().LeadsUnhealthy)
+		}
+		b.e.ReportAppHealth(true, "ok")
+		g.settle()
+		g.step(rp + 100*time.Millisecond)
+		if got := g.leader(); got != "b" {
+			t.Fatalf("leader after b turned healthy = %q, want b", got)
+		}
+		if g.leader() == "b" && a.e.State().IsLeader {
+			t.Error("a still believes it leads")
+		}
+	})
+}
+
+// TestMinTermHoldsOffAHealthHandover: a leader whose app fails right after
+// it acquired leads for MinTerm first.
+func TestMinTermHoldsOffAHealthHandover(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g := newGroup(t)
+		a := g.start("a", gated)
+		a.e.ReportAppHealth(true, "ok")
+		g.settle()
+		g.step(rp)
+		b := g.start("b", gated)
+		b.e.ReportAppHealth(true, "ok")
+		g.settle()
+		g.step(rp)
+		a.e.ReportAppHealth(false, "down")
+		g.step(20 * time.Second)
+		if g.leader() != "a" {
+			t.Fatalf("leader %q before MinTerm, want a", g.leader())
+		}
+		g.step(15 * time.Second)
+		if g.leader() != "b" {
+			t.Fatalf("leader %q after MinTerm, want b", g.leader())
+		}
+	})
+}
+
+// TestStandbyWithdrawsWhenItsAppFails, so that no release names it.
+func TestStandbyWithdrawsWhenItsAppFails(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g := newGroup(t)
+		g.start("a", nil)
+		b := g.start("b", gated)
+		b.e.ReportAppHealth(true, "ok")
+		g.settle()
+		if s := g.waitStandby(); s != "b" {
+			t.Fatalf("standby = %q, want b", s)
+		}
+		b.e.ReportAppHealth(false, "down")
+		g.settle()
+		if s := g.lease().Notes.Standby; s != "" {
+			t.Errorf("standby = %q after its app failed, want withdrawn", s)
+		}
+	})
+}

@@ -1,0 +1,52 @@
+package leasestore
+
+import (
+	"maps"
+
+	"github.com/leader-elector/leader-elector/election"
+)
+
+// The annotations that hold election.Notes. client-go's electors neither
+// read nor write annotations, and an update keeps every other one.
+const (
+	AnnotationHolderUID = "leader-elector.io/holder-uid"
+	AnnotationStandby   = "leader-elector.io/standby"
+	AnnotationSuccessor = "leader-elector.io/successor"
+	AnnotationGrantedBy = "leader-elector.io/granted-by"
+)
+
+// notesFrom reads the notes from a Lease's annotations.
+func notesFrom(annotations map[string]string) election.Notes {
+	return election.Notes{
+		HolderUID: annotations[AnnotationHolderUID],
+		Standby:   annotations[AnnotationStandby],
+		Successor: annotations[AnnotationSuccessor],
+		GrantedBy: annotations[AnnotationGrantedBy],
+	}
+}
+
+// withNotes returns annotations with the notes' keys set to n (an empty
+// field removes its key) and every other key kept. It never modifies the
+// map it is given; the result is nil when no annotation is left.
+func withNotes(annotations map[string]string, n election.Notes) map[string]string {
+	out := maps.Clone(annotations)
+	if out == nil {
+		out = map[string]string{}
+	}
+	for key, value := range map[string]string{
+		AnnotationHolderUID: n.HolderUID,
+		AnnotationStandby:   n.Standby,
+		AnnotationSuccessor: n.Successor,
+		AnnotationGrantedBy: n.GrantedBy,
+	} {
+		if value == "" {
+			delete(out, key)
+		} else {
+			out[key] = value
+		}
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
+}
