@@ -361,8 +361,8 @@ type run struct {
 	// whose transitions are offeredIn.
 	offered    bool
 	offeredIn  int
-	offerRaces int // offers that lost to another write
-	stopped bool   // Run's context ended: no more offers
+	offerRaces int  // offers that lost to another write
+	stopped    bool // Run's context ended: no more offers
 }
 
 // tick does what is due at now.

@@ -408,7 +408,7 @@ func TestUnhealthyCandidateLetsAHealthyOneLead(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		g := newGroup(t)
 		g.put(Record{LeaseDurationSeconds: 1, LeaderTransitions: 2}, Notes{}) // released
-		sick := g.start("sick", gated)                                      // not reported healthy yet
+		sick := g.start("sick", gated)                                        // not reported healthy yet
 		well := g.start("well", gated)
 		well.e.ReportAppHealth(true, "ok")
 		g.settle()
