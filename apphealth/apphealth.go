@@ -58,24 +58,25 @@ type Config struct {
 // Enabled says whether a check is configured at all.
 func (c Config) Enabled() bool { return c.URL != "" || c.File != "" }
 
-// State is the Checker's verdict and its last check, for /status.
+// State is the Checker's verdict and its last check, for /status (the
+// JSON names follow the other outputs' states there).
 type State struct {
 	// Healthy is the verdict: false until Successes checks passed in a
 	// row, then false again after Failures failed in a row.
-	Healthy bool
+	Healthy bool `json:"healthy"`
 	// Checked says the verdict is known: false at the start until
 	// Successes checks passed or Failures failed in a row. Until then the
 	// app counts as not healthy.
-	Checked bool
+	Checked bool `json:"checked"`
 	// Reason describes the last check, such as
 	// "GET http://127.0.0.1:8080/healthz: status 503".
-	Reason string
+	Reason string `json:"reason,omitempty"`
 	// LastPassed is the result of the last check.
-	LastPassed bool
+	LastPassed bool `json:"last_passed"`
 	// Consecutive is how many checks in a row ended as the last one did.
-	Consecutive int
+	Consecutive int `json:"consecutive"`
 	// LastCheck is when the last check started, on the Checker's clock.
-	LastCheck time.Time
+	LastCheck time.Time `json:"last_check,omitzero"`
 }
 
 // Checker checks the app every Period. Its methods are safe for concurrent

@@ -3,6 +3,7 @@ package apphealth
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -492,5 +493,23 @@ func touch(t *testing.T, path string, mtime time.Time) {
 	}
 	if err := os.Chtimes(path, mtime, mtime); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestStateJSON pins the names /status shows.
+func TestStateJSON(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		s    State
+		want string
+	}{
+		{State{}, `{"healthy":false,"checked":false,"last_passed":false,"consecutive":0}`},
+		{State{Healthy: true, Checked: true, Reason: "GET http://x/: status 200", LastPassed: true, Consecutive: 2, LastCheck: start},
+			`{"healthy":true,"checked":true,"reason":"GET http://x/: status 200","last_passed":true,"consecutive":2,"last_check":"2026-01-02T03:04:05Z"}`},
+	} {
+		b, err := json.Marshal(tt.s)
+		if err != nil || string(b) != tt.want {
+			t.Errorf("json.Marshal(%+v) = %s, %v; want %s", tt.s, b, err, tt.want)
+		}
 	}
 }
