@@ -619,6 +619,8 @@ func TestLoadDefaults(t *testing.T) {
 		LogFormat:     "text",
 
 		CommandStopGrace: 10 * time.Second,
+		AppHealth: AppHealth{FileMaxAge: 10 * time.Second, Period: 2 * time.Second, Timeout: time.Second,
+			Failures: 3, Successes: 2, MinTerm: 30 * time.Second},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Load() =\n%+v\nwant\n%+v", got, want)
@@ -855,6 +857,8 @@ func TestUsageListsEveryVariable(t *testing.T) {
 		"SERVICE_NAME", "SERVICE_NAMESPACE", "SERVICE_PORTS", "NODE_NAME",
 		"METRICS_ADDRESS",
 		"POD_UID", "EVENTS",
+		"APP_HEALTH_URL", "APP_HEALTH_FILE", "APP_HEALTH_FILE_MAX_AGE", "APP_HEALTH_PERIOD", "APP_HEALTH_TIMEOUT",
+		"APP_HEALTH_FAILURES", "APP_HEALTH_SUCCESSES", "APP_HEALTH_MIN_TERM",
 	}
 	if !slices.Equal(names, wantNames) {
 		t.Errorf("Variables() names = %v, want %v", names, wantNames)
@@ -903,6 +907,8 @@ func TestUsageListsEveryVariable(t *testing.T) {
 		"HEALTH_PORT": "8080", "LABEL_POD_ROLE": "false", "ROLE_LABEL_KEY": "role", "EVENTS": "true",
 		"LEASE_DURATION": "15s", "RENEW_DEADLINE": "10s", "RETRY_PERIOD": "2s",
 		"LOG_LEVEL": "info", "LOG_FORMAT": "text", "COMMAND_STOP_GRACE": "10s",
+		"APP_HEALTH_FILE_MAX_AGE": "10s", "APP_HEALTH_PERIOD": "2s", "APP_HEALTH_TIMEOUT": "1s",
+		"APP_HEALTH_FAILURES": "3", "APP_HEALTH_SUCCESSES": "2", "APP_HEALTH_MIN_TERM": "30s",
 	}
 	for _, v := range vars {
 		if got, want := v.Default, defaults[v.Name]; got != want {
