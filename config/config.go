@@ -62,6 +62,8 @@ type Config struct {
 	MetricsAddr      string `env:"METRICS_ADDRESS" desc:"host:port of a listener of its own for /metrics, such as :9090; empty: /metrics is on HEALTH_PORT"`
 	PodUID           string `env:"POD_UID" desc:"own pod uid, from the Downward API (metadata.uid); names the pod in its Events"`
 	Events           bool   `env:"EVENTS" default:"true" desc:"record Kubernetes Events (events.k8s.io/v1) regarding the Lease when this pod becomes leader and stops leading, and regarding a pod whose role label the leader repaired"`
+
+	Control // CONTROL_SOCKET (control.go)
 }
 
 // descSuffix completes help text that comes from other packages, so that
@@ -287,6 +289,7 @@ func (c *Config) resolve(lookup func(string) (string, bool), src Sources) []erro
 	}
 
 	errs = append(errs, c.resolveService(lookup)...)
+	errs = append(errs, c.resolveControl(lookup)...)
 
 	timings := election.Timings{LeaseDuration: c.LeaseDuration, RenewDeadline: c.RenewDeadline, RetryPeriod: c.RetryPeriod}
 	if err := timings.Validate(); err != nil {
@@ -383,11 +386,18 @@ type variable struct {
 	kind  reflect.Kind // of the field
 }
 
-func variables() []variable {
-	t := reflect.TypeFor[Config]()
+func variables() []variable { return variablesOf(reflect.TypeFor[Config]()) }
+
+// variablesOf lists the variables of struct t, those of its embedded
+// structs (such as Control) in their place.
+func variablesOf(t reflect.Type) []variable {
 	out := make([]variable, 0, t.NumField())
 	for i := range t.NumField() {
 		f := t.Field(i)
+		if f.Anonymous && f.Type.Kind() == reflect.Struct {
+			out = append(out, variablesOf(f.Type)...)
+			continue
+		}
 		name, opts, _ := strings.Cut(f.Tag.Get("env"), ",")
 		if name == "" {
 			continue // not from the environment, such as Command

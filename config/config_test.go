@@ -619,6 +619,8 @@ func TestLoadDefaults(t *testing.T) {
 		LogFormat:     "text",
 
 		CommandStopGrace: 10 * time.Second,
+
+		Control: Control{ControlSocket: "/tmp/leader-elector.sock"},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Load() =\n%+v\nwant\n%+v", got, want)
@@ -855,6 +857,7 @@ func TestUsageListsEveryVariable(t *testing.T) {
 		"SERVICE_NAME", "SERVICE_NAMESPACE", "SERVICE_PORTS", "NODE_NAME",
 		"METRICS_ADDRESS",
 		"POD_UID", "EVENTS",
+		"CONTROL_SOCKET",
 	}
 	if !slices.Equal(names, wantNames) {
 		t.Errorf("Variables() names = %v, want %v", names, wantNames)
