@@ -27,6 +27,7 @@ func TestControlSocket(t *testing.T) {
 		name    string
 		env     map[string]string
 		want    string
+		wantOff string // in the reason the socket is off
 		wantErr []string
 	}{
 		{name: "default", want: "/tmp/leader-elector.sock"},
@@ -36,18 +37,18 @@ func TestControlSocket(t *testing.T) {
 		{name: "in a STATUS_FILE directory", env: map[string]string{"STATUS_FILE": shared}, want: filepath.Join(shared, "leader-elector.sock")},
 		{name: "set", env: map[string]string{"CONTROL_SOCKET": "/var/run/ctl.sock", "STATUS_FILE": "/run/le/status"}, want: "/var/run/ctl.sock"},
 		{name: "relative: made absolute", env: map[string]string{"CONTROL_SOCKET": "ctl.sock"}, want: filepath.Join(cwd, "ctl.sock")},
-		{name: "off", env: map[string]string{"CONTROL_SOCKET": "-"}, want: ""},
+		{name: "off", env: map[string]string{"CONTROL_SOCKET": "-"}, wantOff: `CONTROL_SOCKET="-"`},
 		{name: "longest", env: map[string]string{"CONTROL_SOCKET": "/" + strings.Repeat("s", MaxSocketPath-1)}, want: "/" + strings.Repeat("s", MaxSocketPath-1)},
 		{name: "too long", env: map[string]string{"CONTROL_SOCKET": "/" + strings.Repeat("s", MaxSocketPath)},
-			wantErr: []string{`CONTROL_SOCKET="/sss`, "must be at most 107 bytes long", "(this one has 108)", `or "-" to turn the socket off`}},
-		{name: "default too long", env: map[string]string{"STATUS_FILE": long + "/status"},
-			wantErr: []string{fmt.Sprintf("CONTROL_SOCKET=%q", long+"/leader-elector.sock"), "must be at most 107 bytes long"}},
+			wantErr: []string{`CONTROL_SOCKET="/sss`, "must not be more than 107 bytes long (108), the limit of a unix socket's path", `or "-" to turn the socket off`}},
+		{name: "default too long: off", env: map[string]string{"STATUS_FILE": long + "/status"},
+			wantOff: fmt.Sprintf("CONTROL_SOCKET is not set, and its default next to the status file, %q, is more than 107 bytes long (108)", long+"/leader-elector.sock")},
 		{name: "NUL", env: map[string]string{"CONTROL_SOCKET": "/tmp/a\x00b"}, wantErr: []string{`CONTROL_SOCKET="/tmp/a\x00b": must not contain a NUL byte`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			got, err := ControlSocket(lookupIn(tt.env))
+			got, off, err := ControlSocket(lookupIn(tt.env))
 			if tt.wantErr != nil {
 				if err == nil {
 					t.Fatalf("ControlSocket() = %q, want an error", got)
@@ -59,8 +60,8 @@ func TestControlSocket(t *testing.T) {
 				}
 				return
 			}
-			if err != nil || got != tt.want {
-				t.Errorf("ControlSocket() = %q, %v; want %q", got, err, tt.want)
+			if err != nil || got != tt.want || !strings.Contains(off, tt.wantOff) || (tt.wantOff == "") != (off == "") {
+				t.Errorf("ControlSocket() = %q, off %q, %v; want %q, off %q", got, off, err, tt.want, tt.wantOff)
 			}
 		})
 	}
@@ -83,6 +84,7 @@ func TestLoadControlSocket(t *testing.T) {
 	}{
 		{name: "next to STATUS_FILE", env: map[string]string{"STATUS_FILE": "/run/le/status"}, want: "/run/le/leader-elector.sock"},
 		{name: "off", env: map[string]string{"CONTROL_SOCKET": "-"}, want: ""},
+		{name: "default too long: off, no error", env: map[string]string{"STATUS_FILE": "/" + strings.Repeat("d", 100) + "/status"}, want: ""},
 		{name: "too long", env: map[string]string{"CONTROL_SOCKET": "/" + strings.Repeat("s", 200)}, wantErr: "CONTROL_SOCKET=\"/sss"},
 		{name: "status file refused: reported for STATUS_FILE only", env: map[string]string{"STATUS_FILE": link}, wantErr: fmt.Sprintf("STATUS_FILE=%q", link)},
 	}
@@ -98,8 +100,8 @@ func TestLoadControlSocket(t *testing.T) {
 				}
 				return
 			}
-			if err != nil || c.ControlSocket != tt.want {
-				t.Errorf("Load() ControlSocket = %q, error %v; want %q", c.ControlSocket, err, tt.want)
+			if err != nil || c.ControlSocket != tt.want || (c.ControlSocket == "") == (c.ControlSocketOff == "") {
+				t.Errorf("Load() ControlSocket = %q (off: %q), error %v; want %q, and a reason when off", c.ControlSocket, c.ControlSocketOff, err, tt.want)
 			}
 		})
 	}

@@ -52,12 +52,12 @@ func Main(ctx context.Context, args []string, lookup func(string) (string, bool)
 	if given(fs, "to") && *to == "" {
 		return cli.Usagef(stderr, fs, `--to="": name the peer, or leave --to out to release the Lease`)
 	}
-	socket, err := config.ControlSocket(lookup)
+	socket, off, err := config.ControlSocket(lookup)
 	switch {
 	case err != nil:
 		return cli.Usagef(stderr, fs, "%v", err)
 	case socket == "":
-		return cli.Usagef(stderr, fs, "CONTROL_SOCKET=%q: the control socket is off, so the sidecar takes no requests; unset CONTROL_SOCKET in the sidecar's environment to turn it on", config.ControlSocketOff)
+		return cli.Usagef(stderr, fs, "the control socket is off, so the sidecar takes no requests: %s", off)
 	}
 
 	if timeout.D > 0 {

@@ -48,11 +48,13 @@ func TestMainAgainstAServer(t *testing.T) {
 		{name: "stale socket", stale: true, wantCode: 1,
 			wantStderr: []string{"no leader-elector is listening on ", "(CONTROL_SOCKET): ", "connection refused"}},
 		{name: "socket off", env: func(string) map[string]string { return map[string]string{"CONTROL_SOCKET": "-"} }, wantCode: 2,
-			wantStderr: []string{`leader-elector resign: CONTROL_SOCKET="-": the control socket is off`}},
+			wantStderr: []string{`leader-elector resign: the control socket is off, so the sidecar takes no requests: CONTROL_SOCKET="-"`}},
+		{name: "default off: too long", env: func(string) map[string]string {
+			return map[string]string{"STATUS_FILE": "/" + strings.Repeat("d", 100) + "/leader_status"}
+		}, wantCode: 2, wantStderr: []string{"the control socket is off", "its default next to the status file", "set CONTROL_SOCKET to a shorter path"}},
 		{name: "socket path too long", env: func(string) map[string]string {
 			return map[string]string{"CONTROL_SOCKET": "/" + strings.Repeat("s", 120)}
-		}, wantCode: 2,
-			wantStderr: []string{`leader-elector resign: CONTROL_SOCKET="/sss`, "must be at most 107 bytes long"}},
+		}, wantCode: 2, wantStderr: []string{`leader-elector resign: CONTROL_SOCKET="/sss`, "must not be more than 107 bytes long"}},
 		{name: "argument", args: []string{"pod-b"}, wantCode: 2,
 			wantStderr: []string{`leader-elector resign: unexpected argument "pod-b": resign takes only flags; name the peer with --to`}},
 		{name: "empty --to", args: []string{"--to", ""}, wantCode: 2, wantStderr: []string{`leader-elector resign: --to="": name the peer`}},
