@@ -24,6 +24,7 @@ import (
 	"github.com/leader-elector/leader-elector/await"
 	"github.com/leader-elector/leader-elector/compat"
 	"github.com/leader-elector/leader-elector/config"
+	"github.com/leader-elector/leader-elector/control"
 	"github.com/leader-elector/leader-elector/eventrecorder"
 	"github.com/leader-elector/leader-elector/gatekeeper"
 	"github.com/leader-elector/leader-elector/internal/memtrim"
@@ -50,6 +51,8 @@ func run(ctx context.Context, args []string, lookup func(string) (string, bool),
 			return await.Main(ctx, args[1:], lookup, stdout, stderr)
 		case "status":
 			return leasestatus.Main(ctx, args[1:], lookup, stdout, stderr, "leader-elector/"+version)
+		case "resign":
+			return control.Main(ctx, args[1:], lookup, stdout, stderr)
 		}
 	}
 	switch {
@@ -96,7 +99,15 @@ func exitCode(err error, log *slog.Logger) int {
 }
 
 func help(stdout io.Writer) int {
-	fmt.Fprintf(stdout, "leader-elector %s: elects one leader among the replicas of a workload.\n\nConfigured by environment variables:\n\n", version)
+	fmt.Fprintf(stdout, "leader-elector %s: elects one leader among the replicas of a workload.\n\n", version)
+	fmt.Fprint(stdout, `Commands (each with --help):
+  leader-elector await [--leader | --follower]   wait until the status file says so
+  leader-elector status LEASE                    who leads, and does everything agree
+  leader-elector resign [--to POD]               make the sidecar in this container step down
+
+Configured by environment variables:
+
+`)
 	_ = config.Usage(stdout)
 	fmt.Fprintln(stdout)
 	_ = compat.Usage(stdout)

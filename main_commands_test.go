@@ -8,7 +8,7 @@ import (
 	"testing"
 )
 
-// TestRunDispatchesCommands: the first argument picks await or status; their
+// TestRunDispatchesCommands: the first argument picks await, status or resign; their
 // exit codes come through.
 func TestRunDispatchesCommands(t *testing.T) {
 	missing := filepath.Join(t.TempDir(), "leader_status")
@@ -21,6 +21,7 @@ func TestRunDispatchesCommands(t *testing.T) {
 		{[]string{"await", "--leader", "--follower"}, 2, "leader-elector await: --leader and --follower exclude each other"},
 		{[]string{"status"}, 2, "leader-elector status: want one argument, the Lease's name"},
 		{[]string{"status", "-o", "yaml", "myapp-lock"}, 2, `leader-elector status: -o="yaml": must be table or json`},
+		{[]string{"resign", "pod-b"}, 2, `leader-elector resign: unexpected argument "pod-b"`},
 	}
 	for _, tt := range tests {
 		var stdout, stderr bytes.Buffer

@@ -86,7 +86,8 @@ func TestTranslate(t *testing.T) {
 					RoleLabelKey: "role", LeaseDuration: 15 * time.Second, RenewDeadline: 10 * time.Second, RetryPeriod: 2 * time.Second,
 					LogLevel: "info", LogFormat: "json", LeaderHTTPAddress: "localhost:4040", CommandStopGrace: 10 * time.Second, MetricsAddr: "0.0.0.0:29090", Events: true,
 					AppHealth: config.AppHealth{FileMaxAge: 10 * time.Second, Period: 2 * time.Second, Timeout: time.Second,
-						Failures: 3, Successes: 2, MinTerm: 30 * time.Second}}
+						Failures: 3, Successes: 2, MinTerm: 30 * time.Second},
+					Control: config.Control{ControlSocket: "/tmp/leader-elector.sock"}}
 				if !reflect.DeepEqual(c, want) {
 					t.Errorf("config =\n%+v\nwant\n%+v", c, want)
 				}

@@ -64,6 +64,7 @@ type Config struct {
 	Events           bool   `env:"EVENTS" default:"true" desc:"record Kubernetes Events (events.k8s.io/v1) regarding the Lease when this pod becomes leader and stops leading, and regarding a pod whose role label the leader repaired"`
 
 	AppHealth // APP_HEALTH_*, in apphealth.go
+	Control   // CONTROL_SOCKET, in control.go
 }
 
 // descSuffix completes help text that comes from other packages, so that
@@ -290,6 +291,7 @@ func (c *Config) resolve(lookup func(string) (string, bool), src Sources) []erro
 
 	errs = append(errs, c.resolveService(lookup)...)
 	errs = append(errs, c.resolveAppHealth(lookup)...)
+	errs = append(errs, c.resolveControl(lookup)...)
 
 	timings := election.Timings{LeaseDuration: c.LeaseDuration, RenewDeadline: c.RenewDeadline, RetryPeriod: c.RetryPeriod}
 	if err := timings.Validate(); err != nil {

@@ -621,6 +621,8 @@ func TestLoadDefaults(t *testing.T) {
 		CommandStopGrace: 10 * time.Second,
 		AppHealth: AppHealth{FileMaxAge: 10 * time.Second, Period: 2 * time.Second, Timeout: time.Second,
 			Failures: 3, Successes: 2, MinTerm: 30 * time.Second},
+
+		Control: Control{ControlSocket: "/tmp/leader-elector.sock"},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Load() =\n%+v\nwant\n%+v", got, want)
@@ -859,6 +861,7 @@ func TestUsageListsEveryVariable(t *testing.T) {
 		"POD_UID", "EVENTS",
 		"APP_HEALTH_URL", "APP_HEALTH_FILE", "APP_HEALTH_FILE_MAX_AGE", "APP_HEALTH_PERIOD", "APP_HEALTH_TIMEOUT",
 		"APP_HEALTH_FAILURES", "APP_HEALTH_SUCCESSES", "APP_HEALTH_MIN_TERM",
+		"CONTROL_SOCKET",
 	}
 	if !slices.Equal(names, wantNames) {
 		t.Errorf("Variables() names = %v, want %v", names, wantNames)
