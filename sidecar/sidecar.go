@@ -22,6 +22,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/clock"
 
+	"github.com/leader-elector/leader-elector/apphealth"
 	"github.com/leader-elector/leader-elector/config"
 	"github.com/leader-elector/leader-elector/election"
 	"github.com/leader-elector/leader-elector/eventrecorder"
@@ -106,6 +107,7 @@ type Sidecar struct {
 	slice       *serviceslice.Writer   // nil unless SERVICE_NAME
 	metrics     *metrics.Metrics
 	events      *eventrecorder.Recorder // nil without EVENTS or Deps.Events
+	appHealth   *apphealth.Checker      // nil without APP_HEALTH_URL or APP_HEALTH_FILE
 	outputs     []Output
 	startupDone sync.Once
 	// watchStatusDir is off only in tests that run in a synctest bubble,
@@ -173,6 +175,16 @@ func New(cfg config.Config, d Deps) (*Sidecar, error) {
 			return nil, err
 		}
 	}
+	if cfg.AppHealth.Enabled() {
+		if err := s.addAppHealth(); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.ControlSocket != "" {
+		s.outputs = append(s.outputs, Output{Name: "control socket", Run: s.serveControl})
+	} else {
+		d.Log.Info("no control socket: leader-elector resign will not reach this sidecar", "reason", cfg.ControlSocketOff)
+	}
 	if s.events != nil {
 		// Last: "became leader" once every other output followed, "stopped
 		// leading" once the app was told. Neither waits for the write.
@@ -187,6 +199,9 @@ func New(cfg config.Config, d Deps) (*Sidecar, error) {
 		Clock:         d.Clock,
 		Logger:        d.Log,
 		Callbacks:     election.Callbacks{OnStartedLeading: s.onStarted, OnStoppedLeading: s.onStopped, OnChange: s.onChange},
+		UID:           cfg.PodUID,
+		AppHealth:     cfg.AppHealth.Enabled(),
+		MinTerm:       cfg.AppHealth.MinTerm,
 	})
 	if err != nil {
 		return nil, err
@@ -465,6 +480,10 @@ type Report struct {
 
 	// Service is the EndpointSlice writer's state, with SERVICE_NAME.
 	Service *serviceslice.Status `json:"service,omitempty"`
+	// Standby is the follower that offered to lead next, if any.
+	Standby string `json:"standby,omitempty"`
+	// AppHealth is the app's health, with APP_HEALTH_URL or APP_HEALTH_FILE.
+	AppHealth *AppHealthReport `json:"app_health,omitempty"`
 }
 
 func (s *Sidecar) report() Report {
@@ -483,6 +502,10 @@ func (s *Sidecar) report() Report {
 	if s.slice != nil {
 		ss := s.slice.Status()
 		r.Service = &ss
+	}
+	r.Standby = st.Standby
+	if s.appHealth != nil {
+		r.AppHealth = &AppHealthReport{State: s.appHealth.State(), LeadsUnhealthy: st.LeadsUnhealthy}
 	}
 	return r
 }

@@ -1,0 +1,47 @@
+package sidecar
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/leader-elector/leader-elector/apphealth"
+	"github.com/leader-elector/leader-elector/control"
+	"github.com/leader-elector/leader-elector/election"
+)
+
+// addAppHealth checks the app (APP_HEALTH_URL or APP_HEALTH_FILE) from the
+// start, before the election runs, and tells the election every change.
+func (s *Sidecar) addAppHealth() error {
+	a := s.cfg.AppHealth
+	chk, err := apphealth.New(apphealth.Config{URL: a.URL, File: a.File, MaxAge: a.FileMaxAge, Period: a.Period,
+		Timeout: a.Timeout, Failures: a.Failures, Successes: a.Successes, Clock: s.clk, Log: s.log.With("output", "app health")})
+	if err != nil {
+		return fmt.Errorf("app health: %w", err)
+	}
+	s.appHealth = chk
+	s.outputs = append(s.outputs, Output{Name: "app health", Run: func(ctx context.Context) error {
+		chk.Run(ctx, func(healthy bool, reason string) { s.elector.ReportAppHealth(healthy, reason) })
+		return ctx.Err()
+	}})
+	return nil
+}
+
+// serveControl answers `leader-elector resign` on CONTROL_SOCKET.
+func (s *Sidecar) serveControl(ctx context.Context) error {
+	srv, err := control.Listen(s.cfg.ControlSocket, s.elector, control.Options{Log: s.log,
+		Refused: func(err error) bool { return errors.Is(err, election.ErrNotLeader) }})
+	if err != nil {
+		return err
+	}
+	return srv.Run(ctx)
+}
+
+// AppHealthReport is the app's health in /status, with APP_HEALTH_URL or
+// APP_HEALTH_FILE.
+type AppHealthReport struct {
+	apphealth.State
+	// LeadsUnhealthy is true while this replica leads with an unhealthy app
+	// because no healthy peer offered to take over.
+	LeadsUnhealthy bool `json:"leads_unhealthy"`
+}
