@@ -22,7 +22,7 @@ func (s *Sidecar) addAppHealth() error {
 	s.appHealth = chk
 	s.outputs = append(s.outputs, Output{Name: "app health", Run: func(ctx context.Context) error {
 		chk.Run(ctx, func(healthy bool, reason string) { s.elector.ReportAppHealth(healthy, reason) })
-		return ctx.Err()
+		return nil // Run returns only once ctx ended: the sidecar stops, which is no failure
 	}})
 	return nil
 }
