@@ -143,3 +143,46 @@ func TestResign(t *testing.T) {
 		t.Errorf("resign --to %s: routed to %s", to, got)
 	}
 }
+
+// TestSharedStatusDir: two sidecars whose status files share a directory
+// also share the default control socket next to them. The second cannot
+// have it; it says so and runs on, leads when its turn comes, and the first
+// answers resign on it.
+func TestSharedStatusDir(t *testing.T) {
+	f := newFleet(t)
+	shared := filepath.Join(f.dir, "shared")
+	if err := os.MkdirAll(shared, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var sidecars []*testcluster.Sidecar
+	for i := range 2 {
+		pod := fmt.Sprintf("replica-%d", i)
+		f.addPod(pod, testcluster.PodOptions{Labels: map[string]string{"app": appLabel}})
+		s := f.start(pod, f.kubeconfig, "STATUS_FILE="+filepath.Join(shared, pod), "POD_UID="+f.podUID(pod))
+		sidecars = append(sidecars, s)
+		if i == 0 {
+			waitStatus(t, s, 30*time.Second, "leading", func(st map[string]any) bool { return st["is_leader"] == true })
+		}
+	}
+	first, second := sidecars[0], sidecars[1]
+	if !eventually(10*time.Second, func() bool {
+		return strings.Contains(second.Log(), "no control socket: leader-elector resign will not reach this sidecar")
+	}) {
+		t.Fatalf("%s does not say it has no control socket:\n%s", second.Opts.Pod, second.LogTail(20))
+	}
+	waitStatus(t, second, 10*time.Second, "following", func(st map[string]any) bool { return st["leader"] == first.Opts.Pod })
+	if second.Exited() {
+		t.Fatalf("%s exited: %v", second.Opts.Pod, second.ExitErr())
+	}
+	if code, body, err := second.Get("/readyz"); code != 200 {
+		t.Errorf("/readyz of %s = %d %q (%v), want 200", second.Opts.Pod, code, body, err)
+	}
+	code, stdout, stderr := startResign(t, first).wait(t)
+	if code != 0 {
+		t.Fatalf("resign on %s: exit %d: %s%s", first.Opts.Pod, code, stdout, stderr)
+	}
+	waitStatus(t, second, 10*time.Second, "leading", func(st map[string]any) bool { return st["is_leader"] == true })
+	if h := f.holder(t.Context()); h != second.Opts.Pod {
+		t.Errorf("lease holder = %q, want %s", h, second.Opts.Pod)
+	}
+}

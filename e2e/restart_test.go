@@ -348,4 +348,44 @@ func TestTwinsNeverBothLead(t *testing.T) {
 	}
 	t.Logf("twin-b restarted after SIGKILL, leads again %s after its restart", ms(waitTwin(b, fi.ModTime(), start, 10*time.Second)))
 	notLeading(a, 4*retryPeriod)
+
+	// A grant to the shared identity names both twins at once: each sees
+	// its identity handed over, and each confirms; one confirm wins, the
+	// other's meets a conflict.
+	if err := c.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	waitStatus(t, c, 10*time.Second, "following "+twinIdentity, func(st map[string]any) bool {
+		return st["leader"] == twinIdentity && st["watching"] == true
+	})
+	if code, _, stderr := startResign(t, b, "--to", "replica-c").wait(t); code != 0 {
+		t.Fatalf("resign --to replica-c on twin-b: exit %d: %s", code, stderr)
+	}
+	if got := f.waitLeader(10*time.Second, false); got != "replica-c" {
+		t.Fatalf("leader = %s, want replica-c", got)
+	}
+	for _, s := range []*testcluster.Sidecar{a, b} {
+		waitStatus(t, s, 10*time.Second, "following replica-c", func(st map[string]any) bool { return st["leader"] == "replica-c" })
+	}
+	if code, _, stderr := startResign(t, c, "--to", twinIdentity).wait(t); code != 0 {
+		t.Fatalf("resign --to %s on replica-c: exit %d: %s", twinIdentity, code, stderr)
+	}
+	var won string
+	if !eventually(10*time.Second, func() bool {
+		files := f.fileHolders()
+		v, err := f.lease(t.Context())
+		if err != nil || len(files) != 1 || v.holder != twinIdentity || v.holderUID != uid[files[0]] {
+			return false
+		}
+		won = files[0]
+		return true
+	}) {
+		t.Fatalf("no twin leads alone after the grant to %s: status files %v, lease %+v", twinIdentity, f.fileHolders(), mustLease(t, f))
+	}
+	loser := a
+	if won == a.Opts.Pod {
+		loser = b
+	}
+	t.Logf("the Lease granted to %s: %s leads, %s follows", twinIdentity, won, loser.Opts.Pod)
+	notLeading(loser, 3*retryPeriod)
 }
