@@ -22,17 +22,23 @@ func (s *Sidecar) addAppHealth() error {
 	s.appHealth = chk
 	s.outputs = append(s.outputs, Output{Name: "app health", Run: func(ctx context.Context) error {
 		chk.Run(ctx, func(healthy bool, reason string) { s.elector.ReportAppHealth(healthy, reason) })
-		return ctx.Err()
+		return nil // Run returns only once ctx ended: the sidecar stops, which is no failure
 	}})
 	return nil
 }
 
-// serveControl answers `leader-elector resign` on CONTROL_SOCKET.
+// serveControl answers `leader-elector resign` on CONTROL_SOCKET. A socket
+// that cannot be made costs only resign, so the sidecar runs on without it
+// and says why: the default path lies next to the status file, whose
+// directory may be missing (the replica then stays up, unready, as it did
+// before the socket existed) or shared with another sidecar's.
 func (s *Sidecar) serveControl(ctx context.Context) error {
 	srv, err := control.Listen(s.cfg.ControlSocket, s.elector, control.Options{Log: s.log,
 		Refused: func(err error) bool { return errors.Is(err, election.ErrNotLeader) }})
 	if err != nil {
-		return err
+		s.log.Error("no control socket: leader-elector resign will not reach this sidecar", "err", err)
+		<-ctx.Done()
+		return nil
 	}
 	return srv.Run(ctx)
 }
