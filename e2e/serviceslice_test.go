@@ -173,7 +173,10 @@ func TestServiceSliceRoutesToTheLeaderAlone(t *testing.T) {
 		t.Fatalf("still routed to the killed %s", second)
 	}
 	t.Logf("after SIGKILL of %s, routed to %s", second, third)
-	if !strings.Contains(f.byPod(third).Log(), "replaced the previous endpoint of the Service's EndpointSlice") {
+	// The line is logged right after the write the Service already shows.
+	if !eventually(5*time.Second, func() bool {
+		return strings.Contains(f.byPod(third).Log(), "replaced the previous endpoint of the Service's EndpointSlice")
+	}) {
 		t.Errorf("%s did not report replacing the previous endpoint", third)
 	}
 	after, err := cp.Admin.DiscoveryV1().EndpointSlices(f.ns).Get(t.Context(), before.Name, metav1.GetOptions{})

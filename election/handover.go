@@ -288,6 +288,7 @@ func (r *run) withdraw(ctx context.Context) {
 		r.log.Debug("withdrawing the offer to lead next failed", "err", err)
 		return
 	}
+	r.offered = false // once healthy again, it may offer again in this term
 	r.log.Info("withdrew the offer to lead next", "app_healthy", r.healthy)
 	r.observe(ctx, cur, r.cfg.Clock.Now())
 }
