@@ -498,7 +498,12 @@ func TestStandbyWithdrawsWhenItsAppFails(t *testing.T) {
 		b.e.ReportAppHealth(false, "down")
 		g.settle()
 		if s := g.lease().Notes.Standby; s != "" {
-			t.Errorf("standby = %q after its app failed, want withdrawn", s)
+			t.Fatalf("standby = %q after its app failed, want withdrawn", s)
+		}
+		b.e.ReportAppHealth(true, "ok again")
+		g.settle()
+		if s := g.waitStandby(); s != "b" {
+			t.Errorf("standby = %q once its app recovered in the same term, want b again", s)
 		}
 	})
 }
