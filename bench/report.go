@@ -89,8 +89,21 @@ func (r *report) markdown(w io.Writer) {
 	row("CPU millicores: leader / mean follower / busiest follower", func(x *scaleResult) string {
 		return fmt.Sprintf("%.2f / %.2f / %.2f", x.cpuLeader, mean(x.cpuFollowers), slices.Max(append([]float64{0}, x.cpuFollowers...)))
 	})
-	row("steady window (traffic, CPU)", func(x *scaleResult) string { return x.window.String() })
+	row("steady window (traffic, CPU)", func(x *scaleResult) string {
+		if x.lost > 0 {
+			return fmt.Sprintf("%s (%d replicas ended in it)", x.window, x.lost)
+		}
+		return x.window.String()
+	})
 	row("start of the replicas to the first leader", func(x *scaleResult) string { return fmtDur(x.startup) })
+	if slices.ContainsFunc(r.scale, func(x *scaleResult) bool { return x.err != nil }) {
+		row("ended early, with what it measured until then", func(x *scaleResult) string {
+			if x.err == nil {
+				return "-"
+			}
+			return strings.ReplaceAll(strings.ReplaceAll(x.err.Error(), "|", `\|`), "\n", " ")
+		})
+	}
 	fmt.Fprintf(w, "\nLease traffic is kube-apiserver's own count (`apiserver_request_total` by verb, `apiserver_watch_events_total`, resource leases), "+
 		"diffed over the window, all namespaces: it includes the control plane alone (%s, %.1f watch events/min, measured before the replicas) "+
 		"and one event per Lease update for the bench's own watch. A WATCH request is counted when it ends. "+

@@ -37,6 +37,9 @@ type scaleResult struct {
 	rssFollowers []int64
 	cpuLeader    float64 // millicores over the window
 	cpuFollowers []float64
+	lost         int // replicas that ended on their own during the window
+
+	err error // why the measurement ended early, if it did
 }
 
 // fleet is n replicas of one elector in a namespace of their own, talking to
@@ -177,30 +180,33 @@ func (b *bench) scale(ctx context.Context, k electorKind, n int) (*scaleResult, 
 	r := &scaleResult{n: n, elector: k.name, window: b.set.windowFor(n)}
 	f, err := b.startFleet(ctx, k, n)
 	if err != nil {
-		return nil, err
+		return r, err
 	}
 	defer f.close(ctx)
 	r.startup = f.firstLeader
 	// Let the start-up traffic (n lists and watches) pass.
 	if err := sleep(ctx, 5*time.Second+time.Duration(n)*20*time.Millisecond); err != nil {
-		return nil, err
+		return r, err
+	}
+	if err := f.revive(ctx); err != nil {
+		return r, err
 	}
 	if err := f.steady(ctx, r); err != nil {
-		return nil, fmt.Errorf("steady state: %w", err)
+		return r, fmt.Errorf("steady state: %w", err)
 	}
 	for i := range b.set.rounds {
 		if err := f.graceful(ctx, r); err != nil {
-			return nil, fmt.Errorf("handover round %d: %w", i+1, err)
+			return r, fmt.Errorf("handover round %d: %w", i+1, err)
 		}
 	}
 	for i := range b.set.crashRounds {
 		if err := f.crash(ctx, r); err != nil {
-			return nil, fmt.Errorf("crash round %d: %w", i+1, err)
+			return r, fmt.Errorf("crash round %d: %w", i+1, err)
 		}
 	}
 	for i := range b.set.crashRounds {
 		if err := f.restart(ctx, r); err != nil {
-			return nil, fmt.Errorf("restart round %d: %w", i+1, err)
+			return r, fmt.Errorf("restart round %d: %w", i+1, err)
 		}
 	}
 	if !k.resign {
@@ -210,7 +216,7 @@ func (b *bench) scale(ctx context.Context, k electorKind, n int) (*scaleResult, 
 	for i := range b.set.rounds {
 		if err := f.resign(ctx, r); err != nil {
 			if ctx.Err() != nil {
-				return nil, ctx.Err()
+				return r, ctx.Err()
 			}
 			b.log.Warn("resign", "round", i+1, "err", err)
 			r.resignNA = fmt.Sprintf("n/a (error: %s)", err)
@@ -219,6 +225,22 @@ func (b *bench) scale(ctx context.Context, k electorKind, n int) (*scaleResult, 
 		}
 	}
 	return r, nil
+}
+
+// revive starts again, once, every replica that has ended on its own
+// before the measurement (on a shared machine another process may take a
+// health port between FreePort and the sidecar's listen), saying why.
+func (f *fleet) revive(ctx context.Context) error {
+	for _, s := range f.reps {
+		if !s.Exited() {
+			continue
+		}
+		f.b.log.Warn("replica ended before the measurement; starting it again", "pod", s.Opts.Pod, "err", s.ExitErr(), "log", s.LogTail(5))
+		if err := f.rejoin(ctx, s); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // steady counts the Lease traffic over the window and reads every
@@ -234,6 +256,10 @@ func (f *fleet) steady(ctx context.Context, r *scaleResult) error {
 			return err
 		}
 	}
+	pids := make([]int, len(f.reps))
+	for i, s := range f.reps {
+		pids[i] = s.Pid()
+	}
 	if err := sleep(ctx, r.window); err != nil {
 		return err
 	}
@@ -243,6 +269,11 @@ func (f *fleet) steady(ctx context.Context, r *scaleResult) error {
 	}
 	r.traffic = after.minus(before).perMinute(r.window)
 	for i, s := range f.reps {
+		if s.Exited() || s.Pid() != pids[i] {
+			f.b.log.Warn("replica ended during the steady window; left out of RSS and CPU", "pod", s.Opts.Pod, "err", s.ExitErr(), "log", s.LogTail(5))
+			r.lost++
+			continue
+		}
 		rss, err := rssBytes(s.Pid())
 		if err != nil {
 			return err
