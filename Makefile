@@ -31,7 +31,11 @@ fuzz:
 demo: controlplane
 	go run ./demo
 
-# Side by side with client-go's elector; prints numbers, never fails on them.
+# Side by side with client-go's elector at 3, 50 and 200 replicas; prints
+# numbers, never fails on them, and writes bench/out/results.md and
+# handover.svg (BENCH_OUT). A full run takes about half an hour on 2 cores;
+# for development: BENCH_REPLICAS=3 BENCH_ROUNDS=3 BENCH_CRASH_ROUNDS=1
+# BENCH_WINDOW=10s make bench. See bench/main.go for every variable.
 bench: controlplane
 	go run ./bench
 

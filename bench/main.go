@@ -1,14 +1,38 @@
 // Command bench measures leader-elector side by side with client-go's own
-// tools/leaderelection (bench/clientgo-elector) on the local control plane:
-// graceful handover, how fast an app beside a follower hears of the new
-// leader (push), how fast a command run only on the leader moves to the new
-// one (gatekeeper), follower API traffic, resident memory, and, for
-// leader-elector, how fast a Service selecting role=leader follows a handover
-// through the real endpointslice controller. Run it with `make bench`. It is a
-// measurement, not a test: it prints numbers and never fails on them.
+// tools/leaderelection (bench/clientgo-elector) on the local control plane.
+// Run it with `make bench`. It is a measurement, not a test: it prints
+// numbers and never fails on them.
 //
-// BENCH_ROUNDS (default 20) sets the handovers per measurement and
-// BENCH_WINDOW (default 60s) the steady-state traffic window.
+// For each replica count N (BENCH_REPLICAS, default "3,50,200") and each
+// elector it starts N replicas talking to kube-apiserver directly, and
+// measures
+//   - the graceful handover, SIGTERM of the leader until the next status
+//     file, over BENCH_ROUNDS (default 20) rounds;
+//   - the crash failover, SIGKILL of the leader, as the time from the Lease's
+//     expiry (the last renew the bench's own Lease watch saw, plus
+//     leaseDurationSeconds) until the next status file, over
+//     BENCH_CRASH_ROUNDS (default 5) rounds;
+//   - a restart of the leader's sidecar: SIGKILL, then the same replica
+//     started again with the same identity and POD_UID, until any replica's
+//     status file, over BENCH_CRASH_ROUNDS rounds;
+//   - a handover on request (leader-elector only): `leader-elector resign`
+//     run with the leader's environment, until the next status file, over
+//     BENCH_ROUNDS rounds; "n/a (error: ...)" while the command fails;
+//   - over a steady window (BENCH_WINDOW, default 60s at N<=3, half of it
+//     at N<=50, a third above; at least 10s): Lease requests per minute by
+//     verb and Lease watch events per minute, from kube-apiserver's own
+//     /metrics, and resident memory and CPU per replica, from /proc.
+//
+// With N=3 in the list it also runs the older three-replica measurements,
+// each replica behind a counting proxy: how fast an app beside a follower
+// hears of the new leader (push), how fast a command run only on the
+// leader moves to the new one (gatekeeper), and, for leader-elector, how
+// fast a Service selecting role=leader follows a handover through the real
+// endpointslice controller.
+//
+// It prints Markdown tables and writes them, with an SVG chart of the
+// graceful handovers, to BENCH_OUT (default bench/out/): results.md and
+// handover.svg.
 package main
 
 import (
@@ -16,6 +40,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -23,35 +48,85 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
-	"text/tabwriter"
 	"time"
 
 	"github.com/leader-elector/leader-elector/internal/testcluster"
 )
 
 const (
-	lease    = "myapp-lock"
-	app      = "bench"
-	service  = "bench-leader"
-	replicas = 3
+	lease = "myapp-lock"
+	app   = "bench"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, os.Stdout); err != nil {
+	if err := run(ctx, os.Stdout, os.Getenv); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
 }
 
+// settings are the bench's environment.
+type settings struct {
+	replicas    []int
+	rounds      int
+	crashRounds int
+	window      time.Duration // at N<=3; see windowFor
+	out         string
+}
+
+func loadSettings(getenv func(string) string) (settings, error) {
+	s := settings{
+		rounds:      envInt(getenv, "BENCH_ROUNDS", 20),
+		crashRounds: envInt(getenv, "BENCH_CRASH_ROUNDS", 5),
+		window:      envDuration(getenv, "BENCH_WINDOW", time.Minute),
+		out:         getenv("BENCH_OUT"),
+	}
+	if s.out == "" {
+		s.out = filepath.Join(testcluster.RepoRoot(), "bench", "out")
+	}
+	list := getenv("BENCH_REPLICAS")
+	if list == "" {
+		list = "3,50,200"
+	}
+	for _, f := range strings.Split(list, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 2 {
+			return s, fmt.Errorf("BENCH_REPLICAS=%q: want a comma-separated list of replica counts of at least 2", list)
+		}
+		if !slices.Contains(s.replicas, n) {
+			s.replicas = append(s.replicas, n)
+		}
+	}
+	return s, nil
+}
+
+// windowFor is the steady window at n replicas: shorter where there is more
+// traffic to count, so that N=200 does not take an hour on two cores.
+func (s settings) windowFor(n int) time.Duration {
+	w := s.window
+	switch {
+	case n > 50:
+		w /= 3
+	case n > 3:
+		w /= 2
+	}
+	return max(w, 10*time.Second)
+}
+
 type bench struct {
 	out    io.Writer
+	log    *slog.Logger
 	cp     *testcluster.ControlPlane
 	dir    string
 	rounds int
-	window time.Duration
+	set    settings
+
+	mu    sync.Mutex
+	procs []*testcluster.Sidecar // every sidecar started, for the final kill
 }
 
 // electorKind is one implementation under measurement.
@@ -61,22 +136,19 @@ type electorKind struct {
 	env    []string
 	// listen is how an app beside a follower hears of a new leader.
 	listen listener
+	// resign is whether it has a `resign` command.
+	resign bool
 }
 
-// mode is what a measurement times in each handover, from the leader's
-// SIGTERM on.
-type mode int
-
-const (
-	graceful   mode = iota // until the next status file; the steady state is measured first
-	routed                 // until the Service names the next leader alone
-	push                   // until an app beside a follower hears of the next leader
-	gatekeeper             // until the next leader's command has run
-)
-
-func run(ctx context.Context, out io.Writer) (err error) {
-	b := &bench{out: out, rounds: envInt("BENCH_ROUNDS", 20), window: envDuration("BENCH_WINDOW", time.Minute)}
-	fmt.Fprintf(out, "leader-elector benchmark, %s, %s\n", time.Now().UTC().Format("2006-01-02 15:04 MST"), machine())
+func run(ctx context.Context, out io.Writer, getenv func(string) string) (err error) {
+	set, err := loadSettings(getenv)
+	if err != nil {
+		return err
+	}
+	b := &bench{out: out, rounds: set.rounds, set: set, log: slog.New(slog.NewTextHandler(os.Stderr, nil))}
+	started := time.Now()
+	header := fmt.Sprintf("leader-elector benchmark, %s, %s", started.UTC().Format("2006-01-02 15:04 MST"), machine())
+	b.log.Info(header)
 	if b.cp, err = testcluster.Start(ctx, testcluster.Options{Log: os.Stderr}); err != nil {
 		return err
 	}
@@ -85,6 +157,7 @@ func run(ctx context.Context, out io.Writer) (err error) {
 		return err
 	}
 	defer os.RemoveAll(b.dir)
+	defer b.killAll() // also on error or Ctrl-C: no replica outlives the bench
 	if err := b.cp.StartControllerManager(ctx, "endpointslice,serviceaccount"); err != nil {
 		return err
 	}
@@ -97,321 +170,91 @@ func run(ctx context.Context, out io.Writer) (err error) {
 		return err
 	}
 	kinds := []electorKind{
-		{name: "leader-elector", binary: ours, listen: hearWatch},
+		{name: "leader-elector", binary: ours, listen: hearWatch, resign: true},
 		{name: "client-go elector", binary: theirs, listen: hearNewLeaderFile},
 	}
-	results := map[string]*result{}
-	for _, k := range kinds {
-		r := &result{}
-		fmt.Fprintf(os.Stderr, "bench: measuring %s (%d handovers, %s of steady state)...\n", k.name, b.rounds, b.window)
-		if err := b.measure(ctx, k, graceful, r); err != nil {
-			return fmt.Errorf("%s: %w", k.name, err)
-		}
-		fmt.Fprintf(os.Stderr, "bench: measuring %s push to followers (%d handovers)...\n", k.name, b.rounds)
-		if err := b.measure(ctx, k, push, r); err != nil {
-			return fmt.Errorf("%s push: %w", k.name, err)
-		}
-		fmt.Fprintf(os.Stderr, "bench: measuring %s running a command on the leader (%d handovers)...\n", k.name, b.rounds)
-		if err := b.measure(ctx, k, gatekeeper, r); err != nil {
-			return fmt.Errorf("%s gatekeeper: %w", k.name, err)
-		}
-		results[k.name] = r
-	}
-	fmt.Fprintf(os.Stderr, "bench: measuring routing through the endpointslice controller (%d handovers)...\n", b.rounds)
-	routing := &result{}
-	if err := b.measure(ctx, electorKind{name: "leader-elector", binary: ours, env: []string{"LABEL_POD_ROLE=true"}}, routed, routing); err != nil {
-		return fmt.Errorf("routing: %w", err)
-	}
-	b.report(results[kinds[0].name], results[kinds[1].name], routing)
-	return nil
-}
-
-// result holds what one measurement found.
-type result struct {
-	handover       []time.Duration // SIGTERM of the leader until the next status file exists
-	routing        []time.Duration // SIGTERM until the Service names the next leader alone
-	push           []time.Duration // SIGTERM until an app beside a follower hears of the next leader
-	command        []time.Duration // SIGTERM until the next leader's command has run
-	gap            []time.Duration // time with no ready endpoint, per handover
-	followerReqs   float64         // non-watch requests per minute per follower
-	followerWatch  float64         // watch requests per minute per follower
-	leaderReqs     float64         // requests per minute of the leader
-	rssLeader      int64           // bytes
-	rssFollowerMax int64
-	cpuLeader      float64 // millicores over the window
-	cpuFollowerMax float64
-}
-
-// replica is one pod's elector behind a counting proxy.
-type replica struct {
-	s     *testcluster.Sidecar
-	proxy *testcluster.Proxy
-}
-
-// measure starts the replicas of k in a namespace of their own and adds
-// b.rounds handovers, timed as m says, to r.
-func (b *bench) measure(ctx context.Context, k electorKind, m mode, r *result) error {
-	ns, err := b.cp.CreateNamespace(ctx, strings.ReplaceAll(strings.ToLower(k.name), " ", "-"))
-	if err != nil {
+	rep := &report{header: header, settings: set}
+	idleWindow := set.windowFor(1000)
+	b.log.Info("measuring the control plane alone", "window", idleWindow)
+	if rep.idle, err = b.idleTraffic(ctx, idleWindow); err != nil {
 		return err
 	}
-	defer b.cp.DeleteNamespace(context.WithoutCancel(ctx), ns)
-	if err := b.cp.ApplyManifests(ctx, ns, filepath.Join(testcluster.RepoRoot(), "deploy", "rbac.yaml")); err != nil {
-		return err
-	}
-	if m == routed {
-		if err := b.cp.CreateNode(ctx, "node-1"); err != nil {
-			return err
-		}
-		if err := b.cp.CreateLeaderService(ctx, ns, service, app); err != nil {
-			return err
-		}
-	}
-	token, err := b.cp.ServiceAccountToken(ctx, ns, testcluster.ServiceAccount)
-	if err != nil {
-		return err
-	}
-	var reps []*replica
-	defer func() {
-		for _, r := range reps {
-			_ = r.s.Terminate()
-			r.proxy.Close()
-		}
-	}()
-	for i := range replicas {
-		pod := fmt.Sprintf("replica-%d", i)
-		node := ""
-		if m == routed {
-			node = "node-1"
-		}
-		if _, err := b.cp.CreatePod(ctx, ns, pod, testcluster.PodOptions{Labels: map[string]string{"app": app}, NodeName: node}); err != nil {
-			return err
-		}
-		if m == routed {
-			if err := b.cp.MarkRunning(ctx, ns, pod, fmt.Sprintf("10.244.0.%d", i+10)); err != nil {
-				return err
+	for _, n := range set.replicas {
+		for _, k := range kinds {
+			b.log.Info("measuring", "elector", k.name, "replicas", n, "rounds", set.rounds, "crashRounds", set.crashRounds, "window", set.windowFor(n))
+			r, err := b.scale(ctx, k, n)
+			if ctx.Err() != nil {
+				return ctx.Err()
 			}
-		}
-		proxy, err := testcluster.NewProxy(b.cp.URL, b.cp.CAData, token)
-		if err != nil {
-			return err
-		}
-		dir := filepath.Join(b.dir, ns, pod)
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return err
-		}
-		kubeconfig := filepath.Join(dir, "kubeconfig")
-		if err := testcluster.WriteKubeconfig(kubeconfig, proxy.URL, nil, ""); err != nil {
-			return err
-		}
-		opts := testcluster.SidecarOptions{
-			Binary: k.binary, Namespace: ns, Pod: pod, Lease: lease, Kubeconfig: kubeconfig, Env: k.env, Dir: dir,
-		}
-		switch m {
-		case push: // the baseline's; leader-elector reads no such variable
-			opts.Env = append(slices.Clone(k.env), "NEW_LEADER_FILE="+newLeaderFile(dir))
-		case gatekeeper:
-			opts.Args = []string{"--", "/bin/sh", "-c", commandScript(filepath.Join(b.dir, ns))}
-		}
-		s, err := testcluster.StartSidecar(opts)
-		if err != nil {
-			return err
-		}
-		reps = append(reps, &replica{s: s, proxy: proxy})
-	}
-	if _, err := testcluster.WaitForLeader(ctx, sidecars(reps), "", 60*time.Second); err != nil {
-		return err
-	}
-	if m == graceful {
-		if err := b.steadyState(ctx, reps, r); err != nil {
-			return err
-		}
-	}
-	for i := range b.rounds {
-		if err := b.handover(ctx, k, reps, r, ns, m); err != nil {
-			return fmt.Errorf("round %d: %w", i+1, err)
-		}
-	}
-	return nil
-}
-
-// steadyState counts each replica's requests over the window and reads RSS.
-func (b *bench) steadyState(ctx context.Context, reps []*replica, r *result) error {
-	select { // let start-up traffic pass
-	case <-time.After(5 * time.Second):
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	before := make([]testcluster.Counts, len(reps))
-	cpuBefore := make([]time.Duration, len(reps))
-	for i, rep := range reps {
-		before[i] = rep.proxy.Counts()
-		var err error
-		if cpuBefore[i], err = cpuTime(rep.s.Pid()); err != nil {
-			return err
-		}
-	}
-	select {
-	case <-time.After(b.window):
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	perMin := func(n int64) float64 { return float64(n) / b.window.Minutes() }
-	followers := 0
-	for i, rep := range reps {
-		c := rep.proxy.Counts().Minus(before[i])
-		rss, err := rssBytes(rep.s.Pid())
-		if err != nil {
-			return err
-		}
-		cpu, err := cpuTime(rep.s.Pid())
-		if err != nil {
-			return err
-		}
-		millicores := float64(cpu-cpuBefore[i]) / float64(b.window) * 1000
-		if rep.s.HasStatusFile() {
-			r.leaderReqs = perMin(c.Requests + c.Watches)
-			r.rssLeader, r.cpuLeader = rss, millicores
-			continue
-		}
-		r.cpuFollowerMax = max(r.cpuFollowerMax, millicores)
-		followers++
-		r.followerReqs += perMin(c.Requests)
-		r.followerWatch += perMin(c.Watches)
-		r.rssFollowerMax = max(r.rssFollowerMax, rss)
-	}
-	if followers > 0 {
-		r.followerReqs /= float64(followers)
-		r.followerWatch /= float64(followers)
-	}
-	return nil
-}
-
-// handover terminates the leader, measures as m says, and restarts it as a
-// follower.
-func (b *bench) handover(ctx context.Context, k electorKind, reps []*replica, r *result, ns string, m mode) error {
-	ctx, cancel := context.WithCancel(ctx) // ends the listeners' streams
-	defer cancel()
-	leader, err := testcluster.WaitForLeader(ctx, sidecars(reps), "", 60*time.Second)
-	if err != nil {
-		return err
-	}
-	var followers []*testcluster.Sidecar
-	for _, s := range sidecars(reps) {
-		if s != leader {
-			followers = append(followers, s)
-		}
-	}
-	var heard func() error
-	switch m {
-	case routed:
-		if _, _, err := b.cp.WaitRouted(ctx, ns, service, leader.Opts.Pod, time.Now(), 30*time.Second); err != nil {
-			return err
-		}
-	case push:
-		if heard, err = k.listen(ctx, followers, leader.Opts.Pod); err != nil {
-			return err
-		}
-	case gatekeeper:
-		for _, s := range sidecars(reps) {
-			if err := os.Remove(marker(s)); err != nil && !errors.Is(err, os.ErrNotExist) {
-				return err
+			if err != nil { // the table says so; the other measurements go on
+				b.log.Error("measurement failed", "elector", k.name, "replicas", n, "err", err)
+				r.err = err
 			}
+			rep.scale = append(rep.scale, r)
 		}
 	}
-	start := time.Now()
-	if err := leader.Signal(syscall.SIGTERM); err != nil {
-		return err
+	if slices.Contains(set.replicas, legacyReplicas) {
+		rep.legacy = map[string]*legacyResult{}
+		for _, k := range kinds {
+			r := &legacyResult{}
+			b.log.Info("measuring push to followers", "elector", k.name, "rounds", b.rounds)
+			if err := b.measure(ctx, k, push, r); err != nil {
+				return fmt.Errorf("%s push: %w", k.name, err)
+			}
+			b.log.Info("measuring a command run on the leader", "elector", k.name, "rounds", b.rounds)
+			if err := b.measure(ctx, k, gatekeeper, r); err != nil {
+				return fmt.Errorf("%s gatekeeper: %w", k.name, err)
+			}
+			rep.legacy[k.name] = r
+		}
+		b.log.Info("measuring routing through the endpointslice controller", "rounds", b.rounds)
+		rep.routing = &legacyResult{}
+		if err := b.measure(ctx, electorKind{name: "leader-elector", binary: ours, env: []string{"LABEL_POD_ROLE=true"}}, routed, rep.routing); err != nil {
+			return fmt.Errorf("routing: %w", err)
+		}
 	}
-	switch m {
-	case routed:
-		next, err := testcluster.WaitForLeader(ctx, sidecars(reps), leader.Opts.Pod, 60*time.Second)
-		if err != nil {
-			return err
-		}
-		took, gap, err := b.cp.WaitRouted(ctx, ns, service, next.Opts.Pod, start, 60*time.Second)
-		if err != nil {
-			return err
-		}
-		r.routing, r.gap = append(r.routing, took), append(r.gap, gap)
-	case push:
-		if err := heard(); err != nil {
-			return err
-		}
-		r.push = append(r.push, time.Since(start))
-	case gatekeeper:
-		if err := waitForCommand(ctx, followers); err != nil {
-			return err
-		}
-		r.command = append(r.command, time.Since(start))
-	default:
-		if _, err := testcluster.WaitForLeader(ctx, sidecars(reps), leader.Opts.Pod, 60*time.Second); err != nil {
-			return err
-		}
-		r.handover = append(r.handover, time.Since(start))
+	rep.took = time.Since(started)
+	return rep.write(out, set.out)
+}
+
+// startSidecar starts a sidecar and remembers it for killAll.
+func (b *bench) startSidecar(opts testcluster.SidecarOptions) (*testcluster.Sidecar, error) {
+	s, err := testcluster.StartSidecar(opts)
+	if err != nil {
+		return nil, err
 	}
+	b.mu.Lock()
+	b.procs = append(b.procs, s)
+	b.mu.Unlock()
+	return s, nil
+}
+
+// killAll kills every sidecar the bench started that still runs.
+func (b *bench) killAll() {
+	b.mu.Lock()
+	procs := b.procs
+	b.procs = nil
+	b.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, s := range procs {
+		if !s.Exited() {
+			wg.Go(func() { _ = s.Kill() })
+		}
+	}
+	wg.Wait()
+}
+
+// sleep waits d or until ctx ends.
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
 	select {
-	case <-leader.Done():
-	case <-time.After(30 * time.Second):
-		return fmt.Errorf("%s did not exit within 30s of SIGTERM", leader.Opts.Pod)
-	}
-	if err := leader.Restart(); err != nil {
-		return err
-	}
-	// Give the restarted replica time to start and observe, as in a rollout.
-	select {
-	case <-time.After(3 * time.Second):
+	case <-t.C:
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
 	}
 }
-
-// sidecars returns the replicas' sidecars.
-func sidecars(reps []*replica) []*testcluster.Sidecar {
-	out := make([]*testcluster.Sidecar, len(reps))
-	for i, r := range reps {
-		out[i] = r.s
-	}
-	return out
-}
-
-func (b *bench) report(ours, theirs, routing *result) {
-	tw := tabwriter.NewWriter(b.out, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "\nmeasure\tleader-elector\tclient-go elector\n")
-	fmt.Fprintf(tw, "graceful handover p50 (SIGTERM to next status file, n=%d)\t%s\t%s\n", len(ours.handover), pct(ours.handover, 50), pct(theirs.handover, 50))
-	fmt.Fprintf(tw, "graceful handover p99\t%s\t%s\n", pct(ours.handover, 99), pct(theirs.handover, 99))
-	fmt.Fprintf(tw, "push to followers p50 (SIGTERM until one hears of the next leader, n=%d)\t%s\t%s\n", len(ours.push), pct(ours.push, 50), pct(theirs.push, 50))
-	fmt.Fprintf(tw, "push to followers p99\t%s\t%s\n", pct(ours.push, 99), pct(theirs.push, 99))
-	fmt.Fprintf(tw, "gatekeeper handover p50 (SIGTERM until the next leader's command runs, n=%d)\t%s\t%s\n", len(ours.command), pct(ours.command, 50), pct(theirs.command, 50))
-	fmt.Fprintf(tw, "gatekeeper handover p99\t%s\t%s\n", pct(ours.command, 99), pct(theirs.command, 99))
-	fmt.Fprintf(tw, "follower requests/min, not counting watches (window %s)\t%.1f\t%.1f\n", b.window, ours.followerReqs, theirs.followerReqs)
-	fmt.Fprintf(tw, "follower watch requests/min\t%.1f\t%.1f\n", ours.followerWatch, theirs.followerWatch)
-	fmt.Fprintf(tw, "leader requests/min\t%.1f\t%.1f\n", ours.leaderReqs, theirs.leaderReqs)
-	fmt.Fprintf(tw, "resident memory, leader\t%s\t%s\n", mib(ours.rssLeader), mib(theirs.rssLeader))
-	fmt.Fprintf(tw, "resident memory, largest follower\t%s\t%s\n", mib(ours.rssFollowerMax), mib(theirs.rssFollowerMax))
-	fmt.Fprintf(tw, "CPU, leader (millicores over the window)\t%.2f\t%.2f\n", ours.cpuLeader, theirs.cpuLeader)
-	fmt.Fprintf(tw, "CPU, busiest follower (millicores)\t%.2f\t%.2f\n", ours.cpuFollowerMax, theirs.cpuFollowerMax)
-	fmt.Fprintf(tw, "routing handover p50 (SIGTERM until the Service names the next leader alone, n=%d)\t%s\t-\n", len(routing.routing), pct(routing.routing, 50))
-	fmt.Fprintf(tw, "routing handover p99\t%s\t-\n", pct(routing.routing, 99))
-	fmt.Fprintf(tw, "routing gap p50 (no ready endpoint during a handover)\t%s\t-\n", pct(routing.gap, 50))
-	fmt.Fprintf(tw, "routing gap p99\t%s\t-\n", pct(routing.gap, 99))
-	_ = tw.Flush()
-	fmt.Fprintln(b.out, "push: leader-elector's GET /watch (SSE) on each follower; the baseline's OnNewLeader, written to a file on each follower, polled every 1ms.")
-}
-
-// pct is the nearest-rank percentile.
-func pct(ds []time.Duration, p int) string {
-	if len(ds) == 0 {
-		return "-"
-	}
-	s := slices.Clone(ds)
-	slices.Sort(s)
-	i := (p*len(s)+99)/100 - 1
-	return s[max(i, 0)].Round(100 * time.Microsecond).String()
-}
-
-func mib(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
 
 // rssBytes reads VmRSS of a process.
 func rssBytes(pid int) (int64, error) {
@@ -463,15 +306,15 @@ func machine() string {
 	return fmt.Sprintf("%d cores (%s), %s, %s/%s", runtime.NumCPU(), model, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 }
 
-func envInt(key string, def int) int {
-	if n, err := strconv.Atoi(os.Getenv(key)); err == nil && n > 0 {
+func envInt(getenv func(string) string, key string, def int) int {
+	if n, err := strconv.Atoi(getenv(key)); err == nil && n > 0 {
 		return n
 	}
 	return def
 }
 
-func envDuration(key string, def time.Duration) time.Duration {
-	if d, err := time.ParseDuration(os.Getenv(key)); err == nil && d > 0 {
+func envDuration(getenv func(string) string, key string, def time.Duration) time.Duration {
+	if d, err := time.ParseDuration(getenv(key)); err == nil && d > 0 {
 		return d
 	}
 	return def
