@@ -33,6 +33,10 @@
 // It prints Markdown tables and writes them, with an SVG chart of the
 // graceful handovers, to BENCH_OUT (default bench/out/): results.md and
 // handover.svg.
+//
+// BENCH_TRACE=1 prints, after each graceful handover of leader-elector, the
+// old and the new leader's log lines of it (stopped leading, released
+// lease, leader observed, started leading), to see where the time goes.
 package main
 
 import (

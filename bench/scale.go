@@ -308,11 +308,25 @@ func (f *fleet) graceful(ctx context.Context, r *scaleResult) error {
 	if err := leader.Signal(syscall.SIGTERM); err != nil {
 		return err
 	}
-	_, at, err := f.status.next(ctx, leader, start, failoverTimeout)
+	next, at, err := f.status.next(ctx, leader, start, failoverTimeout)
 	if err != nil {
 		return err
 	}
 	r.handover = append(r.handover, at.Sub(start))
+	if os.Getenv("BENCH_TRACE") != "" {
+		time.Sleep(500 * time.Millisecond)
+		fmt.Fprintf(os.Stderr, "TRACE start=%s file=%s\n", start.UTC().Format("15:04:05.000000"), at.UTC().Format("15:04:05.000000"))
+		for _, l := range strings.Split(leader.Log(), "\n") {
+			if strings.Contains(l, "stopped leading") || strings.Contains(l, "released lease") {
+				fmt.Fprintln(os.Stderr, "TRACE old:", l)
+			}
+		}
+		for _, l := range strings.Split(next.Log(), "\n") {
+			if strings.Contains(l, "started leading") || strings.Contains(l, "leader observed") {
+				fmt.Fprintln(os.Stderr, "TRACE new:", l)
+			}
+		}
+	}
 	select {
 	case <-leader.Done():
 	case <-time.After(30 * time.Second):

@@ -237,7 +237,10 @@ func (r *run) standby(ctx context.Context, now time.Time) {
 	}
 	live := l.Record.HolderIdentity != "" && !r.ours(l) && now.Before(r.holderUntil)
 	offered := r.offered && r.offeredIn == l.Record.LeaderTransitions
-	if !live || offered || l.Notes.Standby != "" || !r.healthy || r.stopped {
+	// A candidate in back-off (it just resigned, or failed to lead) cannot
+	// take the Lease at once, so it does not offer to.
+	backingOff := now.Before(r.notBefore)
+	if !live || offered || backingOff || l.Notes.Standby != "" || !r.healthy || r.stopped {
 		r.standbyAt = time.Time{}
 		return
 	}

@@ -507,3 +507,29 @@ func TestStandbyWithdrawsWhenItsAppFails(t *testing.T) {
 		}
 	})
 }
+
+// TestResignedLeaderDoesNotOfferDuringItsBackOff: a leader that resigned
+// backs off; were it the standby, the next release would name a candidate
+// that cannot take the Lease, and the others would wait a RetryPeriod.
+func TestResignedLeaderDoesNotOfferDuringItsBackOff(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g := newGroup(t)
+		g.tick = 10 * time.Millisecond
+		a := g.start("a", nil)
+		g.start("b", nil)
+		if err := a.e.Handover(context.Background(), ""); err != nil {
+			t.Fatal(err)
+		}
+		g.settle()
+		if got := g.leader(); got != "b" {
+			t.Fatalf("leader after a resigned = %q, want b", got)
+		}
+		g.step(rp - 20*time.Millisecond) // within a's back-off of one RetryPeriod
+		if s := g.lease().Notes.Standby; s == "a" {
+			t.Fatal("a offered to be standby during its back-off")
+		}
+		if s := g.waitStandby(); s != "a" {
+			t.Errorf("standby after a's back-off = %q, want a", s)
+		}
+	})
+}
