@@ -320,7 +320,8 @@ func TestGet(t *testing.T) {
 		path   string
 		url    string // instead of srv.URL+path
 		passed bool
-		reason string // after "GET <url>: "
+		reason string        // after "GET <url>: "
+		slow   time.Duration // APP_HEALTH_TIMEOUT; 0: 5s, so that a loaded machine passes
 	}{
 		{path: "/ok", passed: true, reason: "status 200"},
 		{path: "/no-content", passed: true, reason: "status 204"},
@@ -331,7 +332,7 @@ func TestGet(t *testing.T) {
 		{path: "/moved-down", reason: "status 503 from " + srv.URL + "/down"},
 		{path: "/elsewhere", passed: true, reason: "status 307, a redirect to http://elsewhere.invalid/healthz on another host, not followed"},
 		{path: "/loop", reason: "stopped after 10 redirects"},
-		{path: "/slow", reason: "no answer within 50ms (APP_HEALTH_TIMEOUT)"},
+		{path: "/slow", reason: "no answer within 50ms (APP_HEALTH_TIMEOUT)", slow: 50 * time.Millisecond},
 		{path: "/endless", passed: true, reason: "status 200"},
 		{path: "/refused", url: closed.URL + "/ok", reason: "dial tcp " + closed.Listener.Addr().String() + ": connect: connection refused"},
 	}
@@ -342,7 +343,11 @@ func TestGet(t *testing.T) {
 			if u == "" {
 				u = srv.URL + tt.path
 			}
-			c, err := New(Config{URL: u, Period: time.Second, Timeout: 50 * time.Millisecond, Failures: 1, Successes: 1})
+			timeout := tt.slow
+			if timeout == 0 {
+				timeout = 5 * time.Second
+			}
+			c, err := New(Config{URL: u, Period: 10 * time.Second, Timeout: timeout, Failures: 1, Successes: 1})
 			if err != nil {
 				t.Fatal(err)
 			}
