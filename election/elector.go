@@ -758,17 +758,11 @@ func (r *run) release(ctx context.Context, timeout time.Duration) error {
 		if !r.ours(cur) {
 			return nil // no longer ours: nothing to release
 		}
-		now := metav1.NewTime(r.cfg.Clock.Now())
 		var notes Notes
 		if s := cur.Notes.Standby; s != r.cfg.Identity {
 			notes.Successor = s
 		}
-		l, err := r.cfg.Lock.Update(rctx, cur, Record{
-			LeaseDurationSeconds: 1,
-			AcquireTime:          now,
-			RenewTime:            now,
-			LeaderTransitions:    cur.Record.LeaderTransitions,
-		}, notes)
+		l, err := r.cfg.Lock.Update(rctx, cur, r.releaseRecord(cur), notes)
 		if err == nil {
 			r.log.Info("released lease", "transitions", l.Record.LeaderTransitions, "successor", notes.Successor)
 			r.observe(ctx, l, r.cfg.Clock.Now())
@@ -786,6 +780,13 @@ func (r *run) release(ctx context.Context, timeout time.Duration) error {
 		}
 	}
 	return nil
+}
+
+// releaseRecord is the record that releases l, written as client-go's
+// ReleaseOnCancel writes it: no holder, one second, transitions kept.
+func (r *run) releaseRecord(l Lease) Record {
+	now := metav1.NewTime(r.cfg.Clock.Now())
+	return Record{LeaseDurationSeconds: 1, AcquireTime: now, RenewTime: now, LeaderTransitions: l.Record.LeaderTransitions}
 }
 
 // resign steps down on request and backs off before campaigning again.

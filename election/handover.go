@@ -204,10 +204,7 @@ func (r *run) confirm(ctx context.Context, l Lease, how string) {
 func (r *run) releaseUnproven(ctx context.Context, l Lease) {
 	rctx, cancel := r.withTimeout(ctx, r.cfg.RenewDeadline)
 	defer cancel()
-	now := metav1.NewTime(r.cfg.Clock.Now())
-	cur, err := r.cfg.Lock.Update(rctx, l, Record{
-		LeaseDurationSeconds: 1, AcquireTime: now, RenewTime: now, LeaderTransitions: l.Record.LeaderTransitions,
-	}, Notes{})
+	cur, err := r.cfg.Lock.Update(rctx, l, r.releaseRecord(l), Notes{})
 	switch {
 	case err == nil:
 		r.note(ctx, nil)
