@@ -186,7 +186,7 @@ func TestOneFollowerOffersToBeStandbyOncePerTerm(t *testing.T) {
 		if standby == "" || standby == "a" {
 			t.Fatalf("standby after one RetryPeriod = %q, want one of the followers", standby)
 		}
-		renews := int(rp / rp) // the leader renewed once in that RetryPeriod
+		const renews = 1 // the leader renewed once in that RetryPeriod
 		if offers := g.writes() - before - renews; offers != 1 {
 			t.Errorf("%d offers to be standby, want 1", offers)
 		}
@@ -210,10 +210,9 @@ func TestOfferOnceEvenIfTheLeaderDropsIt(t *testing.T) {
 		g.put(record("other", g.clk.Now(), 3), Notes{})
 		m := g.start("me", nil)
 		before := m.lock.callCount()
-		for i := range 300 { // 10 minutes
+		for range 300 { // 10 minutes
 			g.step(rp)
 			g.put(record("other", g.clk.Now(), 3), Notes{})
-			_ = i
 		}
 		if n := m.lock.callCount() - before; n != 1 {
 			t.Errorf("follower sent %d requests in 10 minutes, want its one offer", n)
@@ -530,6 +529,23 @@ func TestResignedLeaderDoesNotOfferDuringItsBackOff(t *testing.T) {
 		}
 		if s := g.waitStandby(); s != "a" {
 			t.Errorf("standby after a's back-off = %q, want a", s)
+		}
+	})
+}
+
+// TestStandbyWithdrawsWhenItShutsDown, so that the next release does not
+// name a candidate that is gone.
+func TestStandbyWithdrawsWhenItShutsDown(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g := newGroup(t)
+		g.start("a", nil)
+		g.start("b", nil)
+		if s := g.waitStandby(); s != "b" {
+			t.Fatalf("standby = %q, want b", s)
+		}
+		g.stop("b")
+		if s := g.lease().Notes.Standby; s != "" {
+			t.Errorf("standby = %q after it shut down, want withdrawn", s)
 		}
 	})
 }
