@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# build.sh builds etcd, kube-apiserver and kube-controller-manager from their
-# official Go modules (pinned in this directory's go.mod) into a cache outside
+# build.sh builds etcd, kube-apiserver, kube-controller-manager, kube-scheduler
+# and kubelet from their official Go modules (pinned in this directory's go.mod) into a cache outside
 # the repository, keyed by version, and prints that directory. It rebuilds only
 # what is missing, so after the first run (several minutes on 2 cores) it
 # returns at once.
@@ -32,4 +32,8 @@ build() { # name package ldflags
 build etcd go.etcd.io/etcd/server/v3 "-s -w"
 build kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver "$k8s_ldflags"
 build kube-controller-manager k8s.io/kubernetes/cmd/kube-controller-manager "$k8s_ldflags"
+# The node for the real-pod tests (internal/testcluster/node.go): under a
+# minute each once the control plane's packages are in the build cache.
+build kube-scheduler k8s.io/kubernetes/cmd/kube-scheduler "$k8s_ldflags"
+build kubelet k8s.io/kubernetes/cmd/kubelet "$k8s_ldflags"
 echo "$bin"

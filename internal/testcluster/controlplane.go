@@ -14,14 +14,18 @@ package testcluster
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
+	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -196,7 +200,93 @@ func (cp *ControlPlane) writeCredentials() error {
 		pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: der}), 0o600); err != nil {
 		return fmt.Errorf("write service account key: %w", err)
 	}
+	return cp.writeServingCert()
+}
+
+// writeServingCert writes a CA and the API server's serving certificate,
+// valid for loopback, for this machine's own addresses (where pods of a
+// Node reach the API server) and for the names of the kubernetes Service.
+func (cp *ControlPlane) writeServingCert() error {
+	ips := []net.IP{net.IPv4(127, 0, 0, 1), net.IPv4(10, 0, 0, 1)}
+	if ip, err := HostIP(); err == nil {
+		ips = append(ips, ip)
+	}
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return fmt.Errorf("make API server CA key: %w", err)
+	}
+	now := time.Now()
+	caTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "testcluster-ca"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(7 * 24 * time.Hour),
+		IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		return fmt.Errorf("make API server CA: %w", err)
+	}
+	ca, err := x509.ParseCertificate(caDER)
+	if err != nil {
+		return fmt.Errorf("parse API server CA: %w", err)
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return fmt.Errorf("make API server key: %w", err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "kube-apiserver"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(7 * 24 * time.Hour),
+		KeyUsage:    x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IPAddresses: ips,
+		DNSNames: []string{"localhost", "kubernetes", "kubernetes.default",
+			"kubernetes.default.svc", "kubernetes.default.svc.cluster.local"},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	if err != nil {
+		return fmt.Errorf("make API server certificate: %w", err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return fmt.Errorf("encode API server key: %w", err)
+	}
+	cp.CAData = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})
+	files := map[string][]byte{
+		"apiserver.crt": pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		"apiserver.key": pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}),
+	}
+	for name, data := range files {
+		if err := os.WriteFile(filepath.Join(cp.Dir, name), data, 0o600); err != nil {
+			return fmt.Errorf("write %s: %w", name, err)
+		}
+	}
 	return nil
+}
+
+// HostIP is this machine's own IPv4 address: the first one, not loopback,
+// of an interface that is up. A Node's kubelet registers it as its
+// InternalIP, and its pods reach the API server there.
+func HostIP() (net.IP, error) {
+	ifaces, err := net.Interfaces()
+	if err != nil {
+		return nil, fmt.Errorf("list network interfaces: %w", err)
+	}
+	for _, iface := range ifaces {
+		if iface.Flags&net.FlagUp == 0 || iface.Flags&net.FlagLoopback != 0 {
+			continue
+		}
+		addrs, err := iface.Addrs()
+		if err != nil {
+			continue
+		}
+		for _, a := range addrs {
+			if n, ok := a.(*net.IPNet); ok && n.IP.To4() != nil && !n.IP.IsLoopback() && !n.IP.IsLinkLocalUnicast() {
+				return n.IP.To4(), nil
+			}
+		}
+	}
+	return nil, errors.New("no IPv4 address on an interface that is up, other than loopback")
 }
 
 // StartAPIServer starts kube-apiserver, or starts it again after
@@ -205,9 +295,13 @@ func (cp *ControlPlane) StartAPIServer(ctx context.Context) error {
 	const issuer = "https://kubernetes.default.svc.cluster.local"
 	p, err := cp.start("kube-apiserver", filepath.Join(cp.Bin, "kube-apiserver"),
 		"--etcd-servers="+cp.etcdURL,
-		"--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
+		// All addresses: the pods of a Node reach it at this machine's own.
+		"--bind-address=0.0.0.0", "--advertise-address=127.0.0.1",
 		"--secure-port="+strconv.Itoa(cp.apiPort),
-		"--cert-dir="+filepath.Join(cp.Dir, "certs"),
+		"--tls-cert-file="+filepath.Join(cp.Dir, "apiserver.crt"),
+		"--tls-private-key-file="+filepath.Join(cp.Dir, "apiserver.key"),
+		// For logs and exec: a Node's kubelet listens on its InternalIP.
+		"--kubelet-preferred-address-types=InternalIP",
 		"--authorization-mode=RBAC",
 		"--token-auth-file="+filepath.Join(cp.Dir, "tokens.csv"),
 		"--service-account-issuer="+issuer, "--api-audiences="+issuer,
@@ -222,14 +316,9 @@ func (cp *ControlPlane) StartAPIServer(ctx context.Context) error {
 	}
 	return waitFor(ctx, 90*time.Second, p, "kube-apiserver", func() error {
 		if cp.Admin == nil {
-			ca, err := os.ReadFile(filepath.Join(cp.Dir, "certs", "apiserver.crt"))
-			if err != nil {
-				return err
-			}
-			cp.CAData = ca
 			cp.AdminConfig = &rest.Config{
 				Host: cp.URL, BearerToken: cp.adminToken,
-				TLSClientConfig: rest.TLSClientConfig{CAData: ca},
+				TLSClientConfig: rest.TLSClientConfig{CAData: cp.CAData},
 				QPS:             200, Burst: 400, UserAgent: "testcluster-admin",
 			}
 			admin, err := kubernetes.NewForConfig(cp.AdminConfig)

@@ -173,6 +173,7 @@ func TempDir(prefix string) (string, error) {
 	for _, e := range entries {
 		pid, err := strconv.Atoi(strings.SplitN(e.Name(), "-", 2)[0])
 		if err == nil && pid != os.Getpid() && !alive(pid) {
+			reapStaleNode(filepath.Join(tempRoot, e.Name()))
 			_ = os.RemoveAll(filepath.Join(tempRoot, e.Name()))
 		}
 	}
