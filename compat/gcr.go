@@ -7,7 +7,8 @@ package compat
 //	--election=example --http=0.0.0.0:4040
 //
 // Its flags: --election (required), --election-namespace, --id (the image's
-// run.sh passes --id=$(hostname); here the hostname is the default),
+// run.sh passes --id=$(hostname); here the default is POD_NAME when set,
+// else the hostname, as for our own variables),
 // --ttl (10s: the Lease duration; the renew deadline is ttl/2 and the retry
 // period ttl/4, as there), --http (default off) and
 // --use-cluster-credentials (in-cluster credentials instead of $KUBECONFIG).
@@ -47,7 +48,7 @@ func gcr(g given, environ func(string) (string, bool)) (Translation, error) {
 	}
 	if v, ok := g["id"]; ok {
 		if v == "" {
-			b.fail(`--id="": must not be empty; leave it out for the hostname`)
+			b.fail(`--id="": must not be empty; leave it out for POD_NAME, else the hostname`)
 		} else {
 			b.set("IDENTITY", v, origin{"--id", v})
 		}

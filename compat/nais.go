@@ -11,9 +11,11 @@ package compat
 // (viper's AllowEmptyEnv is off). --election and --election-namespace are
 // required. The defaults are the code's (not its README's): --http
 // 0.0.0.0:27070, --probe-address 0.0.0.0:28080, --metrics-address
-// 0.0.0.0:29090; the identity is the hostname. nais/elector has no timings
-// (its Lease has no duration: a leader leads until its pod is deleted), so
-// ours apply: LEASE_DURATION 15s, RENEW_DEADLINE 10s, RETRY_PERIOD 2s.
+// 0.0.0.0:29090. The identity is the hostname there; here it is POD_NAME
+// when set, else the hostname (the same in a pod without hostNetwork).
+// nais/elector has no timings (its Lease has no duration: a leader leads
+// until its pod is deleted), so ours apply: LEASE_DURATION 15s,
+// RENEW_DEADLINE 10s, RETRY_PERIOD 2s.
 
 // naisFlag is a flag of nais/elector and our variable for it.
 type naisFlag struct {

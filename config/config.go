@@ -29,13 +29,13 @@ type Config struct {
 	LeaseName     string        `env:"LEASE_NAME,required" desc:"name of the coordination.k8s.io/v1 Lease the replicas compete for"`
 	Namespace     string        `env:"NAMESPACE" desc:"namespace of the Lease and the pod; else POD_NAMESPACE, else the service account's namespace file"`
 	PodNamespace  string        `env:"POD_NAMESPACE" desc:"fallback for NAMESPACE, from the Downward API"`
-	Identity      string        `env:"IDENTITY" desc:"holder identity written to the Lease and the status file; default: the hostname (the pod name)"`
+	Identity      string        `env:"IDENTITY" desc:"holder identity written to the Lease and the status file; default: POD_NAME, else the hostname (in a pod without hostNetwork both are the pod name)"`
 	StatusFile    string        `env:"STATUS_FILE" desc:"file the leader writes its identity to (a symbolic link is refused); if it is an existing directory, the file is leader_status inside it"`
 	StatusDir     string        `env:"STATUS_DIR" desc:"the original project's name for STATUS_FILE"`
 	HealthPort    int           `env:"HEALTH_PORT" default:"8080" desc:"port of /healthz, /livez, /readyz, /status and, unless METRICS_ADDRESS is set, /metrics (decimal)"`
 	ProbeAddress  string        `env:"PROBE_ADDRESS" desc:"host:port of those endpoints instead of :HEALTH_PORT, such as 0.0.0.0:4041 or 127.0.0.1:8080 (nais/elector's --probe-address)"`
 	LabelPodRole  bool          `env:"LABEL_POD_ROLE" default:"false" desc:"label the own pod role=leader or role=follower (needs POD_NAME)"`
-	PodName       string        `env:"POD_NAME" desc:"own pod name, from the Downward API; required with LABEL_POD_ROLE"`
+	PodName       string        `env:"POD_NAME" desc:"own pod name, from the Downward API (fieldRef metadata.name); the default IDENTITY when set and not empty; required with LABEL_POD_ROLE"`
 	PodIP         string        `env:"POD_IP" desc:"own pod IP, from the Downward API; shown in /status; required with SERVICE_NAME (the Service's endpoint, and its IP family the EndpointSlice's addressType)"`
 	RoleLabelKey  string        `env:"ROLE_LABEL_KEY" default:"role" desc:"key of the role label"`
 	PeerSelector  string        `env:"PEER_SELECTOR" desc:"label selector of the pods sharing the Lease, whose role labels the leader keeps right; default: the own pod's app.kubernetes.io/name (else app), app.kubernetes.io/instance and app.kubernetes.io/component labels, those it has"`
@@ -75,7 +75,8 @@ var descSuffix = map[string]string{
 
 // Sources are where defaults come from besides the environment.
 type Sources struct {
-	// Hostname returns the default identity.
+	// Hostname returns the identity when neither IDENTITY nor POD_NAME is
+	// set.
 	Hostname func() (string, error)
 	// NamespaceFile holds the in-cluster namespace.
 	NamespaceFile string
@@ -228,7 +229,14 @@ func (c *Config) resolve(lookup func(string) (string, bool), src Sources) []erro
 		}
 	}
 
-	if c.Identity == "" {
+	// The identity: IDENTITY, else POD_NAME, else the hostname. A pod's
+	// name is unique among its peers; its hostname is not: a hostNetwork
+	// pod has its node's, and two replicas on one node would share it.
+	switch {
+	case c.Identity != "":
+	case c.PodName != "":
+		c.Identity = c.PodName
+	default:
 		hostname := src.Hostname
 		if hostname == nil {
 			hostname = os.Hostname
@@ -236,9 +244,9 @@ func (c *Config) resolve(lookup func(string) (string, bool), src Sources) []erro
 		h, err := hostname()
 		switch {
 		case err != nil:
-			errs = append(errs, fmt.Errorf("IDENTITY is not set and the hostname cannot be read (%v): set IDENTITY", err))
+			errs = append(errs, fmt.Errorf("IDENTITY is not set, nor POD_NAME, and the hostname cannot be read (%v): set IDENTITY, or POD_NAME from the Downward API (fieldRef metadata.name)", err))
 		case h == "":
-			errs = append(errs, errors.New("IDENTITY is not set and the hostname is empty: set IDENTITY"))
+			errs = append(errs, errors.New("IDENTITY is not set, nor POD_NAME, and the hostname is empty: set IDENTITY, or POD_NAME from the Downward API (fieldRef metadata.name)"))
 		}
 		c.Identity = h
 	}

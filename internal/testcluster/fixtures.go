@@ -255,6 +255,9 @@ type SidecarOptions struct {
 	AsStarted bool
 	// HealthURL is the health base URL with AsStarted, if any.
 	HealthURL string
+	// Hostname, with AsStarted, is the process's hostname in place of Pod,
+	// such as a node's name: a hostNetwork pod has its node's hostname.
+	Hostname string
 }
 
 // Sidecar is a running leader-elector.
@@ -327,7 +330,9 @@ func (s *Sidecar) start() error {
 		"LEASE_NAME=" + s.Opts.Lease,
 		"NAMESPACE=" + s.Opts.Namespace,
 		"POD_NAME=" + s.Opts.Pod,
-		"IDENTITY=" + s.Opts.Pod, // a pod's hostname is its name
+		// The same as POD_NAME, which leader-elector takes without it;
+		// bench/clientgo-elector reads IDENTITY alone.
+		"IDENTITY=" + s.Opts.Pod,
 		"KUBECONFIG=" + s.Opts.Kubeconfig,
 		"STATUS_FILE=" + s.StatusFile,
 		"HEALTH_PORT=" + strconv.Itoa(port),
@@ -344,8 +349,12 @@ func (s *Sidecar) start() error {
 			return fmt.Errorf("start %s: %w", s.Opts.Pod, err)
 		}
 		healthURL = s.Opts.HealthURL
+		hostname := s.Opts.Pod
+		if s.Opts.Hostname != "" {
+			hostname = s.Opts.Hostname
+		}
 		spec = ProcessSpec{Args: s.Opts.Args, Env: append([]string{"KUBECONFIG=/tmp/.kubeconfig"}, s.Opts.Env...),
-			CleanEnv: true, Hostname: s.Opts.Pod, Tmp: tmp}
+			CleanEnv: true, Hostname: hostname, Tmp: tmp}
 	}
 	p, err := StartProcessWith("leader-elector "+s.Opts.Pod, s.Opts.Binary, spec,
 		filepath.Join(s.Opts.Dir, fmt.Sprintf("sidecar-%d.log", run)))

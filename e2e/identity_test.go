@@ -1,0 +1,100 @@
+package e2e
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/leader-elector/leader-elector/internal/testcluster"
+)
+
+// nodeHostname is the hostname every hostNetwork pod of one node has: the
+// node's.
+const nodeHostname = "node-1"
+
+// startHostNetwork starts the sidecar of a new pod as in a hostNetwork pod on
+// node nodeHostname: the node's hostname (and the test machine's network),
+// its own /tmp as the emptyDir, and our variables alone, POD_NAME among them
+// only with podName. There is no IDENTITY and no POD_UID: the identity alone
+// must tell the replicas apart.
+func (f *fleet) startHostNetwork(pod string, podName bool) *testcluster.Sidecar {
+	f.t.Helper()
+	f.addPod(pod, testcluster.PodOptions{Labels: map[string]string{"app": appLabel}})
+	port := freePort(f.t)
+	env := append(slices.Clone(timingEnv), "LEASE_NAME="+leaseName, "NAMESPACE="+f.ns, "HEALTH_PORT="+port)
+	if podName {
+		env = append(env, "POD_NAME="+pod)
+	}
+	s, err := testcluster.StartSidecar(testcluster.SidecarOptions{
+		Binary: binary, Namespace: f.ns, Pod: pod, Kubeconfig: f.podKubeconfig(pod),
+		Dir: filepath.Join(f.dir, pod), Env: env, AsStarted: true, HealthURL: "http://127.0.0.1:" + port,
+		Hostname: nodeHostname,
+	})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	f.mu.Lock()
+	f.sidecars = append(f.sidecars, s)
+	f.mu.Unlock()
+	return s
+}
+
+// TestIdentityHostNetwork runs two replicas as two hostNetwork pods on one
+// node: the same hostname, POD_NAME from the Downward API, no IDENTITY. Each
+// takes its pod name as identity, so they never both lead (never two status
+// files), and the leader writes its own POD_NAME into the status file and
+// the Lease, before and after a handover. A third sidecar on the node without
+// POD_NAME shows what the hostname alone would have given them.
+func TestIdentityHostNetwork(t *testing.T) {
+	f := newFleet(t)
+	sampleLeaders(t, "status files", func(context.Context) ([]string, error) { return f.fileHolders(), nil })
+	pods := []string{"hostnet-a", "hostnet-b"}
+	for _, pod := range pods {
+		f.startHostNetwork(pod, true)
+	}
+
+	// checkLeader checks that leader (found by waitLeader: its file alone,
+	// the Lease naming it) wrote its POD_NAME, and that every running
+	// sidecar names itself by its pod name and leader as the leader.
+	checkLeader := func(leader string) {
+		t.Helper()
+		b, err := os.ReadFile(f.byPod(leader).StatusFile)
+		if err != nil || string(b) != leader+"\n" {
+			t.Errorf("status file of %s = %q (%v), want its POD_NAME %q and a newline", leader, b, err, leader)
+		}
+		for _, pod := range pods {
+			s := f.byPod(pod)
+			if s.Exited() {
+				continue
+			}
+			waitStatus(t, s, 10*time.Second, "its pod name as identity and "+leader+" as leader", func(st map[string]any) bool {
+				return st["identity"] == pod && st["leader"] == leader && st["is_leader"] == (pod == leader)
+			})
+		}
+	}
+	first := f.waitLeader(30*time.Second, false)
+	checkLeader(first)
+
+	// The same node without POD_NAME: the hostname is the identity, the
+	// one both replicas above would have shared.
+	bare := f.startHostNetwork("hostnet-bare", false)
+	waitStatus(t, bare, 10*time.Second, "the node's hostname as identity", func(st map[string]any) bool {
+		return st["identity"] == nodeHostname && st["leader"] == first && st["is_leader"] == false
+	})
+	if err := bare.Terminate(); err != nil {
+		t.Fatal(err)
+	}
+
+	// A handover: the other replica leads and writes its own name.
+	if err := f.byPod(first).Terminate(); err != nil {
+		t.Fatal(err)
+	}
+	second := f.waitLeader(20*time.Second, false)
+	if second == first || !slices.Contains(pods, second) {
+		t.Fatalf("%s leads after %s was terminated, want the other of %v", second, first, pods)
+	}
+	checkLeader(second)
+}
