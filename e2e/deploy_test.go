@@ -3,8 +3,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -17,8 +15,6 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
-	"sigs.k8s.io/kustomize/api/krusty"
-	"sigs.k8s.io/kustomize/kyaml/filesys"
 
 	"github.com/leader-elector/leader-elector/internal/testcluster"
 )
@@ -27,39 +23,9 @@ import (
 // a user's overlay would, using kustomize's own Go module.
 func kustomizeDeploy(t *testing.T, ns string) []*unstructured.Unstructured {
 	t.Helper()
-	fs := filesys.MakeFsInMemory()
-	deploy := filepath.Join(testcluster.RepoRoot(), "deploy")
-	entries, err := os.ReadDir(deploy)
+	objs, err := testcluster.KustomizeDeploy("apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nnamespace: " + ns + "\nresources:\n  - ../base\n")
 	if err != nil {
 		t.Fatal(err)
-	}
-	for _, e := range entries {
-		if e.IsDir() { // deploy/modes: overlays of their own (TestModes)
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join(deploy, e.Name()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := fs.WriteFile(filepath.Join("/base", e.Name()), b); err != nil {
-			t.Fatal(err)
-		}
-	}
-	overlay := "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nnamespace: " + ns + "\nresources:\n  - ../base\n"
-	if err := fs.WriteFile("/overlay/kustomization.yaml", []byte(overlay)); err != nil {
-		t.Fatal(err)
-	}
-	resmap, err := krusty.MakeKustomizer(krusty.MakeDefaultOptions()).Run(fs, "/overlay")
-	if err != nil {
-		t.Fatalf("kustomize build deploy/: %v", err)
-	}
-	var objs []*unstructured.Unstructured
-	for _, r := range resmap.Resources() {
-		m, err := r.Map()
-		if err != nil {
-			t.Fatal(err)
-		}
-		objs = append(objs, &unstructured.Unstructured{Object: m})
 	}
 	return objs
 }

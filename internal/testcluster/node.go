@@ -2,10 +2,13 @@ package testcluster
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"io"
 	"io/fs"
 	"net"
 	"net/http"
@@ -53,6 +56,9 @@ type Node struct {
 	// the API server at IP and APIPort.
 	IP      net.IP
 	APIPort int
+	// KubeletPort is the kubelet's HTTPS port on IP (anonymous, allowed
+	// all: /metrics, /pods, logs and exec).
+	KubeletPort int
 	// Dir holds containerd's and the kubelet's state and the logs.
 	Dir string
 	// Cgroup is the cgroup (in every v1 hierarchy) that holds everything.
@@ -293,6 +299,7 @@ func (n *Node) startKubelet(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	n.KubeletPort = port
 	healthz, err := FreePort()
 	if err != nil {
 		return err
@@ -483,6 +490,8 @@ func teardownNode(dir, cgroup, bridge string) error {
 		errs = append(errs, removeCgroups(cgroup))
 	}
 	removeLogLinks(dir)
+	removeShimSockets(dir)
+	removeCNIResults(bridge)
 	if err := os.RemoveAll(dir); err != nil {
 		errs = append(errs, fmt.Errorf("remove %s: %w", dir, err))
 	}
@@ -684,4 +693,80 @@ func healthy(c *http.Client, url string) error {
 		return fmt.Errorf("%s: %s", url, resp.Status)
 	}
 	return nil
+}
+
+// AdminToken is the control plane's admin bearer token, for kubeconfigs of
+// tools a developer points at a demo cluster.
+func (cp *ControlPlane) AdminToken() string { return cp.adminToken }
+
+// removeShimSockets removes the sockets that containerd's shims, killed with
+// the node, left in containerd's fixed socket directory: one per task, named
+// by the hash of the node's containerd address, namespace and task ID (as
+// containerd 1.6's shim.SocketAddress names them). Then the directories
+// containerd and ctr made under /run/containerd, if they are empty.
+func removeShimSockets(dir string) {
+	const run = "/run/containerd"
+	address := filepath.Join(dir, "containerd.sock")
+	tasks := filepath.Join(dir, "containerd", "state", "io.containerd.runtime.v2.task")
+	namespaces, _ := os.ReadDir(tasks)
+	for _, ns := range namespaces {
+		ids, _ := os.ReadDir(filepath.Join(tasks, ns.Name()))
+		for _, id := range ids {
+			sum := sha256.Sum256([]byte(filepath.Join(address, ns.Name(), id.Name())))
+			_ = os.Remove(filepath.Join(run, "s", hex.EncodeToString(sum[:])))
+		}
+	}
+	for _, sub := range []string{"s", "fifo", "runc/k8s.io", "runc", ""} {
+		_ = syscall.Rmdir(filepath.Join(run, sub)) // only if empty
+	}
+}
+
+// EmptyDirPath is where the kubelet keeps a pod's emptyDir volume on this
+// machine: what its containers see at their mount, seen from outside.
+func (n *Node) EmptyDirPath(podUID types.UID, volume string) string {
+	return filepath.Join(n.Dir, "kubelet", "pods", string(podUID), "volumes", "kubernetes.io~empty-dir", volume)
+}
+
+// KubeletGet GETs path from the kubelet's HTTPS port (its certificate is its
+// own, self-signed) and returns the body.
+func (n *Node) KubeletGet(ctx context.Context, path string) ([]byte, error) {
+	c := &http.Client{Transport: &http.Transport{TLSClientConfig: insecureLoopbackTLS()}, Timeout: 5 * time.Second}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("https://%s/%s", net.JoinHostPort(n.IP.String(), strconv.Itoa(n.KubeletPort)), strings.TrimPrefix(path, "/")), nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("kubelet GET %s: %w", path, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("kubelet GET %s: %s %v", path, resp.Status, err)
+	}
+	return b, nil
+}
+
+// removeCNIResults removes what the CNI library cached in /var/lib/cni for
+// pod sandboxes of the node's network (named as its bridge) that were killed
+// with the node, never torn down: "<network>-<sandbox>-eth0" and the
+// loopback's "cni-loopback-<sandbox>-lo". Then the directories, if empty.
+func removeCNIResults(network string) {
+	const dir = "/var/lib/cni/results"
+	if network == "" {
+		return
+	}
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		rest, ok := strings.CutPrefix(e.Name(), network+"-")
+		if !ok {
+			continue
+		}
+		_ = os.Remove(filepath.Join(dir, e.Name()))
+		if sandbox, _, ok := strings.Cut(rest, "-"); ok {
+			_ = os.Remove(filepath.Join(dir, "cni-loopback-"+sandbox+"-lo"))
+		}
+	}
+	_ = syscall.Rmdir(dir)
+	_ = syscall.Rmdir(filepath.Dir(dir))
 }

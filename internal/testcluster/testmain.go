@@ -2,6 +2,7 @@ package testcluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -14,23 +15,49 @@ import (
 // stops the control plane, also when the run is interrupted with SIGINT or
 // SIGTERM. Use it from TestMain: os.Exit(testcluster.Main(m, &cp)).
 func Main(m *testing.M, cp **ControlPlane) int {
+	return main(m, cp, nil)
+}
+
+// MainWithNode is Main with a Node on the control plane (StartNode), for
+// tests that run real pods. The node is torn down before the control plane.
+func MainWithNode(m *testing.M, cp **ControlPlane, node **Node) int {
+	return main(m, cp, node)
+}
+
+func main(m *testing.M, cp **ControlPlane, node **Node) int {
 	c, err := Start(context.Background(), Options{})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "testcluster:", err)
 		return 1
 	}
 	*cp = c
+	var n *Node
+	stop := func() error {
+		var errs []error
+		if n != nil {
+			errs = append(errs, n.Stop())
+		}
+		return errors.Join(append(errs, c.Stop())...)
+	}
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	go func() {
 		sig := <-sigs
 		fmt.Fprintf(os.Stderr, "testcluster: %s: stopping the control plane\n", sig)
-		_ = c.Stop()
+		_ = stop()
 		os.Exit(1)
 	}()
+	if node != nil {
+		if n, err = c.StartNode(context.Background(), NodeOptions{}); err != nil {
+			fmt.Fprintln(os.Stderr, "testcluster:", err)
+			_ = c.Stop()
+			return 1
+		}
+		*node = n
+	}
 	code := m.Run()
 	signal.Stop(sigs)
-	if err := c.Stop(); err != nil {
+	if err := stop(); err != nil {
 		fmt.Fprintln(os.Stderr, "testcluster:", err)
 		if code == 0 {
 			code = 1

@@ -1,0 +1,92 @@
+package testcluster
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/kustomize/api/krusty"
+	"sigs.k8s.io/kustomize/kyaml/filesys"
+)
+
+// KustomizeDeploy renders deploy/ (its files, not its subdirectories) through
+// the overlay kustomization, as `kubectl apply -k` of a user's overlay would,
+// with kustomize's own Go module. The overlay refers to deploy/ as ../base.
+func KustomizeDeploy(overlay string) ([]*unstructured.Unstructured, error) {
+	fs := filesys.MakeFsInMemory()
+	deploy := filepath.Join(RepoRoot(), "deploy")
+	entries, err := os.ReadDir(deploy)
+	if err != nil {
+		return nil, fmt.Errorf("kustomize deploy/: %w", err)
+	}
+	for _, e := range entries {
+		if e.IsDir() { // deploy/modes: overlays of their own
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(deploy, e.Name()))
+		if err != nil {
+			return nil, fmt.Errorf("kustomize deploy/: %w", err)
+		}
+		if err := fs.WriteFile(filepath.Join("/base", e.Name()), b); err != nil {
+			return nil, fmt.Errorf("kustomize deploy/: %w", err)
+		}
+	}
+	if err := fs.WriteFile("/overlay/kustomization.yaml", []byte(overlay)); err != nil {
+		return nil, fmt.Errorf("kustomize deploy/: %w", err)
+	}
+	resmap, err := krusty.MakeKustomizer(krusty.MakeDefaultOptions()).Run(fs, "/overlay")
+	if err != nil {
+		return nil, fmt.Errorf("kustomize build deploy/: %w", err)
+	}
+	var objs []*unstructured.Unstructured
+	for _, r := range resmap.Resources() {
+		m, err := r.Map()
+		if err != nil {
+			return nil, fmt.Errorf("kustomize build deploy/: %w", err)
+		}
+		objs = append(objs, &unstructured.Unstructured{Object: m})
+	}
+	return objs, nil
+}
+
+// PodOverlay is the overlay that runs deploy/ on a Node in namespace ns
+// with only the changes a test needs: the images imported into the node
+// (never pulled: no registry can be reached), and, since there is no
+// kube-proxy to route the kubernetes Service, the API server's address on
+// this machine in KUBERNETES_SERVICE_HOST and _PORT of the sidecar.
+func (n *Node) PodOverlay(ns string) string {
+	return fmt.Sprintf(`apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+namespace: %s
+resources:
+  - ../base
+images:
+  - name: leader-elector
+    newName: %s
+    newTag: %s
+  - name: busybox
+    newName: %s
+    newTag: %s
+patches:
+  - target: {kind: Deployment, name: myapp}
+    patch: |
+      - op: add
+        path: /spec/template/spec/initContainers/0/env/-
+        value: {name: KUBERNETES_SERVICE_HOST, value: %q}
+      - op: add
+        path: /spec/template/spec/initContainers/0/env/-
+        value: {name: KUBERNETES_SERVICE_PORT, value: "%d"}
+      - op: add
+        path: /spec/template/spec/initContainers/0/imagePullPolicy
+        value: Never
+      - op: add
+        path: /spec/template/spec/containers/0/imagePullPolicy
+        value: Never
+`, ns, refName(n.Images.Sidecar.Ref), refTag(n.Images.Sidecar.Ref), refName(n.Images.App.Ref), refTag(n.Images.App.Ref), n.IP.String(), n.APIPort)
+}
+
+// refName and refTag split an image reference "repo/name:tag".
+func refName(ref string) string { return ref[:strings.LastIndex(ref, ":")] }
+func refTag(ref string) string  { return ref[strings.LastIndex(ref, ":")+1:] }
