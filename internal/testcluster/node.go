@@ -48,7 +48,8 @@ var runtimePackages = []string{"containerd", "runc", "containernetworking-plugin
 // on one bridge; Stop kills every process in those cgroups (containers and
 // containerd's shims with them), unmounts what is mounted under Dir, deletes
 // the bridge and the cgroups. A Node left by a killed test process is torn
-// down the same way by the next TempDir call (reapStaleNode).
+// down the same way by its reaper (startReaper), or else by the next TempDir
+// call (reapStaleNode).
 type Node struct {
 	// Name is the Node object's name.
 	Name string
@@ -70,6 +71,8 @@ type Node struct {
 	runtime string
 	bridge  string
 	subnet  int
+
+	reaper *os.File
 
 	mu    sync.Mutex
 	procs map[string]*Process
@@ -118,6 +121,10 @@ func (cp *ControlPlane) StartNode(ctx context.Context, opts NodeOptions) (_ *Nod
 	// What Stop and reapStaleNode need to find the bridge and the cgroups.
 	if err := os.WriteFile(filepath.Join(dir, nodeMarker), []byte(n.Cgroup+"\n"+n.bridge+"\n"), 0o644); err != nil {
 		return nil, fmt.Errorf("start a node: %w", err)
+	}
+	// The reaper's log is outside dir, which it removes.
+	if n.reaper, err = startReaper(dir, n.Cgroup, n.bridge, dir+".reaper.log"); err != nil {
+		return nil, err
 	}
 	if err := makeCgroups(n.Cgroup); err != nil {
 		return nil, fmt.Errorf("start a node: %w", err)
@@ -461,6 +468,11 @@ func (n *Node) Stop() error {
 		}
 	}
 	errs = append(errs, teardownNode(n.Dir, n.Cgroup, n.bridge))
+	if n.reaper != nil {
+		n.reaper.Close() // the reaper finds Dir gone and exits
+		n.reaper = nil
+	}
+	_ = os.Remove(n.Dir + ".reaper.log")
 	n.mu.Lock()
 	for name, p := range n.procs {
 		<-p.Done()
