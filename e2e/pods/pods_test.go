@@ -9,19 +9,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 
@@ -85,83 +81,55 @@ func (w *workload) lease() *coordinationv1.Lease {
 	return l
 }
 
-func holder(l *coordinationv1.Lease) string {
-	if l.Spec.HolderIdentity == nil {
-		return ""
-	}
-	return *l.Spec.HolderIdentity
+var holder = testcluster.Holder
+
+func status(p *corev1.Pod, name string) *corev1.ContainerStatus {
+	return testcluster.ContainerStatus(p, name)
 }
 
-// waitReady waits until n pods run with both containers ready, and returns
-// them.
+func appSays(p *corev1.Pod) (bool, string, error) {
+	return testcluster.AppSeesStatusFile(context.Background(), p)
+}
+
 func (w *workload) waitReady(n int, timeout time.Duration) []corev1.Pod {
 	w.t.Helper()
-	var ready []corev1.Pod
-	var last string
-	err := wait.PollUntilContextTimeout(w.ctx(), 100*time.Millisecond, timeout, true, func(context.Context) (bool, error) {
-		ready = ready[:0]
-		pods := w.pods(true)
-		var states []string
-		for _, p := range pods {
-			if podReady(&p) && containerReady(p.Status.InitContainerStatuses, sidecar) && containerReady(p.Status.ContainerStatuses, app) {
-				ready = append(ready, p)
-			}
-			states = append(states, p.Name+":"+string(p.Status.Phase))
-		}
-		last = strings.Join(states, " ")
-		return len(ready) == n && len(pods) == n, nil
-	})
+	pods, err := cp.WaitExamplePods(w.ctx(), w.ns, n, timeout)
 	if err != nil {
-		w.t.Fatalf("not %d ready pods within %s: %s; the node's kubelet log ends:\n%s", n, timeout, last, node.Process("kubelet").LogTail(20))
+		w.t.Fatalf("%v; the node's kubelet log ends:\n%s", err, node.Process("kubelet").LogTail(20))
 	}
-	return ready
+	return pods
 }
 
-func podReady(p *corev1.Pod) bool {
-	for _, c := range p.Status.Conditions {
-		if c.Type == corev1.PodReady {
-			return c.Status == corev1.ConditionTrue
-		}
+func killContainer(t *testing.T, containerID string) time.Time {
+	t.Helper()
+	at, err := node.KillContainer(t.Context(), containerID)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return false
+	return at
 }
 
-func status(statuses []corev1.ContainerStatus, name string) *corev1.ContainerStatus {
-	for i := range statuses {
-		if statuses[i].Name == name {
-			return &statuses[i]
-		}
+func (w *workload) sidecarStarted(pod string) time.Time {
+	w.t.Helper()
+	at, err := cp.SidecarStarted(w.ctx(), w.ns, pod)
+	if err != nil {
+		w.t.Fatal(err)
 	}
-	return nil
+	return at
 }
 
-func containerReady(statuses []corev1.ContainerStatus, name string) bool {
-	s := status(statuses, name)
-	return s != nil && s.Ready && s.State.Running != nil
+func (w *workload) waitGone(name string, timeout time.Duration) *corev1.Pod {
+	w.t.Helper()
+	last, err := cp.WaitPodGone(w.ctx(), w.ns, name, timeout)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	return last
 }
 
 // statusFile is the pod's status file on its emptyDir, seen from the node.
 func statusFile(p *corev1.Pod) string {
 	return filepath.Join(node.EmptyDirPath(p.UID, "tmp"), statusRel)
-}
-
-// appSays asks the app container (its httpd serves the emptyDir) whether it
-// sees the status file: what its `[ -f /tmp/leader_status ]` sees.
-func appSays(p *corev1.Pod) (leading bool, content string, err error) {
-	c := &http.Client{Timeout: 2 * time.Second}
-	resp, err := c.Get(fmt.Sprintf("http://%s:8081/%s", p.Status.PodIP, statusRel))
-	if err != nil {
-		return false, "", err
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	switch resp.StatusCode {
-	case http.StatusOK:
-		return true, string(b), nil
-	case http.StatusNotFound:
-		return false, "", nil
-	}
-	return false, "", fmt.Errorf("GET %s: %s", resp.Request.URL, resp.Status)
 }
 
 // appLogSays waits for the app container's shell check to print want
@@ -220,34 +188,6 @@ func (w *workload) leaderNow(timeout time.Duration) *corev1.Pod {
 		w.t.Fatalf("no single leader within %s: %s", timeout, last)
 	}
 	return leader
-}
-
-// killContainer SIGKILLs every process of a container, as an OOM kill or a
-// crash would end it, and waits until they are gone.
-func killContainer(t *testing.T, containerID string) time.Time {
-	t.Helper()
-	pids, err := node.ContainerPIDs(containerID)
-	if err != nil || len(pids) == 0 {
-		t.Fatalf("processes of container %s: %v %v", containerID, pids, err)
-	}
-	at := time.Now()
-	for _, pid := range pids {
-		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
-			t.Fatalf("kill %d: %v", pid, err)
-		}
-	}
-	err = wait.PollUntilContextTimeout(t.Context(), 5*time.Millisecond, 10*time.Second, true, func(context.Context) (bool, error) {
-		for _, pid := range pids {
-			if syscall.Kill(pid, 0) == nil {
-				return false, nil
-			}
-		}
-		return true, nil
-	})
-	if err != nil {
-		t.Fatalf("container %s's processes %v outlived SIGKILL", containerID, pids)
-	}
-	return at
 }
 
 // sampler stats every pod's status file on the node every few milliseconds,
@@ -331,7 +271,11 @@ func TestRealPods(t *testing.T) {
 	if err := cp.ApplyObjects(t.Context(), ns, objs); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { w.deleteWorkload() })
+	t.Cleanup(func() {
+		if err := cp.DeleteExample(context.Background(), ns, 90*time.Second); err != nil {
+			t.Error(err)
+		}
+	})
 	w.waitReady(3, 3*time.Minute)
 	t.Logf("3 pods ready %s after kubectl apply", time.Since(start).Round(time.Millisecond))
 	s := w.sample()
@@ -360,7 +304,7 @@ func TestRealPods(t *testing.T) {
 	t.Run("probes answer through the kubelet", func(t *testing.T) {
 		w := w.on(t)
 		for _, p := range w.pods(true) {
-			sc := status(p.Status.InitContainerStatuses, sidecar)
+			sc := status(&p, sidecar)
 			if sc == nil || sc.Started == nil || !*sc.Started || !sc.Ready {
 				t.Errorf("pod %s: the sidecar's startup and readiness probes have not passed: %+v", p.Name, sc)
 			}
@@ -379,10 +323,10 @@ func TestRealPods(t *testing.T) {
 	t.Run("a killed sidecar is restarted by the kubelet and resumes", func(t *testing.T) {
 		w := w.on(t)
 		leader := w.leaderNow(30 * time.Second)
-		before := status(leader.Status.InitContainerStatuses, sidecar)
+		before := status(leader, sidecar)
 		killed := killContainer(t, before.ContainerID)
 		next, renewed := w.nextRenewAfter(killed, 60*time.Second)
-		after := status(w.pod(leader.Name).Status.InitContainerStatuses, sidecar)
+		after := status(w.pod(leader.Name), sidecar)
 		started := w.sidecarStarted(leader.Name)
 		t.Logf("SIGKILL of the leader's sidecar to the next leader's first write: %s; the kubelet restarted the sidecar %s after the kill, which led %s after its start (leader %s, then %s; %d to %d restarts)",
 			renewed.Sub(killed).Round(time.Millisecond), started.Sub(killed).Round(time.Millisecond), renewed.Sub(started).Round(time.Millisecond),
@@ -407,7 +351,7 @@ func TestRealPods(t *testing.T) {
 				break
 			}
 		}
-		before := status(follower.Status.InitContainerStatuses, sidecar)
+		before := status(follower, sidecar)
 		// A crashed sidecar's file outlives it on the emptyDir: write one
 		// as an earlier run of this pod's sidecar would have left it while
 		// its container is down. The sampler does not count it: it is the
@@ -432,7 +376,7 @@ func TestRealPods(t *testing.T) {
 			t.Fatalf("the stale status file of %s is still there 60s after its sidecar was killed; its log ends:\n%s", follower.Name, w.sidecarLog(follower.Name))
 		}
 		s.setIgnore(follower.Name, false)
-		after := status(w.pod(follower.Name).Status.InitContainerStatuses, sidecar)
+		after := status(w.pod(follower.Name), sidecar)
 		t.Logf("SIGKILL of a follower's sidecar to its stale file removed by the restarted sidecar: %s (%d to %d restarts)",
 			removed.Sub(killed).Round(time.Millisecond), before.RestartCount, after.RestartCount)
 		if after.RestartCount <= before.RestartCount {
@@ -470,8 +414,8 @@ func TestRealPods(t *testing.T) {
 		t.Logf("kubectl delete pod of the leader to the next leader's acquire: %s; the old leader's file went %s after the delete (the kubelet stopping the app, then the sidecar), the next acquired %s after that (%s to %s)",
 			acquired.Sub(deleted).Round(time.Millisecond), stepDown.Sub(deleted).Round(time.Millisecond), acquired.Sub(stepDown).Round(time.Millisecond), leader.Name, next)
 		last := w.waitGone(leader.Name, 60*time.Second)
-		appDone := status(last.Status.ContainerStatuses, app)
-		scDone := status(last.Status.InitContainerStatuses, sidecar)
+		appDone := status(last, app)
+		scDone := status(last, sidecar)
 		if appDone != nil && scDone != nil && appDone.State.Terminated != nil && scDone.State.Terminated != nil &&
 			scDone.State.Terminated.FinishedAt.Before(&appDone.State.Terminated.FinishedAt) {
 			t.Errorf("the sidecar stopped at %s, before the app at %s: a native sidecar stops last",
@@ -497,25 +441,6 @@ func (w *workload) sidecarLog(pod string) string {
 		return err.Error()
 	}
 	return string(b)
-}
-
-// sidecarStarted is when the pod's running sidecar logged its start.
-func (w *workload) sidecarStarted(pod string) time.Time {
-	w.t.Helper()
-	b, err := cp.Admin.CoreV1().Pods(w.ns).GetLogs(pod, &corev1.PodLogOptions{Container: sidecar}).DoRaw(w.ctx())
-	if err != nil {
-		w.t.Fatalf("log of %s's sidecar: %v", pod, err)
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if strings.Contains(line, `msg="starting leader-elector"`) {
-			f := strings.Fields(line)
-			if at, err := time.Parse(time.RFC3339Nano, strings.TrimPrefix(f[0], "time=")); err == nil {
-				return at
-			}
-		}
-	}
-	w.t.Fatalf("no start line in the log of %s's sidecar:\n%s", pod, b)
-	return time.Time{}
 }
 
 // nextRenewAfter waits until the Lease is renewed (or taken) after t, and
@@ -556,26 +481,6 @@ func (w *workload) nextAcquireAfter(t0 time.Time, old string, timeout time.Durat
 		w.t.Fatalf("no other pod than %s acquired the Lease within %s", old, timeout)
 	}
 	return h, at
-}
-
-// waitGone waits until the pod is deleted, and returns its last status.
-func (w *workload) waitGone(name string, timeout time.Duration) *corev1.Pod {
-	w.t.Helper()
-	var last *corev1.Pod
-	err := wait.PollUntilContextTimeout(w.ctx(), 20*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
-		p, err := cp.Admin.CoreV1().Pods(w.ns).Get(ctx, name, metav1.GetOptions{})
-		if apierrors.IsNotFound(err) {
-			return true, nil
-		}
-		if err == nil {
-			last = p
-		}
-		return false, nil
-	})
-	if err != nil {
-		w.t.Fatalf("pod %s not gone within %s", name, timeout)
-	}
-	return last
 }
 
 // serviceRoutesTo checks that the leader Service's EndpointSlices name the
@@ -637,17 +542,4 @@ func (w *workload) probedByKubelet(p *corev1.Pod) {
 	if err != nil {
 		w.t.Errorf("the kubelet's probes of %s's sidecar: %s", p.Name, last)
 	}
-}
-
-// deleteWorkload deletes the Deployment and waits until its pods are gone,
-// so that the kubelet stops them as it would in a cluster.
-func (w *workload) deleteWorkload() {
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	fg := metav1.DeletePropagationForeground
-	_ = cp.Admin.AppsV1().Deployments(w.ns).Delete(ctx, "myapp", metav1.DeleteOptions{PropagationPolicy: &fg})
-	_ = wait.PollUntilContextCancel(ctx, 100*time.Millisecond, true, func(ctx context.Context) (bool, error) {
-		list, err := cp.Admin.CoreV1().Pods(w.ns).List(ctx, metav1.ListOptions{LabelSelector: "app=myapp"})
-		return err == nil && len(list.Items) == 0, nil
-	})
 }
