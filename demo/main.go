@@ -1,9 +1,13 @@
 // Command demo shows leader-elector on a real local control plane: it starts
-// etcd, kube-apiserver and the endpointslice controller on loopback, runs
-// three replicas of the sidecar as three pods under the RBAC of deploy/,
-// shows who leads and each replica's /metrics, stops the leader and shows
-// the handover, measured, with the metrics again and the Events on the
-// Lease, then stops everything. Run it with `make demo`.
+// etcd and kube-apiserver on loopback and, where it can, a real node
+// (containerd and a kubelet): then it runs deploy/example.yaml as three real
+// pods, shows who leads and what each app sees, deletes the leader's pod and
+// kills a sidecar, measured (pods.go). Where the node cannot start (no root,
+// no apt) or with DEMO_PROCESSES=1, it runs three replicas of the sidecar as
+// processes standing for pods under the RBAC of deploy/, shows who leads and
+// each replica's /metrics, stops the leader and shows the handover, measured,
+// with the metrics again and the Events on the Lease. Either way it says
+// which ran, and stops everything. Run it with `make demo`.
 package main
 
 import (
@@ -49,6 +53,7 @@ type demo struct {
 	dir      string
 	uids     map[string]string // pod name -> uid, for the events' related pod
 	sidecars []*testcluster.Sidecar
+	node     *testcluster.Node // the real-pod demo's, else nil
 }
 
 func run(ctx context.Context, out io.Writer) (err error) {
@@ -73,6 +78,18 @@ func run(ctx context.Context, out io.Writer) (err error) {
 		return err
 	}
 	d.say("Control plane: kube-apiserver %s and etcd at %s, ready in %s.", v.GitVersion, cp.URL, since(start))
+	if os.Getenv("DEMO_PROCESSES") == "" {
+		d.say("Starting a real node: containerd and runc from Debian's packages, a kubelet built from the same module (the first time takes minutes)...")
+		start = time.Now()
+		node, err := cp.StartNode(ctx, testcluster.NodeOptions{})
+		if err == nil {
+			d.node = node
+			d.say("Node %s ready in %s: the demo runs deploy/example.yaml as real pods.", node.Name, since(start))
+			return d.runPods(ctx)
+		}
+		d.say("\nThe real node cannot start here, so the demo runs the sidecars as plain processes instead:\n  %v", err)
+	}
+	d.say("Running the sidecars as processes standing in for pods (the process demo).")
 	if err := cp.StartControllerManager(ctx, "endpointslice,serviceaccount"); err != nil {
 		return err
 	}
@@ -289,6 +306,12 @@ func (d *demo) stop() error {
 	}
 	if d.dir != "" {
 		errs = append(errs, os.RemoveAll(d.dir))
+	}
+	if d.node != nil {
+		if d.ns != "" {
+			errs = append(errs, d.cp.DeleteExample(context.Background(), d.ns, 90*time.Second))
+		}
+		errs = append(errs, d.node.Stop())
 	}
 	if d.cp != nil {
 		errs = append(errs, d.cp.Stop())

@@ -324,6 +324,25 @@ func TestRealPods(t *testing.T) {
 		w := w.on(t)
 		leader := w.leaderNow(30 * time.Second)
 		before := status(leader, sidecar)
+		// The Service's view through the restart: when the EndpointSlice
+		// dropped the leader's pod (the kubelet marks it unready when its
+		// sidecar dies) and when it had it again.
+		gap := make(chan [2]time.Time, 1)
+		go func() {
+			var lost time.Time
+			for t.Context().Err() == nil {
+				eps, err := cp.ServiceEndpoints(context.Background(), ns, "myapp-leader")
+				in := err == nil && len(eps) == 1 && eps[0] == leader.Name
+				if err == nil && !in && lost.IsZero() {
+					lost = time.Now()
+				}
+				if in && !lost.IsZero() {
+					gap <- [2]time.Time{lost, time.Now()}
+					return
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+		}()
 		killed := killContainer(t, before.ContainerID)
 		next, renewed := w.nextRenewAfter(killed, 60*time.Second)
 		after := status(w.pod(leader.Name), sidecar)
@@ -339,6 +358,13 @@ func TestRealPods(t *testing.T) {
 		}
 		w.leaderNow(30 * time.Second)
 		w.serviceRoutesTo(w.pod(next))
+		select {
+		case g := <-gap:
+			t.Logf("the Service named no pod for %s, from %s after the kill (the kubelet saw the sidecar die and the pod unready) until its readiness probe passed again",
+				g[1].Sub(g[0]).Round(time.Millisecond), g[0].Sub(killed).Round(time.Millisecond))
+		case <-time.After(5 * time.Second):
+			t.Logf("the Service kept naming the leader's pod through the restart")
+		}
 	})
 
 	t.Run("a stale file is removed when the sidecar restarts", func(t *testing.T) {
