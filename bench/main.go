@@ -30,6 +30,12 @@
 // fast a Service selecting role=leader follows a handover through the real
 // endpointslice controller.
 //
+// Last, where a real node starts (testcluster.StartNode: root, Debian's
+// packages), it runs deploy/example.yaml as three real pods and measures,
+// over BENCH_POD_ROUNDS (default 5; 0 skips it) rounds, a SIGKILL of the
+// leader's sidecar to its resumed term after the kubelet's restart, and a
+// delete of the leader's pod to the next leader (bench/pods.go).
+//
 // It prints Markdown tables and writes them, with an SVG chart of the
 // graceful handovers, to BENCH_OUT (default bench/out/): results.md and
 // handover.svg.
@@ -78,6 +84,7 @@ type settings struct {
 	replicas    []int
 	rounds      int
 	crashRounds int
+	podRounds   int
 	window      time.Duration // at N<=3; see windowFor
 	out         string
 }
@@ -86,6 +93,7 @@ func loadSettings(getenv func(string) string) (settings, error) {
 	s := settings{
 		rounds:      envInt(getenv, "BENCH_ROUNDS", 20),
 		crashRounds: envInt(getenv, "BENCH_CRASH_ROUNDS", 5),
+		podRounds:   envInt(getenv, "BENCH_POD_ROUNDS", 5),
 		window:      envDuration(getenv, "BENCH_WINDOW", time.Minute),
 		out:         getenv("BENCH_OUT"),
 	}
@@ -215,6 +223,13 @@ func run(ctx context.Context, out io.Writer, getenv func(string) string) (err er
 		rep.routing = &legacyResult{}
 		if err := b.measure(ctx, electorKind{name: "leader-elector", binary: ours, env: []string{"LABEL_POD_ROLE=true"}}, routed, rep.routing); err != nil {
 			return fmt.Errorf("routing: %w", err)
+		}
+	}
+	if set.podRounds > 0 {
+		b.log.Info("measuring real pods", "rounds", set.podRounds)
+		rep.pods = b.pods(ctx, set.podRounds)
+		if ctx.Err() != nil {
+			return ctx.Err()
 		}
 	}
 	rep.took = time.Since(started)

@@ -19,6 +19,7 @@ type report struct {
 	scale    []*scaleResult
 	legacy   map[string]*legacyResult // by elector, N=3 only
 	routing  *legacyResult
+	pods     *podResult // nil: not measured (BENCH_POD_ROUNDS=0)
 	took     time.Duration
 }
 
@@ -46,9 +47,9 @@ func (r *report) write(out io.Writer, dir string) error {
 func (r *report) markdown(w io.Writer) {
 	s := r.settings
 	fmt.Fprintf(w, "%s\n\n", r.header)
-	fmt.Fprintf(w, "Command: `BENCH_REPLICAS=%s BENCH_ROUNDS=%d BENCH_CRASH_ROUNDS=%d BENCH_WINDOW=%s make bench` (took %s). "+
+	fmt.Fprintf(w, "Command: `BENCH_REPLICAS=%s BENCH_ROUNDS=%d BENCH_CRASH_ROUNDS=%d BENCH_POD_ROUNDS=%d BENCH_WINDOW=%s make bench` (took %s). "+
 		"Both electors with their defaults: LEASE_DURATION 15s, RENEW_DEADLINE 10s, RETRY_PERIOD 2s.\n\n",
-		joinInts(s.replicas), s.rounds, s.crashRounds, s.window, r.took.Round(time.Second))
+		joinInts(s.replicas), s.rounds, s.crashRounds, s.podRounds, s.window, r.took.Round(time.Second))
 	fmt.Fprintf(w, "| measure |")
 	for _, x := range r.scale {
 		fmt.Fprintf(w, " N=%d %s |", x.n, x.elector)
@@ -110,6 +111,9 @@ func (r *report) markdown(w io.Writer) {
 		"Memory is VmRSS, CPU utime+stime over the window, from /proc. "+
 		"Replicas talk to kube-apiserver directly; pods are created %d at a time and sidecars started %s apart.\n",
 		trafficSummary(r.idle), r.idle.watchEvents, createParallel, startSpacing)
+	if r.pods != nil {
+		defer r.pods.markdown(w, s.podRounds)
+	}
 	if r.legacy == nil {
 		return
 	}

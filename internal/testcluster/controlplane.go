@@ -70,6 +70,8 @@ type ControlPlane struct {
 
 	mu    sync.Mutex
 	procs map[string]*Process
+	// controllers are those of the running kube-controller-manager.
+	controllers string
 }
 
 // RepoRoot is the root of this repository, found from this file's location.
@@ -369,6 +371,9 @@ func (cp *ControlPlane) StartControllerManager(ctx context.Context, controllers 
 	if err != nil {
 		return err
 	}
+	cp.mu.Lock()
+	cp.controllers = controllers
+	cp.mu.Unlock()
 	return waitFor(ctx, 60*time.Second, p, "kube-controller-manager", func() error {
 		c := &http.Client{Transport: &http.Transport{TLSClientConfig: insecureLoopbackTLS()}, Timeout: time.Second}
 		resp, err := c.Get(fmt.Sprintf("https://127.0.0.1:%d/healthz", port))

@@ -181,14 +181,22 @@ func pickSubnet(dir string) int {
 
 func (n *Node) podCIDR() string { return fmt.Sprintf("10.244.%d.0/24", n.subnet) }
 
-// ensureControllerManager starts kube-controller-manager with controllers
-// unless one runs.
+// ensureControllerManager runs kube-controller-manager with controllers:
+// one started with others is started again with these (NodeControllers
+// include the endpointslice and serviceaccount controllers the other users
+// start).
 func (cp *ControlPlane) ensureControllerManager(ctx context.Context, controllers string) error {
 	cp.mu.Lock()
 	_, running := cp.procs["kube-controller-manager"]
+	same := cp.controllers == controllers
 	cp.mu.Unlock()
-	if running {
+	if running && same {
 		return nil
+	}
+	if running {
+		if err := cp.StopControllerManager(10 * time.Second); err != nil {
+			return err
+		}
 	}
 	return cp.StartControllerManager(ctx, controllers)
 }
