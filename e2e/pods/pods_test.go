@@ -29,7 +29,13 @@ var (
 	node *testcluster.Node
 )
 
-func TestMain(m *testing.M) { os.Exit(testcluster.MainWithNode(m, &cp, &node)) }
+func TestMain(m *testing.M) {
+	if os.Getenv(holdEnv) != "" {
+		holdForKill()
+		return
+	}
+	os.Exit(testcluster.MainWithNode(m, &cp, &node))
+}
 
 const (
 	lease     = "myapp-lock"
