@@ -349,13 +349,14 @@ cgroupsPerQOS: true
 cgroupRoot: /%s/pods
 enforceNodeAllocatable: []
 podLogsDir: %s
+volumePluginDir: %s
 evictionHard: {memory.available: "50Mi", nodefs.available: "1%%", imagefs.available: "1%%", nodefs.inodesFree: "1%%"}
 imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
 serializeImagePulls: false
 maxPods: 30
 resolvConf: /etc/resolv.conf
-`, n.IP, port, healthz, n.socket(), n.Cgroup, logs)
+`, n.IP, port, healthz, n.socket(), n.Cgroup, logs, filepath.Join(n.Dir, "volume-plugins"))
 	if err := os.WriteFile(filepath.Join(n.Dir, "kubelet.yaml"), []byte(config), 0o644); err != nil {
 		return fmt.Errorf("start the kubelet: %w", err)
 	}
@@ -512,6 +513,7 @@ func teardownNode(dir, cgroup, bridge string) error {
 	removeLogLinks(dir)
 	removeShimSockets(dir)
 	removeCNIResults(bridge)
+	removeDevicePluginSocket()
 	if err := os.RemoveAll(dir); err != nil {
 		errs = append(errs, fmt.Errorf("remove %s: %w", dir, err))
 	}
@@ -789,4 +791,19 @@ func removeCNIResults(network string) {
 	}
 	_ = syscall.Rmdir(dir)
 	_ = syscall.Rmdir(filepath.Dir(dir))
+}
+
+// removeDevicePluginSocket removes the kubelet's device-plugin socket, whose
+// path is fixed (/var/lib/kubelet/device-plugins/kubelet.sock, whatever the
+// root directory), unless another node's kubelet listens on it; then the
+// directories, if empty.
+func removeDevicePluginSocket() {
+	const sock = "/var/lib/kubelet/device-plugins/kubelet.sock"
+	if c, err := net.DialTimeout("unix", sock, time.Second); err == nil {
+		c.Close()
+		return
+	}
+	_ = os.Remove(sock)
+	_ = syscall.Rmdir(filepath.Dir(sock))
+	_ = syscall.Rmdir(filepath.Dir(filepath.Dir(sock)))
 }
