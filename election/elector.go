@@ -354,7 +354,12 @@ type run struct {
 	// fresh is true until the first record was looked at: only then may a
 	// record naming this identity, with no pod UID, be a term of this pod
 	// before a restart.
-	fresh   bool
+	fresh bool
+	// first is the first record looked at: a record naming this identity
+	// with no pod UID that still carries its renew time is the same term
+	// from before the start, even if a write of notes (a standby's offer)
+	// came between, so it may still be released.
+	first   Record
 	claimed string // version of the last record naming us that we acted on
 	warned  bool   // logged that a record naming us is not ours to take
 	// offered is true once this candidate offered to be standby in the term

@@ -153,6 +153,9 @@ func (r *run) holderNotes(cur Lease) Notes {
 func (r *run) claimOwn(ctx context.Context) bool {
 	fresh := r.fresh
 	if r.view != viewUnknown && !r.needRead {
+		if r.fresh {
+			r.first = r.lease.Record
+		}
 		r.fresh = false
 	}
 	l := r.lease
@@ -165,7 +168,7 @@ func (r *run) claimOwn(ctx context.Context) bool {
 		r.confirm(ctx, l, "started leading: handed over by "+strconv.Quote(l.Notes.GrantedBy))
 	case r.cfg.UID != "" && l.Notes.HolderUID == r.cfg.UID:
 		r.confirm(ctx, l, "started leading: resumed this pod's term after a restart")
-	case fresh && l.Notes.HolderUID == "" && r.cfg.UID != "":
+	case (fresh || r.sameTermAsFirst(l)) && l.Notes.HolderUID == "" && r.cfg.UID != "":
 		r.log.Warn("the lease names this identity with no pod UID: it cannot be proven to be this pod's term from before a restart; releasing it", "pod_uid", r.cfg.UID)
 		r.releaseUnproven(ctx, l)
 	default:
@@ -181,6 +184,15 @@ func (r *run) claimOwn(ctx context.Context) bool {
 		return false
 	}
 	return true
+}
+
+// sameTermAsFirst says whether l is still the term of the first record
+// looked at: the same holder, acquire and renew times (its notes may have
+// changed).
+func (r *run) sameTermAsFirst(l Lease) bool {
+	f := r.first
+	return f.HolderIdentity != "" && f.HolderIdentity == l.Record.HolderIdentity &&
+		f.AcquireTime.Equal(&l.Record.AcquireTime) && f.RenewTime.Equal(&l.Record.RenewTime)
 }
 
 // confirm renews l, a term handed to us or our own, and leads if it wins.

@@ -360,6 +360,45 @@ func TestUnprovenOwnTermIsReleased(t *testing.T) {
 	})
 }
 
+// offerFirst is a Lock whose first Update loses a race to a standby's
+// offer: a write of notes alone, the record as it was.
+type offerFirst struct {
+	Lock
+	g    *group
+	done bool
+}
+
+func (o *offerFirst) Update(ctx context.Context, prev Lease, rec Record, notes Notes) (Lease, error) {
+	if !o.done {
+		o.done = true
+		cur := o.g.lease()
+		o.g.store.mu.Lock()
+		o.g.store.commitNotes(cur.Record, Notes{Standby: "peer"})
+		o.g.store.mu.Unlock()
+	}
+	return o.Lock.Update(ctx, prev, rec, notes)
+}
+
+// TestUnprovenOwnTermIsReleasedAfterAConflict: the release of an unproven
+// own term that conflicts with a standby's offer is sent again: the record
+// is still the term from before the restart, only its notes changed. (It
+// waited LeaseDuration, as for a term it could not judge.)
+func TestUnprovenOwnTermIsReleasedAfterAConflict(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g := newGroup(t)
+		g.put(record("me", g.clk.Now(), 4), Notes{})
+		g.start("peer", nil)
+		g.start("me", func(c *Config) { c.UID = "uid-1"; c.Lock = &offerFirst{Lock: c.Lock, g: g} })
+		g.step(rp)
+		if got := g.leader(); got == "" {
+			t.Fatalf("no leader %s after the restart: the unproven term's release was not sent again after the conflict", rp)
+		}
+		if l := g.lease(); l.Record.LeaderTransitions != 5 {
+			t.Errorf("transitions = %d, want 5: a new term after the release", l.Record.LeaderTransitions)
+		}
+	})
+}
+
 // TestTwinsNeverBothLead: two pods with the same identity (the same
 // spec.hostname) and their own pod UIDs.
 func TestTwinsNeverBothLead(t *testing.T) {
