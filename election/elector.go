@@ -407,6 +407,7 @@ func (r *run) tick(ctx context.Context, now time.Time) {
 		r.pokeAt = time.Time{} // that read serves a pending poke too
 	} else if !r.pokeAt.IsZero() && !now.Before(r.pokeAt) {
 		r.pokeAt, r.pokeRead = time.Time{}, now
+		r.log.Debug("reading the lease on a nudge")
 		r.read(ctx, now)
 	}
 	if r.claimOwn(ctx) {

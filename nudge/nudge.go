@@ -92,7 +92,9 @@ func (s *Sender) Nudge(identity, address string) {
 	s.wg.Go(func() {
 		if err := s.send(address); err != nil {
 			s.log.Debug("nudging the next leader failed; it sees the Lease through its watch", "successor", identity, "address", address, "err", err)
+			return
 		}
+		s.log.Debug("nudged the next leader", "successor", identity, "address", address)
 	})
 }
 
