@@ -182,7 +182,9 @@ func run(ctx context.Context, out io.Writer, getenv func(string) string) (err er
 		return err
 	}
 	kinds := []electorKind{
-		{name: "leader-elector", binary: ours, listen: hearWatch, resign: true},
+		// POD_IP, as the Downward API gives it: with it and the health port
+		// a standby takes the leader's nudge (POST /v1/lease-changed).
+		{name: "leader-elector", binary: ours, listen: hearWatch, resign: true, env: []string{"POD_IP=127.0.0.1"}},
 		{name: "client-go elector", binary: theirs, listen: hearNewLeaderFile},
 	}
 	rep := &report{header: header, settings: set}

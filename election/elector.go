@@ -114,6 +114,10 @@ type Config struct {
 	// MinTerm is the least time a leader leads before it hands over because
 	// its app is unhealthy.
 	MinTerm time.Duration
+	// Address is where this candidate takes a nudge (see Poke), such as
+	// POD_IP:HEALTH_PORT: written beside its standby offer as
+	// Notes.StandbyAddress, for the leader's Callbacks.Nudge. Optional.
+	Address string
 }
 
 // Callbacks are run by the election loop, one at a time, in order. While one
@@ -129,6 +133,11 @@ type Callbacks struct {
 	OnStoppedLeading func(ctx context.Context, s State)
 	// OnChange runs when the observed leader, the transitions or IsLeader change.
 	OnChange func(s State)
+	// Nudge runs once this candidate released the Lease naming a successor,
+	// or handed it to the standby, that offered an address: it should make
+	// that candidate's Poke run, at address. It runs on the election loop
+	// right after the write succeeded, and must not block.
+	Nudge func(identity, address string)
 }
 
 // State is a snapshot of what a candidate knows.
@@ -180,6 +189,10 @@ type Elector struct {
 	resign   chan error
 	handover chan handoverRequest
 	health   chan struct{} // a new report is in reported
+	poke     chan struct{} // Poke was called
+
+	pokeMu  sync.Mutex
+	pokedAt time.Time // when Poke last accepted a poke
 
 	reportMu sync.Mutex
 	reported appHealth
@@ -202,7 +215,7 @@ func New(cfg Config) (*Elector, error) {
 	}
 	log = log.With("lease", cfg.Lock.Describe(), "identity", cfg.Identity)
 	return &Elector{cfg: cfg, log: log, resign: make(chan error, 1), handover: make(chan handoverRequest),
-		health: make(chan struct{}, 1), state: State{Identity: cfg.Identity, AppHealthy: !cfg.AppHealth}}, nil
+		health: make(chan struct{}, 1), poke: make(chan struct{}, 1), state: State{Identity: cfg.Identity, AppHealthy: !cfg.AppHealth}}, nil
 }
 
 func (c Config) validate() error {
@@ -301,6 +314,9 @@ func (e *Elector) Run(ctx context.Context) error {
 		case <-e.health:
 			stop()
 			r.takeHealth()
+		case <-e.poke:
+			stop()
+			r.poked(e.cfg.Clock.Now())
 		case <-wake:
 		}
 	}
@@ -368,12 +384,16 @@ type run struct {
 	offeredIn  int
 	offerRaces int  // offers that lost to another write
 	stopped    bool // Run's context ended: no more offers
+	// pokeAt is when a poke's read is due; zero: none. pokeRead is when the
+	// last one was done.
+	pokeAt, pokeRead time.Time
 }
 
 // tick does what is due at now.
 func (r *run) tick(ctx context.Context, now time.Time) {
 	r.update(func(s *State) { s.LastTick = now })
 	if r.leading {
+		r.pokeAt = time.Time{} // a leader reads nothing on a poke
 		if !now.Before(r.renewDeadline()) {
 			// The API did not answer for RenewDeadline: try one quick release
 			// and go on as a follower.
@@ -388,6 +408,11 @@ func (r *run) tick(ctx context.Context, now time.Time) {
 		return
 	}
 	if at, ok := r.readAt(); ok && !now.Before(at) {
+		r.read(ctx, now)
+		r.pokeAt = time.Time{} // that read serves a pending poke too
+	} else if !r.pokeAt.IsZero() && !now.Before(r.pokeAt) {
+		r.pokeAt, r.pokeRead = time.Time{}, now
+		r.log.Debug("reading the lease on a nudge")
 		r.read(ctx, now)
 	}
 	if r.claimOwn(ctx) {
@@ -433,6 +458,9 @@ func (r *run) next(now time.Time) time.Time {
 	}
 	if !r.standbyAt.IsZero() {
 		earliest(r.standbyAt)
+	}
+	if !r.pokeAt.IsZero() {
+		earliest(r.pokeAt)
 	}
 	if at, ok := r.readAt(); ok {
 		earliest(at)
@@ -771,6 +799,9 @@ func (r *run) release(ctx context.Context, timeout time.Duration) error {
 		if err == nil {
 			r.log.Info("released lease", "transitions", l.Record.LeaderTransitions, "successor", notes.Successor)
 			r.observe(ctx, l, r.cfg.Clock.Now())
+			if notes.Successor != "" {
+				r.nudge(notes.Successor, cur.Notes.StandbyAddress)
+			}
 			return nil
 		}
 		if !apierrors.IsConflict(err) {

@@ -49,6 +49,10 @@ type Notes struct {
 	// Standby is a follower that offered, once in the holder's term, to be
 	// the next leader: it is live and its app is healthy, as far as it knows.
 	Standby string
+	// StandbyAddress is where Standby takes a nudge (host:port of its
+	// health port, POST /v1/lease-changed), written and cleared with
+	// Standby; empty when it gave none.
+	StandbyAddress string
 	// Successor, on a release, is the candidate the old leader handed the
 	// Lease to: it takes the Lease at once, the others wait a RetryPeriod
 	// before they try, so that only one write follows a release.

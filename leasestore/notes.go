@@ -11,17 +11,21 @@ import (
 const (
 	AnnotationHolderUID = "leader-elector.io/holder-uid"
 	AnnotationStandby   = "leader-elector.io/standby"
-	AnnotationSuccessor = "leader-elector.io/successor"
-	AnnotationGrantedBy = "leader-elector.io/granted-by"
+	// AnnotationStandbyAddress is where the standby takes a nudge: its
+	// POD_IP:HEALTH_PORT, written and cleared with AnnotationStandby.
+	AnnotationStandbyAddress = "leader-elector.io/standby-address"
+	AnnotationSuccessor      = "leader-elector.io/successor"
+	AnnotationGrantedBy      = "leader-elector.io/granted-by"
 )
 
 // notesFrom reads the notes from a Lease's annotations.
 func notesFrom(annotations map[string]string) election.Notes {
 	return election.Notes{
-		HolderUID: annotations[AnnotationHolderUID],
-		Standby:   annotations[AnnotationStandby],
-		Successor: annotations[AnnotationSuccessor],
-		GrantedBy: annotations[AnnotationGrantedBy],
+		HolderUID:      annotations[AnnotationHolderUID],
+		Standby:        annotations[AnnotationStandby],
+		StandbyAddress: annotations[AnnotationStandbyAddress],
+		Successor:      annotations[AnnotationSuccessor],
+		GrantedBy:      annotations[AnnotationGrantedBy],
 	}
 }
 
@@ -34,10 +38,11 @@ func withNotes(annotations map[string]string, n election.Notes) map[string]strin
 		out = map[string]string{}
 	}
 	for key, value := range map[string]string{
-		AnnotationHolderUID: n.HolderUID,
-		AnnotationStandby:   n.Standby,
-		AnnotationSuccessor: n.Successor,
-		AnnotationGrantedBy: n.GrantedBy,
+		AnnotationHolderUID:      n.HolderUID,
+		AnnotationStandby:        n.Standby,
+		AnnotationStandbyAddress: n.StandbyAddress,
+		AnnotationSuccessor:      n.Successor,
+		AnnotationGrantedBy:      n.GrantedBy,
 	} {
 		if value == "" {
 			delete(out, key)

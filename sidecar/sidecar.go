@@ -33,6 +33,7 @@ import (
 	"github.com/leader-elector/leader-elector/leaderhttp"
 	"github.com/leader-elector/leader-elector/leasestore"
 	"github.com/leader-elector/leader-elector/metrics"
+	"github.com/leader-elector/leader-elector/nudge"
 	"github.com/leader-elector/leader-elector/serviceslice"
 	"github.com/leader-elector/leader-elector/status"
 )
@@ -185,6 +186,14 @@ func New(cfg config.Config, d Deps) (*Sidecar, error) {
 	} else {
 		d.Log.Info("no control socket: leader-elector resign will not reach this sidecar", "reason", cfg.ControlSocketOff)
 	}
+	// Tells the next leader to read the Lease at once after a handover; its
+	// Run keeps the process up until the nudge was sent or timed out.
+	nudges := nudge.NewSender(nudge.Options{Log: d.Log})
+	s.outputs = append(s.outputs, Output{Name: "nudge", Run: nudges.Run})
+	listen := cfg.HealthAddress()
+	if d.Health != nil {
+		listen = d.Health.Addr().String()
+	}
 	if s.events != nil {
 		// Last: "became leader" once every other output followed, "stopped
 		// leading" once the app was told. Neither waits for the write.
@@ -198,10 +207,11 @@ func New(cfg config.Config, d Deps) (*Sidecar, error) {
 		RetryPeriod:   cfg.RetryPeriod,
 		Clock:         d.Clock,
 		Logger:        d.Log,
-		Callbacks:     election.Callbacks{OnStartedLeading: s.onStarted, OnStoppedLeading: s.onStopped, OnChange: s.onChange},
+		Callbacks:     election.Callbacks{OnStartedLeading: s.onStarted, OnStoppedLeading: s.onStopped, OnChange: s.onChange, Nudge: nudges.Nudge},
 		UID:           cfg.PodUID,
 		AppHealth:     cfg.AppHealth.Enabled(),
 		MinTerm:       cfg.AppHealth.MinTerm,
+		Address:       nudge.Address(cfg.PodIP, listen),
 	})
 	if err != nil {
 		return nil, err
@@ -293,6 +303,7 @@ func (s *Sidecar) handler() http.Handler {
 		Extra: s.metricsOnHealth()}))
 	mux.Handle("GET /leader", s.leaders.Handler())
 	mux.Handle("GET /watch", s.leaders.Handler())
+	mux.Handle("POST "+nudge.Path, nudge.Handler(s.elector))
 	return mux
 }
 

@@ -1,0 +1,223 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/leader-elector/leader-elector/election"
+	"github.com/leader-elector/leader-elector/internal/testcluster"
+	"github.com/leader-elector/leader-elector/leasestore"
+)
+
+// TestNudgeHandover: with POD_IP, the standby writes its address beside its
+// offer; the leader, on SIGTERM, releases naming it and nudges it there. The
+// standby's watch is held (deaf) from then on, so it learns of the release
+// only through the nudge: it reads the Lease on it and leads, long before the
+// other followers, which leave a named successor a RETRY_PERIOD, would take
+// it. /v1/lease-changed answers 202, and 429 to pokes within
+// election.PokeInterval of the last accepted one.
+func TestNudgeHandover(t *testing.T) {
+	f := newFleet(t)
+	ears := map[string]*deafProxy{}
+	for i := range 3 {
+		pod := fmt.Sprintf("replica-%d", i)
+		f.addPod(pod, testcluster.PodOptions{Labels: map[string]string{"app": appLabel}})
+		ears[pod] = newDeafProxy(t, f, pod)
+		f.start(pod, ears[pod].kubeconfig, "POD_UID="+f.podUID(pod), "POD_IP=127.0.0.1", "LOG_LEVEL=debug")
+	}
+	leader := f.waitLeader(30*time.Second, false)
+	standby := f.waitStandby(10*time.Second, leader)
+	s := f.byPod(standby)
+	waitStatus(t, s, 10*time.Second, "watching", func(st map[string]any) bool { return st["watching"] == true })
+	port := s.HealthURL()[strings.LastIndexByte(s.HealthURL(), ':')+1:]
+	l, err := cp.Admin.CoordinationV1().Leases(f.ns).Get(t.Context(), leaseName, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := l.Annotations[leasestore.AnnotationStandbyAddress], "127.0.0.1:"+port; got != want {
+		t.Fatalf("annotation %s = %q, want the standby's POD_IP:HEALTH_PORT %q", leasestore.AnnotationStandbyAddress, got, want)
+	}
+
+	ears[standby].setDeaf(true)
+	old := f.byPod(leader)
+	start := time.Now()
+	if err := old.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	next := f.waitNewLeader(leader, 10*time.Second)
+	took := time.Since(start)
+	<-old.Done()
+	t.Logf("SIGTERM of %s to the status file of %s, whose watch was held: %s", leader, next.Opts.Pod, ms(took))
+	if next.Opts.Pod != standby {
+		t.Fatalf("%s leads after the handover, want the standby %s, which only the nudge told", next.Opts.Pod, standby)
+	}
+	if !strings.Contains(old.Log(), `msg="nudged the next leader" successor=`+standby) {
+		t.Errorf("the old leader's log does not show the nudge of %s answered:\n%s", standby, old.LogTail(20))
+	}
+	if !strings.Contains(s.Log(), `msg="reading the lease on a nudge"`) {
+		t.Errorf("the standby %s did not read the Lease on the nudge:\n%s", standby, s.LogTail(20))
+	}
+	if v, err := f.lease(t.Context()); err != nil || v.holder != standby || v.holderUID != f.podUID(standby) {
+		t.Errorf("Lease %+v (%v), want %s holding it with its pod UID", v, err, standby)
+	}
+	ears[standby].setDeaf(false)
+
+	// The endpoint: POST only; 202, then 429 within PokeInterval.
+	var follower *testcluster.Sidecar
+	for _, o := range f.all() {
+		if o != old && o != next {
+			follower = o
+		}
+	}
+	if code, _, err := follower.Get("/v1/lease-changed"); err != nil || code == http.StatusAccepted || code == http.StatusTooManyRequests {
+		t.Errorf("GET /v1/lease-changed: %d (%v), want no poke: POST only", code, err)
+	}
+	time.Sleep(2 * election.PokeInterval) // past the interval of any earlier poke
+	c := &http.Client{Timeout: 2 * time.Second}
+	const burst = 20
+	var codes []int
+	began := time.Now()
+	for range burst {
+		resp, err := c.Post(follower.HealthURL()+"/v1/lease-changed", "", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		codes = append(codes, resp.StatusCode)
+	}
+	elapsed := time.Since(began)
+	accepted := 0
+	for _, code := range codes {
+		switch code {
+		case http.StatusAccepted:
+			accepted++
+		case http.StatusTooManyRequests:
+		default:
+			t.Errorf("POST /v1/lease-changed answered %d, want 202 or 429", code)
+		}
+	}
+	t.Logf("%d POSTs in %s: %d accepted (202), the others 429: %v", burst, ms(elapsed), accepted, codes)
+	if codes[0] != http.StatusAccepted {
+		t.Errorf("the first POST, %s after the last poke, answered %d, want 202", 2*election.PokeInterval, codes[0])
+	}
+	if most := int(elapsed/election.PokeInterval) + 1; accepted > most {
+		t.Errorf("%d of %d POSTs in %s accepted, more than one per %s (%d)", accepted, burst, ms(elapsed), election.PokeInterval, most)
+	}
+	if elapsed < (burst-1)*election.PokeInterval && accepted == burst {
+		t.Errorf("every one of %d POSTs within %s was accepted: no rate limit", burst, ms(elapsed))
+	}
+	if st, err := follower.Status(); err != nil || st["leader"] != standby || st["is_leader"] != false {
+		t.Errorf("/status of %s after the pokes = %v (%v), want a follower of %s", follower.Opts.Pod, st, err, standby)
+	}
+}
+
+// deafProxy stands between one sidecar and its testcluster.Proxy: while
+// deaf, it holds the responses of watches where they are, as a watch whose
+// event the API server has not sent yet; other requests pass.
+type deafProxy struct {
+	kubeconfig string
+	mu         sync.Mutex
+	deaf       bool
+	heard      chan struct{} // closed when deaf ends
+}
+
+func newDeafProxy(t *testing.T, f *fleet, pod string) *deafProxy {
+	t.Helper()
+	token, err := cp.PodBoundToken(t.Context(), f.ns, testcluster.ServiceAccount, pod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inner, err := testcluster.NewProxy(cp.URL, cp.CAData, token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(inner.Close)
+	target, err := url.Parse(inner.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rp := httputil.NewSingleHostReverseProxy(target)
+	rp.FlushInterval = -1
+	rp.ErrorHandler = func(w http.ResponseWriter, _ *http.Request, _ error) { w.WriteHeader(http.StatusBadGateway) }
+	p := &deafProxy{heard: make(chan struct{})}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if q := r.URL.Query().Get("watch"); q == "true" || q == "1" {
+			w = &deafWriter{ResponseWriter: w, p: p, ctx: r.Context()}
+		}
+		rp.ServeHTTP(w, r)
+	}))
+	t.Cleanup(func() {
+		// Before the sidecars stop: end their watches, which Close would
+		// wait for.
+		p.setDeaf(false)
+		srv.CloseClientConnections()
+		srv.Close()
+	})
+	p.kubeconfig = filepath.Join(f.dir, pod+"-deaf.kubeconfig")
+	if err := testcluster.WriteKubeconfig(p.kubeconfig, srv.URL, nil, ""); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func (p *deafProxy) setDeaf(on bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if on == p.deaf {
+		return
+	}
+	p.deaf = on
+	if !on {
+		close(p.heard)
+		p.heard = make(chan struct{})
+	}
+}
+
+// hear waits while the proxy is deaf; false when ctx ended first.
+func (p *deafProxy) hear(ctx context.Context) bool {
+	p.mu.Lock()
+	deaf, heard := p.deaf, p.heard
+	p.mu.Unlock()
+	if !deaf {
+		return true
+	}
+	select {
+	case <-heard:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+type deafWriter struct {
+	http.ResponseWriter
+	p   *deafProxy
+	ctx context.Context
+}
+
+func (w *deafWriter) Write(b []byte) (int, error) {
+	if !w.p.hear(w.ctx) {
+		return 0, w.ctx.Err()
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *deafWriter) Flush() {
+	if w.p.hear(w.ctx) {
+		_ = http.NewResponseController(w.ResponseWriter).Flush()
+	}
+}
+
+func (w *deafWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

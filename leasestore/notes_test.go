@@ -1,0 +1,28 @@
+package leasestore
+
+import (
+	"maps"
+	"testing"
+
+	"github.com/leader-elector/leader-elector/election"
+)
+
+// TestNotesRoundTrip: every note has its annotation, written, read back and
+// removed when empty, with other annotations kept.
+func TestNotesRoundTrip(t *testing.T) {
+	full := election.Notes{HolderUID: "uid-1", Standby: "b", StandbyAddress: "10.0.0.7:8080", Successor: "c", GrantedBy: "d"}
+	got := withNotes(map[string]string{"other": "kept"}, full)
+	want := map[string]string{"other": "kept", AnnotationHolderUID: "uid-1", AnnotationStandby: "b",
+		AnnotationStandbyAddress: "10.0.0.7:8080", AnnotationSuccessor: "c", AnnotationGrantedBy: "d"}
+	if !maps.Equal(got, want) {
+		t.Errorf("withNotes = %v, want %v", got, want)
+	}
+	if back := notesFrom(got); back != full {
+		t.Errorf("notesFrom(withNotes(n)) = %+v, want %+v", back, full)
+	}
+	// A withdrawn offer clears the address with the standby.
+	cleared := withNotes(got, election.Notes{HolderUID: "uid-1"})
+	if want := map[string]string{"other": "kept", AnnotationHolderUID: "uid-1"}; !maps.Equal(cleared, want) {
+		t.Errorf("withNotes without a standby = %v, want %v", cleared, want)
+	}
+}
