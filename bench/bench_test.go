@@ -20,12 +20,14 @@ func TestLoadSettings(t *testing.T) {
 		rounds  int
 		crash   int
 		window  time.Duration
+		pods    int
 		wantErr string
 	}{
-		{name: "defaults", want: []int{3, 50, 200}, rounds: 20, crash: 5, window: time.Minute},
-		{name: "quick", env: map[string]string{"BENCH_REPLICAS": "3", "BENCH_ROUNDS": "3", "BENCH_CRASH_ROUNDS": "1", "BENCH_WINDOW": "10s"},
-			want: []int{3}, rounds: 3, crash: 1, window: 10 * time.Second},
-		{name: "spaces and repeats", env: map[string]string{"BENCH_REPLICAS": " 50, 3,50"}, want: []int{50, 3}, rounds: 20, crash: 5, window: time.Minute},
+		{name: "defaults", want: []int{3, 50, 200}, rounds: 20, crash: 5, window: time.Minute, pods: 5},
+		{name: "quick", env: map[string]string{"BENCH_REPLICAS": "3", "BENCH_ROUNDS": "3", "BENCH_CRASH_ROUNDS": "1", "BENCH_WINDOW": "10s", "BENCH_POD_ROUNDS": "2"},
+			want: []int{3}, rounds: 3, crash: 1, window: 10 * time.Second, pods: 2},
+		{name: "no real pods", env: map[string]string{"BENCH_POD_ROUNDS": "0"}, want: []int{3, 50, 200}, rounds: 20, crash: 5, window: time.Minute, pods: 0},
+		{name: "spaces and repeats", env: map[string]string{"BENCH_REPLICAS": " 50, 3,50"}, want: []int{50, 3}, rounds: 20, crash: 5, window: time.Minute, pods: 5},
 		{name: "one replica", env: map[string]string{"BENCH_REPLICAS": "1"}, wantErr: `BENCH_REPLICAS="1"`},
 		{name: "not a number", env: map[string]string{"BENCH_REPLICAS": "3,many"}, wantErr: `BENCH_REPLICAS="3,many"`},
 	} {
@@ -40,8 +42,8 @@ func TestLoadSettings(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !slices.Equal(s.replicas, tc.want) || s.rounds != tc.rounds || s.crashRounds != tc.crash || s.window != tc.window {
-				t.Errorf("got replicas %v rounds %d crash %d window %s, want %v %d %d %s", s.replicas, s.rounds, s.crashRounds, s.window, tc.want, tc.rounds, tc.crash, tc.window)
+			if !slices.Equal(s.replicas, tc.want) || s.rounds != tc.rounds || s.crashRounds != tc.crash || s.window != tc.window || s.podRounds != tc.pods {
+				t.Errorf("got replicas %v rounds %d crash %d window %s pods %d, want %v %d %d %s %d", s.replicas, s.rounds, s.crashRounds, s.window, s.podRounds, tc.want, tc.rounds, tc.crash, tc.window, tc.pods)
 			}
 			if s.out == "" {
 				t.Error("no output directory")

@@ -97,6 +97,9 @@ func loadSettings(getenv func(string) string) (settings, error) {
 		window:      envDuration(getenv, "BENCH_WINDOW", time.Minute),
 		out:         getenv("BENCH_OUT"),
 	}
+	if getenv("BENCH_POD_ROUNDS") == "0" { // envInt reads 0 as unset
+		s.podRounds = 0
+	}
 	if s.out == "" {
 		s.out = filepath.Join(testcluster.RepoRoot(), "bench", "out")
 	}
