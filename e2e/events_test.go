@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -54,6 +55,15 @@ func TestEventsOfAHandover(t *testing.T) {
 		return err == nil && p.Labels["role"] == "follower"
 	}) {
 		t.Fatalf("the leader %s did not demote %s's stale label", a, b)
+	}
+	// The repair's event is recorded after the patch, asynchronously: wait
+	// for it before the SIGTERM, which may otherwise come between the two
+	// (an event so close to a shutdown can be lost; the README says so).
+	if !eventually(10*time.Second, func() bool {
+		l, err := cp.Admin.CoreV1().Events(f.ns).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=" + b})
+		return err == nil && slices.ContainsFunc(l.Items, func(e corev1.Event) bool { return e.Reason == "RoleLabelRepaired" })
+	}) {
+		t.Fatalf("no RoleLabelRepaired event on %s after %s demoted it", b, a)
 	}
 
 	if err := f.byPod(a).Terminate(); err != nil {
