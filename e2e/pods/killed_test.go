@@ -47,7 +47,7 @@ func holdForKill() {
 		ObjectMeta: metav1.ObjectMeta{Name: "sleeper"},
 		Spec: corev1.PodSpec{Containers: []corev1.Container{{
 			Name: "sleep", Image: n.Images.App.Ref, ImagePullPolicy: corev1.PullNever,
-			Command: []string{"/bin/sh", "-c", "sleep 3600"},
+			Command:      []string{"/bin/sh", "-c", "sleep 3600"},
 			VolumeMounts: []corev1.VolumeMount{{Name: "tmp", MountPath: "/tmp"}},
 		}}, Volumes: []corev1.Volume{{Name: "tmp", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{Medium: corev1.StorageMediumMemory}}}}},
 	}
