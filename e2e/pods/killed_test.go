@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -140,6 +141,18 @@ func TestKilledRunLeavesNoNode(t *testing.T) {
 	for _, b := range bridges {
 		if _, err := net.InterfaceByName(b); err == nil {
 			t.Errorf("bridge %s is still there", b)
+		}
+		// The CNI plugins' cache of the pod's sandbox, named by network.
+		cached, _ := filepath.Glob("/var/lib/cni/results/" + b + "-*")
+		if len(cached) > 0 {
+			t.Errorf("the CNI result cache still holds %v", cached)
+		}
+	}
+	// The kubelet's links to the pod's logs.
+	links, _ := os.ReadDir("/var/log/containers")
+	for _, l := range links {
+		if target, err := os.Readlink("/var/log/containers/" + l.Name()); err == nil && strings.HasPrefix(target, dir+"/") {
+			t.Errorf("log link %s into the node is still there", l.Name())
 		}
 	}
 	// The killed run's control plane directory goes with the next TempDir,

@@ -717,10 +717,6 @@ func healthy(c *http.Client, url string) error {
 	return nil
 }
 
-// AdminToken is the control plane's admin bearer token, for kubeconfigs of
-// tools a developer points at a demo cluster.
-func (cp *ControlPlane) AdminToken() string { return cp.adminToken }
-
 // removeShimSockets removes the sockets that containerd's shims, killed with
 // the node, left in containerd's fixed socket directory: one per task, named
 // by the hash of the node's containerd address, namespace and task ID (as
