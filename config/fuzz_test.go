@@ -1,6 +1,7 @@
 package config
 
 import (
+	"net/netip"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -76,6 +77,11 @@ func FuzzLoad(f *testing.F) {
 			a.Failures < 1 || a.Failures > maxAppHealthCount || a.Successes < 1 || a.Successes > maxAppHealthCount ||
 			a.MinTerm < 0 || a.MinTerm > maxAppHealthMinTerm {
 			t.Fatalf("Load(%q) accepted app-health settings that break a rule: %+v", env, a)
+		}
+		if c.PodIP != "" {
+			if _, err := netip.ParseAddr(c.PodIP); err != nil {
+				t.Fatalf("Load(%q) accepted a POD_IP that is no IP address: %v", env, err)
+			}
 		}
 		if c.ServiceName != "" {
 			if _, err := ParseServicePorts(c.ServicePorts); err != nil {

@@ -89,12 +89,20 @@ func ParsePodIP(s string) (netip.Addr, error) {
 // resolveService checks the EndpointSlice writer's variables, which matter
 // only with SERVICE_NAME set.
 func (c *Config) resolveService(lookup func(string) (string, bool)) []error {
-	if c.ServiceName == "" {
-		return nil
-	}
 	var errs []error
 	bad := func(key, value, rule string) {
 		errs = append(errs, &varError{key: key, msg: fmt.Sprintf("%s=%q: %s", key, value, rule)})
+	}
+	if c.ServiceName == "" {
+		// POD_IP also gives the nudge's address (written into the Lease):
+		// a malformed one must not reach it. Loopback is fine there (a
+		// replica outside a cluster), unlike in an EndpointSlice.
+		if c.PodIP != "" {
+			if _, err := netip.ParseAddr(c.PodIP); err != nil {
+				bad("POD_IP", c.PodIP, "must be an IP address (the address the leader nudges this replica at)")
+			}
+		}
+		return errs
 	}
 	// A Service's name is an RFC 1035 label, at most 63 characters, so the
 	// slice's name, the Service's plus a suffix, is always a valid name.

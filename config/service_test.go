@@ -113,7 +113,7 @@ func TestLoadRejectsBadServiceSettings(t *testing.T) {
 func TestLoadIgnoresServiceSettingsWithoutServiceName(t *testing.T) {
 	t.Parallel()
 	env := minimalEnv()
-	maps.Copy(env, map[string]string{"SERVICE_PORTS": "garbage", "POD_IP": "not-an-ip", "NODE_NAME": "Bad_Node"})
+	maps.Copy(env, map[string]string{"SERVICE_PORTS": "garbage", "POD_IP": "127.0.0.1", "NODE_NAME": "Bad_Node"})
 	c, err := Load(lookupIn(env), testSources(t))
 	if err != nil {
 		t.Fatalf("Load() error = %v", err)
@@ -171,5 +171,18 @@ func TestParseServicePorts(t *testing.T) {
 		if !reflect.DeepEqual(got, tt.want) {
 			t.Errorf("ParseServicePorts(%s) = %+v, want %+v", tt.in, got, tt.want)
 		}
+	}
+}
+
+// TestLoadRejectsAMalformedPodIPWithoutServiceName: POD_IP also gives the
+// nudge's address, so it must be an IP address even without SERVICE_NAME.
+func TestLoadRejectsAMalformedPodIPWithoutServiceName(t *testing.T) {
+	t.Parallel()
+	env := minimalEnv()
+	env["POD_IP"] = "not-an-ip"
+	_, err := Load(lookupIn(env), testSources(t))
+	lines := errLines(err)
+	if len(lines) != 1 || !strings.Contains(lines[0], `POD_IP="not-an-ip": must be an IP address`) {
+		t.Fatalf("Load() error = %v, want one line naming POD_IP, its value and the rule", err)
 	}
 }
