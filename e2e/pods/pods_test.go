@@ -429,7 +429,7 @@ func TestRealPods(t *testing.T) {
 		// the app stopped) and stepped down, just before its release.
 		removed := make(chan time.Time, 1)
 		go func() {
-			for {
+			for t.Context().Err() == nil { // ends with the subtest
 				if _, err := os.Stat(statusFile(leader)); errors.Is(err, os.ErrNotExist) {
 					removed <- time.Now()
 					return
@@ -442,7 +442,12 @@ func TestRealPods(t *testing.T) {
 			t.Fatal(err)
 		}
 		next, acquired := w.nextAcquireAfter(deleted, leader.Name, 60*time.Second)
-		stepDown := <-removed
+		var stepDown time.Time
+		select {
+		case stepDown = <-removed:
+		case <-time.After(30 * time.Second):
+			t.Fatalf("the old leader %s's status file is still there 30s after another pod acquired the Lease", leader.Name)
+		}
 		t.Logf("kubectl delete pod of the leader to the next leader's acquire: %s; the old leader's file went %s after the delete (the kubelet stopping the app, then the sidecar), the next acquired %s after that (%s to %s)",
 			acquired.Sub(deleted).Round(time.Millisecond), stepDown.Sub(deleted).Round(time.Millisecond), acquired.Sub(stepDown).Round(time.Millisecond), leader.Name, next)
 		last := w.waitGone(leader.Name, 60*time.Second)
