@@ -120,8 +120,13 @@ func (b *bench) podRounds(ctx context.Context, node *testcluster.Node, ns string
 			return err
 		}
 		r.delete = append(r.delete, l.Spec.AcquireTime.Sub(deleted))
-		if at := <-gone; !at.IsZero() {
-			r.stop = append(r.stop, at.Sub(deleted))
+		select {
+		case at := <-gone:
+			if !at.IsZero() {
+				r.stop = append(r.stop, at.Sub(deleted))
+			}
+		case <-time.After(30 * time.Second):
+			return fmt.Errorf("the old leader %s's status file still there 30s after the next leader acquired", leader.Name)
 		}
 		if _, err := b.cp.WaitExamplePods(ctx, ns, 3, 2*time.Minute); err != nil {
 			return err
