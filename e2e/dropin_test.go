@@ -292,7 +292,14 @@ func TestDropInAwaitElection(t *testing.T) {
 		t.Fatalf("the follower %s ran the command: %v", other, ev)
 	}
 	for _, url := range status {
-		code, body := httpGet(t, url)
+		// The follower's endpoint may start listening a moment after the
+		// leader was elected (a loaded CI run saw it refused): wait for it.
+		var code int
+		var body string
+		eventually(5*time.Second, func() bool {
+			code, body = statusGet(url)
+			return code == http.StatusOK
+		})
 		if code != http.StatusOK || body != `{"status": "ok"}` {
 			t.Errorf("GET %s = %d %q, want 200 {\"status\": \"ok\"}", url, code, body)
 		}
@@ -327,16 +334,25 @@ func TestDropInAwaitElection(t *testing.T) {
 	}
 }
 
-func httpGet(t *testing.T, url string) (int, string) {
-	t.Helper()
+// statusGet is httpGet without a test: 0 when the GET fails.
+func statusGet(url string) (int, string) {
 	c := &http.Client{Timeout: 2 * time.Second}
 	resp, err := c.Get(url)
 	if err != nil {
-		t.Errorf("GET %s: %v", url, err)
-		return 0, ""
+		return 0, err.Error()
 	}
 	defer resp.Body.Close()
 	var b strings.Builder
 	_, _ = bufio.NewReader(resp.Body).WriteTo(&b)
 	return resp.StatusCode, strings.TrimSpace(b.String())
+}
+
+func httpGet(t *testing.T, url string) (int, string) {
+	t.Helper()
+	code, body := statusGet(url)
+	if code == 0 {
+		t.Errorf("GET %s: %s", url, body)
+		return 0, ""
+	}
+	return code, body
 }
