@@ -26,6 +26,7 @@ import (
 	"fmt"
 	"io"
 	"math/big"
+	mrand "math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -464,12 +465,47 @@ func waitFor(ctx context.Context, timeout time.Duration, p *Process, what string
 	}
 }
 
-// FreePort returns a TCP port that was free on loopback a moment ago.
+// FreePort returns a TCP port that was free on all addresses a moment ago.
+//
+// It is picked at random below the kernel's ephemeral range
+// (net.ipv4.ip_local_port_range), never from it: a port the kernel handed
+// out for a listener on port 0 is soon handed out again as the local end of
+// some outgoing connection (a CI run lost a sidecar's HEALTH_PORT that way),
+// while ports below the range are only ever taken by explicit binds.
 func FreePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("find a free port: %w", err)
+	low := ephemeralLow()
+	var last error
+	for range 200 {
+		port := portFloor + mrand.IntN(low-portFloor)
+		l, err := net.Listen("tcp", ":"+strconv.Itoa(port))
+		if err != nil {
+			last = err
+			continue
+		}
+		l.Close()
+		return port, nil
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	return 0, fmt.Errorf("find a free port in [%d, %d): %v", portFloor, low, last)
+}
+
+// portFloor is the lowest port FreePort hands out, above the well-known
+// and most registered services' ports.
+const portFloor = 20000
+
+// ephemeralLow is the first port of the kernel's ephemeral range, or the
+// Linux default 32768 where it cannot be read or leaves no room below.
+func ephemeralLow() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 32768
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 1 {
+		return 32768
+	}
+	low, err := strconv.Atoi(f[0])
+	if err != nil || low < portFloor+1000 {
+		return 32768
+	}
+	return low
 }
