@@ -28,6 +28,10 @@ func TestLoadSettings(t *testing.T) {
 			want: []int{3}, rounds: 3, crash: 1, window: 10 * time.Second, pods: 2},
 		{name: "no real pods", env: map[string]string{"BENCH_POD_ROUNDS": "0"}, want: []int{3, 50, 200}, rounds: 20, crash: 5, window: time.Minute, pods: 0},
 		{name: "spaces and repeats", env: map[string]string{"BENCH_REPLICAS": " 50, 3,50"}, want: []int{50, 3}, rounds: 20, crash: 5, window: time.Minute, pods: 5},
+		{name: "no crash rounds, ours only", env: map[string]string{"BENCH_CRASH_ROUNDS": "0", "BENCH_ELECTORS": "ours"}, want: []int{3, 50, 200}, rounds: 20, crash: 0, window: time.Minute, pods: 5},
+		{name: "bad rounds", env: map[string]string{"BENCH_ROUNDS": "-1"}, wantErr: `BENCH_ROUNDS="-1"`},
+		{name: "bad window", env: map[string]string{"BENCH_WINDOW": "soon"}, wantErr: `BENCH_WINDOW="soon"`},
+		{name: "bad electors", env: map[string]string{"BENCH_ELECTORS": "mine"}, wantErr: `BENCH_ELECTORS="mine"`},
 		{name: "one replica", env: map[string]string{"BENCH_REPLICAS": "1"}, wantErr: `BENCH_REPLICAS="1"`},
 		{name: "not a number", env: map[string]string{"BENCH_REPLICAS": "3,many"}, wantErr: `BENCH_REPLICAS="3,many"`},
 	} {

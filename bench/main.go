@@ -40,6 +40,11 @@
 // graceful handovers, to BENCH_OUT (default bench/out/): results.md and
 // handover.svg.
 //
+// BENCH_ELECTORS (both, the default; ours; client-go) measures one side
+// only, to try a change quickly; the tables then leave the other side out,
+// and the N=3 measurements behind a proxy, which compare the two, are not
+// run.
+//
 // BENCH_TRACE=1 prints, after each graceful handover of leader-elector, the
 // old and the new leader's log lines of it (stopped leading, released
 // lease, leader observed, started leading), to see where the time goes.
@@ -86,19 +91,26 @@ type settings struct {
 	crashRounds int
 	podRounds   int
 	window      time.Duration // at N<=3; see windowFor
+	electors    string        // BENCH_ELECTORS: "both", "ours" or "client-go"
 	out         string
 }
 
 func loadSettings(getenv func(string) string) (settings, error) {
-	s := settings{
-		rounds:      envInt(getenv, "BENCH_ROUNDS", 20),
-		crashRounds: envInt(getenv, "BENCH_CRASH_ROUNDS", 5),
-		podRounds:   envInt(getenv, "BENCH_POD_ROUNDS", 5),
-		window:      envDuration(getenv, "BENCH_WINDOW", time.Minute),
-		out:         getenv("BENCH_OUT"),
+	s := settings{out: getenv("BENCH_OUT"), electors: getenv("BENCH_ELECTORS")}
+	var errs []error
+	s.rounds, errs = envInt(getenv, "BENCH_ROUNDS", 20, errs)
+	s.crashRounds, errs = envInt(getenv, "BENCH_CRASH_ROUNDS", 5, errs)
+	s.podRounds, errs = envInt(getenv, "BENCH_POD_ROUNDS", 5, errs)
+	s.window, errs = envDuration(getenv, "BENCH_WINDOW", time.Minute, errs)
+	if err := errors.Join(errs...); err != nil {
+		return s, err
 	}
-	if getenv("BENCH_POD_ROUNDS") == "0" { // envInt reads 0 as unset
-		s.podRounds = 0
+	switch s.electors {
+	case "":
+		s.electors = "both"
+	case "both", "ours", "client-go":
+	default:
+		return s, fmt.Errorf("BENCH_ELECTORS=%q: want both, ours or client-go", s.electors)
 	}
 	if s.out == "" {
 		s.out = filepath.Join(testcluster.RepoRoot(), "bench", "out")
@@ -190,6 +202,12 @@ func run(ctx context.Context, out io.Writer, getenv func(string) string) (err er
 		{name: "leader-elector", binary: ours, listen: hearWatch, resign: true, env: []string{"POD_IP=127.0.0.1"}},
 		{name: "client-go elector", binary: theirs, listen: hearNewLeaderFile},
 	}
+	switch set.electors {
+	case "ours":
+		kinds = kinds[:1]
+	case "client-go":
+		kinds = kinds[1:]
+	}
 	rep := &report{header: header, settings: set}
 	idleWindow := set.windowFor(1000)
 	b.log.Info("measuring the control plane alone", "window", idleWindow)
@@ -210,7 +228,7 @@ func run(ctx context.Context, out io.Writer, getenv func(string) string) (err er
 			rep.scale = append(rep.scale, r)
 		}
 	}
-	if slices.Contains(set.replicas, legacyReplicas) {
+	if slices.Contains(set.replicas, legacyReplicas) && set.electors == "both" { // side by side only
 		rep.legacy = map[string]*legacyResult{}
 		for _, k := range kinds {
 			r := &legacyResult{}
@@ -330,16 +348,30 @@ func machine() string {
 	return fmt.Sprintf("%d cores (%s), %s, %s/%s", runtime.NumCPU(), model, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 }
 
-func envInt(getenv func(string) string, key string, def int) int {
-	if n, err := strconv.Atoi(getenv(key)); err == nil && n > 0 {
-		return n
+// envInt reads key as a count of zero or more; def when unset. A bad value
+// is appended to errs.
+func envInt(getenv func(string) string, key string, def int, errs []error) (int, []error) {
+	v := getenv(key)
+	if v == "" {
+		return def, errs
 	}
-	return def
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 {
+		return def, append(errs, fmt.Errorf("%s=%q: want a whole number of zero or more", key, v))
+	}
+	return n, errs
 }
 
-func envDuration(getenv func(string) string, key string, def time.Duration) time.Duration {
-	if d, err := time.ParseDuration(getenv(key)); err == nil && d > 0 {
-		return d
+// envDuration reads key as a positive duration; def when unset. A bad value
+// is appended to errs.
+func envDuration(getenv func(string) string, key string, def time.Duration, errs []error) (time.Duration, []error) {
+	v := getenv(key)
+	if v == "" {
+		return def, errs
 	}
-	return def
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		return def, append(errs, fmt.Errorf("%s=%q: want a positive duration such as 30s", key, v))
+	}
+	return d, errs
 }

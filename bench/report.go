@@ -47,9 +47,13 @@ func (r *report) write(out io.Writer, dir string) error {
 func (r *report) markdown(w io.Writer) {
 	s := r.settings
 	fmt.Fprintf(w, "%s\n\n", r.header)
-	fmt.Fprintf(w, "Command: `BENCH_REPLICAS=%s BENCH_ROUNDS=%d BENCH_CRASH_ROUNDS=%d BENCH_POD_ROUNDS=%d BENCH_WINDOW=%s make bench` (took %s). "+
+	electors := ""
+	if s.electors != "both" {
+		electors = " BENCH_ELECTORS=" + s.electors
+	}
+	fmt.Fprintf(w, "Command: `BENCH_REPLICAS=%s BENCH_ROUNDS=%d BENCH_CRASH_ROUNDS=%d BENCH_POD_ROUNDS=%d BENCH_WINDOW=%s%s make bench` (took %s). "+
 		"Both electors with their defaults: LEASE_DURATION 15s, RENEW_DEADLINE 10s, RETRY_PERIOD 2s.\n\n",
-		joinInts(s.replicas), s.rounds, s.crashRounds, s.podRounds, s.window, r.took.Round(time.Second))
+		joinInts(s.replicas), s.rounds, s.crashRounds, s.podRounds, s.window, electors, r.took.Round(time.Second))
 	fmt.Fprintf(w, "| measure |")
 	for _, x := range r.scale {
 		fmt.Fprintf(w, " N=%d %s |", x.n, x.elector)
