@@ -46,8 +46,9 @@
 // run.
 //
 // BENCH_TRACE=1 prints, after each graceful handover of leader-elector, the
-// old and the new leader's log lines of it (stopped leading, released
-// lease, leader observed, started leading), to see where the time goes.
+// old and the new leader's log lines of it (stopped leading, handed the
+// lease to the standby or released it, leader observed, started leading),
+// to see where the time goes.
 package main
 
 import (

@@ -317,7 +317,8 @@ func (f *fleet) graceful(ctx context.Context, r *scaleResult) error {
 		time.Sleep(500 * time.Millisecond)
 		fmt.Fprintf(os.Stderr, "TRACE start=%s file=%s\n", start.UTC().Format("15:04:05.000000"), at.UTC().Format("15:04:05.000000"))
 		for _, l := range strings.Split(leader.Log(), "\n") {
-			if strings.Contains(l, "stopped leading") || strings.Contains(l, "released lease") {
+			if strings.Contains(l, "stopped leading") || strings.Contains(l, "released lease") ||
+				strings.Contains(l, "handed the lease") || strings.Contains(l, "did not take") {
 				fmt.Fprintln(os.Stderr, "TRACE old:", l)
 			}
 		}

@@ -67,6 +67,7 @@ package election
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -118,6 +119,12 @@ type Config struct {
 	// POD_IP:HEALTH_PORT: written beside its standby offer as
 	// Notes.StandbyAddress, for the leader's Callbacks.Nudge. Optional.
 	Address string
+	// Key signs this candidate's take-over offers (see Offer): its public
+	// half is written beside the record while this candidate leads, as
+	// Notes.HolderKey. With it and Callbacks.HandOff, a graceful step-down
+	// hands the Lease to the standby in one write. Optional; one per
+	// process, never stored.
+	Key ed25519.PrivateKey
 }
 
 // Callbacks are run by the election loop, one at a time, in order. While one
@@ -138,6 +145,11 @@ type Callbacks struct {
 	// that candidate's Poke run, at address. It runs on the election loop
 	// right after the write succeeded, and must not block.
 	Nudge func(identity, address string)
+	// HandOff sends offer, signed, to the standby identity at address,
+	// whose Elector.TakeOver should take it, and returns nil once the
+	// standby answered that it took the Lease. It runs on the election loop
+	// right after a graceful step-down, before any release, within ctx.
+	HandOff func(ctx context.Context, identity, address string, offer []byte) error
 }
 
 // State is a snapshot of what a candidate knows.
@@ -190,6 +202,7 @@ type Elector struct {
 	handover chan handoverRequest
 	health   chan struct{} // a new report is in reported
 	poke     chan struct{} // Poke was called
+	takeOver chan takeOverRequest
 
 	pokeMu  sync.Mutex
 	pokedAt time.Time // when Poke last accepted a poke
@@ -214,7 +227,7 @@ func New(cfg Config) (*Elector, error) {
 		log = slog.Default()
 	}
 	log = log.With("lease", cfg.Lock.Describe(), "identity", cfg.Identity)
-	return &Elector{cfg: cfg, log: log, resign: make(chan error, 1), handover: make(chan handoverRequest),
+	return &Elector{cfg: cfg, log: log, resign: make(chan error, 1), handover: make(chan handoverRequest), takeOver: make(chan takeOverRequest),
 		health: make(chan struct{}, 1), poke: make(chan struct{}, 1), state: State{Identity: cfg.Identity, AppHealthy: !cfg.AppHealth}}, nil
 }
 
@@ -283,6 +296,9 @@ func (e *Elector) Run(ctx context.Context) error {
 
 	r := &run{Elector: e, needRead: true, backoff: e.cfg.RetryPeriod, fresh: true, healthy: !e.cfg.AppHealth,
 		errs: lasterr.New(e.log, "election error", "election recovered")}
+	if e.cfg.Key != nil {
+		r.holderKey = HolderKey(e.cfg.Key.Public().(ed25519.PublicKey))
+	}
 	due := make(chan time.Time)
 	close(due) // for work that is due now: select it without a timer
 	for {
@@ -311,6 +327,9 @@ func (e *Elector) Run(ctx context.Context) error {
 		case req := <-e.handover:
 			stop()
 			req.done <- r.handOver(ctx, req.to)
+		case req := <-e.takeOver:
+			stop()
+			req.done <- r.takeOffer(ctx, req.offer)
 		case <-e.health:
 			stop()
 			r.takeHealth()
@@ -387,6 +406,7 @@ type run struct {
 	// pokeAt is when a poke's read is due; zero: none. pokeRead is when the
 	// last one was done.
 	pokeAt, pokeRead time.Time
+	holderKey        string // Config.Key's public half, as Notes.HolderKey
 }
 
 // tick does what is due at now.
@@ -643,7 +663,7 @@ func (r *run) acquire(ctx context.Context) {
 		RenewTime:            metav1.NewTime(sent),
 		LeaderTransitions:    r.lease.Record.LeaderTransitions + 1,
 	}
-	notes := Notes{HolderUID: r.cfg.UID} // a new term: no standby yet
+	notes := r.newTermNotes()
 	var l Lease
 	var err error
 	switch {
@@ -786,6 +806,9 @@ func (r *run) release(ctx context.Context, timeout time.Duration) error {
 	}
 	rctx, cancel := r.withTimeout(ctx, timeout)
 	defer cancel()
+	if r.handOff(ctx, min(timeout/2, r.cfg.RetryPeriod/2)) {
+		return nil
+	}
 	cur := r.lease
 	for attempt := 0; attempt < 2; attempt++ {
 		if !r.ours(cur) {

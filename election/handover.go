@@ -155,7 +155,7 @@ func (r *run) ours(l Lease) bool {
 
 // holderNotes are the notes a renew of cur writes: our UID, the standby kept.
 func (r *run) holderNotes(cur Lease) Notes {
-	n := Notes{HolderUID: r.cfg.UID, Standby: cur.Notes.Standby, StandbyAddress: cur.Notes.StandbyAddress}
+	n := Notes{HolderUID: r.cfg.UID, HolderKey: r.holderKey, Standby: cur.Notes.Standby, StandbyAddress: cur.Notes.StandbyAddress}
 	if n.Standby == r.cfg.Identity {
 		n.Standby, n.StandbyAddress = "", ""
 	}

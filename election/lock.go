@@ -46,6 +46,10 @@ type Notes struct {
 	// acquire and renew. A restarted sidecar that finds its own identity and
 	// pod UID here knows the term is its own and resumes it.
 	HolderUID string
+	// HolderKey is the holder's public key (Config.Key, as HolderKey
+	// writes it), written with every acquire and renew: its standby checks
+	// a take-over offer's signature against it.
+	HolderKey string
 	// Standby is a follower that offered, once in the holder's term, to be
 	// the next leader: it is live and its app is healthy, as far as it knows.
 	Standby string

@@ -2,6 +2,7 @@ package election
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -21,8 +22,9 @@ import (
 // runs at its own rate (drift) against it.
 //
 // Safety claim checked: no two candidates believe they lead at the same
-// simulated instant, for clock rates within maxDrift of each other, under
-// injected 500s, spurious conflicts, hung requests, slow requests and
+// simulated instant, for clock rates within maxDrift of each other, with
+// graceful step-downs handed to the standby by take-over offers that are
+// lost, delayed or whose answers are lost, under injected 500s, spurious conflicts, hung requests, slow requests and
 // answers, slow and broken watches, partitions and restarts, and an operator
 // who deletes the Lease, clears its holder (with a normal duration) or names
 // a holder that is no candidate. A candidate believes it leads from the call
@@ -79,6 +81,7 @@ type sim struct {
 	elections  int
 	cands      map[string]*cand
 	heals      sync.WaitGroup // partitions that end later
+	takeOvers  atomic.Int32   // offers taken
 }
 
 type cand struct {
@@ -102,7 +105,9 @@ func (s *sim) startCand(id string, rate float64) *cand {
 	c := &cand{id: id, lock: newMemLock(s.store, clk), done: make(chan struct{})}
 	e, err := New(Config{
 		Lock: c.lock, Identity: id, LeaseDuration: ld, RenewDeadline: rd, RetryPeriod: rp, Clock: clk, Logger: quiet,
+		Address: id, Key: keyOf(id),
 		Callbacks: Callbacks{
+			HandOff: s.handOff,
 			OnStartedLeading: func(context.Context, State) error {
 				s.mu.Lock()
 				defer s.mu.Unlock()
@@ -141,6 +146,28 @@ func (s *sim) startCand(id string, rate float64) *cand {
 	s.cands[id] = c
 	s.mu.Unlock()
 	return c
+}
+
+// handOff delivers a take-over offer to the candidate at address, as the
+// network does under the store's faults: lost before it arrives, delayed,
+// or taken with its answer lost.
+func (s *sim) handOff(ctx context.Context, _, address string, offer []byte) error {
+	s.mu.Lock()
+	to := s.cands[address]
+	s.mu.Unlock()
+	f := s.store.getFaults()
+	if to == nil || s.store.chance(f.ServerError) {
+		return errors.New("connection refused")
+	}
+	time.Sleep(s.store.upTo(f.DelayBefore))
+	err := to.e.TakeOver(ctx, offer)
+	if err == nil {
+		s.takeOvers.Add(1)
+	}
+	if err == nil && s.store.chance(f.Hang) {
+		return errors.New("answer lost")
+	}
+	return err
 }
 
 func (s *sim) stopCand(c *cand) {
@@ -293,8 +320,8 @@ func safetyRun(t *testing.T, seed uint64) {
 	if s.elections < 3 {
 		t.Errorf("seed %d: only %d elections in 10 simulated minutes of chaos: the schedule exercised nothing", seed, s.elections)
 	}
-	t.Logf("seed %d: %d elections, %d partitions, %d deletes, %d clears, %d foreign holders, %d writes",
-		seed, s.elections, partitions, deletes, clears, foreign, s.store.writes)
+	t.Logf("seed %d: %d elections (%d by take-over), %d partitions, %d deletes, %d clears, %d foreign holders, %d writes",
+		seed, s.elections, s.takeOvers.Load(), partitions, deletes, clears, foreign, s.store.writes)
 }
 
 func TestLivenessAfterLeaderDies(t *testing.T) {

@@ -10,6 +10,9 @@ import (
 // read nor write annotations, and an update keeps every other one.
 const (
 	AnnotationHolderUID = "leader-elector.io/holder-uid"
+	// AnnotationHolderKey is the holder's public key (ed25519, base64),
+	// against which its standby checks a take-over offer.
+	AnnotationHolderKey = "leader-elector.io/holder-key"
 	AnnotationStandby   = "leader-elector.io/standby"
 	// AnnotationStandbyAddress is where the standby takes a nudge: its
 	// POD_IP:HEALTH_PORT, written and cleared with AnnotationStandby.
@@ -22,6 +25,7 @@ const (
 func notesFrom(annotations map[string]string) election.Notes {
 	return election.Notes{
 		HolderUID:      annotations[AnnotationHolderUID],
+		HolderKey:      annotations[AnnotationHolderKey],
 		Standby:        annotations[AnnotationStandby],
 		StandbyAddress: annotations[AnnotationStandbyAddress],
 		Successor:      annotations[AnnotationSuccessor],
@@ -39,6 +43,7 @@ func withNotes(annotations map[string]string, n election.Notes) map[string]strin
 	}
 	for key, value := range map[string]string{
 		AnnotationHolderUID:      n.HolderUID,
+		AnnotationHolderKey:      n.HolderKey,
 		AnnotationStandby:        n.Standby,
 		AnnotationStandbyAddress: n.StandbyAddress,
 		AnnotationSuccessor:      n.Successor,

@@ -10,9 +10,9 @@ import (
 // TestNotesRoundTrip: every note has its annotation, written, read back and
 // removed when empty, with other annotations kept.
 func TestNotesRoundTrip(t *testing.T) {
-	full := election.Notes{HolderUID: "uid-1", Standby: "b", StandbyAddress: "10.0.0.7:8080", Successor: "c", GrantedBy: "d"}
+	full := election.Notes{HolderUID: "uid-1", HolderKey: "a2V5", Standby: "b", StandbyAddress: "10.0.0.7:8080", Successor: "c", GrantedBy: "d"}
 	got := withNotes(map[string]string{"other": "kept"}, full)
-	want := map[string]string{"other": "kept", AnnotationHolderUID: "uid-1", AnnotationStandby: "b",
+	want := map[string]string{"other": "kept", AnnotationHolderUID: "uid-1", AnnotationHolderKey: "a2V5", AnnotationStandby: "b",
 		AnnotationStandbyAddress: "10.0.0.7:8080", AnnotationSuccessor: "c", AnnotationGrantedBy: "d"}
 	if !maps.Equal(got, want) {
 		t.Errorf("withNotes = %v, want %v", got, want)

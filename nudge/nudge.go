@@ -1,29 +1,46 @@
-// Package nudge tells the next leader, right after a handover, to read the
-// Lease now instead of waiting for its watch, which on a Lease with hundreds
-// of watchers delivers the change many milliseconds later: a leader that
-// released the Lease to its standby sends one POST /v1/lease-changed to the
-// address the standby wrote beside its offer (election.Notes.StandbyAddress),
-// and the standby's Handler answers it by election.Elector.Poke.
+// Package nudge carries a stepping-down leader's two messages to its
+// standby, at the address the standby wrote beside its offer
+// (election.Notes.StandbyAddress), on the standby's health port:
 //
-// The request carries nothing and is not authenticated: the standby reads
-// the Lease and decides on what it read, by the election's own rules, and
-// Poke bounds what anyone's requests cost the API server to one read per
-// election.PokeInterval.
+//   - POST /v1/take-over carries the leader's signed take-over offer
+//     (election.Offer); the standby's TakeOverHandler answers it by
+//     election.Elector.TakeOver, which checks the signature against the
+//     holder key in the Lease and writes the standby as holder. 200 means
+//     taken; anything else, or no answer, and the leader releases.
+//   - POST /v1/lease-changed, after a release, tells the standby to read the
+//     Lease now instead of waiting for its watch, which on a Lease with
+//     hundreds of watchers delivers the change many milliseconds later; the
+//     standby's Handler answers it by election.Elector.Poke. It carries
+//     nothing and is not authenticated: the standby decides on what it read,
+//     by the election's own rules, and Poke bounds what anyone's requests
+//     cost the API server to one read per election.PokeInterval.
 package nudge
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/leader-elector/leader-elector/election"
 )
 
 // Path is the endpoint on the health port that takes a nudge.
 const Path = "/v1/lease-changed"
+
+// TakeOverPath is the endpoint on the health port that takes an offer.
+const TakeOverPath = "/v1/take-over"
+
+// maxOffer bounds the body of a take-over request; an offer is a few
+// hundred bytes.
+const maxOffer = 4 << 10
 
 // DefaultTimeout bounds one nudge: it is worth sending only while it is
 // faster than the standby's watch.
@@ -50,10 +67,41 @@ func Handler(p Poker) http.Handler {
 	})
 }
 
-// Sender sends nudges. Create it with NewSender; its Run keeps the process
+// Taker is what an offer asks of the election: election.Elector.TakeOver.
+type Taker interface {
+	// TakeOver takes the Lease on a signed offer; errors wrapping
+	// election.ErrOfferRefused say the offer does not hold.
+	TakeOver(ctx context.Context, offer []byte) error
+}
+
+// TakeOverHandler answers POST TakeOverPath: 200 OK once this candidate
+// took the Lease and leads; 409 Conflict, with the reason, when the offer
+// does not hold (bad signature, another version, not for this candidate);
+// 503 Service Unavailable when the write failed or did not finish while
+// the leader waited; 413 for a body too large to be an offer.
+func TakeOverHandler(t Taker) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "no-store")
+		offer, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxOffer))
+		if err != nil {
+			http.Error(w, "read the offer: "+err.Error(), http.StatusRequestEntityTooLarge)
+			return
+		}
+		switch err := t.TakeOver(r.Context(), offer); {
+		case err == nil:
+			w.WriteHeader(http.StatusOK)
+		case errors.Is(err, election.ErrOfferRefused):
+			http.Error(w, err.Error(), http.StatusConflict)
+		default:
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+		}
+	})
+}
+
+// Sender sends nudges and offers. Create it with NewSender; its Run keeps the process
 // from exiting before the nudges it sent have been answered or timed out.
 type Sender struct {
-	client  *http.Client
+	client  *http.Client // no timeout of its own: each request has a context
 	timeout time.Duration
 	log     *slog.Logger
 	wg      sync.WaitGroup
@@ -83,7 +131,7 @@ func NewSender(o Options) *Sender {
 	if o.Log == nil {
 		o.Log = slog.Default()
 	}
-	return &Sender{client: &http.Client{Transport: o.Transport, Timeout: o.Timeout}, timeout: o.Timeout, log: o.Log}
+	return &Sender{client: &http.Client{Transport: o.Transport}, timeout: o.Timeout, log: o.Log}
 }
 
 // Nudge sends one POST to http://address/v1/lease-changed, in a goroutine
@@ -112,6 +160,27 @@ func (s *Sender) send(address string) error {
 	_ = resp.Body.Close()
 	if resp.StatusCode != http.StatusAccepted {
 		return fmt.Errorf("nudge %s: %s", address, resp.Status)
+	}
+	return nil
+}
+
+// HandOff sends offer to the standby identity at address and waits, within
+// ctx, for its answer: nil when it took the Lease. It plugs into
+// election.Callbacks.HandOff.
+func (s *Sender) HandOff(ctx context.Context, identity, address string, offer []byte) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+address+TakeOverPath, bytes.NewReader(offer))
+	if err != nil {
+		return fmt.Errorf("offer the lease to %s at %s: %w", identity, address, err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := s.client.Do(req)
+	if err != nil {
+		return fmt.Errorf("offer the lease to %s at %s: %w", identity, address, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		why, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return fmt.Errorf("offer the lease to %s at %s: %s: %s", identity, address, resp.Status, bytes.TrimSpace(why))
 	}
 	return nil
 }

@@ -9,6 +9,8 @@ package sidecar
 
 import (
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -194,6 +196,12 @@ func New(cfg config.Config, d Deps) (*Sidecar, error) {
 	if d.Health != nil {
 		listen = d.Health.Addr().String()
 	}
+	// Signs this process's take-over offers; its public half goes into the
+	// Lease while it leads. A new one per process: nothing to store.
+	_, key, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("generate the take-over key: %w", err)
+	}
 	if s.events != nil {
 		// Last: "became leader" once every other output followed, "stopped
 		// leading" once the app was told. Neither waits for the write.
@@ -207,11 +215,13 @@ func New(cfg config.Config, d Deps) (*Sidecar, error) {
 		RetryPeriod:   cfg.RetryPeriod,
 		Clock:         d.Clock,
 		Logger:        d.Log,
-		Callbacks:     election.Callbacks{OnStartedLeading: s.onStarted, OnStoppedLeading: s.onStopped, OnChange: s.onChange, Nudge: nudges.Nudge},
-		UID:           cfg.PodUID,
-		AppHealth:     cfg.AppHealth.Enabled(),
-		MinTerm:       cfg.AppHealth.MinTerm,
-		Address:       nudge.Address(cfg.PodIP, listen),
+		Callbacks: election.Callbacks{OnStartedLeading: s.onStarted, OnStoppedLeading: s.onStopped, OnChange: s.onChange,
+			Nudge: nudges.Nudge, HandOff: nudges.HandOff},
+		UID:       cfg.PodUID,
+		AppHealth: cfg.AppHealth.Enabled(),
+		MinTerm:   cfg.AppHealth.MinTerm,
+		Address:   nudge.Address(cfg.PodIP, listen),
+		Key:       key,
 	})
 	if err != nil {
 		return nil, err
@@ -304,6 +314,7 @@ func (s *Sidecar) handler() http.Handler {
 	mux.Handle("GET /leader", s.leaders.Handler())
 	mux.Handle("GET /watch", s.leaders.Handler())
 	mux.Handle("POST "+nudge.Path, nudge.Handler(s.elector))
+	mux.Handle("POST "+nudge.TakeOverPath, nudge.TakeOverHandler(s.elector))
 	return mux
 }
 

@@ -1,0 +1,266 @@
+package election
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"testing/synctest"
+)
+
+// keyOf is a fixed key per candidate name, so tests can sign as anyone.
+func keyOf(name string) ed25519.PrivateKey {
+	seed := sha256.Sum256([]byte("take-over test key " + name))
+	return ed25519.NewKeyFromSeed(seed[:])
+}
+
+// takeOverGroup starts leader a and followers b, c and d, each with a key,
+// the address "addr-<name>", and a HandOff that delivers the offer to the
+// candidate at the address, through deliver if set. It records every
+// hand-off's answer.
+func takeOverGroup(t *testing.T, deliver func(g *group, to *member, offer []byte) error) (g *group, answers *[]error) {
+	g = newGroup(t)
+	answers = new([]error)
+	var mu sync.Mutex
+	for _, n := range []string{"a", "b", "c", "d"} {
+		g.start(n, func(c *Config) {
+			c.Address, c.Key = "addr-"+n, keyOf(n)
+			c.Callbacks.HandOff = func(ctx context.Context, identity, address string, offer []byte) error {
+				to := g.cands[strings.TrimPrefix(address, "addr-")]
+				var err error
+				switch {
+				case to == nil:
+					err = errors.New("connection refused")
+				case deliver != nil:
+					err = deliver(g, to, offer)
+				default:
+					err = to.e.TakeOver(ctx, offer)
+				}
+				mu.Lock()
+				*answers = append(*answers, err)
+				mu.Unlock()
+				return err
+			}
+		})
+	}
+	return g, answers
+}
+
+// sigterm ends a's Run and waits for it, with no time passing.
+func (g *group) sigterm(name string) {
+	m := g.cands[name]
+	m.cancel()
+	synctest.Wait()
+	<-m.done
+	delete(g.cands, name)
+	g.settle()
+}
+
+// TestTakeOverIsOneWrite: a graceful step-down with a standby that takes
+// the signed offer moves the Lease in one write, the standby's, with no time
+// passing, after the old leader stopped leading.
+func TestTakeOverIsOneWrite(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g, answers := takeOverGroup(t, nil)
+		standby := g.waitStandby()
+		if got, want := g.lease().Notes.HolderKey, HolderKey(keyOf("a").Public().(ed25519.PublicKey)); got != want {
+			t.Fatalf("holder key in the Lease = %q, want a's public key %q", got, want)
+		}
+		a, next := g.cands["a"], g.cands[standby]
+		before := g.writes()
+		g.sigterm("a")
+		if got := g.leader(); got != standby {
+			t.Fatalf("leader after the take-over = %q, want the standby %q, with no time passing", got, standby)
+		}
+		if n := g.writes() - before; n != 1 {
+			t.Errorf("%d writes from the step-down until the standby leads, want 1 (the standby's)", n)
+		}
+		if len(*answers) != 1 || (*answers)[0] != nil {
+			t.Errorf("hand-off answers = %v, want one, nil", *answers)
+		}
+		a.mu.Lock()
+		stopped := a.stopped
+		a.mu.Unlock()
+		next.mu.Lock()
+		started := next.started
+		next.mu.Unlock()
+		if stopped != 1 || started != 1 {
+			t.Errorf("old leader stopped %d times, standby started %d times, want 1 and 1", stopped, started)
+		}
+		l := g.lease()
+		if l.Record.HolderIdentity != standby || l.Record.LeaderTransitions != 1 || l.Notes.HolderKey != HolderKey(keyOf(standby).Public().(ed25519.PublicKey)) || l.Notes.Standby != "" {
+			t.Errorf("Lease after the take-over = %+v, want %q holding transitions 1, with its own key and no standby", l, standby)
+		}
+	})
+}
+
+// TestRefusedHandOffFallsBackToARelease: a standby that does not answer
+// leaves the leader to release, naming it as successor, as without keys.
+func TestRefusedHandOffFallsBackToARelease(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g, answers := takeOverGroup(t, func(*group, *member, []byte) error { return errors.New("timeout") })
+		standby := g.waitStandby()
+		before := g.writes()
+		g.sigterm("a")
+		if got := g.leader(); got != standby {
+			t.Fatalf("leader after the release = %q, want the standby %q", got, standby)
+		}
+		if n := g.writes() - before; n != 2 {
+			t.Errorf("%d writes, want 2 (release, take)", n)
+		}
+		if len(*answers) != 1 || (*answers)[0] == nil {
+			t.Errorf("hand-off answers = %v, want one error", *answers)
+		}
+	})
+}
+
+// TestTakeOverAndReleaseRace: the standby takes the offer, but its answer
+// is lost, so the leader also releases; or the leader released before a
+// late offer arrives. Either way exactly one write wins and one candidate
+// leads.
+func TestTakeOverAndReleaseRace(t *testing.T) {
+	t.Run("answer lost", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			g, _ := takeOverGroup(t, func(_ *group, to *member, offer []byte) error {
+				if err := to.e.TakeOver(context.Background(), offer); err != nil {
+					return err
+				}
+				return errors.New("answer lost")
+			})
+			standby := g.waitStandby()
+			g.sigterm("a")
+			if got := g.leader(); got != standby {
+				t.Fatalf("leader = %q, want the standby %q", got, standby)
+			}
+			if l := g.lease(); l.Record.HolderIdentity != standby || l.Record.LeaderTransitions != 1 {
+				t.Errorf("Lease = %+v, want the standby's term 1, not released after it", l.Record)
+			}
+		})
+	})
+	t.Run("offer late", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			var late []byte
+			g, _ := takeOverGroup(t, func(_ *group, _ *member, offer []byte) error {
+				late = offer
+				return errors.New("timeout")
+			})
+			standby := g.waitStandby()
+			g.sigterm("a")
+			if got := g.leader(); got != standby {
+				t.Fatalf("leader after the release = %q, want the standby %q", got, standby)
+			}
+			other := ""
+			for n := range g.cands {
+				if n != standby {
+					other = n
+				}
+			}
+			before := g.writes()
+			for _, n := range []string{standby, other} {
+				if err := g.cands[n].e.TakeOver(context.Background(), late); !errors.Is(err, ErrOfferRefused) {
+					t.Errorf("late offer to %s: err = %v, want ErrOfferRefused", n, err)
+				}
+			}
+			g.settle()
+			if n := g.writes() - before; n != 0 {
+				t.Errorf("late offers caused %d writes, want none", n)
+			}
+		})
+	})
+}
+
+// TestTakeOverRefusesWhatDoesNotHold: an offer is taken only when signed by
+// the holder's key, for this Lease, from the holder, to this candidate, at
+// the version it knows; a refused offer writes nothing.
+func TestTakeOverRefusesWhatDoesNotHold(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		offer func(g *group, standby string) []byte
+		want  string
+	}{
+		{"signed by another key", func(g *group, standby string) []byte {
+			return sign(t, offerFor(g, standby), keyOf("mallory"))
+		}, "signature is not the holder's"},
+		{"signed by another candidate", func(g *group, standby string) []byte {
+			return sign(t, offerFor(g, standby), keyOf(standby))
+		}, "signature is not the holder's"},
+		{"another lease", func(g *group, standby string) []byte {
+			o := offerFor(g, standby)
+			o.Lease = "test/other"
+			return sign(t, o, keyOf("a"))
+		}, `for lease "test/other"`},
+		{"to another candidate", func(g *group, standby string) []byte {
+			o := offerFor(g, standby)
+			o.To = "z"
+			return sign(t, o, keyOf("a"))
+		}, `for "z"`},
+		{"from another holder", func(g *group, standby string) []byte {
+			o := offerFor(g, standby)
+			o.From = "z"
+			return sign(t, o, keyOf("a"))
+		}, `from "z"`},
+		{"an old version", func(g *group, standby string) []byte {
+			o := offerFor(g, standby)
+			o.Version = "1"
+			return sign(t, o, keyOf("a"))
+		}, "for version 1"},
+		{"not JSON", func(*group, string) []byte { return []byte("take it") }, "not a signed offer"},
+		{"unsigned", func(*group, string) []byte { return []byte(`{"offer":{"lease":"test/lease"}}`) }, "signature is not the holder's"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				g, _ := takeOverGroup(t, nil)
+				standby := g.waitStandby()
+				before := g.writes()
+				err := g.cands[standby].e.TakeOver(context.Background(), tc.offer(g, standby))
+				if !errors.Is(err, ErrOfferRefused) || !strings.Contains(err.Error(), tc.want) {
+					t.Fatalf("TakeOver: err = %v, want ErrOfferRefused saying %q", err, tc.want)
+				}
+				g.settle()
+				if n := g.writes() - before; n != 0 || g.leader() != "a" {
+					t.Errorf("after a refused offer: %d writes, leader %q; want none, a", n, g.leader())
+				}
+			})
+		})
+	}
+	t.Run("to the leader", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			g, _ := takeOverGroup(t, nil)
+			g.waitStandby()
+			err := g.cands["a"].e.TakeOver(context.Background(), sign(t, offerFor(g, "a"), keyOf("a")))
+			if !errors.Is(err, ErrOfferRefused) || !strings.Contains(err.Error(), "leads already") {
+				t.Fatalf("TakeOver on the leader: err = %v, want a refusal", err)
+			}
+		})
+	})
+	t.Run("unhealthy standby", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			g, _ := takeOverGroup(t, nil)
+			m := g.start("e", func(c *Config) { c.AppHealth = true })
+			m.e.ReportAppHealth(false, "GET /healthz: 503")
+			g.settle()
+			err := m.e.TakeOver(context.Background(), sign(t, offerFor(g, "e"), keyOf("a")))
+			if !errors.Is(err, ErrOfferRefused) || !strings.Contains(err.Error(), "503") {
+				t.Fatalf("TakeOver on an unhealthy candidate: err = %v, want a refusal naming its health", err)
+			}
+		})
+	})
+}
+
+// offerFor is the offer a would sign to standby now.
+func offerFor(g *group, standby string) Offer {
+	l := g.lease()
+	return Offer{Lease: "test/lease", From: l.Record.HolderIdentity, To: standby, Version: l.Version}
+}
+
+func sign(t *testing.T, o Offer, key ed25519.PrivateKey) []byte {
+	t.Helper()
+	wire, err := signOffer(o, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return wire
+}
