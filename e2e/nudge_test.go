@@ -1,19 +1,25 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/leader-elector/leader-elector/election"
@@ -21,12 +27,107 @@ import (
 	"github.com/leader-elector/leader-elector/leasestore"
 )
 
-// TestNudgeHandover: with POD_IP, the standby writes its address beside its
-// offer; the leader, on SIGTERM, releases naming it and nudges it there. The
-// standby's watch is held (deaf) from then on, so it learns of the release
-// only through the nudge: it reads the Lease on it and leads, long before the
-// other followers, which leave a named successor a RETRY_PERIOD, would take
-// it. /v1/lease-changed answers 202, and 429 to pokes within
+// TestTakeOverHandover: with POD_IP, the standby writes its address beside
+// its offer and the leader its public key beside its record. On SIGTERM the
+// leader sends the standby a signed take-over offer, and the standby writes
+// itself as holder: the Lease goes from the old holder to the standby in one
+// write, never released in between. A forged offer posted to a follower's
+// health port is refused with 409 and moves nothing.
+func TestTakeOverHandover(t *testing.T) {
+	f := newFleet(t)
+	for i := range 3 {
+		pod := fmt.Sprintf("replica-%d", i)
+		f.addPod(pod, testcluster.PodOptions{Labels: map[string]string{"app": appLabel}})
+		f.start(pod, f.kubeconfig, "POD_UID="+f.podUID(pod), "POD_IP=127.0.0.1")
+	}
+	leader := f.waitLeader(30*time.Second, false)
+	standby := f.waitStandby(10*time.Second, leader)
+	l, err := cp.Admin.CoordinationV1().Leases(f.ns).Get(t.Context(), leaseName, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldKey := l.Annotations[leasestore.AnnotationHolderKey]
+	if len(oldKey) != 44 {
+		t.Fatalf("annotation %s = %q, want the leader's ed25519 public key in base64", leasestore.AnnotationHolderKey, oldKey)
+	}
+
+	// A forged offer: right Lease, holder, version and standby, wrong key.
+	_, mallory, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged, err := election.SignOffer(election.Offer{Lease: f.ns + "/" + leaseName, From: leader, To: standby, Version: l.ResourceVersion}, mallory)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Post(f.byPod(standby).HealthURL()+"/v1/take-over", "application/json", bytes.NewReader(forged))
+	if err != nil {
+		t.Fatal(err)
+	}
+	why, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusConflict || !strings.Contains(string(why), "signature is not the holder's") {
+		t.Errorf("forged offer: %s %q, want 409 naming the signature", resp.Status, why)
+	}
+	if h := f.holder(t.Context()); h != leader {
+		t.Fatalf("holder after a forged offer = %q, want %s still", h, leader)
+	}
+
+	// Every record the Lease takes from here on, as the API server has it.
+	w, err := cp.Admin.CoordinationV1().Leases(f.ns).Watch(t.Context(), metav1.ListOptions{
+		FieldSelector: "metadata.name=" + leaseName, ResourceVersion: l.ResourceVersion})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	old := f.byPod(leader)
+	start := time.Now()
+	if err := old.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	next := f.waitNewLeader(leader, 10*time.Second)
+	took := time.Since(start)
+	<-old.Done()
+	t.Logf("SIGTERM of %s to the status file of %s by take-over: %s", leader, next.Opts.Pod, ms(took))
+	if next.Opts.Pod != standby {
+		t.Fatalf("%s leads after the handover, want the standby %s", next.Opts.Pod, standby)
+	}
+	if !strings.Contains(old.Log(), `msg="handed the lease to the standby" lease=`) || strings.Contains(old.Log(), `msg="released lease"`) {
+		t.Errorf("the old leader's log does not show a take-over without a release:\n%s", old.LogTail(20))
+	}
+	if !strings.Contains(next.Log(), `taken over from \"`+leader+`\"`) {
+		t.Errorf("the standby's log does not show the take-over from %s:\n%s", leader, next.LogTail(20))
+	}
+	var holders []string
+	for ev := range w.ResultChan() {
+		lease, ok := ev.Object.(*coordinationv1.Lease)
+		if !ok || lease.Spec.HolderIdentity == nil {
+			holders = append(holders, fmt.Sprintf("%s without a holder", ev.Type))
+			break
+		}
+		holders = append(holders, *lease.Spec.HolderIdentity)
+		if *lease.Spec.HolderIdentity == standby {
+			if k := lease.Annotations[leasestore.AnnotationHolderKey]; len(k) != 44 || k == oldKey {
+				t.Errorf("holder key after the take-over = %q, want the standby's own (the old one was %q)", k, oldKey)
+			}
+			if got := lease.Annotations[leasestore.AnnotationHolderUID]; got != f.podUID(standby) {
+				t.Errorf("holder UID after the take-over = %q, want the standby's %q", got, f.podUID(standby))
+			}
+			break
+		}
+	}
+	if len(holders) == 0 || holders[len(holders)-1] != standby || slices.Contains(holders, "") {
+		t.Errorf("holders the Lease took after SIGTERM: %q, want the standby %s straight after %s, never released", holders, standby, leader)
+	}
+}
+
+// TestNudgeHandover: a take-over the standby must refuse (its watch is held,
+// deaf, so it knows an older version of the Lease than the leader's latest
+// renew) leaves the leader to release, naming the standby, and nudge it at
+// its address. The standby learns of the release only through the nudge:
+// it reads the Lease on it and leads, long before the other followers,
+// which leave a named successor a RETRY_PERIOD, would take it.
+// /v1/lease-changed answers 202, and 429 to pokes within
 // election.PokeInterval of the last accepted one.
 func TestNudgeHandover(t *testing.T) {
 	f := newFleet(t)
@@ -51,6 +152,14 @@ func TestNudgeHandover(t *testing.T) {
 	}
 
 	ears[standby].setDeaf(true)
+	// One renew after the standby went deaf: its view is then older than the
+	// leader's, and it must refuse the take-over.
+	if !eventually(10*time.Second, func() bool {
+		cur, err := cp.Admin.CoordinationV1().Leases(f.ns).Get(t.Context(), leaseName, metav1.GetOptions{})
+		return err == nil && cur.ResourceVersion != l.ResourceVersion
+	}) {
+		t.Fatal("the leader did not renew within 10s")
+	}
 	old := f.byPod(leader)
 	start := time.Now()
 	if err := old.Signal(syscall.SIGTERM); err != nil {
@@ -62,6 +171,9 @@ func TestNudgeHandover(t *testing.T) {
 	t.Logf("SIGTERM of %s to the status file of %s, whose watch was held: %s", leader, next.Opts.Pod, ms(took))
 	if next.Opts.Pod != standby {
 		t.Fatalf("%s leads after the handover, want the standby %s, which only the nudge told", next.Opts.Pod, standby)
+	}
+	if !strings.Contains(old.Log(), `msg="the standby did not take the lease; releasing it"`) || !strings.Contains(old.Log(), "409 Conflict") {
+		t.Errorf("the old leader's log does not show the standby's refusal of the take-over (409):\n%s", old.LogTail(20))
 	}
 	if !strings.Contains(old.Log(), `msg="nudged the next leader" successor=`+standby) {
 		t.Errorf("the old leader's log does not show the nudge of %s answered:\n%s", standby, old.LogTail(20))

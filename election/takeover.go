@@ -67,8 +67,9 @@ var ErrOfferRefused = errors.New("take-over offer refused")
 // HolderKey is how a public key is written in Notes.HolderKey.
 func HolderKey(pub ed25519.PublicKey) string { return base64.StdEncoding.EncodeToString(pub) }
 
-// signOffer returns the wire form of o, signed with key.
-func signOffer(o Offer, key ed25519.PrivateKey) ([]byte, error) {
+// SignOffer returns the wire form of o, signed with key: what
+// Callbacks.HandOff carries and Elector.TakeOver takes.
+func SignOffer(o Offer, key ed25519.PrivateKey) ([]byte, error) {
 	body, err := json.Marshal(o)
 	if err != nil {
 		return nil, fmt.Errorf("encode take-over offer: %w", err)
@@ -184,7 +185,7 @@ func (r *run) handOff(ctx context.Context, timeout time.Duration) bool {
 	if r.cfg.Key == nil || r.cfg.Callbacks.HandOff == nil || to == "" || to == r.cfg.Identity || address == "" || !r.ours(cur) {
 		return false
 	}
-	wire, err := signOffer(Offer{Lease: r.cfg.Lock.Describe(), From: r.cfg.Identity, To: to, Version: cur.Version}, r.cfg.Key)
+	wire, err := SignOffer(Offer{Lease: r.cfg.Lock.Describe(), From: r.cfg.Identity, To: to, Version: cur.Version}, r.cfg.Key)
 	if err != nil {
 		r.log.Warn("cannot offer the lease to the standby; releasing it", "standby", to, "err", err)
 		return false

@@ -258,7 +258,7 @@ func offerFor(g *group, standby string) Offer {
 
 func sign(t *testing.T, o Offer, key ed25519.PrivateKey) []byte {
 	t.Helper()
-	wire, err := signOffer(o, key)
+	wire, err := SignOffer(o, key)
 	if err != nil {
 		t.Fatal(err)
 	}
