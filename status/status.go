@@ -149,7 +149,12 @@ func (f *File) Writable() error {
 }
 
 // write replaces the file with content so that readers see the old file or
-// the new one, never a partial one: temp file, fsync, rename, fsync the dir.
+// the new one, never a partial one: temp file, rename. Neither is fsynced:
+// the file means nothing after a crash of the node (a starting sidecar
+// removes any it finds), and an fsync waits for the journal commit of
+// whatever else the node's disk holds dirty, which took 150 ms on the
+// leadership path under load here. A full filesystem fails the write
+// itself, and the readiness check syncs its probe.
 func (f *File) write(content []byte) error {
 	dir := filepath.Dir(f.path)
 	tmp, err := os.CreateTemp(dir, "."+filepath.Base(f.path)+".tmp-*")
@@ -161,9 +166,6 @@ func (f *File) write(content []byte) error {
 	if err == nil {
 		err = tmp.Chmod(0o644)
 	}
-	if err == nil {
-		err = tmp.Sync()
-	}
 	if cerr := tmp.Close(); err == nil {
 		err = cerr
 	}
@@ -173,13 +175,6 @@ func (f *File) write(content []byte) error {
 	if err != nil {
 		_ = os.Remove(name)
 		return fmt.Errorf("write status file %s: %w", f.path, err)
-	}
-	if d, err := os.Open(dir); err == nil {
-		err = d.Sync()
-		_ = d.Close()
-		if err != nil {
-			return fmt.Errorf("sync directory of status file %s: %w", f.path, err)
-		}
 	}
 	return nil
 }
