@@ -112,7 +112,7 @@ func (r *report) markdown(w io.Writer) {
 	fmt.Fprintf(w, "\nLease traffic is kube-apiserver's own count (`apiserver_request_total` by verb, `apiserver_watch_events_total`, resource leases), "+
 		"diffed over the window, all namespaces: it includes the control plane alone (%s, %.1f watch events/min, measured before the replicas) "+
 		"and one event per Lease update for the bench's own watch. A WATCH request is counted when it ends. "+
-		"A status file is timed by its modification time, not by when the bench's inotify event arrived. "+
+		"A status file is timed by its modification time plus the resolution of file timestamps (the kernel's coarse clock, one tick), not by when the bench's inotify event arrived. "+
 		"Memory is VmRSS, CPU utime+stime over the window, from /proc. "+
 		"Replicas talk to kube-apiserver directly; pods are created %d at a time and sidecars started %s apart.\n",
 		trafficSummary(r.idle), r.idle.watchEvents, createParallel, startSpacing)

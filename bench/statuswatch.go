@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/fsnotify/fsnotify"
+	"golang.org/x/sys/unix"
 
 	"github.com/leader-elector/leader-elector/internal/testcluster"
 )
@@ -20,7 +21,7 @@ import (
 var statusFileName = filepath.Join("emptydir", "leader_status")
 
 // statusWatch notes, through inotify, when each replica's status file
-// appears, by its modification time: polling 200 files every millisecond
+// appears, by its modification time (plus its resolution): polling 200 files every millisecond
 // would take a core of the two the replicas are measured on.
 type statusWatch struct {
 	w    *fsnotify.Watcher
@@ -28,6 +29,7 @@ type statusWatch struct {
 	reps []*testcluster.Sidecar // set by run
 	dirs map[string]int         // status file directory -> replica
 
+	tick     time.Duration // resolution of file timestamps
 	mu       sync.Mutex
 	appeared map[int]time.Time // latest create or write of a replica's file
 	changed  chan struct{}     // closed and replaced on each
@@ -38,7 +40,13 @@ func newStatusWatch(log *slog.Logger) (*statusWatch, error) {
 	if err != nil {
 		return nil, fmt.Errorf("watch status files: %w", err)
 	}
-	return &statusWatch{w: w, log: log, dirs: map[string]int{}, appeared: map[int]time.Time{}, changed: make(chan struct{})}, nil
+	// File timestamps come from the kernel's coarse clock (one scheduler
+	// tick, 4 ms at HZ=250).
+	var res unix.Timespec
+	if err := unix.ClockGetres(unix.CLOCK_REALTIME_COARSE, &res); err != nil {
+		return nil, fmt.Errorf("resolution of file timestamps: %w", err)
+	}
+	return &statusWatch{w: w, log: log, tick: time.Duration(res.Nano()), dirs: map[string]int{}, appeared: map[int]time.Time{}, changed: make(chan struct{})}, nil
 }
 
 // add watches the status file directory of replica i, whose directory is
@@ -71,12 +79,13 @@ func (sw *statusWatch) run(reps []*testcluster.Sidecar) {
 			if !ok || ev.Name != reps[i].StatusFile || !ev.Op.Has(fsnotify.Create) && !ev.Op.Has(fsnotify.Write) {
 				continue
 			}
-			// The file's modification time is when it appeared (the kernel
-			// stamps it finely once it is looked at); the event reaches this
-			// process later, by as long as it waits for a core among the
-			// replicas woken by the same change.
-			if fi, err := os.Stat(ev.Name); err == nil && fi.ModTime().Before(now) {
-				now = fi.ModTime()
+			// The file appeared at its modification time, which the kernel
+			// stamps from its coarse clock, so up to one tick of it later:
+			// that bound is taken. The event reaches this process later
+			// still, by as long as it waits for a core among the replicas
+			// woken by the same change.
+			if fi, err := os.Stat(ev.Name); err == nil && fi.ModTime().Add(sw.tick).Before(now) {
+				now = fi.ModTime().Add(sw.tick)
 			}
 			sw.mu.Lock()
 			sw.appeared[i] = now
