@@ -36,7 +36,7 @@ type Config struct {
 	ProbeAddress  string        `env:"PROBE_ADDRESS" desc:"host:port of those endpoints instead of :HEALTH_PORT, such as 0.0.0.0:4041 or 127.0.0.1:8080 (nais/elector's --probe-address)"`
 	LabelPodRole  bool          `env:"LABEL_POD_ROLE" default:"false" desc:"label the own pod role=leader or role=follower (needs POD_NAME)"`
 	PodName       string        `env:"POD_NAME" desc:"own pod name, from the Downward API (fieldRef metadata.name); the default IDENTITY when set and not empty; required with LABEL_POD_ROLE"`
-	PodIP         string        `env:"POD_IP" desc:"own pod IP, from the Downward API (an IP address); shown in /status; with HEALTH_PORT where the leader nudges this replica when it hands over to it; required with SERVICE_NAME (the Service's endpoint, and its IP family the EndpointSlice's addressType)"`
+	PodIP         string        `env:"POD_IP" desc:"own pod IP, from the Downward API (an IP address); shown in /status; with HEALTH_PORT where the leader sends this replica its take-over offer, or a nudge, when it hands over to it; required with SERVICE_NAME (the Service's endpoint, and its IP family the EndpointSlice's addressType)"`
 	RoleLabelKey  string        `env:"ROLE_LABEL_KEY" default:"role" desc:"key of the role label"`
 	PeerSelector  string        `env:"PEER_SELECTOR" desc:"label selector of the pods sharing the Lease, whose role labels the leader keeps right; default: the own pod's app.kubernetes.io/name (else app), app.kubernetes.io/instance and app.kubernetes.io/component labels, those it has"`
 	LeaseDuration time.Duration `env:"LEASE_DURATION" default:"15s" desc:"how long followers wait before taking a Lease that was not released (whole seconds)"`
