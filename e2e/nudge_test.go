@@ -5,10 +5,12 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
-	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
 	"path/filepath"
@@ -20,6 +22,7 @@ import (
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/leader-elector/leader-elector/election"
@@ -87,7 +90,7 @@ func TestTakeOverHandover(t *testing.T) {
 	}
 	next := f.waitNewLeader(leader, 10*time.Second)
 	took := time.Since(start)
-	<-old.Done()
+	waitExit(t, old, 30*time.Second)
 	t.Logf("SIGTERM of %s to the status file of %s by take-over: %s", leader, next.Opts.Pod, ms(took))
 	if next.Opts.Pod != standby {
 		t.Fatalf("%s leads after the handover, want the standby %s", next.Opts.Pod, standby)
@@ -121,75 +124,99 @@ func TestTakeOverHandover(t *testing.T) {
 	}
 }
 
-// TestNudgeHandover: a take-over the standby must refuse (its watch is held,
-// deaf, so it knows an older version of the Lease than the leader's latest
-// renew) leaves the leader to release, naming the standby, and nudge it at
-// its address. The standby learns of the release only through the nudge:
-// it reads the Lease on it and leads, long before the other followers,
-// which leave a named successor a RETRY_PERIOD, would take it.
-// /v1/lease-changed answers 202, and 429 to pokes within
-// election.PokeInterval of the last accepted one.
+// TestNudgeHandover: two handovers to standbys whose watch is held (deaf),
+// so that each knows an older version of the Lease than its leader's latest
+// renew. The first standby reads the Lease once on the offer and takes it
+// over in one write. The second one's take-over write is answered 409, as
+// when another write got there first, which leaves its leader to release,
+// naming it, and nudge it at its address. That standby learns of the
+// release only by a read, the nudge's or the one its 409 asks for, and
+// leads long before the other followers, which leave a named successor a
+// RETRY_PERIOD, would take it. /v1/lease-changed answers 202, and 429 to
+// pokes within election.PokeInterval of the last accepted one.
 func TestNudgeHandover(t *testing.T) {
 	f := newFleet(t)
 	ears := map[string]*deafProxy{}
-	for i := range 3 {
+	for i := range 4 {
 		pod := fmt.Sprintf("replica-%d", i)
 		f.addPod(pod, testcluster.PodOptions{Labels: map[string]string{"app": appLabel}})
 		ears[pod] = newDeafProxy(t, f, pod)
 		f.start(pod, ears[pod].kubeconfig, "POD_UID="+f.podUID(pod), "POD_IP=127.0.0.1", "LOG_LEVEL=debug")
 	}
 	leader := f.waitLeader(30*time.Second, false)
-	standby := f.waitStandby(10*time.Second, leader)
-	s := f.byPod(standby)
-	waitStatus(t, s, 10*time.Second, "watching", func(st map[string]any) bool { return st["watching"] == true })
-	port := s.HealthURL()[strings.LastIndexByte(s.HealthURL(), ':')+1:]
-	l, err := cp.Admin.CoordinationV1().Leases(f.ns).Get(t.Context(), leaseName, metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got, want := l.Annotations[leasestore.AnnotationStandbyAddress], "127.0.0.1:"+port; got != want {
-		t.Fatalf("annotation %s = %q, want the standby's POD_IP:HEALTH_PORT %q", leasestore.AnnotationStandbyAddress, got, want)
+	// handOver holds the watch of leader's standby, waits for one renew
+	// after that, has the standby's next write answered 409 if conflict,
+	// sends leader SIGTERM and returns the standby, which must lead next.
+	handOver := func(leader string, conflict bool) (old, next *testcluster.Sidecar) {
+		t.Helper()
+		standby := f.waitStandby(10*time.Second, leader)
+		s := f.byPod(standby)
+		waitStatus(t, s, 10*time.Second, "watching", func(st map[string]any) bool { return st["watching"] == true })
+		port := s.HealthURL()[strings.LastIndexByte(s.HealthURL(), ':')+1:]
+		l, err := cp.Admin.CoordinationV1().Leases(f.ns).Get(t.Context(), leaseName, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := l.Annotations[leasestore.AnnotationStandbyAddress], "127.0.0.1:"+port; got != want {
+			t.Fatalf("annotation %s = %q, want the standby's POD_IP:HEALTH_PORT %q", leasestore.AnnotationStandbyAddress, got, want)
+		}
+		ears[standby].setDeaf(true)
+		defer ears[standby].setDeaf(false)
+		if !eventually(10*time.Second, func() bool {
+			cur, err := cp.Admin.CoordinationV1().Leases(f.ns).Get(t.Context(), leaseName, metav1.GetOptions{})
+			return err == nil && cur.ResourceVersion != l.ResourceVersion
+		}) {
+			t.Fatal("the leader did not renew within 10s")
+		}
+		ears[standby].conflictNextWrite(conflict)
+		old = f.byPod(leader)
+		start := time.Now()
+		if err := old.Signal(syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		next = f.waitNewLeader(leader, 10*time.Second)
+		took := time.Since(start)
+		waitExit(t, old, 30*time.Second)
+		t.Logf("SIGTERM of %s to the status file of %s, whose watch was held, its take-over write answered 409: %v: %s", leader, next.Opts.Pod, conflict, ms(took))
+		if next.Opts.Pod != standby {
+			t.Fatalf("%s leads after the handover, want the standby %s", next.Opts.Pod, standby)
+		}
+		if !strings.Contains(next.Log(), `msg="reading the lease on a take-over offer for a version this candidate has not seen"`) {
+			t.Errorf("the standby %s did not read the Lease on the offer ahead of its view:\n%s", standby, next.LogTail(20))
+		}
+		if v, err := f.lease(t.Context()); err != nil || v.holder != standby || v.holderUID != f.podUID(standby) {
+			t.Errorf("Lease %+v (%v), want %s holding it with its pod UID", v, err, standby)
+		}
+		return old, next
 	}
 
-	ears[standby].setDeaf(true)
-	// One renew after the standby went deaf: its view is then older than the
-	// leader's, and it must refuse the take-over.
-	if !eventually(10*time.Second, func() bool {
-		cur, err := cp.Admin.CoordinationV1().Leases(f.ns).Get(t.Context(), leaseName, metav1.GetOptions{})
-		return err == nil && cur.ResourceVersion != l.ResourceVersion
-	}) {
-		t.Fatal("the leader did not renew within 10s")
+	old, next := handOver(leader, false)
+	if !strings.Contains(old.Log(), `msg="handed the lease to the standby"`) || strings.Contains(old.Log(), `msg="released lease"`) {
+		t.Errorf("the old leader's log does not show a take-over without a release:\n%s", old.LogTail(20))
 	}
-	old := f.byPod(leader)
-	start := time.Now()
-	if err := old.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	next := f.waitNewLeader(leader, 10*time.Second)
-	took := time.Since(start)
-	<-old.Done()
-	t.Logf("SIGTERM of %s to the status file of %s, whose watch was held: %s", leader, next.Opts.Pod, ms(took))
-	if next.Opts.Pod != standby {
-		t.Fatalf("%s leads after the handover, want the standby %s, which only the nudge told", next.Opts.Pod, standby)
-	}
+
+	old, next = handOver(next.Opts.Pod, true)
+	standby := next.Opts.Pod
 	if !strings.Contains(old.Log(), `msg="the standby did not take the lease; releasing it"`) || !strings.Contains(old.Log(), "409 Conflict") {
 		t.Errorf("the old leader's log does not show the standby's refusal of the take-over (409):\n%s", old.LogTail(20))
 	}
 	if !strings.Contains(old.Log(), `msg="nudged the next leader" successor=`+standby) {
 		t.Errorf("the old leader's log does not show the nudge of %s answered:\n%s", standby, old.LogTail(20))
 	}
-	if !strings.Contains(s.Log(), `msg="reading the lease on a nudge"`) {
-		t.Errorf("the standby %s did not read the Lease on the nudge:\n%s", standby, s.LogTail(20))
+	// With its watch held, the standby learned of the release by a read:
+	// the one its own 409 asks for at once, when the release landed before
+	// it, else the nudge's (at most PokeInterval after the read on the
+	// offer).
+	if strings.Contains(next.Log(), `msg="reading the lease on a nudge"`) {
+		t.Logf("%s read the release on the nudge", standby)
+	} else {
+		t.Logf("%s read the release after its own 409, before the nudge", standby)
 	}
-	if v, err := f.lease(t.Context()); err != nil || v.holder != standby || v.holderUID != f.podUID(standby) {
-		t.Errorf("Lease %+v (%v), want %s holding it with its pod UID", v, err, standby)
-	}
-	ears[standby].setDeaf(false)
 
 	// The endpoint: POST only; 202, then 429 within PokeInterval.
 	var follower *testcluster.Sidecar
 	for _, o := range f.all() {
-		if o != old && o != next {
+		if o != next && !o.Exited() {
 			follower = o
 		}
 	}
@@ -243,6 +270,26 @@ type deafProxy struct {
 	mu         sync.Mutex
 	deaf       bool
 	heard      chan struct{} // closed when deaf ends
+	conflict   bool          // the next write is answered 409
+}
+
+// conflictNextWrite has the next PUT answered 409 Conflict, as the API
+// server answers a write on a version that another write replaced, if on.
+func (p *deafProxy) conflictNextWrite(on bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.conflict = on
+}
+
+// takeConflict reports whether r is to be answered 409, once.
+func (p *deafProxy) takeConflict(r *http.Request) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if r.Method != http.MethodPut || !p.conflict {
+		return false
+	}
+	p.conflict = false
+	return true
 }
 
 func newDeafProxy(t *testing.T, f *fleet, pod string) *deafProxy {
@@ -264,21 +311,37 @@ func newDeafProxy(t *testing.T, f *fleet, pod string) *deafProxy {
 	rp.FlushInterval = -1
 	rp.ErrorHandler = func(w http.ResponseWriter, _ *http.Request, _ error) { w.WriteHeader(http.StatusBadGateway) }
 	p := &deafProxy{heard: make(chan struct{})}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if p.takeConflict(r) {
+			st := apierrors.NewConflict(coordinationv1.Resource("leases"), leaseName, errors.New("the object has been modified")).ErrStatus
+			st.Kind, st.APIVersion = "Status", "v1"
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusConflict)
+			_ = json.NewEncoder(w).Encode(st)
+			return
+		}
 		if q := r.URL.Query().Get("watch"); q == "true" || q == "1" {
 			w = &deafWriter{ResponseWriter: w, p: p, ctx: r.Context()}
 		}
 		rp.ServeHTTP(w, r)
-	}))
+	})}
+	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(func() {
-		// Before the sidecars stop: end their watches, which Close would
-		// wait for.
+		// This runs before the fleet stops the sidecars, which still watch
+		// through here and may have opened a connection a moment ago.
+		// http.Server.Close closes every connection and waits for no
+		// handler (httptest.Server.Close waits for them: a watch opened
+		// after CloseClientConnections held it for the API server's watch
+		// timeout, half an hour). The handlers end with their connections.
 		p.setDeaf(false)
-		srv.CloseClientConnections()
-		srv.Close()
+		_ = srv.Close()
 	})
 	p.kubeconfig = filepath.Join(f.dir, pod+"-deaf.kubeconfig")
-	if err := testcluster.WriteKubeconfig(p.kubeconfig, srv.URL, nil, ""); err != nil {
+	if err := testcluster.WriteKubeconfig(p.kubeconfig, "http://"+ln.Addr().String(), nil, ""); err != nil {
 		t.Fatal(err)
 	}
 	return p
@@ -333,3 +396,13 @@ func (w *deafWriter) Flush() {
 }
 
 func (w *deafWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// waitExit waits for s to exit after a SIGTERM, at most d.
+func waitExit(t *testing.T, s *testcluster.Sidecar, d time.Duration) {
+	t.Helper()
+	select {
+	case <-s.Done():
+	case <-time.After(d):
+		t.Fatalf("%s did not exit within %s of SIGTERM:\n%s", s.Opts.Pod, d, s.LogTail(30))
+	}
+}

@@ -402,11 +402,13 @@ type run struct {
 	offered    bool
 	offeredIn  int
 	offerRaces int  // offers that lost to another write
+	renewCut   bool // the last renew's answer was cut off by the end of Run's context
 	stopped    bool // Run's context ended: no more offers
-	// pokeAt is when a poke's read is due; zero: none. pokeRead is when the
-	// last one was done.
-	pokeAt, pokeRead time.Time
-	holderKey        string // Config.Key's public half, as Notes.HolderKey
+	// pokeAt is when a poke's read is due; zero: none. pokeRead and
+	// offerRead are when the last read a poke, and a take-over offer,
+	// caused was done.
+	pokeAt, pokeRead, offerRead time.Time
+	holderKey                   string // Config.Key's public half, as Notes.HolderKey
 }
 
 // tick does what is due at now.
@@ -751,6 +753,8 @@ func (r *run) renew(ctx context.Context, now time.Time) {
 			l, err = r.cfg.Lock.Update(rctx, cur, rec, r.holderNotes(cur))
 		}
 	}
+	// An answer the shutdown cut off leaves the write's outcome unknown.
+	r.renewCut = err != nil && ctx.Err() != nil
 	if err != nil {
 		r.note(ctx, fmt.Errorf("renew lease %s: %w", r.cfg.Lock.Describe(), err))
 		if apierrors.IsNotFound(err) {

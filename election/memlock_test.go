@@ -181,7 +181,10 @@ type memLock struct {
 	mu          sync.Mutex
 	partitioned bool
 	healed      chan struct{}
-	calls       int // Get, Create and Update calls
+	lateWrites  time.Duration // the answer of every write comes this late
+	held        bool          // watch events wait, requests pass
+	freed       chan struct{} // closed when held ends
+	calls       int           // Get, Create and Update calls
 }
 
 func (l *memLock) callCount() int {
@@ -191,7 +194,38 @@ func (l *memLock) callCount() int {
 }
 
 func newMemLock(s *memStore, clk clock.Clock) *memLock {
-	return &memLock{store: s, clk: clk, healed: make(chan struct{})}
+	return &memLock{store: s, clk: clk, healed: make(chan struct{}), freed: make(chan struct{})}
+}
+
+// holdWatch holds the watch's events where they are while on, as a watch
+// whose events the API server has not sent yet; requests still pass.
+func (l *memLock) holdWatch(on bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if on == l.held {
+		return
+	}
+	l.held = on
+	if !on {
+		close(l.freed)
+		l.freed = make(chan struct{})
+	}
+}
+
+// waitFreed waits while the watch is held; false when ctx ended first.
+func (l *memLock) waitFreed(ctx context.Context) bool {
+	l.mu.Lock()
+	held, freed := l.held, l.freed
+	l.mu.Unlock()
+	if !held {
+		return true
+	}
+	select {
+	case <-freed:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }
 
 func (l *memLock) Describe() string { return "test/lease" }
@@ -253,7 +287,13 @@ func (l *memLock) call(ctx context.Context, write bool, op func() (Lease, error)
 	res, err := op()
 	l.store.mu.Unlock()
 	// The write is done; the answer may still be late or never come.
-	if err := l.sleep(ctx, l.store.upTo(f.DelayAfter)); err != nil {
+	late := l.store.upTo(f.DelayAfter)
+	if write {
+		l.mu.Lock()
+		late += l.lateWrites
+		l.mu.Unlock()
+	}
+	if err := l.sleep(ctx, late); err != nil {
 		return Lease{}, err
 	}
 	if l.isPartitioned() {
@@ -349,7 +389,7 @@ func (l *memLock) follow(ctx context.Context, sub *memSub, first Event, send fun
 			if l.isPartitioned() || l.store.chance(f.WatchDrop) {
 				return true
 			}
-			if !send(ev) {
+			if !l.waitFreed(ctx) || !send(ev) {
 				return false
 			}
 		}

@@ -3,7 +3,8 @@ package election
 import "time"
 
 // PokeInterval is the least time between two reads of the Lease that pokes
-// cause, and between two pokes that Poke accepts.
+// cause, between two that take-over offers cause, and between two pokes
+// that Poke accepts.
 const PokeInterval = 100 * time.Millisecond
 
 // Poke asks the candidate to read the Lease now rather than wait for its

@@ -29,8 +29,11 @@ import (
 //     (Notes.HolderKey, from Config.Key).
 //  3. The standby (Elector.TakeOver) checks the offer against its own view
 //     of the Lease: the same version, held by From, whose key signed it,
-//     naming itself. It then writes itself as holder, as an acquire does,
-//     on that version, and leads once the write succeeded.
+//     naming itself. An offer the holder signed for a version the standby
+//     has not seen yet (the leader's last renew is still on its way through
+//     the watch) makes it read the Lease once and check again. It then
+//     writes itself as holder, as an acquire does, on that version, and
+//     leads once the write succeeded.
 //  4. The leader takes the standby's answer: taken, and it writes nothing;
 //     else, or with no answer within its bound, it releases as before.
 //
@@ -123,6 +126,19 @@ func (e *Elector) TakeOver(ctx context.Context, offer []byte) error {
 
 // takeOffer serves a TakeOver request on the election loop.
 func (r *run) takeOffer(ctx context.Context, wire []byte) error {
+	return r.checkOffer(ctx, wire, true)
+}
+
+// checkOffer takes a signed offer that holds against this candidate's view
+// of the Lease. An offer signed by the holder this candidate knows, for a
+// version newer than the one it knows, is most likely the leader's latest
+// renew still on its way through the watch, which at hundreds of watchers
+// takes tens of milliseconds: with mayRead, the Lease is read once and the
+// offer checked again on what was read. An offer for an older version is
+// refused without a read. Reads that offers cause are PokeInterval
+// apart, as those that pokes cause, so a replayed offer cannot make a
+// standby read more often than that.
+func (r *run) checkOffer(ctx context.Context, wire []byte, mayRead bool) error {
 	refuse := func(format string, args ...any) error {
 		return fmt.Errorf("%w: %s", ErrOfferRefused, fmt.Sprintf(format, args...))
 	}
@@ -150,6 +166,11 @@ func (r *run) takeOffer(ctx context.Context, wire []byte) error {
 		return refuse("the offer is for %q, not %q", o.To, r.cfg.Identity)
 	case o.From != l.Record.HolderIdentity:
 		return refuse("the offer is from %q, but the holder is %q", o.From, l.Record.HolderIdentity)
+	case o.Version != l.Version && newer(o.Version, l.Version) && mayRead && r.mayReadOnOffer():
+		r.log.Debug("reading the lease on a take-over offer for a version this candidate has not seen",
+			"offer_version", o.Version, "version", l.Version)
+		r.read(ctx, r.cfg.Clock.Now())
+		return r.checkOffer(ctx, wire, false)
 	case o.Version != l.Version:
 		return refuse("the offer is for version %s of the Lease, this candidate knows %s", o.Version, l.Version)
 	}
@@ -176,22 +197,53 @@ func (r *run) takeOffer(ctx context.Context, wire []byte) error {
 	return fmt.Errorf("take over lease %s: the write succeeded too late to lead on", r.cfg.Lock.Describe())
 }
 
+// mayReadOnOffer reports whether an offer may cause a read now, and if so
+// counts it as the latest read an offer caused. Offers and pokes are
+// limited apart: a nudge that follows a refused offer must not wait.
+func (r *run) mayReadOnOffer() bool {
+	now := r.cfg.Clock.Now()
+	if !r.offerRead.IsZero() && now.Before(r.offerRead.Add(PokeInterval)) {
+		return false
+	}
+	r.offerRead = now
+	return true
+}
+
 // handOff offers the Lease, which this candidate just stopped leading, to
 // its standby, and reports whether the standby took it. It sends nothing
 // without a key, a HandOff callback, or a standby with an address.
 func (r *run) handOff(ctx context.Context, timeout time.Duration) bool {
-	cur := r.lease
-	to, address := cur.Notes.Standby, cur.Notes.StandbyAddress
-	if r.cfg.Key == nil || r.cfg.Callbacks.HandOff == nil || to == "" || to == r.cfg.Identity || address == "" || !r.ours(cur) {
+	offerable := func(cur Lease) bool {
+		s, address := cur.Notes.Standby, cur.Notes.StandbyAddress
+		return s != "" && s != r.cfg.Identity && address != "" && r.ours(cur)
+	}
+	if r.cfg.Key == nil || r.cfg.Callbacks.HandOff == nil || !offerable(r.lease) {
 		return false
 	}
+	hctx, cancel := r.withTimeout(ctx, timeout)
+	defer cancel()
+	if r.renewCut {
+		// The last renew's answer was cut off by the shutdown, so it may
+		// have landed: an offer for the version before it would be refused.
+		// One read tells.
+		l, err := r.cfg.Lock.Get(hctx)
+		if err != nil {
+			r.log.Info("cannot read the lease to offer it to the standby; releasing it", "err", err)
+			return false
+		}
+		r.renewCut = false
+		r.observe(ctx, l, r.cfg.Clock.Now())
+		if !offerable(r.lease) {
+			return false
+		}
+	}
+	cur := r.lease
+	to, address := cur.Notes.Standby, cur.Notes.StandbyAddress
 	wire, err := SignOffer(Offer{Lease: r.cfg.Lock.Describe(), From: r.cfg.Identity, To: to, Version: cur.Version}, r.cfg.Key)
 	if err != nil {
 		r.log.Warn("cannot offer the lease to the standby; releasing it", "standby", to, "err", err)
 		return false
 	}
-	hctx, cancel := r.withTimeout(ctx, timeout)
-	defer cancel()
 	if err := r.cfg.Callbacks.HandOff(hctx, to, address, wire); err != nil {
 		r.log.Info("the standby did not take the lease; releasing it", "standby", to, "err", err)
 		return false

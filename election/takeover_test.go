@@ -9,6 +9,7 @@ import (
 	"sync"
 	"testing"
 	"testing/synctest"
+	"time"
 )
 
 // keyOf is a fixed key per candidate name, so tests can sign as anyone.
@@ -93,6 +94,130 @@ func TestTakeOverIsOneWrite(t *testing.T) {
 		l := g.lease()
 		if l.Record.HolderIdentity != standby || l.Record.LeaderTransitions != 1 || l.Notes.HolderKey != HolderKey(keyOf(standby).Public().(ed25519.PublicKey)) || l.Notes.Standby != "" {
 			t.Errorf("Lease after the take-over = %+v, want %q holding transitions 1, with its own key and no standby", l, standby)
+		}
+	})
+}
+
+// TestTakeOverReadsAViewBehindTheOffer: a standby whose watch has not yet
+// delivered the leader's last renew reads the Lease once on the offer and
+// takes it: still one write, not the release and the acquire of a
+// fallback.
+func TestTakeOverReadsAViewBehindTheOffer(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g, answers := takeOverGroup(t, nil)
+		standby := g.waitStandby()
+		next := g.cands[standby]
+		next.lock.holdWatch(true)
+		renewed := g.lease().Version
+		for g.lease().Version == renewed {
+			g.step(100 * time.Millisecond)
+		}
+		before, calls := g.writes(), next.lock.callCount()
+		g.sigterm("a")
+		if got := g.leader(); got != standby {
+			t.Fatalf("leader after the take-over = %q, want the standby %q, with no time passing", got, standby)
+		}
+		if n := g.writes() - before; n != 1 {
+			t.Errorf("%d writes from the step-down until the standby leads, want 1 (the standby's)", n)
+		}
+		if n := next.lock.callCount() - calls; n != 2 {
+			t.Errorf("the standby sent %d requests on the offer, want 2 (read, take)", n)
+		}
+		if len(*answers) != 1 || (*answers)[0] != nil {
+			t.Errorf("hand-off answers = %v, want one, nil", *answers)
+		}
+		next.lock.holdWatch(false)
+		g.settle()
+		if got := g.leader(); got != standby {
+			t.Errorf("leader once the held events arrived = %q, want %q", got, standby)
+		}
+	})
+}
+
+// TestTakeOverAfterARenewCutShort: a SIGTERM while the leader's renew is
+// on its way back leaves the leader not knowing whether it landed. It reads
+// the Lease once and offers the version that is there, so the standby
+// still takes over in one write, with no release.
+func TestTakeOverAfterARenewCutShort(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g, answers := takeOverGroup(t, nil)
+		standby := g.waitStandby()
+		a := g.cands["a"]
+		a.lock.mu.Lock()
+		a.lock.lateWrites = rp
+		a.lock.mu.Unlock()
+		landed := g.writes()
+		for g.writes() == landed {
+			g.step(10 * time.Millisecond)
+		}
+		if h := g.lease().Record.HolderIdentity; h != "a" {
+			t.Fatalf("the write that landed is %q's, want a's renew", h)
+		}
+		a.lock.mu.Lock()
+		a.lock.lateWrites = 0 // that renew's answer is still late
+		a.lock.mu.Unlock()
+		before, calls := g.writes(), a.lock.callCount()
+		g.sigterm("a")
+		if got := g.leader(); got != standby {
+			t.Fatalf("leader after the take-over = %q, want the standby %q", got, standby)
+		}
+		if n := g.writes() - before; n != 1 {
+			t.Errorf("%d writes from the step-down until the standby leads, want 1 (the standby's, no release)", n)
+		}
+		if n := a.lock.callCount() - calls; n != 1 {
+			t.Errorf("the old leader sent %d requests on stepping down, want 1 (the read)", n)
+		}
+		if len(*answers) != 1 || (*answers)[0] != nil {
+			t.Errorf("hand-off answers = %v, want one, nil", *answers)
+		}
+	})
+}
+
+// TestReplayedOffersReadAtMostOncePerPokeInterval: an offer signed by the
+// holder for a version newer than the standby knows costs one read, and
+// repeating it within PokeInterval costs none; one for an older version
+// costs none at all.
+func TestReplayedOffersReadAtMostOncePerPokeInterval(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g, _ := takeOverGroup(t, nil)
+		standby := g.waitStandby()
+		m := g.cands[standby]
+		o := offerFor(g, standby)
+		o.Version = "1"
+		calls := m.lock.callCount()
+		if err := m.e.TakeOver(context.Background(), sign(t, o, keyOf("a"))); !errors.Is(err, ErrOfferRefused) || !strings.Contains(err.Error(), "for version 1") {
+			t.Fatalf("TakeOver of an offer for version 1: err = %v, want a refusal naming the version", err)
+		}
+		if n := m.lock.callCount() - calls; n != 0 {
+			t.Errorf("an offer for an older version caused %d requests, want none", n)
+		}
+		o.Version = "1000"
+		wire := sign(t, o, keyOf("a"))
+		calls = m.lock.callCount()
+		for range 5 {
+			if err := m.e.TakeOver(context.Background(), wire); !errors.Is(err, ErrOfferRefused) || !strings.Contains(err.Error(), "for version 1000") {
+				t.Fatalf("TakeOver of an offer for version 1000: err = %v, want a refusal naming the version", err)
+			}
+		}
+		if n := m.lock.callCount() - calls; n != 1 {
+			t.Errorf("5 offers for a version newer than known within no time caused %d requests, want 1 read", n)
+		}
+		// A nudge right after (the leader's fallback) is not held back by
+		// the offer's read.
+		calls = m.lock.callCount()
+		m.e.Poke()
+		g.settle()
+		if n := m.lock.callCount() - calls; n != 1 {
+			t.Errorf("a poke right after an offer's read caused %d requests with no time passing, want 1 read", n)
+		}
+		g.step(PokeInterval)
+		calls = m.lock.callCount()
+		_ = m.e.TakeOver(context.Background(), wire)
+		if n := m.lock.callCount() - calls; n != 1 {
+			t.Errorf("an offer PokeInterval later caused %d requests, want 1 read", n)
+		}
+		if g.leader() != "a" {
+			t.Errorf("leader = %q, want a: refused offers change nothing", g.leader())
 		}
 	})
 }
