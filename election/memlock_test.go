@@ -179,11 +179,9 @@ type memLock struct {
 	clk   clock.Clock
 
 	mu          sync.Mutex
-	partitioned bool
-	healed      chan struct{}
 	lateWrites  time.Duration // the answer of every write comes this late
-	held        bool          // watch events wait, requests pass
-	freed       chan struct{} // closed when held ends
+	partitioned *gate         // nothing passes
+	held        *gate         // watch events wait, requests pass
 	calls       int           // Get, Create and Update calls
 }
 
@@ -194,59 +192,62 @@ func (l *memLock) callCount() int {
 }
 
 func newMemLock(s *memStore, clk clock.Clock) *memLock {
-	return &memLock{store: s, clk: clk, healed: make(chan struct{}), freed: make(chan struct{})}
+	return &memLock{store: s, clk: clk, partitioned: newGate(), held: newGate()}
 }
 
 // holdWatch holds the watch's events where they are while on, as a watch
 // whose events the API server has not sent yet; requests still pass.
-func (l *memLock) holdWatch(on bool) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if on == l.held {
+func (l *memLock) holdWatch(on bool) { l.held.set(on) }
+
+func (l *memLock) Describe() string { return "test/lease" }
+
+func (l *memLock) partition(on bool) { l.partitioned.set(on) }
+
+func (l *memLock) isPartitioned() bool { return l.partitioned.isClosed() }
+
+// gate is a fault a test switches on (closed) and off, which goroutines can
+// wait out.
+type gate struct {
+	mu     sync.Mutex
+	closed bool
+	opened chan struct{} // closed when the gate opens
+}
+
+func newGate() *gate { return &gate{opened: make(chan struct{})} }
+
+func (g *gate) set(closed bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if closed == g.closed {
 		return
 	}
-	l.held = on
-	if !on {
-		close(l.freed)
-		l.freed = make(chan struct{})
+	g.closed = closed
+	if !closed {
+		close(g.opened)
+		g.opened = make(chan struct{})
 	}
 }
 
-// waitFreed waits while the watch is held; false when ctx ended first.
-func (l *memLock) waitFreed(ctx context.Context) bool {
-	l.mu.Lock()
-	held, freed := l.held, l.freed
-	l.mu.Unlock()
-	if !held {
+func (g *gate) isClosed() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.closed
+}
+
+// wait waits while the gate is closed; false when ctx ended first.
+func (g *gate) wait(ctx context.Context) bool {
+	g.mu.Lock()
+	closed, opened := g.closed, g.opened
+	g.mu.Unlock()
+	if !closed {
 		return true
 	}
 	select {
-	case <-freed:
+	case <-opened:
 		return true
 	case <-ctx.Done():
 		return false
 	}
-}
-
-func (l *memLock) Describe() string { return "test/lease" }
-
-func (l *memLock) partition(on bool) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if on == l.partitioned {
-		return
-	}
-	l.partitioned = on
-	if !on {
-		close(l.healed)
-		l.healed = make(chan struct{})
-	}
-}
-
-func (l *memLock) isPartitioned() bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.partitioned
 }
 
 func (l *memLock) sleep(ctx context.Context, d time.Duration) error {
@@ -354,13 +355,8 @@ func (l *memLock) Watch(ctx context.Context, events chan<- Event) {
 		if !send(Event{Type: WatchLost, Err: errors.New("injected watch break")}) {
 			return
 		}
-		l.mu.Lock()
-		healed := l.healed
-		l.mu.Unlock()
 		if l.isPartitioned() {
-			select {
-			case <-healed:
-			case <-ctx.Done():
+			if !l.partitioned.wait(ctx) {
 				return
 			}
 		} else if l.sleep(ctx, l.store.upTo(l.store.getFaults().WatchOutage)) != nil {
@@ -389,7 +385,7 @@ func (l *memLock) follow(ctx context.Context, sub *memSub, first Event, send fun
 			if l.isPartitioned() || l.store.chance(f.WatchDrop) {
 				return true
 			}
-			if !l.waitFreed(ctx) || !send(ev) {
+			if !l.held.wait(ctx) || !send(ev) {
 				return false
 			}
 		}
