@@ -166,7 +166,7 @@ func (r *run) checkOffer(ctx context.Context, wire []byte, mayRead bool) error {
 		return refuse("the offer is for %q, not %q", o.To, r.cfg.Identity)
 	case o.From != l.Record.HolderIdentity:
 		return refuse("the offer is from %q, but the holder is %q", o.From, l.Record.HolderIdentity)
-	case o.Version != l.Version && newer(o.Version, l.Version) && mayRead && r.mayReadOnOffer():
+	case newer(o.Version, l.Version) && mayRead && r.mayReadOnOffer():
 		r.log.Debug("reading the lease on a take-over offer for a version this candidate has not seen",
 			"offer_version", o.Version, "version", l.Version)
 		r.read(ctx, r.cfg.Clock.Now())
