@@ -93,7 +93,7 @@ func (b *bench) podRounds(ctx context.Context, node *testcluster.Node, ns string
 		if err != nil {
 			return err
 		}
-		started, err := b.cp.SidecarStarted(ctx, ns, leader.Name)
+		started, err := b.cp.SidecarStarted(ctx, ns, leader.Name, killed, 30*time.Second)
 		if err != nil {
 			return err
 		}

@@ -235,15 +235,17 @@ func (d *demo) waitRouted(ctx context.Context, pod string) (time.Duration, error
 	return took.Round(time.Millisecond), err
 }
 
-// table prints what each source of truth says.
+// table prints what each source of truth says, once the pods' role labels,
+// which each sidecar patches after its status file, have caught up with the
+// Lease.
 func (d *demo) table(ctx context.Context) error {
 	l, err := d.cp.Admin.CoordinationV1().Leases(d.ns).Get(ctx, lease, metav1.GetOptions{})
 	if err != nil {
 		return err
 	}
-	holder := ""
-	if l.Spec.HolderIdentity != nil {
-		holder = *l.Spec.HolderIdentity
+	holder := testcluster.Holder(l)
+	if err := d.cp.WaitRoles(ctx, d.ns, app, holder, 30*time.Second); err != nil {
+		return err
 	}
 	transitions := int32(0)
 	if l.Spec.LeaseTransitions != nil {

@@ -39,7 +39,7 @@ func (d *demo) runPods(ctx context.Context) error {
 		return err
 	}
 	d.say("%d pods ready %s after the apply; %s leads. What each part says:", replicas, since(start), testcluster.Holder(l))
-	if err := d.podTable(ctx); err != nil {
+	if err := d.podTable(ctx, testcluster.Holder(l)); err != nil {
 		return err
 	}
 
@@ -64,7 +64,7 @@ func (d *demo) runPods(ctx context.Context) error {
 		return err
 	}
 	d.say("%s acquired the Lease %s after the delete; the Deployment's new pod is ready:", testcluster.Holder(l), handover.Round(time.Millisecond))
-	if err := d.podTable(ctx); err != nil {
+	if err := d.podTable(ctx, testcluster.Holder(l)); err != nil {
 		return err
 	}
 
@@ -84,13 +84,16 @@ func (d *demo) runPods(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	started, err := d.cp.SidecarStarted(ctx, ns, leader.Name)
+	if _, err := d.cp.WaitRestarted(ctx, ns, leader.Name, testcluster.SidecarContainer, sc, time.Minute); err != nil {
+		return err
+	}
+	started, err := d.cp.SidecarStarted(ctx, ns, leader.Name, killed, 30*time.Second)
 	if err != nil {
 		return err
 	}
 	d.say("The kubelet restarted it %s after the kill; it resumed its own term (POD_UID) %s after its start: %s leads, no failover.",
 		started.Sub(killed).Round(time.Millisecond), l.Spec.RenewTime.Sub(started).Round(time.Millisecond), testcluster.Holder(l))
-	if err := d.podTable(ctx); err != nil {
+	if err := d.podTable(ctx, testcluster.Holder(l)); err != nil {
 		return err
 	}
 	d.say("\nMeasured in real pods: delete of the leader's pod to the next leader %s; sidecar SIGKILL to its resumed term %s.",
@@ -103,8 +106,16 @@ func (d *demo) pod(ctx context.Context, name string) (*corev1.Pod, error) {
 }
 
 // podTable prints, per pod, what the kubelet, the app, the label, the Lease
-// and the Service's EndpointSlice say.
-func (d *demo) podTable(ctx context.Context) error {
+// and the Service's EndpointSlice say, once the labels and the Service have
+// caught up with leader: each is published after the Lease, by the sidecars
+// and the endpointslice controller.
+func (d *demo) podTable(ctx context.Context, leader string) error {
+	if err := d.cp.WaitRoles(ctx, d.ns, testcluster.ExampleApp, leader, 30*time.Second); err != nil {
+		return err
+	}
+	if _, _, err := d.cp.WaitRouted(ctx, d.ns, testcluster.ExampleService, leader, time.Now(), 30*time.Second); err != nil {
+		return err
+	}
 	l, err := d.cp.ExampleLeaseNow(ctx, d.ns)
 	if err != nil {
 		return err

@@ -181,22 +181,112 @@ func (n *Node) KillContainer(ctx context.Context, containerID string) (time.Time
 	return at, nil
 }
 
-// SidecarStarted is when the pod's running sidecar container logged its
-// start, read through the kubelet.
-func (cp *ControlPlane) SidecarStarted(ctx context.Context, ns, pod string) (time.Time, error) {
-	b, err := cp.Admin.CoreV1().Pods(ns).GetLogs(pod, &corev1.PodLogOptions{Container: SidecarContainer}).DoRaw(ctx)
-	if err != nil {
-		return time.Time{}, fmt.Errorf("log of %s's sidecar: %w", pod, err)
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if strings.Contains(line, `msg="starting leader-elector"`) {
+// SidecarStarted waits until the pod's running sidecar container has
+// logged its start at or after since, read through the kubelet, and returns
+// when. A restarted container's log is the kubelet's to serve only once it
+// runs the new container, so one read right after a kill can still show the
+// old one's.
+func (cp *ControlPlane) SidecarStarted(ctx context.Context, ns, pod string, since time.Time, timeout time.Duration) (time.Time, error) {
+	var at time.Time
+	last := "no log read"
+	err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
+		b, err := cp.Admin.CoreV1().Pods(ns).GetLogs(pod, &corev1.PodLogOptions{Container: SidecarContainer}).DoRaw(ctx)
+		if err != nil {
+			last = err.Error()
+			return false, nil
+		}
+		last = "no start line"
+		for _, line := range strings.Split(string(b), "\n") {
+			if !strings.Contains(line, `msg="starting leader-elector"`) {
+				continue
+			}
 			f := strings.Fields(line)
-			if at, err := time.Parse(time.RFC3339Nano, strings.TrimPrefix(f[0], "time=")); err == nil {
-				return at, nil
+			t, err := time.Parse(time.RFC3339Nano, strings.TrimPrefix(f[0], "time="))
+			if err != nil {
+				continue
+			}
+			if t.Before(since) {
+				last = "the last start line is from " + t.Format(time.RFC3339Nano)
+				continue
+			}
+			at = t
+			return true, nil
+		}
+		return false, nil
+	})
+	if err != nil {
+		return time.Time{}, fmt.Errorf("the sidecar of %s/%s logged no start since %s within %s: %s",
+			ns, pod, since.Format(time.RFC3339Nano), timeout, last)
+	}
+	return at, nil
+}
+
+// WaitRestarted waits until the kubelet reports that the pod's container
+// was restarted since before was seen: a higher restartCount, another
+// container ID, running. The kubelet's status manager publishes a restart
+// some time after it happened (it batches status updates), so the count
+// read once right after the restart's effect is seen may still be the old
+// one. It returns the status that showed the restart.
+func (cp *ControlPlane) WaitRestarted(ctx context.Context, ns, pod, container string, before *corev1.ContainerStatus, timeout time.Duration) (*corev1.ContainerStatus, error) {
+	var got *corev1.ContainerStatus
+	last := "no status read"
+	err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
+		p, err := cp.Admin.CoreV1().Pods(ns).Get(ctx, pod, metav1.GetOptions{})
+		if err != nil {
+			last = err.Error()
+			return false, nil
+		}
+		s := ContainerStatus(p, container)
+		if s == nil {
+			last = "no status of the container"
+			return false, nil
+		}
+		last = fmt.Sprintf("restartCount %d, container %s, running %v", s.RestartCount, s.ContainerID, s.State.Running != nil)
+		if s.RestartCount > before.RestartCount && s.ContainerID != before.ContainerID && s.State.Running != nil {
+			got = s
+			return true, nil
+		}
+		return false, nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("the kubelet reported no restart of container %s of %s/%s within %s (before: restartCount %d, container %s); last seen: %s",
+			container, ns, pod, timeout, before.RestartCount, before.ContainerID, last)
+	}
+	return got, nil
+}
+
+// WaitRoles waits until the live pods labelled app=app in ns carry the
+// label role=leader on leader's pod and role=follower on every other: each
+// sidecar patches its own pod's label after its status file, so the labels
+// follow the file by an API round trip.
+func (cp *ControlPlane) WaitRoles(ctx context.Context, ns, app, leader string, timeout time.Duration) error {
+	var last string
+	err := wait.PollUntilContextTimeout(ctx, 20*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
+		list, err := cp.Admin.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=" + app})
+		if err != nil {
+			last = err.Error()
+			return false, nil
+		}
+		var wrong []string
+		for _, p := range list.Items {
+			if p.DeletionTimestamp != nil || p.Status.Phase != corev1.PodRunning {
+				continue
+			}
+			want := "follower"
+			if p.Name == leader {
+				want = "leader"
+			}
+			if got := p.Labels["role"]; got != want {
+				wrong = append(wrong, fmt.Sprintf("%s has role=%q, want %q", p.Name, got, want))
 			}
 		}
+		last = strings.Join(wrong, "; ")
+		return len(wrong) == 0, nil
+	})
+	if err != nil {
+		return fmt.Errorf("the role labels of the pods app=%s in %s, leader %s, not set within %s: %s", app, ns, leader, timeout, last)
 	}
-	return time.Time{}, fmt.Errorf("no start line in the log of %s's sidecar", pod)
+	return nil
 }
 
 // WaitPodGone waits until the pod is deleted, and returns its last status
