@@ -327,24 +327,55 @@ func withoutVerb(role *unstructured.Unstructured, verb string) *unstructured.Uns
 // this bites, and makes it writable again.
 func readOnlyStatusDir(ctx context.Context, wd *world, r *round) error {
 	hold := between(r.rng, 500*time.Millisecond, 2*leaseDuration)
-	r.notef("read-only for %s", hold.Round(time.Millisecond))
-	if err := makeReadOnly(r.leader); err != nil {
+	// Half the rounds, the leader steps down (SIGTERM) while its file
+	// cannot be removed: it must keep the Lease until the file is gone.
+	stepDown := r.rng.IntN(2) == 0
+	r.notef("read-only for %s, SIGTERM meanwhile: %v", hold.Round(time.Millisecond), stepDown)
+	l := r.leader
+	p := l.current()
+	if err := makeReadOnly(l); err != nil {
 		return err
 	}
 	if err := sleep(ctx, min(hold, 2*retryPeriod)); err != nil {
 		return err
 	}
-	if code, err := r.leader.current().probe("/readyz"); err == nil {
+	if code, err := p.probe("/readyz"); err == nil {
 		r.notef("/readyz %d", code)
+	}
+	if stepDown {
+		p.expect(whySIGTERM)
+		if err := p.signal(syscall.SIGTERM); err != nil {
+			return err
+		}
 	}
 	if err := sleep(ctx, hold-min(hold, 2*retryPeriod)); err != nil {
 		return err
 	}
-	if err := os.Chmod(r.leader.emptyDir, 0o755); err != nil {
+	if err := os.Chmod(l.emptyDir, 0o755); err != nil {
 		return err
 	}
 	r.healed = time.Now()
-	return nil
+	if !stepDown {
+		return nil
+	}
+	// Once the file can go, the step-down goes on: the next retry of the
+	// removal (at most RenewDeadline apart), then the release.
+	bound := timings.RenewDeadline + timings.StepDownBound() + time.Second
+	select {
+	case <-p.done:
+		if _, exited, _ := p.exit(); exited.Before(r.healed) {
+			wd.run.violate(r, inv4, fmt.Sprintf("%s exited at %s, before its read-only status directory was writable again at %s: it cannot have removed its file",
+				l.pod, exited.Format("15:04:05.000"), r.healed.Format("15:04:05.000")), l.pod)
+		}
+	case <-time.After(bound):
+		wd.run.violate(r, inv4, fmt.Sprintf("%s did not exit within %s of its status directory becoming writable again after a SIGTERM", l.pod, bound), l.pod)
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
+	if _, err := os.Stat(l.statusFile); err == nil {
+		wd.run.violate(r, inv4, fmt.Sprintf("%s exited after SIGTERM and left its status file", l.pod), l.pod)
+	}
+	return wd.start(l)
 }
 
 func makeReadOnly(rep *replica) error {

@@ -63,6 +63,22 @@
 // shutdown or resignation), so that a SIGTERM during a step-down still
 // releases the Lease. Acquiring runs the other way: the Lease is won, then
 // OnStartedLeading runs.
+//
+// # A step-down that cannot be withdrawn
+//
+// OnStoppedLeading returns an error when the app may still act as leader
+// (the sidecar's status file could not be removed). Then the candidate has
+// not stepped down: it no longer leads (State.IsLeader is false, Leading too),
+// but it keeps the Lease, renewing it every RetryPeriod as in a term, sends
+// no release, offer or grant, offers itself as nobody's standby and
+// campaigns for nothing, and retries the callback with a back-off
+// (RetryPeriod, doubling, up to RenewDeadline), reported in
+// State.Withdrawing. Once the callback succeeds the step-down goes on as
+// usual. This holds after Run's context ended too: Run returns only once the
+// callback succeeded, or never, until the process is killed. A step-down
+// that found the Lease already another's, deleted, or unrenewable cannot
+// keep it: that candidate retries the callback and campaigns for nothing
+// until it succeeds, but the Lease's next holder may lead meanwhile.
 package election
 
 import (
@@ -136,8 +152,10 @@ type Callbacks struct {
 	OnStartedLeading func(ctx context.Context, s State) error
 	// OnStoppedLeading runs once this candidate no longer believes it leads,
 	// before the Lease is released. Its context ends after RetryPeriod, also
-	// when Run's context ended first.
-	OnStoppedLeading func(ctx context.Context, s State)
+	// when Run's context ended first. An error means the app may still act
+	// as leader: the Lease is kept, renewed, and nothing hands it on until a
+	// retry of the callback succeeds (see the package doc).
+	OnStoppedLeading func(ctx context.Context, s State) error
 	// OnChange runs when the observed leader, the transitions or IsLeader change.
 	OnChange func(s State)
 	// Nudge runs once this candidate released the Lease naming a successor,
@@ -192,6 +210,10 @@ type State struct {
 	// LeadsUnhealthy is true while this candidate leads although its app is
 	// unhealthy, because no healthy follower has offered to take over.
 	LeadsUnhealthy bool
+	// Withdrawing is, while a step-down waits for OnStoppedLeading to
+	// succeed, its last error; empty otherwise. Meanwhile the candidate
+	// keeps the Lease, renewed, without leading.
+	Withdrawing string
 }
 
 // Elector runs one candidate's election. Create it with New, start it with Run.
@@ -409,11 +431,26 @@ type run struct {
 	// caused was done.
 	pokeAt, pokeRead, offerRead time.Time
 	holderKey                   string // Config.Key's public half, as Notes.HolderKey
+	// withheld is a step-down whose OnStoppedLeading failed; nil: none.
+	withheld *withheldStepDown
+}
+
+// withheldStepDown is a step-down that waits for OnStoppedLeading to
+// succeed, and what it does then.
+type withheldStepDown struct {
+	release time.Duration // the release's bound; 0: no release
+	grantTo string        // hand the Lease to this candidate instead
+	retryAt time.Time
+	backoff time.Duration
 }
 
 // tick does what is due at now.
 func (r *run) tick(ctx context.Context, now time.Time) {
 	r.update(func(s *State) { s.LastTick = now })
+	if r.withheld != nil {
+		r.tickWithheld(ctx, now)
+		return
+	}
 	if r.leading {
 		r.pokeAt = time.Time{} // a leader reads nothing on a poke
 		if !now.Before(r.renewDeadline()) {
@@ -469,6 +506,15 @@ func (r *run) next(now time.Time) time.Time {
 		if u.Before(t) {
 			t = u
 		}
+	}
+	if w := r.withheld; w != nil {
+		earliest(w.retryAt)
+		if r.holdsLease() {
+			earliest(r.lastAttempt.Add(r.cfg.RetryPeriod))
+		} else if at, ok := r.readAt(); ok {
+			earliest(at)
+		}
+		return t
 	}
 	if r.leading {
 		earliest(r.lastAttempt.Add(r.cfg.RetryPeriod))
@@ -735,7 +781,11 @@ func (r *run) lead(ctx context.Context, l Lease, err error, sent time.Time, what
 // renew extends our Lease, re-reading it once on a conflict.
 func (r *run) renew(ctx context.Context, now time.Time) {
 	r.lastAttempt = now
-	rctx, cancel := r.withTimeout(ctx, r.renewDeadline().Sub(now))
+	timeout := r.renewDeadline().Sub(now)
+	if !r.leading { // keeping a withheld step-down's Lease: no deadline to lead by
+		timeout = r.cfg.RetryPeriod
+	}
+	rctx, cancel := r.withTimeout(ctx, timeout)
 	defer cancel()
 	rec := r.lease.Record
 	rec.HolderIdentity = r.cfg.Identity
@@ -746,7 +796,7 @@ func (r *run) renew(ctx context.Context, now time.Time) {
 		var cur Lease
 		if cur, err = r.cfg.Lock.Get(rctx); err == nil {
 			r.observe(ctx, cur, r.cfg.Clock.Now())
-			if !r.leading {
+			if !r.leading && !r.holdsLease() {
 				return // observe saw another holder and stepped down
 			}
 			rec.AcquireTime, rec.LeaderTransitions = cur.Record.AcquireTime, cur.Record.LeaderTransitions
@@ -764,7 +814,9 @@ func (r *run) renew(ctx context.Context, now time.Time) {
 	}
 	r.note(ctx, nil)
 	r.renewSentAt = now
-	r.update(func(s *State) { s.LeadUntil = r.renewDeadline() })
+	if r.leading {
+		r.update(func(s *State) { s.LeadUntil = r.renewDeadline() })
+	}
 	r.observe(ctx, l, r.cfg.Clock.Now())
 	r.update(func(s *State) { s.RenewTime = l.Record.RenewTime.Time })
 }
@@ -774,30 +826,119 @@ func (r *run) renew(ctx context.Context, now time.Time) {
 // naming the standby, if there is one, as successor. Both run on a context
 // that outlives ctx, each with its own bound, so that a shutdown signal during
 // a step-down neither cuts the callback short nor makes followers wait
-// LeaseDuration for a release that was never sent.
+// LeaseDuration for a release that was never sent. A callback that fails
+// withholds the rest (see withhold).
 func (r *run) stepDown(ctx context.Context, reason string, release time.Duration) error {
-	if !r.stopLeading(ctx, reason) || release <= 0 {
-		return nil
-	}
-	return r.release(context.WithoutCancel(ctx), release)
+	return r.stepDownTo(ctx, reason, release, "")
 }
 
-// stopLeading is the first half of every step-down: this candidate stops
-// believing it leads and the callback runs. It reports whether it led.
-func (r *run) stopLeading(ctx context.Context, reason string) bool {
+// stepDownTo is stepDown, handing the Lease to grantTo instead of releasing
+// it when grantTo is set.
+func (r *run) stepDownTo(ctx context.Context, reason string, release time.Duration, grantTo string) error {
 	if !r.leading {
-		return false
+		return nil
 	}
 	r.leading = false
 	r.update(func(s *State) { s.IsLeader, s.LeadUntil, s.LeadsUnhealthy = false, time.Time{}, false })
 	r.log.Info("stopped leading", "reason", reason, "transitions", r.lease.Record.LeaderTransitions)
-	if cb := r.cfg.Callbacks.OnStoppedLeading; cb != nil {
-		cctx, cancel := r.withTimeout(context.WithoutCancel(ctx), r.cfg.RetryPeriod)
-		cb(cctx, r.State())
-		cancel()
-	}
+	err := r.runStopped(ctx)
 	r.changed()
-	return true
+	if err != nil {
+		return r.withhold(ctx, err, release, grantTo)
+	}
+	return r.handOn(ctx, release, grantTo)
+}
+
+// runStopped runs OnStoppedLeading, on a context of its own bound.
+func (r *run) runStopped(ctx context.Context) error {
+	cb := r.cfg.Callbacks.OnStoppedLeading
+	if cb == nil {
+		return nil
+	}
+	cctx, cancel := r.withTimeout(context.WithoutCancel(ctx), r.cfg.RetryPeriod)
+	defer cancel()
+	return cb(cctx, r.State())
+}
+
+// handOn is the second half of a step-down whose callback succeeded: the
+// Lease is granted to grantTo, or released within release, or left alone.
+func (r *run) handOn(ctx context.Context, release time.Duration, grantTo string) error {
+	switch {
+	case grantTo != "":
+		return r.grant(context.WithoutCancel(ctx), grantTo)
+	case release > 0:
+		return r.release(context.WithoutCancel(ctx), release)
+	}
+	return nil
+}
+
+// withhold keeps a step-down whose callback failed from going on: the app
+// may still act as leader, so the Lease stays ours, renewed without leading,
+// until a retry of the callback succeeds.
+func (r *run) withhold(ctx context.Context, err error, release time.Duration, grantTo string) error {
+	now := r.cfg.Clock.Now()
+	r.withheld = &withheldStepDown{release: release, grantTo: grantTo, retryAt: now.Add(r.cfg.RetryPeriod), backoff: r.cfg.RetryPeriod}
+	r.update(func(s *State) { s.Withdrawing = err.Error() })
+	r.log.Error("leadership could not be withdrawn: keeping the lease, renewed without leading, until it is; no release or handover meanwhile",
+		"err", err, "retry_in", r.cfg.RetryPeriod, "holds_lease", r.holdsLease())
+	err = fmt.Errorf("not stepped down, the lease is kept until leadership is withdrawn: %w", err)
+	r.note(context.WithoutCancel(ctx), err)
+	return err
+}
+
+// holdsLease reports whether a withheld step-down still has the Lease to
+// keep: it is ours as far as this candidate knows.
+func (r *run) holdsLease() bool {
+	return r.withheld != nil && r.view == viewKnown && r.ours(r.lease)
+}
+
+// tickWithheld does what is due while a step-down is withheld: retry the
+// callback, keep the Lease renewed while it is ours, else follow it by reads.
+// It campaigns for nothing, and offers to be nobody's standby.
+func (r *run) tickWithheld(ctx context.Context, now time.Time) {
+	w := r.withheld
+	r.pokeAt, r.standbyAt = time.Time{}, time.Time{}
+	if !now.Before(w.retryAt) {
+		err := r.runStopped(ctx)
+		if err == nil {
+			r.withheld = nil
+			r.update(func(s *State) { s.Withdrawing = "" })
+			r.log.Info("leadership withdrawn at last; stepping down")
+			r.note(context.WithoutCancel(ctx), nil)
+			_ = r.handOn(ctx, w.release, w.grantTo)
+			r.notBefore = later(r.notBefore, r.cfg.Clock.Now().Add(r.cfg.RetryPeriod))
+			return
+		}
+		w.backoff = min(2*w.backoff, r.cfg.RenewDeadline)
+		w.retryAt = now.Add(w.backoff)
+		r.update(func(s *State) { s.Withdrawing = err.Error() })
+		r.log.Warn("leadership still not withdrawn; keeping the lease", "err", err, "retry_in", w.backoff, "holds_lease", r.holdsLease())
+	}
+	if r.holdsLease() {
+		if !now.Before(r.lastAttempt.Add(r.cfg.RetryPeriod)) {
+			r.renew(ctx, now)
+		}
+		return
+	}
+	if at, ok := r.readAt(); ok && !now.Before(at) {
+		r.read(ctx, now)
+	}
+}
+
+// drainWithheld keeps a withheld step-down going after Run's context ended:
+// Run returns only once the callback succeeded and the step-down went on.
+func (r *run) drainWithheld(ctx context.Context) {
+	ctx = context.WithoutCancel(ctx)
+	for r.withheld != nil {
+		now := r.cfg.Clock.Now()
+		r.tickWithheld(ctx, now)
+		if r.withheld == nil {
+			return
+		}
+		if wait := r.next(r.cfg.Clock.Now()).Sub(r.cfg.Clock.Now()); wait > 0 {
+			<-r.cfg.Clock.After(wait)
+		}
+	}
 }
 
 // release hands the Lease back the way client-go's ReleaseOnCancel does, so
@@ -868,11 +1009,16 @@ const noRelease time.Duration = 0
 // its offer, so that no release names a candidate that is gone.
 func (r *run) shutdown(ctx context.Context) {
 	r.stopped = true
-	if r.leading {
+	switch {
+	case r.leading:
 		r.stepDown(ctx, "shutting down", r.cfg.RenewDeadline)
-		return
+	case r.withheld == nil:
+		r.withdraw(context.WithoutCancel(ctx))
 	}
-	r.withdraw(context.WithoutCancel(ctx))
+	if r.withheld != nil {
+		r.withheld.release = max(r.withheld.release, r.cfg.RenewDeadline)
+		r.drainWithheld(ctx)
+	}
 }
 
 // setLeader publishes the observed record.

@@ -35,6 +35,7 @@ type one struct {
 	cancel  context.CancelFunc
 	done    chan error
 	onStart func() error // nil: succeed
+	onStop  func() error // nil: succeed; guarded by mu
 
 	mu      sync.Mutex
 	started int
@@ -288,7 +289,16 @@ func newOneConfig(t *testing.T, store *memStore, onStart func() error, wrap func
 				}
 				return o.onStart()
 			},
-			OnStoppedLeading: func(context.Context, State) { o.mu.Lock(); o.stopped++; o.mu.Unlock() },
+			OnStoppedLeading: func(context.Context, State) error {
+				o.mu.Lock()
+				o.stopped++
+				f := o.onStop
+				o.mu.Unlock()
+				if f == nil {
+					return nil
+				}
+				return f()
+			},
 		},
 	}
 	if mod != nil {
@@ -466,10 +476,11 @@ func TestShutdownDuringResignStillReleases(t *testing.T) {
 		entered, unblock := make(chan struct{}), make(chan struct{})
 		var cbErr error
 		o := newOneConfig(t, store, nil, func(l *memLock) Lock { return l }, func(c *Config) {
-			c.Callbacks.OnStoppedLeading = func(ctx context.Context, _ State) {
+			c.Callbacks.OnStoppedLeading = func(ctx context.Context, _ State) error {
 				close(entered)
 				<-unblock
 				cbErr = ctx.Err()
+				return nil
 			}
 		})
 		if !o.e.State().IsLeader {

@@ -96,6 +96,9 @@ func (e *Elector) Handover(ctx context.Context, to string) error {
 
 // handOver serves a Handover request on the election loop.
 func (r *run) handOver(ctx context.Context, to string) error {
+	if r.withheld != nil {
+		return fmt.Errorf("%w: a step-down waits for leadership to be withdrawn: %s", ErrNotLeader, r.State().Withdrawing)
+	}
 	if !r.leading {
 		return fmt.Errorf("%w (the leader is %q)", ErrNotLeader, r.State().Leader)
 	}
@@ -107,8 +110,7 @@ func (r *run) handOver(ctx context.Context, to string) error {
 		r.notBefore = r.cfg.Clock.Now().Add(r.cfg.RetryPeriod)
 		return err
 	}
-	r.stopLeading(ctx, fmt.Sprintf("handing over to %q on request", to))
-	return r.grant(context.WithoutCancel(ctx), to)
+	return r.stepDownTo(ctx, fmt.Sprintf("handing over to %q on request", to), r.cfg.RenewDeadline, to)
 }
 
 // grant writes to as the holder of the Lease we just stepped down from.

@@ -48,7 +48,7 @@ func (g *group) start(name string, mod func(*Config)) *member {
 	cfg := Config{Lock: m.lock, Identity: name, LeaseDuration: ld, RenewDeadline: rd, RetryPeriod: rp, Clock: g.clk, Logger: quiet,
 		Callbacks: Callbacks{
 			OnStartedLeading: func(context.Context, State) error { m.mu.Lock(); m.started++; m.mu.Unlock(); return nil },
-			OnStoppedLeading: func(context.Context, State) { m.mu.Lock(); m.stopped++; m.mu.Unlock() },
+			OnStoppedLeading: func(context.Context, State) error { m.mu.Lock(); m.stopped++; m.mu.Unlock(); return nil },
 		}}
 	if mod != nil {
 		mod(&cfg)

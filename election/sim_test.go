@@ -118,10 +118,11 @@ func (s *sim) startCand(id string, rate float64) *cand {
 				}
 				return nil
 			},
-			OnStoppedLeading: func(context.Context, State) {
+			OnStoppedLeading: func(context.Context, State) error {
 				s.mu.Lock()
 				delete(s.leaders, id)
 				s.mu.Unlock()
+				return nil
 			},
 			OnChange: func(st State) {
 				if st.Leader != "" {

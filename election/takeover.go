@@ -148,6 +148,8 @@ func (r *run) checkOffer(ctx context.Context, wire []byte, mayRead bool) error {
 		return refuse("this candidate leads already")
 	case r.stopped:
 		return refuse("this candidate is shutting down")
+	case r.withheld != nil:
+		return refuse("this candidate's own step-down waits for its leadership to be withdrawn")
 	case !r.healthy:
 		return refuse("the app is unhealthy (%s)", r.healthReason)
 	case r.cfg.Clock.Now().Before(r.notBefore):

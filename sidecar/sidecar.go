@@ -86,6 +86,11 @@ type Output struct {
 	// Follow runs, in order, once leadership ended and before the Lease is
 	// released. Its context ends after RETRY_PERIOD.
 	Follow func(ctx context.Context, s election.State) error
+	// Withdraws marks the outputs through which the app learns it leads
+	// (the status file): while their Follow fails, the app may still act
+	// as leader, so the election keeps the Lease and hands it to no one,
+	// and their Follow alone is retried until it succeeds.
+	Withdraws bool
 	// Run does the output's background work until ctx ends, which is after
 	// the election ended. An earlier return, with or without an error, ends
 	// the election (stepping down as usual) and Run's result.
@@ -112,6 +117,7 @@ type Sidecar struct {
 	events      *eventrecorder.Recorder // nil without EVENTS or Deps.Events
 	appHealth   *apphealth.Checker      // nil without APP_HEALTH_URL or APP_HEALTH_FILE
 	outputs     []Output
+	unwithdrawn []Output // the Withdraws outputs whose Follow failed; election loop only
 	startupDone sync.Once
 	// watchStatusDir is off only in tests that run in a synctest bubble,
 	// where fsnotify's reader, blocked in the kernel, would stop time.
@@ -138,7 +144,7 @@ func New(cfg config.Config, d Deps) (*Sidecar, error) {
 		return nil, err
 	}
 	s.fileErr = lasterr.New(d.Log, "status file error", "status file recovered").OnError(s.metrics.StatusFileError)
-	s.outputs = append(s.outputs, Output{Name: "status file", Lead: s.publish, Follow: s.withdraw})
+	s.outputs = append(s.outputs, Output{Name: "status file", Lead: s.publish, Follow: s.withdraw, Withdraws: true})
 	// Right after the file: the handover ends when the file is published.
 	s.outputs = append(s.outputs, Output{Name: "metrics", Lead: s.metrics.Lead, Observe: s.metrics.Observe})
 	if len(cfg.Command) > 0 { // after the file: it exists once the command starts
@@ -360,16 +366,30 @@ func (s *Sidecar) onStarted(ctx context.Context, st election.State) error {
 
 // onStopped runs each output's Follow in order, whatever the others did:
 // the status file goes first, so that the app stops acting as leader before
-// anything else happens.
-func (s *Sidecar) onStopped(ctx context.Context, st election.State) {
-	for _, o := range s.outputs {
+// anything else happens. It fails while a Withdraws output's Follow fails:
+// the election then keeps the Lease and calls it again, and only those
+// outputs follow again.
+func (s *Sidecar) onStopped(ctx context.Context, st election.State) error {
+	outputs := s.outputs
+	if len(s.unwithdrawn) > 0 {
+		outputs = s.unwithdrawn
+	}
+	var failed []Output
+	var errs []error
+	for _, o := range outputs {
 		if o.Follow == nil {
 			continue
 		}
 		if err := o.Follow(ctx, st); err != nil {
 			s.log.Error("stepping down: an output did not follow", "output", o.Name, "err", err)
+			if o.Withdraws {
+				failed = append(failed, o)
+				errs = append(errs, fmt.Errorf("%s: %w", o.Name, err))
+			}
 		}
 	}
+	s.unwithdrawn = failed
+	return errors.Join(errs...)
 }
 
 // onChange tells every output that observes the election.
@@ -481,24 +501,27 @@ func (s *Sidecar) ready() error {
 
 // Report is the JSON of /status.
 type Report struct {
-	Identity     string          `json:"identity"`
-	Leader       string          `json:"leader"`
-	IsLeader     bool            `json:"is_leader"`
-	Lease        string          `json:"lease"`
-	Namespace    string          `json:"namespace"`
-	PodName      string          `json:"pod_name,omitempty"`
-	PodIP        string          `json:"pod_ip,omitempty"`
-	Transitions  int             `json:"transitions"`
-	AcquireTime  *time.Time      `json:"acquire_time,omitempty"`
-	RenewTime    *time.Time      `json:"renew_time,omitempty"`
-	LastObserved *time.Time      `json:"last_observed,omitempty"`
-	Watching     bool            `json:"watching"`
-	StatusFile   string          `json:"status_file"`
-	LastError    string          `json:"last_error,omitempty"`
-	StatusError  string          `json:"status_file_error,omitempty"`
-	Label        *labeler.Status `json:"label,omitempty"`
-	Goroutines   int             `json:"goroutines"`
-	Version      string          `json:"version"`
+	Identity     string     `json:"identity"`
+	Leader       string     `json:"leader"`
+	IsLeader     bool       `json:"is_leader"`
+	Lease        string     `json:"lease"`
+	Namespace    string     `json:"namespace"`
+	PodName      string     `json:"pod_name,omitempty"`
+	PodIP        string     `json:"pod_ip,omitempty"`
+	Transitions  int        `json:"transitions"`
+	AcquireTime  *time.Time `json:"acquire_time,omitempty"`
+	RenewTime    *time.Time `json:"renew_time,omitempty"`
+	LastObserved *time.Time `json:"last_observed,omitempty"`
+	Watching     bool       `json:"watching"`
+	StatusFile   string     `json:"status_file"`
+	LastError    string     `json:"last_error,omitempty"`
+	StatusError  string     `json:"status_file_error,omitempty"`
+	// Withdrawing is, while a step-down waits for the status file to be
+	// removed, why it cannot be: the Lease is kept, renewed, meanwhile.
+	Withdrawing string          `json:"withdrawing,omitempty"`
+	Label       *labeler.Status `json:"label,omitempty"`
+	Goroutines  int             `json:"goroutines"`
+	Version     string          `json:"version"`
 
 	// Service is the EndpointSlice writer's state, with SERVICE_NAME.
 	Service *serviceslice.Status `json:"service,omitempty"`
@@ -515,7 +538,8 @@ func (s *Sidecar) report() Report {
 		Lease: s.cfg.LeaseName, Namespace: s.cfg.Namespace, PodName: s.cfg.PodName, PodIP: s.cfg.PodIP,
 		Transitions: st.Transitions, AcquireTime: timePtr(st.AcquireTime), RenewTime: timePtr(st.RenewTime),
 		LastObserved: timePtr(st.LastObserved), Watching: st.Watching, StatusFile: s.file.Path(),
-		LastError: st.LastError, StatusError: s.fileErr.Last(), Goroutines: runtime.NumGoroutine(), Version: s.deps.Version,
+		LastError: st.LastError, StatusError: s.fileErr.Last(), Withdrawing: st.Withdrawing,
+		Goroutines: runtime.NumGoroutine(), Version: s.deps.Version,
 	}
 	if s.labels != nil {
 		ls := s.labels.Status()

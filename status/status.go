@@ -112,15 +112,21 @@ func (f *File) Publish(identity string) error {
 	return f.write(content)
 }
 
-// Withdraw removes the file and stops restoring it.
+// Withdraw removes the file and stops restoring it. It fails only while
+// the file is still there: a read-only filesystem refuses to remove a file
+// that does not exist too, and that is no failure.
 func (f *File) Withdraw() error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.content = nil
-	if err := os.Remove(f.path); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("remove status file %s: %w", f.path, err)
+	err := os.Remove(f.path)
+	if err == nil || errors.Is(err, os.ErrNotExist) {
+		return nil
 	}
-	return nil
+	if _, serr := os.Lstat(f.path); errors.Is(serr, os.ErrNotExist) {
+		return nil
+	}
+	return fmt.Errorf("remove status file %s: %w", f.path, err)
 }
 
 // Writable checks that the file could be written now, for readiness: it
