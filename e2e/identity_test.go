@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -97,4 +98,50 @@ func TestIdentityHostNetwork(t *testing.T) {
 		t.Fatalf("%s leads after %s was terminated, want the other of %v", second, first, pods)
 	}
 	checkLeader(second)
+}
+
+// TestTwinProcessesWithOneUID runs two sidecars with one identity and one
+// POD_UID, as two electors in one pod, or a manifest that sets IDENTITY and
+// POD_UID literally, would: each its own status file. The second resumes
+// the term it finds at its start, as a restarted sidecar does, and the
+// first, seeing its term renewed under another process's key, steps down:
+// never both status files, one leader throughout, and the survivor leads
+// once the other is killed.
+func TestTwinProcessesWithOneUID(t *testing.T) {
+	f := newFleet(t)
+	sampleLeaders(t, "status files", func(context.Context) ([]string, error) { return f.fileHolders(), nil })
+	f.addPod("twin", testcluster.PodOptions{Labels: map[string]string{"app": appLabel}})
+	env := []string{"POD_NAME=twin", "IDENTITY=twin", "POD_UID=" + f.podUID("twin")}
+	kubeconfig := f.podKubeconfig("twin")
+	// one waits until exactly one twin has its file, and returns it.
+	one := func(what string) string {
+		t.Helper()
+		var files []string
+		if !eventually(10*time.Second, func() bool { files = f.fileHolders(); return len(files) == 1 }) {
+			t.Fatalf("%s: status files %v, want one", what, files)
+		}
+		return files[0]
+	}
+	f.start("twin-a", kubeconfig, env...)
+	if got := one("the first twin alone"); got != "twin-a" {
+		t.Fatalf("leader %s, want twin-a", got)
+	}
+	f.start("twin-b", kubeconfig, env...)
+	waitStatus(t, f.byPod("twin-b"), 10*time.Second, "running", func(map[string]any) bool { return true })
+	// Long enough for either to have renewed several times on top of the
+	// other's term.
+	time.Sleep(3 * leaseDuration)
+	leader := one("both twins running")
+	for _, pod := range []string{"twin-a", "twin-b"} {
+		waitStatus(t, f.byPod(pod), 10*time.Second, fmt.Sprintf("is_leader %v", pod == leader), func(st map[string]any) bool {
+			return st["is_leader"] == (pod == leader)
+		})
+	}
+	if err := f.byPod(leader).Kill(); err != nil {
+		t.Fatal(err)
+	}
+	other := map[string]string{"twin-a": "twin-b", "twin-b": "twin-a"}[leader]
+	if !eventually(leaseDuration+renewDeadline+5*time.Second, func() bool { return f.byPod(other).HasStatusFile() }) {
+		t.Fatalf("%s does not lead after its twin %s was killed", other, leader)
+	}
 }

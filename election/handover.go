@@ -149,10 +149,22 @@ func (r *run) grant(ctx context.Context, to string) error {
 }
 
 // ours reports whether l's holder is this candidate: its identity and,
-// where both are known, its pod UID.
+// where both are known, its pod UID and this process's key. The key tells
+// apart two processes that share one identity and pod UID (two electors in
+// one pod, or a manifest that sets both literally): a leader whose term is
+// renewed under another key steps down, instead of renewing on top of it.
 func (r *run) ours(l Lease) bool {
 	return l.Record.HolderIdentity == r.cfg.Identity &&
-		(r.cfg.UID == "" || l.Notes.HolderUID == "" || l.Notes.HolderUID == r.cfg.UID)
+		(r.cfg.UID == "" || l.Notes.HolderUID == "" || l.Notes.HolderUID == r.cfg.UID) &&
+		(r.holderKey == "" || l.Notes.HolderKey == "" || l.Notes.HolderKey == r.holderKey)
+}
+
+// resumable reports whether l, which names this identity and pod UID, is a
+// term this process may resume: one it found at its start (the term of the
+// process before a restart), or one written without or with its own key. A
+// term renewed since under another key is a live twin's.
+func (r *run) resumable(l Lease, fresh bool) bool {
+	return fresh || r.sameTermAsFirst(l) || l.Notes.HolderKey == "" || l.Notes.HolderKey == r.holderKey
 }
 
 // holderNotes are the notes a renew of cur writes: our UID, the standby kept.
@@ -184,7 +196,7 @@ func (r *run) claimOwn(ctx context.Context) bool {
 	switch {
 	case l.Notes.GrantedBy != "" && l.Notes.HolderUID == "":
 		r.confirm(ctx, l, "started leading: handed over by "+strconv.Quote(l.Notes.GrantedBy))
-	case r.cfg.UID != "" && l.Notes.HolderUID == r.cfg.UID:
+	case r.cfg.UID != "" && l.Notes.HolderUID == r.cfg.UID && r.resumable(l, fresh):
 		r.confirm(ctx, l, "started leading: resumed this pod's term after a restart")
 	case (fresh || r.sameTermAsFirst(l)) && l.Notes.HolderUID == "" && r.cfg.UID != "":
 		r.log.Warn("the lease names this identity with no pod UID: it cannot be proven to be this pod's term from before a restart; releasing it", "pod_uid", r.cfg.UID)
@@ -192,9 +204,12 @@ func (r *run) claimOwn(ctx context.Context) bool {
 	default:
 		if !r.warned {
 			r.warned = true
-			if l.Notes.HolderUID == "" {
+			switch {
+			case l.Notes.HolderUID == "":
 				r.log.Warn("the lease names this identity, but without POD_UID it cannot be proven to be this pod's term; waiting for it to end")
-			} else {
+			case l.Notes.HolderUID == r.cfg.UID:
+				r.log.Warn("the lease names this identity and pod UID but another process: two processes share one identity and pod UID; waiting for its term to end")
+			default:
 				r.log.Warn("the lease names this identity but another pod: two pods share one identity; waiting for its term to end",
 					"holder_uid", l.Notes.HolderUID, "pod_uid", r.cfg.UID)
 			}

@@ -2,6 +2,7 @@ package election
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"log/slog"
 	"os"
@@ -585,6 +586,64 @@ func TestStandbyWithdrawsWhenItShutsDown(t *testing.T) {
 		g.stop("b")
 		if s := g.lease().Notes.Standby; s != "" {
 			t.Errorf("standby = %q after it shut down, want withdrawn", s)
+		}
+	})
+}
+
+// TestTwinProcessesNeverBothLead: two processes with one identity and one
+// pod UID (two electors in one pod, or both set literally in a manifest)
+// tell each other apart by their keys: the one that took the term last
+// leads, the other steps down and waits for that term to end.
+func TestTwinProcessesNeverBothLead(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g := newGroup(t)
+		twin := func(key string) func(*Config) {
+			return func(c *Config) { c.Identity, c.UID, c.Key = "me", "uid-1", keyOf(key) }
+		}
+		g.start("p1", twin("p1"))
+		g.step(rp)
+		// The second process resumes the term it finds at its start, as a
+		// restarted sidecar would; the first then sees another key renew.
+		g.start("p2", twin("p2"))
+		g.step(3 * ld) // check() fails the test on any step where both lead
+		leaders := 0
+		for _, name := range []string{"p1", "p2"} {
+			if g.cands[name].e.State().IsLeader {
+				leaders++
+			}
+		}
+		if leaders != 1 {
+			t.Fatalf("%d of the twin processes lead after %s, want 1", leaders, 3*ld)
+		}
+		// The leading one dies: the other waits out its term and leads.
+		leading, other := "p1", "p2"
+		if g.cands["p2"].e.State().IsLeader {
+			leading, other = "p2", "p1"
+		}
+		g.crash(leading)
+		g.step(ld + rp)
+		if !g.cands[other].e.State().IsLeader {
+			t.Errorf("%s does not lead %s after its twin %s died", other, ld+rp, leading)
+		}
+	})
+}
+
+// TestRestartedProcessResumesUnderItsNewKey: the key changes with every
+// process, and a restart still resumes its pod's term at once.
+func TestRestartedProcessResumesUnderItsNewKey(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g := newGroup(t)
+		g.start("me", func(c *Config) { c.UID, c.Key = "uid-1", keyOf("run-1") })
+		g.start("peer", func(c *Config) { c.UID, c.Key = "uid-2", keyOf("peer") })
+		g.step(rp)
+		g.crash("me")
+		g.step(time.Second)
+		g.start("me", func(c *Config) { c.UID, c.Key = "uid-1", keyOf("run-2") })
+		if got := g.leader(); got != "me" {
+			t.Fatalf("leader right after the restart = %q, want me resumed", got)
+		}
+		if got, want := g.lease().Notes.HolderKey, HolderKey(keyOf("run-2").Public().(ed25519.PublicKey)); got != want {
+			t.Errorf("HolderKey after the resume = %q, want the new process's %q", got, want)
 		}
 	})
 }
