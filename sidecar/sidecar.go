@@ -108,6 +108,7 @@ type Sidecar struct {
 	clk         clock.WithTickerAndDelayedExecution
 	file        *status.File
 	fileErr     *lasterr.Tracker // the status file's latest error, logged once
+	writable    func() error     // the status directory's check, at most once per writableEvery
 	labels      *labeler.Labeler // nil unless LabelPodRole
 	leaders     *leaderhttp.Hub  // the leader API: LEADER_HTTP_ADDRESS, /leader, /watch
 	elector     *election.Elector
@@ -140,6 +141,7 @@ func New(cfg config.Config, d Deps) (*Sidecar, error) {
 		return nil, err
 	}
 	s := &Sidecar{cfg: cfg, deps: d, log: d.Log, clk: d.Clock, file: status.New(path, d.Log), watchStatusDir: true}
+	s.writable = s.file.WritableEvery(d.Clock, writableEvery)
 	if d, err = s.instrument(d); err != nil {
 		return nil, err
 	}
@@ -482,6 +484,9 @@ func (s *Sidecar) live() error {
 	return nil
 }
 
+// writableEvery is how often readiness checks the status directory at most.
+const writableEvery = time.Second
+
 // ready fails while this replica cannot do its job locally: before it has
 // read the Lease once, and while the status directory is not writable. It
 // does not follow the API server afterwards: a native sidecar's readiness is
@@ -496,7 +501,7 @@ func (s *Sidecar) ready() error {
 		}
 		return err
 	}
-	return s.file.Writable()
+	return s.writable()
 }
 
 // Report is the JSON of /status.

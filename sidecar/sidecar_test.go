@@ -382,3 +382,41 @@ func TestStartupDoneRunsOnceAfterTheFirstChange(t *testing.T) {
 		}
 	})
 }
+
+// TestReadinessChecksTheDirectoryOncePerSecond: /readyz answers anyone who
+// reaches the health port, so the status directory's check (a file
+// created, written, synced and removed) runs at most once a second; in
+// between the last result stands.
+func TestReadinessChecksTheDirectoryOncePerSecond(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newCluster(t)
+		cfg := testConfig(t)
+		r := start(t, cfg, c, newIdleListener(nil))
+		time.Sleep(time.Second)
+		synctest.Wait()
+		h := r.s.handler()
+		readyz := func() int {
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/readyz", nil))
+			return rec.Code
+		}
+		if code := readyz(); code != http.StatusOK {
+			t.Fatalf("/readyz = %d, want 200", code)
+		}
+		// The directory goes: a check would fail at once.
+		if err := os.RemoveAll(filepath.Dir(cfg.StatusFile)); err != nil {
+			t.Fatal(err)
+		}
+		for i := range 100 {
+			if code := readyz(); code != http.StatusOK {
+				t.Fatalf("request %d within the second: /readyz = %d, want the cached 200 (a check per request)", i, code)
+			}
+		}
+		time.Sleep(writableEvery)
+		if code := readyz(); code != http.StatusServiceUnavailable {
+			t.Errorf("/readyz a second later = %d, want 503 from a new check", code)
+		}
+		r.cancel()
+		<-r.done
+	})
+}

@@ -13,8 +13,10 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/fsnotify/fsnotify"
+	"k8s.io/utils/clock"
 )
 
 // DefaultPath is where the original project writes the file.
@@ -152,6 +154,26 @@ func (f *File) Writable() error {
 		return fmt.Errorf("status directory %s: %w", dir, rmErr)
 	}
 	return nil
+}
+
+// WritableEvery returns a check of Writable that runs it at most once per
+// every on clk and answers with the last result in between, waiting for a
+// check under way. Readiness asks it on every request to an unauthenticated
+// port, and each check creates, writes, syncs and removes a file.
+func (f *File) WritableEvery(clk clock.PassiveClock, every time.Duration) func() error {
+	var mu sync.Mutex
+	var at time.Time
+	var last error
+	return func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		if !at.IsZero() && clk.Since(at) < every {
+			return last
+		}
+		last = f.Writable()
+		at = clk.Now()
+		return last
+	}
 }
 
 // write replaces the file with content so that readers see the old file or
