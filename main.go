@@ -53,6 +53,14 @@ func run(ctx context.Context, args []string, lookup func(string) (string, bool),
 			return leasestatus.Main(ctx, args[1:], lookup, stdout, stderr, "leader-elector/"+version)
 		case "resign":
 			return control.Main(ctx, args[1:], lookup, stdout, stderr)
+		case "help": // reserved, never a command to exec
+			return help(stdout)
+		case "version":
+			fmt.Fprintln(stdout, version)
+			return 0
+		case "completion":
+			fmt.Fprintln(stderr, "leader-elector completion: no shell completion is provided yet; the commands are await, status and resign (see --help)")
+			return 2
 		}
 	}
 	switch {
@@ -61,6 +69,15 @@ func run(ctx context.Context, args []string, lookup func(string) (string, bool),
 		return 0
 	case len(args) == 1 && slices.Contains([]string{"-h", "-help", "--help"}, args[0]):
 		return help(stdout)
+	}
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		// A typo of a subcommand is no command to exec.
+		if sub := nearestSubcommand(args[0]); sub != "" {
+			if _, err := exec.LookPath(args[0]); err != nil {
+				fmt.Fprintf(stderr, "leader-elector: unknown command %q; did you mean `leader-elector %s`? (see --help)\n", args[0], sub)
+				return 2
+			}
+		}
 	}
 	tr, err := compat.Translate(args, lookup)
 	switch {
@@ -79,7 +96,12 @@ func run(ctx context.Context, args []string, lookup func(string) (string, bool),
 	log := newLogger(cfg, stderr)
 	klog.SetSlogLogger(log)
 	tr.Log(log)
-	return exitCode(runSidecar(ctx, cfg, log), log)
+	// A kubeconfig that cannot be loaded is configuration, like any other.
+	client, err := kubeclient.Connect(cfg.Kubeconfig, "leader-elector/"+version)
+	if err != nil {
+		return invalid(stderr, err)
+	}
+	return exitCode(runSidecar(ctx, cfg, client, log), log)
 }
 
 // exitCode is 0 for nil, the command's status when the gatekeeper's command
@@ -104,6 +126,8 @@ func help(stdout io.Writer) int {
   leader-elector await [--leader | --follower]   wait until the status file says so
   leader-elector status LEASE                    who leads, and does everything agree
   leader-elector resign [--to POD]               make the sidecar in this container step down
+  leader-elector --version                       print the version (also: leader-elector version)
+  leader-elector -- COMMAND [ARGS...]            run COMMAND on the leader only (the gatekeeper)
 
 Configured by environment variables:
 
@@ -130,16 +154,54 @@ func execDirectly(command []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "leader-elector: %v\n", err)
 		return 127
 	}
+	fmt.Fprintf(stderr, "leader-elector: K8S_AWAIT_ELECTION_ENABLED is not set: running %s without an election, as k8s-await-election does\n", path)
 	err = syscall.Exec(path, command, os.Environ())
 	fmt.Fprintf(stderr, "leader-elector: running %s: %v\n", path, err)
 	return 126
 }
 
-func runSidecar(ctx context.Context, cfg config.Config, log *slog.Logger) error {
-	client, err := kubeclient.Connect(cfg.Kubeconfig, "leader-elector/"+version)
-	if err != nil {
-		return err
+// subcommands are the words run takes as its own first argument.
+var subcommands = []string{"await", "status", "resign", "help", "version", "completion"}
+
+// nearestSubcommand returns the subcommand that word is a typo of (at most
+// two edits away), or "".
+func nearestSubcommand(word string) string {
+	best, bestDist := "", 3
+	for _, s := range subcommands {
+		if d := editDistance(word, s); d < bestDist {
+			best, bestDist = s, d
+		}
 	}
+	return best
+}
+
+// editDistance is the Levenshtein distance of a and b, with a swap of two
+// neighbours counting as one edit.
+func editDistance(a, b string) int {
+	d := make([][]int, len(a)+1)
+	for i := range d {
+		d[i] = make([]int, len(b)+1)
+		d[i][0] = i
+	}
+	for j := range d[0] {
+		d[0][j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			d[i][j] = min(d[i-1][j]+1, d[i][j-1]+1, d[i-1][j-1]+cost)
+			if i > 1 && j > 1 && a[i-1] == b[j-2] && a[i-2] == b[j-1] {
+				d[i][j] = min(d[i][j], d[i-2][j-2]+1)
+			}
+		}
+	}
+	return d[len(a)][len(b)]
+}
+
+func runSidecar(ctx context.Context, cfg config.Config, client *kubeclient.Client, log *slog.Logger) error {
 	deps := sidecar.Deps{Leases: client.Leases(cfg.Namespace), Pods: client.Pods(cfg.Namespace),
 		Clock: clock.RealClock{}, Log: log, Version: version,
 		StartupDone: func() { releaseStartupPages(log) }}

@@ -31,3 +31,49 @@ func TestRunDispatchesCommands(t *testing.T) {
 		}
 	}
 }
+
+// TestRunReservesItsWords: help, version and completion are never exec'd as
+// commands, and a typo of a subcommand is named, not run.
+func TestRunReservesItsWords(t *testing.T) {
+	tests := []struct {
+		args       []string
+		wantCode   int
+		wantStdout string
+		wantStderr string
+	}{
+		{[]string{"help"}, 0, "Commands (each with --help)", ""},
+		{[]string{"--help"}, 0, "leader-elector --version", ""},
+		{[]string{"version"}, 0, "dev", ""},
+		{[]string{"completion", "bash"}, 2, "", "no shell completion"},
+		{[]string{"statsu", "myapp-lock"}, 2, "", "did you mean `leader-elector status`?"},
+		{[]string{"resing"}, 2, "", "did you mean `leader-elector resign`?"},
+		{[]string{"awiat", "--leader"}, 2, "", "did you mean `leader-elector await`?"},
+	}
+	for _, tt := range tests {
+		var stdout, stderr bytes.Buffer
+		code := run(context.Background(), tt.args, environment(nil), &stdout, &stderr)
+		if code != tt.wantCode || !strings.Contains(stdout.String(), tt.wantStdout) || !strings.Contains(stderr.String(), tt.wantStderr) {
+			t.Errorf("run(%q) = %d, stdout %q, stderr %q; want %d, %q, %q", tt.args, code, stdout.String(), stderr.String(), tt.wantCode, tt.wantStdout, tt.wantStderr)
+		}
+	}
+}
+
+// TestRunRefusesACommandWithoutDashes: with one of our own variables set, a
+// command without "--" is a forgotten "--", not k8s-await-election without
+// an election: it would run on every replica. The general variables an app
+// has for itself (POD_NAME, NAMESPACE, ...) do not count.
+func TestRunRefusesACommandWithoutDashes(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	env := environment(map[string]string{"LEASE_NAME": "x", "NAMESPACE": "default"})
+	if code := run(context.Background(), []string{"echo", "hi"}, env, &stdout, &stderr); code != 2 {
+		t.Errorf("exit code = %d, want 2; stderr %q", code, stderr.String())
+	}
+	for _, want := range []string{`LEASE_NAME="x"`, "`leader-elector -- echo hi`", "every replica"} {
+		if !strings.Contains(stderr.String(), want) {
+			t.Errorf("stderr lacks %q: %q", want, stderr.String())
+		}
+	}
+	if stdout.Len() != 0 {
+		t.Errorf("stdout %q: the command ran", stdout.String())
+	}
+}

@@ -102,20 +102,18 @@ func TestReadmeListsEveryVariable(t *testing.T) {
 }
 
 // TestRunReportsABadKubeconfig: a valid configuration whose KUBECONFIG does
-// not exist stops with exit code 1 and a log line naming the variable.
+// not exist is a configuration error like any other: exit code 2 and a line
+// naming the variable and its value.
 func TestRunReportsABadKubeconfig(t *testing.T) {
 	t.Parallel()
 	missing := filepath.Join(t.TempDir(), "no-such-kubeconfig")
-	env := environment(map[string]string{"LEASE_NAME": "myapp-lock", "NAMESPACE": "default", "KUBECONFIG": missing})
+	env := environment(map[string]string{"LEASE_NAME": "myapp-lock", "NAMESPACE": "default", "KUBECONFIG": missing, "LOG_LEVEL": "error"})
 	var stdout, stderr bytes.Buffer
-	if code := run(context.Background(), nil, env, &stdout, &stderr); code != 1 {
-		t.Errorf("exit code = %d, want 1", code)
+	if code := run(context.Background(), nil, env, &stdout, &stderr); code != 2 {
+		t.Errorf("exit code = %d, want 2", code)
 	}
-	if want := `KUBECONFIG=\"` + missing + `\"`; !strings.Contains(stderr.String(), want) {
+	if want := "invalid configuration:\n  load KUBECONFIG=\"" + missing + "\""; !strings.Contains(stderr.String(), want) {
 		t.Errorf("stderr lacks %s:\n%s", want, stderr.String())
-	}
-	if n := strings.Count(strings.TrimSpace(stderr.String()), "\n") + 1; n != 1 {
-		t.Errorf("stderr has %d lines, want one:\n%s", n, stderr.String())
 	}
 }
 
@@ -125,7 +123,7 @@ func environment(vars map[string]string) func(string) (string, bool) {
 }
 
 // TestRunFrontEnds: each original's invocation reaches a valid
-// configuration (then stops at the missing kubeconfig, exit code 1, logging
+// configuration (then stops at the missing kubeconfig, exit code 2, logging
 // in the format it asked for); conflicts and bad values stop with exit code
 // 2 and a line naming both settings or the one as the user wrote it. Not
 // parallel: run sets klog's global logger once the configuration is valid.
@@ -145,17 +143,17 @@ func TestRunFrontEnds(t *testing.T) {
 		{name: "nais/elector as naiserator starts it",
 			args: []string{"--election=myapp", "--election-namespace=ns", "--http=localhost:4040", "--probe-address=0.0.0.0:4041"},
 			env:  map[string]string{"ELECTOR_LOG_FORMAT": "json", "KUBECONFIG": missing},
-			code: 1, want: []string{`{"time":`, `"front_end":"nais/elector"`, `"PROBE_ADDRESS":"0.0.0.0:4041"`, `KUBECONFIG=\"`}},
+			code: 2, want: []string{`{"time":`, `"front_end":"nais/elector"`, `"PROBE_ADDRESS":"0.0.0.0:4041"`, `KUBECONFIG="`}},
 		{name: "nais/elector from ELECTOR_* alone",
 			env:  map[string]string{"ELECTOR_ELECTION": "myapp", "ELECTOR_ELECTION_NAMESPACE": "ns", "ELECTOR_LOG_FORMAT": "json", "KUBECONFIG": missing},
-			code: 1, want: []string{`"front_end":"nais/elector"`, `"LEASE_NAME":"myapp"`}},
+			code: 2, want: []string{`"front_end":"nais/elector"`, `"LEASE_NAME":"myapp"`}},
 		{name: "contrib leader-elector",
 			args: []string{"--election=example", "--http=0.0.0.0:4040", "--id=x", "--ttl=10s"},
 			env:  map[string]string{"POD_NAMESPACE": "default", "KUBECONFIG": missing},
-			code: 1, want: []string{"front_end=\"contrib leader-elector\"", "LEASE_DURATION:10s", "RETRY_PERIOD:2.5s"}},
+			code: 2, want: []string{"front_end=\"contrib leader-elector\"", "LEASE_DURATION:10s", "RETRY_PERIOD:2.5s"}},
 		{name: "k8s-await-election with ENABLED=false warns",
 			args: []string{"mycmd", "arg"}, env: with(awaitEnv, "K8S_AWAIT_ELECTION_ENABLED", "false"),
-			code: 1, want: []string{"front_end=k8s-await-election", `K8S_AWAIT_ELECTION_ENABLED=\"false\" reads as false`}},
+			code: 2, want: []string{"front_end=k8s-await-election", `K8S_AWAIT_ELECTION_ENABLED=\"false\" reads as false`}},
 		{name: "conflict: flag and ELECTOR_ variable",
 			args: []string{"--election=a", "--election-namespace=ns"}, env: map[string]string{"ELECTOR_ELECTION": "b"},
 			code: 2, want: []string{"invalid configuration", `--election="a" and ELECTOR_ELECTION="b"`}},

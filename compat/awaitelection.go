@@ -20,6 +20,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/leader-elector/leader-elector/config"
 	"github.com/leader-elector/leader-elector/election"
 )
 
@@ -71,6 +72,14 @@ func awaitElection(args []string, environ func(string) (string, bool)) (Translat
 	if enabled == "" {
 		if len(command) == 0 {
 			return Translation{}, fmt.Errorf("%s variables are set but no command is given: k8s-await-election's arguments are the command to run (without %s, it runs without an election)", awaitPrefix+"*", awaitEnabled)
+		}
+		if _, awaitSet := firstSet(environ, awaitVariables); !awaitSet {
+			if v := ownVariableSet(environ); v != "" {
+				return Translation{}, fmt.Errorf("%s is set, but the command %q comes without \"--\" before it: "+
+					"write `leader-elector -- %s` to run it on the leader alone; without \"--\" a command runs on every replica with no election, "+
+					"as k8s-await-election without %s does, and only when none of leader-elector's own variables is set",
+					origin{v, nonEmpty(environ, v)}, strings.Join(command, " "), strings.Join(command, " "), awaitEnabled)
+			}
 		}
 		return Translation{FrontEnd: Exec, Command: command, environ: environ}, nil
 	}
@@ -133,4 +142,23 @@ func wholeSeconds(v string) (time.Duration, string) {
 		return 0, fmt.Sprintf("must be whole seconds from 1 to %d", max)
 	}
 	return time.Duration(n) * time.Second, ""
+}
+
+// generalVariables are variables of ours that an app's container commonly
+// has for itself (the Downward API's, a kubeconfig, a log level): set alone,
+// they do not show that the user meant our own front end.
+var generalVariables = map[string]bool{
+	"NAMESPACE": true, "POD_NAMESPACE": true, "POD_NAME": true, "POD_IP": true, "POD_UID": true, "NODE_NAME": true,
+	"IDENTITY": true, "KUBECONFIG": true, "LOG_LEVEL": true, "LOG_FORMAT": true,
+}
+
+// ownVariableSet returns the first of leader-elector's own variables, other
+// than the general ones, that is set non-empty, or "".
+func ownVariableSet(environ func(string) (string, bool)) string {
+	for _, v := range config.Variables() {
+		if !generalVariables[v.Name] && nonEmpty(environ, v.Name) != "" {
+			return v.Name
+		}
+	}
+	return ""
 }

@@ -15,7 +15,7 @@ type AppHealth struct {
 	File       string        `env:"APP_HEALTH_FILE" desc:"absolute path of a heartbeat file the app touches, such as /shared/app-alive on the shared emptyDir, instead of APP_HEALTH_URL; a check fails when it is missing or older than APP_HEALTH_FILE_MAX_AGE; empty: off"`
 	FileMaxAge time.Duration `env:"APP_HEALTH_FILE_MAX_AGE" default:"10s" desc:"the oldest the heartbeat of APP_HEALTH_FILE may be to pass; at least APP_HEALTH_PERIOD"`
 	Period     time.Duration `env:"APP_HEALTH_PERIOD" default:"2s" desc:"how often the app's health is checked"`
-	Timeout    time.Duration `env:"APP_HEALTH_TIMEOUT" default:"1s" desc:"how long the GET of APP_HEALTH_URL may take before it fails; at most APP_HEALTH_PERIOD"`
+	Timeout    time.Duration `env:"APP_HEALTH_TIMEOUT" default:"1s" desc:"how long the GET of APP_HEALTH_URL may take before it fails; at most APP_HEALTH_PERIOD; unset, 1s or APP_HEALTH_PERIOD if that is shorter"`
 	Failures   int           `env:"APP_HEALTH_FAILURES" default:"3" desc:"failed checks in a row that make a healthy app unhealthy (1 to 100)"`
 	Successes  int           `env:"APP_HEALTH_SUCCESSES" default:"2" desc:"passed checks in a row that make the app healthy, at the start and after it was unhealthy (1 to 100)"`
 	MinTerm    time.Duration `env:"APP_HEALTH_MIN_TERM" default:"30s" desc:"a leader does not step down for its app's health sooner than this after acquiring the Lease; 0: at once"`
@@ -66,6 +66,11 @@ func (c *Config) resolveAppHealth(lookup func(string) (string, bool)) []error {
 		return true
 	}
 	periodOK := ok("APP_HEALTH_PERIOD", a.Period)
+	if _, set := lookup("APP_HEALTH_TIMEOUT"); !set && periodOK && a.Timeout > a.Period {
+		// The default follows a shorter period, rather than failing on a
+		// variable the user never set.
+		a.Timeout, c.AppHealth.Timeout = a.Period, a.Period
+	}
 	if ok("APP_HEALTH_TIMEOUT", a.Timeout) && periodOK && a.URL != "" && a.Timeout > a.Period {
 		bad("APP_HEALTH_TIMEOUT", a.Timeout, fmt.Sprintf("must be at most APP_HEALTH_PERIOD (%s): one GET must end before the next begins", a.Period))
 	}

@@ -50,7 +50,7 @@ func TestLoadRejectsBadAppHealth(t *testing.T) {
 			[]string{`APP_HEALTH_TIMEOUT="-1s": must be greater than zero and at most 1h0m0s`}},
 		{"TIMEOUT over PERIOD", map[string]string{"APP_HEALTH_URL": url, "APP_HEALTH_TIMEOUT": "3s"},
 			[]string{`APP_HEALTH_TIMEOUT="3s": must be at most APP_HEALTH_PERIOD (2s)`}},
-		{"TIMEOUT over a shorter PERIOD", map[string]string{"APP_HEALTH_URL": url, "APP_HEALTH_PERIOD": "500ms"},
+		{"TIMEOUT over a shorter PERIOD", map[string]string{"APP_HEALTH_URL": url, "APP_HEALTH_PERIOD": "500ms", "APP_HEALTH_TIMEOUT": "1s"},
 			[]string{`APP_HEALTH_TIMEOUT="1s": must be at most APP_HEALTH_PERIOD (500ms)`}},
 		{"FILE_MAX_AGE zero", map[string]string{"APP_HEALTH_FILE_MAX_AGE": "0s"},
 			[]string{`APP_HEALTH_FILE_MAX_AGE="0s": must be greater than zero and at most 1h0m0s`}},
@@ -122,7 +122,7 @@ func TestLoadAcceptsAppHealth(t *testing.T) {
 			with(func(a *AppHealth) { a.URL = "http://localhost"; a.Timeout = 2 * time.Second }), true},
 		// TIMEOUT over PERIOD is no error while no GET is made.
 		{"PERIOD short without URL", map[string]string{"APP_HEALTH_PERIOD": "500ms"},
-			with(func(a *AppHealth) { a.Period = 500 * time.Millisecond }), false},
+			with(func(a *AppHealth) { a.Period, a.Timeout = 500*time.Millisecond, 500*time.Millisecond }), false},
 		{"FILE_MAX_AGE equal to PERIOD", map[string]string{"APP_HEALTH_FILE": "/a", "APP_HEALTH_FILE_MAX_AGE": "2s"},
 			with(func(a *AppHealth) { a.File = "/a"; a.FileMaxAge = 2 * time.Second }), true},
 		// FILE_MAX_AGE under PERIOD is no error while no file is checked.
@@ -164,5 +164,23 @@ func TestVariableFieldsAreUnique(t *testing.T) {
 			t.Errorf("field %s reads both %s and %s", v.field, other, v.Name)
 		}
 		seen[v.field] = v.Name
+	}
+}
+
+// TestAppHealthTimeoutFollowsAShortPeriod: APP_HEALTH_PERIOD=250ms alone is
+// no error about APP_HEALTH_TIMEOUT, which the user never set; a timeout
+// that is set still must fit the period.
+func TestAppHealthTimeoutFollowsAShortPeriod(t *testing.T) {
+	base := map[string]string{"LEASE_NAME": "lock", "NAMESPACE": "ns", "APP_HEALTH_URL": "http://127.0.0.1:8080/healthz", "APP_HEALTH_PERIOD": "250ms"}
+	cfg, err := Load(lookupIn(base), testSources(t))
+	if err != nil {
+		t.Fatalf("APP_HEALTH_PERIOD=250ms alone: %v", err)
+	}
+	if cfg.AppHealth.Timeout != 250*time.Millisecond {
+		t.Errorf("APP_HEALTH_TIMEOUT = %s, want the period, 250ms", cfg.AppHealth.Timeout)
+	}
+	base["APP_HEALTH_TIMEOUT"] = "1s"
+	if _, err := Load(lookupIn(base), testSources(t)); err == nil || !strings.Contains(err.Error(), `APP_HEALTH_TIMEOUT="1s"`) {
+		t.Errorf("APP_HEALTH_TIMEOUT=1s with a 250ms period: %v, want an error naming it", err)
 	}
 }

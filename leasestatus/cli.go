@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -57,6 +59,23 @@ func Main(ctx context.Context, args []string, lookup func(string) (string, bool)
 		}}.Run(ctx, args)
 }
 
+// homeKubeconfig is ~/.kube/config outside a cluster, where kubectl reads
+// it without KUBECONFIG, if it exists; else "".
+func (c Command) homeKubeconfig() string {
+	if v, ok := c.Lookup("KUBERNETES_SERVICE_HOST"); ok && v != "" {
+		return ""
+	}
+	home, ok := c.Lookup("HOME")
+	if !ok || home == "" {
+		return ""
+	}
+	p := filepath.Join(home, ".kube", "config")
+	if _, err := os.Stat(p); err != nil {
+		return ""
+	}
+	return p
+}
+
 // Run runs the command with args and returns the exit code.
 func (c Command) Run(ctx context.Context, args []string) int {
 	env := func(k, def string) string {
@@ -74,7 +93,7 @@ func (c Command) Run(ctx context.Context, args []string) int {
 	fs.StringVar(&q.LabelKey, "label-key", env("ROLE_LABEL_KEY", "role"), "key of the role label (default: ROLE_LABEL_KEY, else role)")
 	fs.StringVar(&q.Selector, "selector", "", "label selector narrowing the pods, such as app.kubernetes.io/instance=web, when the namespace holds more than one workload")
 	fs.StringVar(&q.Selector, "l", "", "short for --selector")
-	kubeconfig := fs.String("kubeconfig", env("KUBECONFIG", ""), "kubeconfig file (default: KUBECONFIG, else in-cluster)")
+	kubeconfig := fs.String("kubeconfig", env("KUBECONFIG", c.homeKubeconfig()), "kubeconfig file (default: KUBECONFIG, else ~/.kube/config outside a cluster, as kubectl, else in-cluster)")
 	timeout := cli.Duration{D: 30 * time.Second}
 	fs.Var(&timeout, "timeout", "give up reading after this long, with exit code 1; 0: no limit")
 	pos, code, ok := cli.Run(fs, args, usage, c.Stdout, c.Stderr)

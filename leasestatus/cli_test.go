@@ -40,6 +40,14 @@ current-context: x
 
 func TestCommand(t *testing.T) {
 	ctxKubeconfig := kubeconfigWithNamespace(t, "from-context")
+	// A home directory whose ~/.kube/config is that kubeconfig.
+	home := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(home, ".kube"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(ctxKubeconfig); err != nil || os.WriteFile(filepath.Join(home, ".kube", "config"), b, 0o600) != nil {
+		t.Fatalf("copy the kubeconfig to %s: %v", home, err)
+	}
 	objects := func() []runtime.Object {
 		p0, p1 := pod("pod-0", map[string]string{"role": "leader", "app": "web"}), pod("pod-1", map[string]string{"role": "follower", "app": "web"})
 		p0.Namespace, p1.Namespace = "prod", "prod"
@@ -80,6 +88,10 @@ func TestCommand(t *testing.T) {
 		{name: "namespace from the kubeconfig's context", args: []string{"myapp-lock"}, env: map[string]string{"KUBECONFIG": ctxKubeconfig},
 			wantCode: 0, wantNS: "from-context"},
 		{name: "--kubeconfig", args: []string{"--kubeconfig", ctxKubeconfig, "myapp-lock"}, wantCode: 0, wantNS: "from-context"},
+		{name: "~/.kube/config outside a cluster, as kubectl", args: []string{"myapp-lock"}, env: map[string]string{"HOME": home},
+			wantCode: 0, wantNS: "from-context"},
+		{name: "in a cluster, not ~/.kube/config", args: []string{"myapp-lock"}, env: map[string]string{"HOME": home, "KUBERNETES_SERVICE_HOST": "10.0.0.1"},
+			wantCode: ExitNoLeader, wantNS: "default", wantStdout: "does not exist"},
 		{name: "forbidden", args: []string{"-n", "prod", "myapp-lock"}, forbidden: true, wantCode: cli.ExitFailure, wantNS: "prod",
 			wantStderr: `leader-elector status: read Lease prod/myapp-lock: leases.coordination.k8s.io "myapp-lock" is forbidden`},
 		{name: "no argument", args: []string{"-n", "prod"}, wantCode: 2, wantStderr: "leader-elector status: want one argument, the Lease's name; got 0"},
