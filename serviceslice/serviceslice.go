@@ -31,6 +31,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -54,6 +55,11 @@ const (
 	ManagedBy = "leader-elector"
 	// HolderAnnotation holds the identity of the leader that wrote the slice.
 	HolderAnnotation = "leader-elector/holder-identity"
+	// TermAnnotation holds the Lease's leaseTransitions of the term in
+	// which the slice was written: with the holder, it tells a slice of
+	// this term from one a later leader wrote with the same address (two
+	// hostNetwork replicas on one node, without POD_NAME).
+	TermAnnotation = "leader-elector/term"
 	// nameSuffix makes the slice's name from the Service's. The
 	// endpointslice controller names its slices <service>-<5 random
 	// characters>, so they never collide.
@@ -145,9 +151,10 @@ type Writer struct {
 	errs  *lasterr.Tracker
 
 	mu   sync.Mutex
-	want bool // leader: the slice should name this pod
-	gen  int  // grows with every change of want
-	done int  // the gen last written
+	want bool   // leader: the slice should name this pod
+	gen  int    // grows with every change of want
+	term string // the leaseTransitions of the term Lead began, as written in TermAnnotation
+	done int    // the gen last written
 	// written is the slice as this pod last wrote or read it naming
 	// itself; nil when it does not, as far as this pod knows.
 	written *discoveryv1.EndpointSlice
@@ -210,11 +217,12 @@ func (w *Writer) Status() Status {
 // Lead asks for the slice to name this pod and returns at once: Run writes
 // it, retrying until it is written or leadership ends. Its signature is
 // sidecar.Output's Lead.
-func (w *Writer) Lead(context.Context, election.State) error {
+func (w *Writer) Lead(_ context.Context, st election.State) error {
 	w.mu.Lock()
 	if !w.want {
 		w.want, w.gen = true, w.gen+1
 	}
+	w.term = strconv.Itoa(st.Transitions)
 	w.mu.Unlock()
 	select {
 	case w.wake <- struct{}{}:
@@ -465,7 +473,7 @@ func (w *Writer) slice(svc *corev1.Service) *discoveryv1.EndpointSlice {
 				discoveryv1.LabelServiceName: w.cfg.Service,
 				discoveryv1.LabelManagedBy:   ManagedBy,
 			},
-			Annotations: map[string]string{HolderAnnotation: w.cfg.Identity},
+			Annotations: map[string]string{HolderAnnotation: w.cfg.Identity, TermAnnotation: w.currentTerm()},
 			// No blockOwnerDeletion: setting it needs the right to update
 			// the Service's finalizers.
 			OwnerReferences: []metav1.OwnerReference{{APIVersion: "v1", Kind: "Service", Name: svc.Name, UID: svc.UID, Controller: new(true)}},
@@ -476,9 +484,23 @@ func (w *Writer) slice(svc *corev1.Service) *discoveryv1.EndpointSlice {
 	}
 }
 
-// namesThisPod reports whether s is this writer's slice and names this pod.
+func (w *Writer) currentTerm() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.term
+}
+
+// namesThisPod reports whether s is this writer's slice, written by this
+// holder in this term, and names this pod. An address alone may be another
+// pod's: hostNetwork pods on one node share it.
 func (w *Writer) namesThisPod(s *discoveryv1.EndpointSlice) bool {
 	if s.Labels[discoveryv1.LabelManagedBy] != ManagedBy {
+		return false
+	}
+	if h := s.Annotations[HolderAnnotation]; h != "" && h != w.cfg.Identity {
+		return false
+	}
+	if t := s.Annotations[TermAnnotation]; t != "" && t != w.currentTerm() {
 		return false
 	}
 	for _, ep := range s.Endpoints {

@@ -698,3 +698,41 @@ func TestNewValidates(t *testing.T) {
 		t.Errorf("SliceName = %q", got)
 	}
 }
+
+// TestFollowLeavesALaterTermsSliceWithTheSameAddressAlone: two hostNetwork
+// replicas on one node without POD_NAME share the address and the identity
+// (the node's hostname); a leader that steps down after the next term began
+// leaves the slice of that term alone, told apart by its term.
+func TestFollowLeavesALaterTermsSliceWithTheSameAddressAlone(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newCluster(t, selectorless())
+		hostNetwork := func(p *pod) *pod { p.w.cfg.Pod, p.w.cfg.Identity = "", "node-1"; return p }
+		a := hostNetwork(c.writer(t, "pod-a", "10.0.0.1", nil))
+		a.run(t)
+		if err := a.w.Lead(t.Context(), election.State{Transitions: 3}); err != nil {
+			t.Fatal(err)
+		}
+		synctest.Wait()
+		a.leading.Store(false) // frozen past its renew deadline, say
+		b := hostNetwork(c.writer(t, "pod-b", "10.0.0.1", nil))
+		b.run(t)
+		if err := b.w.Lead(t.Context(), election.State{Transitions: 4}); err != nil {
+			t.Fatal(err)
+		}
+		synctest.Wait()
+		before := c.slice(t)
+		if got := before.Annotations[TermAnnotation]; got != "4" {
+			t.Fatalf("the next leader's slice has term %q, want 4", got)
+		}
+		if err := a.follow(t); err != nil {
+			t.Fatalf("Follow() = %v", err)
+		}
+		after, err := c.get(SliceName(service))
+		if err != nil {
+			t.Fatalf("after the old leader's Follow the next leader's slice is gone: %v", err)
+		}
+		if after.ResourceVersion != before.ResourceVersion {
+			t.Errorf("after the old leader's Follow the slice changed (resourceVersion %s, was %s)", after.ResourceVersion, before.ResourceVersion)
+		}
+	})
+}
