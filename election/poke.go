@@ -11,7 +11,9 @@ const PokeInterval = 100 * time.Millisecond
 // watch, because its leader said it was released or handed over (see
 // Callbacks.Nudge). A poke carries nothing: the record read is taken in as a
 // watch event would be, and the election's rules alone decide what follows.
-// A leader reads nothing on a poke. Reads that pokes cause are at least
+// A leader reads nothing on a poke, nor does a follower whose view of the
+// Lease names it neither standby nor successor: a nudge is sent only to
+// those, so anyone else's pokes cost no request. Reads that pokes cause are at least
 // PokeInterval apart: a poke within PokeInterval of the last accepted one is
 // refused (Poke returns false), and its read follows at the end of that
 // interval, so a nudge that comes right after anyone's poke still arrives.
@@ -34,13 +36,20 @@ func (e *Elector) Poke() bool {
 // poked schedules the read a poke asks for at now: at once, or PokeInterval
 // after the last one.
 func (r *run) poked(now time.Time) {
-	if r.leading || !r.pokeAt.IsZero() {
+	if r.leading || !r.pokeAt.IsZero() || !r.nudgeable() {
 		return
 	}
 	r.pokeAt = now
 	if !r.pokeRead.IsZero() {
 		r.pokeAt = later(now, r.pokeRead.Add(PokeInterval))
 	}
+}
+
+// nudgeable reports whether a leader may nudge this candidate: the Lease as
+// it knows it names it standby, or successor in a release.
+func (r *run) nudgeable() bool {
+	n := r.lease.Notes
+	return r.view == viewKnown && (n.Standby == r.cfg.Identity || n.Successor == r.cfg.Identity)
 }
 
 // nudge tells the candidate identity, at address, that the Lease changed for

@@ -135,7 +135,7 @@ func TestNudgeAfterAHandoverToTheStandby(t *testing.T) {
 func TestPokeIsRateLimited(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		g := newGroup(t)
-		g.put(record("other", g.clk.Now(), 3), Notes{Standby: "someone"}) // no offer from me
+		g.put(record("other", g.clk.Now(), 3), Notes{Standby: "me"}) // nudges are for the standby
 		m := g.start("me", nil)
 		reads := func() int { return m.lock.callCount() }
 		before := reads()
@@ -204,7 +204,7 @@ func TestPokeWhileLeadingDoesNothing(t *testing.T) {
 func TestPokeWithNoChangeDoesNothing(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		g := newGroup(t)
-		g.put(record("other", g.clk.Now(), 3), Notes{Standby: "someone"})
+		g.put(record("other", g.clk.Now(), 3), Notes{Standby: "me"})
 		m := g.start("me", nil)
 		g.step(time.Second)
 		before, st, writes := m.lock.callCount(), m.e.State(), g.writes()
@@ -222,6 +222,29 @@ func TestPokeWithNoChangeDoesNothing(t *testing.T) {
 		if after.Leader != "other" || after.IsLeader || !after.HeldUntil.Equal(st.HeldUntil) {
 			t.Errorf("state after the poke: leader %q, is leader %v, held until %v; want other, false, %v",
 				after.Leader, after.IsLeader, after.HeldUntil, st.HeldUntil)
+		}
+	})
+}
+
+// TestPokeOfAFollowerNobodyNudgesReadsNothing: a nudge goes to the standby
+// or the successor alone, so a follower the Lease names neither answers
+// anyone's pokes without a read: at N replicas, one sender cannot make
+// every follower read the Lease ten times a second.
+func TestPokeOfAFollowerNobodyNudgesReadsNothing(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g := newGroup(t)
+		g.put(record("other", g.clk.Now(), 3), Notes{Standby: "someone"})
+		m := g.start("me", nil)
+		g.step(time.Second)
+		before := m.lock.callCount()
+		for range 20 {
+			m.e.Poke()
+			g.settle()
+			g.clk.Step(PokeInterval)
+			g.settle()
+		}
+		if n := m.lock.callCount() - before; n != 0 {
+			t.Errorf("a follower that is no standby sent %d requests on 20 pokes over %s, want 0", n, 20*PokeInterval)
 		}
 	})
 }
