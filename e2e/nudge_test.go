@@ -406,3 +406,97 @@ func waitExit(t *testing.T, s *testcluster.Sidecar, d time.Duration) {
 		t.Fatalf("%s did not exit within %s of SIGTERM:\n%s", s.Opts.Pod, d, s.LogTail(30))
 	}
 }
+
+// TestTakeOverIsConfirmedByTheLease: a success answer at the standby's
+// address is no take-over. The standby's address in the Lease is set, as
+// anyone with write access to the Lease can set it, to a catch-all server
+// that answers every request with 200 and writes nothing; on SIGTERM the
+// leader offers it the Lease, and then releases it as without an offer,
+// because the release on the offered version succeeds: no write took the
+// Lease. Before, the leader trusted the 200, skipped the release, and the
+// Lease had no leader until it expired.
+func TestTakeOverIsConfirmedByTheLease(t *testing.T) {
+	f := newFleet(t)
+	for i := range 3 {
+		pod := fmt.Sprintf("replica-%d", i)
+		f.addPod(pod, testcluster.PodOptions{Labels: map[string]string{"app": appLabel}})
+		f.start(pod, f.kubeconfig, "POD_UID="+f.podUID(pod), "POD_IP=127.0.0.1")
+	}
+	leader := f.waitLeader(30*time.Second, false)
+	f.waitStandby(10*time.Second, leader)
+
+	var offers sync.WaitGroup
+	offers.Add(1)
+	var once sync.Once
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	catchAll := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/v1/take-over" {
+			once.Do(offers.Done)
+		}
+		w.WriteHeader(http.StatusOK)
+	})}
+	go func() { _ = catchAll.Serve(ln) }()
+	t.Cleanup(func() { _ = catchAll.Close() })
+
+	leases := cp.Admin.CoordinationV1().Leases(f.ns)
+	for {
+		l, err := leases.Get(t.Context(), leaseName, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		l.Annotations[leasestore.AnnotationStandbyAddress] = ln.Addr().String()
+		if _, err = leases.Update(t.Context(), l, metav1.UpdateOptions{}); err == nil {
+			break
+		} else if !apierrors.IsConflict(err) {
+			t.Fatal(err)
+		}
+	}
+	// The leader's renews keep the address it reads.
+	time.Sleep(2 * retryPeriod)
+	l, err := leases.Get(t.Context(), leaseName, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := l.Annotations[leasestore.AnnotationStandbyAddress]; got != ln.Addr().String() || *l.Spec.HolderIdentity != leader {
+		t.Fatalf("standby address %q, holder %q; want the catch-all's %s and %s", got, *l.Spec.HolderIdentity, ln.Addr(), leader)
+	}
+
+	w, err := leases.Watch(t.Context(), metav1.ListOptions{FieldSelector: "metadata.name=" + leaseName, ResourceVersion: l.ResourceVersion})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	if err := f.byPod(leader).Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	offered := make(chan struct{})
+	go func() { offers.Wait(); close(offered) }()
+	select {
+	case <-offered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the leader sent no take-over offer to the standby's address")
+	}
+	for {
+		select {
+		case ev := <-w.ResultChan():
+			l, ok := ev.Object.(*coordinationv1.Lease)
+			if !ok {
+				t.Fatalf("watch event %s: %v", ev.Type, ev.Object)
+			}
+			if h := l.Spec.HolderIdentity; h == nil || *h == "" {
+				if d := l.Spec.LeaseDurationSeconds; d != nil && *d == 1 {
+					return // released: the others take it at once
+				}
+				continue
+			}
+			if *l.Spec.HolderIdentity != leader {
+				t.Fatalf("%s took the Lease without a release after the offer to a catch-all: it waited out the expiry", *l.Spec.HolderIdentity)
+			}
+		case <-time.After(2 * leaseDuration):
+			t.Fatal("no release within 2 x LEASE_DURATION after the offer to a catch-all server")
+		}
+	}
+}

@@ -951,9 +951,11 @@ func (r *run) release(ctx context.Context, timeout time.Duration) error {
 	}
 	rctx, cancel := r.withTimeout(ctx, timeout)
 	defer cancel()
-	if r.handOff(ctx, min(timeout/2, r.cfg.RetryPeriod/2)) {
-		return nil
-	}
+	// The standby's answer to an offer is no proof that it took the Lease
+	// (a reused pod IP, a catch-all server): the release on the offered
+	// version is. It answers 409 once the standby wrote, and succeeds,
+	// releasing as without an offer, if nobody did.
+	tookOver := r.handOff(ctx, min(timeout/2, r.cfg.RetryPeriod/2))
 	cur := r.lease
 	for attempt := 0; attempt < 2; attempt++ {
 		if !r.ours(cur) {
@@ -964,7 +966,13 @@ func (r *run) release(ctx context.Context, timeout time.Duration) error {
 			notes.Successor = s
 		}
 		l, err := r.cfg.Lock.Update(rctx, cur, r.releaseRecord(cur), notes)
+		if tookOver && apierrors.IsConflict(err) {
+			return nil // the Lease moved on from the offered version: taken over
+		}
 		if err == nil {
+			if tookOver {
+				r.log.Warn("the standby answered the take-over offer but did not write the Lease; released it instead", "standby", cur.Notes.Standby)
+			}
 			r.log.Info("released lease", "transitions", l.Record.LeaderTransitions, "successor", notes.Successor)
 			r.observe(ctx, l, r.cfg.Clock.Now())
 			if notes.Successor != "" {

@@ -164,8 +164,8 @@ func TestTakeOverAfterARenewCutShort(t *testing.T) {
 		if n := g.writes() - before; n != 1 {
 			t.Errorf("%d writes from the step-down until the standby leads, want 1 (the standby's, no release)", n)
 		}
-		if n := a.lock.callCount() - calls; n != 1 {
-			t.Errorf("the old leader sent %d requests on stepping down, want 1 (the read)", n)
+		if n := a.lock.callCount() - calls; n != 2 {
+			t.Errorf("the old leader sent %d requests on stepping down, want 2 (the read, and the release on the offered version, which the take-over makes fail)", n)
 		}
 		if len(*answers) != 1 || (*answers)[0] != nil {
 			t.Errorf("hand-off answers = %v, want one, nil", *answers)
@@ -388,4 +388,28 @@ func sign(t *testing.T, o Offer, key ed25519.PrivateKey) []byte {
 		t.Fatal(err)
 	}
 	return wire
+}
+
+// TestAnAnswerIsNoTakeOver: a standby's address that answers the offer with
+// success but never writes the Lease (a reused pod IP with a catch-all
+// server) does not leave the Lease held by nobody until it expires: the
+// release on the offered version succeeds, and the others take the Lease
+// at once.
+func TestAnAnswerIsNoTakeOver(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g, answers := takeOverGroup(t, func(*group, *member, []byte) error { return nil })
+		g.waitStandby()
+		g.sigterm("a")
+		if len(*answers) != 1 || (*answers)[0] != nil {
+			t.Fatalf("hand-off answers = %v, want one, nil", *answers)
+		}
+		l := g.lease()
+		if l.Record.HolderIdentity == "a" {
+			t.Fatalf("the Lease is still a's after a success answer that wrote nothing: %+v", l.Record)
+		}
+		g.step(rp + g.tick) // a successor named in the release leads at once, the others after a RetryPeriod
+		if got := g.leader(); got == "" || got == "a" {
+			t.Errorf("leader %q after the step-down, want one of the followers", got)
+		}
+	})
 }
