@@ -348,7 +348,7 @@ func (e *Elector) Run(ctx context.Context) error {
 			r.resign(ctx, cause)
 		case req := <-e.handover:
 			stop()
-			req.done <- r.handOver(ctx, req.to)
+			r.handOverRequest(ctx, req)
 		case req := <-e.takeOver:
 			stop()
 			req.done <- r.takeOffer(ctx, req.offer)
@@ -433,6 +433,8 @@ type run struct {
 	holderKey                   string // Config.Key's public half, as Notes.HolderKey
 	// withheld is a step-down whose OnStoppedLeading failed; nil: none.
 	withheld *withheldStepDown
+	// granted is a grant (resign --to) whose answer is awaited; nil: none.
+	granted *grantWait
 }
 
 // withheldStepDown is a step-down that waits for OnStoppedLeading to
@@ -447,6 +449,12 @@ type withheldStepDown struct {
 // tick does what is due at now.
 func (r *run) tick(ctx context.Context, now time.Time) {
 	r.update(func(s *State) { s.LastTick = now })
+	if g := r.granted; g != nil && !now.Before(g.until) {
+		// The watch may lag: one read before answering that the peer did
+		// not confirm.
+		r.read(ctx, now)
+		r.answerGrant(&r.lease, now)
+	}
 	if r.withheld != nil {
 		r.tickWithheld(ctx, now)
 		return
@@ -506,6 +514,9 @@ func (r *run) next(now time.Time) time.Time {
 		if u.Before(t) {
 			t = u
 		}
+	}
+	if g := r.granted; g != nil {
+		earliest(g.until)
 	}
 	if w := r.withheld; w != nil {
 		earliest(w.retryAt)
@@ -672,6 +683,7 @@ func (r *run) observe(ctx context.Context, l Lease, now time.Time) {
 		heldUntil = r.observedAt.Add(r.expiry(l.Record))
 	}
 	r.update(func(s *State) { s.LastObserved, s.HeldUntil, s.Standby = now, heldUntil, l.Notes.Standby })
+	r.answerGrant(&l, now)
 	if r.leading && !r.ours(l) {
 		r.stepDown(ctx, fmt.Sprintf("the Lease is held by %q (pod uid %q)", l.Record.HolderIdentity, l.Notes.HolderUID), noRelease)
 	}
@@ -1017,6 +1029,7 @@ const noRelease time.Duration = 0
 // its offer, so that no release names a candidate that is gone.
 func (r *run) shutdown(ctx context.Context) {
 	r.stopped = true
+	defer r.answerGrant(nil, r.cfg.Clock.Now())
 	switch {
 	case r.leading:
 		r.stepDown(ctx, "shutting down", r.cfg.RenewDeadline)

@@ -69,6 +69,21 @@ import (
 // ErrNotLeader is returned by Handover on a candidate that does not lead.
 var ErrNotLeader = errors.New("not the leader")
 
+// ErrGrantRefused is returned by Handover(peer) when peer refused the
+// Lease (see grantRefusal) and released it: the others take it at once.
+var ErrGrantRefused = errors.New("the peer refused the lease")
+
+// grantWait is a Handover(peer) that waits for peer's answer to the grant
+// written at version: its confirm, or its refusal.
+type grantWait struct {
+	to, version string
+	until       time.Time
+	done        chan error
+}
+
+// awaitingGrant is handOver's result when the answer comes later, on done.
+var awaitingGrant = errors.New("awaiting the peer's answer to the grant")
+
 type handoverRequest struct {
 	to   string
 	done chan error
@@ -76,9 +91,10 @@ type handoverRequest struct {
 
 // Handover steps down and hands the Lease on: to the standby, if one
 // offered, when to is empty, else to the candidate whose identity is to. It
-// returns once the Lease was written, or with the error; ErrNotLeader (with
-// the observed leader) when this candidate does not lead. Run must be
-// running.
+// returns once the Lease was released, or, with to, once to confirmed the
+// term (within RenewDeadline), or with the error: ErrNotLeader (with the
+// observed leader) when this candidate does not lead, ErrGrantRefused (with
+// to's reason) when to refused. Run must be running.
 func (e *Elector) Handover(ctx context.Context, to string) error {
 	req := handoverRequest{to: to, done: make(chan error, 1)}
 	select {
@@ -92,6 +108,52 @@ func (e *Elector) Handover(ctx context.Context, to string) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// handOverRequest serves a Handover request on the election loop: at once,
+// or once the peer answered its grant (see answerGrant).
+func (r *run) handOverRequest(ctx context.Context, req handoverRequest) {
+	err := r.handOver(ctx, req.to)
+	if err != awaitingGrant { //nolint:errorlint // a sentinel of this file, never wrapped
+		req.done <- err
+		return
+	}
+	r.granted.done = req.done
+}
+
+// answerGrant answers a Handover(peer) waiting for peer, on l, the Lease
+// as now observed, or at its deadline; nil l: Run ends.
+func (r *run) answerGrant(l *Lease, now time.Time) {
+	g := r.granted
+	if g == nil {
+		return
+	}
+	var err error
+	switch {
+	case l == nil:
+		err = fmt.Errorf("handed lease %s to %q, but stopped before it confirmed", r.cfg.Lock.Describe(), g.to)
+	case l.Version == g.version || !newer(l.Version, g.version):
+		if now.Before(g.until) {
+			return
+		}
+		err = fmt.Errorf("handed lease %s to %q, which did not confirm within %s: it may be gone; the others take the Lease once it expires",
+			r.cfg.Lock.Describe(), g.to, r.cfg.RenewDeadline)
+	case l.Record.HolderIdentity == g.to && l.Notes.HolderUID == "" && l.Notes.GrantedBy != "":
+		if now.Before(g.until) {
+			return // another write on the grant, such as a standby's offer
+		}
+		err = fmt.Errorf("handed lease %s to %q, which did not confirm within %s", r.cfg.Lock.Describe(), g.to, r.cfg.RenewDeadline)
+	case l.Record.HolderIdentity == g.to:
+		err = nil // confirmed
+	case l.Notes.Refused != "":
+		err = fmt.Errorf("%w: %s; it released the lease to the others", ErrGrantRefused, l.Notes.Refused)
+	default:
+		err = fmt.Errorf("handed lease %s to %q, but it is now held by %q", r.cfg.Lock.Describe(), g.to, l.Record.HolderIdentity)
+	}
+	if g.done != nil {
+		g.done <- err
+	}
+	r.granted = nil
 }
 
 // handOver serves a Handover request on the election loop.
@@ -110,7 +172,16 @@ func (r *run) handOver(ctx context.Context, to string) error {
 		r.notBefore = r.cfg.Clock.Now().Add(r.cfg.RetryPeriod)
 		return err
 	}
-	return r.stepDownTo(ctx, fmt.Sprintf("handing over to %q on request", to), r.cfg.RenewDeadline, to)
+	if err := r.stepDownTo(ctx, fmt.Sprintf("handing over to %q on request", to), r.cfg.RenewDeadline, to); err != nil {
+		return err
+	}
+	// Like a release on request: the others, not this candidate, take the
+	// Lease should the peer refuse it.
+	r.notBefore = r.cfg.Clock.Now().Add(r.cfg.RetryPeriod)
+	if r.granted != nil {
+		return awaitingGrant
+	}
+	return nil
 }
 
 // grant writes to as the holder of the Lease we just stepped down from.
@@ -141,6 +212,7 @@ func (r *run) grant(ctx context.Context, to string) error {
 		return err
 	}
 	r.log.Info("handed the lease over", "to", to, "transitions", l.Record.LeaderTransitions)
+	r.granted = &grantWait{to: to, version: l.Version, until: r.cfg.Clock.Now().Add(r.cfg.RenewDeadline)}
 	r.observe(ctx, l, r.cfg.Clock.Now())
 	if to == cur.Notes.Standby {
 		r.nudge(to, cur.Notes.StandbyAddress)
@@ -194,13 +266,17 @@ func (r *run) claimOwn(ctx context.Context) bool {
 	}
 	r.claimed = l.Version
 	switch {
+	case l.Notes.GrantedBy != "" && l.Notes.HolderUID == "" && r.grantRefusal() != "":
+		why := r.grantRefusal()
+		r.log.Warn("refusing the lease handed over; releasing it", "by", l.Notes.GrantedBy, "why", why)
+		r.releaseWith(ctx, l, Notes{Refused: r.cfg.Identity + ": " + why})
 	case l.Notes.GrantedBy != "" && l.Notes.HolderUID == "":
 		r.confirm(ctx, l, "started leading: handed over by "+strconv.Quote(l.Notes.GrantedBy))
 	case r.cfg.UID != "" && l.Notes.HolderUID == r.cfg.UID && r.resumable(l, fresh):
 		r.confirm(ctx, l, "started leading: resumed this pod's term after a restart")
 	case (fresh || r.sameTermAsFirst(l)) && l.Notes.HolderUID == "" && r.cfg.UID != "":
 		r.log.Warn("the lease names this identity with no pod UID: it cannot be proven to be this pod's term from before a restart; releasing it", "pod_uid", r.cfg.UID)
-		r.releaseUnproven(ctx, l)
+		r.releaseWith(ctx, l, Notes{})
 	default:
 		if !r.warned {
 			r.warned = true
@@ -243,13 +319,29 @@ func (r *run) confirm(ctx context.Context, l Lease, how string) {
 	r.lead(ctx, cur, err, sent, "confirm", how)
 }
 
-// releaseUnproven releases a record naming our identity that we cannot
-// prove is ours, and that no live candidate of ours can be holding: it
-// carries no pod UID, which every candidate with one writes.
-func (r *run) releaseUnproven(ctx context.Context, l Lease) {
+// grantRefusal is why this candidate does not take a Lease handed to it,
+// or "": a candidate whose app is unhealthy, that backs off, or that shuts
+// down would not lead well, and would not offer to be standby either.
+func (r *run) grantRefusal() string {
+	switch {
+	case r.stopped:
+		return "it is shutting down"
+	case !r.healthy:
+		return fmt.Sprintf("its app is unhealthy (%s)", r.healthReason)
+	case r.cfg.Clock.Now().Before(r.notBefore):
+		return "it backs off until " + r.notBefore.Format(time.RFC3339)
+	}
+	return ""
+}
+
+// releaseWith releases a record naming our identity that we do not take:
+// one we cannot prove is ours, and that no live candidate of ours can be
+// holding (it carries no pod UID, which every candidate with one writes),
+// or one handed to us that we refuse (notes say why).
+func (r *run) releaseWith(ctx context.Context, l Lease, notes Notes) {
 	rctx, cancel := r.withTimeout(ctx, r.cfg.RenewDeadline)
 	defer cancel()
-	cur, err := r.cfg.Lock.Update(rctx, l, r.releaseRecord(l), Notes{})
+	cur, err := r.cfg.Lock.Update(rctx, l, r.releaseRecord(l), notes)
 	switch {
 	case err == nil:
 		r.note(ctx, nil)

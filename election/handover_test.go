@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -310,16 +311,26 @@ func TestHandoverToADeadPeerExpires(t *testing.T) {
 		g := newGroup(t)
 		a := g.start("a", nil)
 		g.start("b", nil)
-		if err := a.e.Handover(context.Background(), "gone"); err != nil {
-			t.Fatalf("Handover: %v", err)
-		}
+		answer := make(chan error, 1)
+		go func() { answer <- a.e.Handover(context.Background(), "gone") }()
 		g.settle()
 		granted := g.clk.Now()
+		if h := g.lease().Record.HolderIdentity; h != "gone" {
+			t.Fatalf("holder after the grant = %q, want gone", h)
+		}
 		for g.leader() == "" && g.clk.Since(granted) < 2*ld {
 			g.step(500 * time.Millisecond)
 		}
 		if waited := g.clk.Since(granted); waited < ld {
 			t.Errorf("a candidate led %s after the Lease was handed to a dead peer, before LeaseDuration", waited)
+		}
+		select {
+		case err := <-answer:
+			if err == nil || !strings.Contains(err.Error(), "did not confirm within") {
+				t.Errorf("Handover to a dead peer: %v, want that it did not confirm", err)
+			}
+		default:
+			t.Error("Handover to a dead peer has not returned after LeaseDuration")
 		}
 	})
 }
@@ -418,7 +429,7 @@ func TestTwinsNeverBothLead(t *testing.T) {
 		if err := g.cands["twin-1"].e.Handover(context.Background(), "other"); err != nil {
 			t.Fatal(err)
 		}
-		g.settle()
+		g.step(rp) // twin-1's back-off after its handover: a backing-off candidate refuses a grant
 		if err := g.cands["other"].e.Handover(context.Background(), "twin"); err != nil {
 			t.Fatal(err)
 		}
@@ -644,6 +655,42 @@ func TestRestartedProcessResumesUnderItsNewKey(t *testing.T) {
 		}
 		if got, want := g.lease().Notes.HolderKey, HolderKey(keyOf("run-2").Public().(ed25519.PublicKey)); got != want {
 			t.Errorf("HolderKey after the resume = %q, want the new process's %q", got, want)
+		}
+	})
+}
+
+// TestHandoverToAnUnhealthyPeerIsRefused: resign --to a peer whose app is
+// unhealthy, or that backs off, makes the peer release the Lease with its
+// reason, which Handover returns: the others take the Lease at once,
+// instead of a leader that would not lead well, or none until expiry.
+func TestHandoverToAnUnhealthyPeerIsRefused(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g := newGroup(t)
+		a := g.start("a", gated)
+		a.e.ReportAppHealth(true, "ok")
+		g.settle()
+		g.step(rp)
+		b := g.start("b", gated)
+		b.e.ReportAppHealth(false, "GET /healthz: status 503")
+		g.start("c", gated).e.ReportAppHealth(true, "ok")
+		g.settle()
+		if g.leader() != "a" {
+			t.Fatalf("leader = %q, want a", g.leader())
+		}
+		answer := make(chan error, 1)
+		go func() { answer <- a.e.Handover(context.Background(), "b") }()
+		g.settle()
+		select {
+		case err := <-answer:
+			if !errors.Is(err, ErrGrantRefused) || !strings.Contains(err.Error(), "b: its app is unhealthy (GET /healthz: status 503)") {
+				t.Errorf("Handover to an unhealthy peer: %v, want ErrGrantRefused with b's reason", err)
+			}
+		default:
+			t.Fatal("Handover to an unhealthy peer did not return at once with its refusal")
+		}
+		g.step(2 * rp)
+		if got := g.leader(); got != "c" {
+			t.Errorf("leader after b refused = %q, want the healthy c", got)
 		}
 	})
 }

@@ -64,6 +64,10 @@ type Notes struct {
 	// GrantedBy is set when a leader wrote another candidate as holder
 	// (resign --to): that candidate confirms the term by a renew and leads.
 	GrantedBy string
+	// Refused is, on a release, why the candidate that was handed the
+	// Lease did not take it ("pod-b: the app is unhealthy (...)"), for the
+	// leader that handed it over to report.
+	Refused string
 }
 
 // Lock is the storage the elector needs. Errors follow the API server's

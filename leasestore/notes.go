@@ -19,6 +19,9 @@ const (
 	AnnotationStandbyAddress = "leader-elector.io/standby-address"
 	AnnotationSuccessor      = "leader-elector.io/successor"
 	AnnotationGrantedBy      = "leader-elector.io/granted-by"
+	// AnnotationRefused is, on a release, why the candidate a leader handed
+	// the Lease to (resign --to) refused it.
+	AnnotationRefused = "leader-elector.io/refused"
 )
 
 // notesFrom reads the notes from a Lease's annotations.
@@ -30,6 +33,7 @@ func notesFrom(annotations map[string]string) election.Notes {
 		StandbyAddress: annotations[AnnotationStandbyAddress],
 		Successor:      annotations[AnnotationSuccessor],
 		GrantedBy:      annotations[AnnotationGrantedBy],
+		Refused:        annotations[AnnotationRefused],
 	}
 }
 
@@ -48,6 +52,7 @@ func withNotes(annotations map[string]string, n election.Notes) map[string]strin
 		AnnotationStandbyAddress: n.StandbyAddress,
 		AnnotationSuccessor:      n.Successor,
 		AnnotationGrantedBy:      n.GrantedBy,
+		AnnotationRefused:        n.Refused,
 	} {
 		if value == "" {
 			delete(out, key)

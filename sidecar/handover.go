@@ -34,7 +34,9 @@ func (s *Sidecar) addAppHealth() error {
 // before the socket existed) or shared with another sidecar's.
 func (s *Sidecar) serveControl(ctx context.Context) error {
 	srv, err := control.Listen(s.cfg.ControlSocket, s.elector, control.Options{Log: s.log,
-		Refused: func(err error) bool { return errors.Is(err, election.ErrNotLeader) }})
+		Refused: func(err error) bool {
+			return errors.Is(err, election.ErrNotLeader) || errors.Is(err, election.ErrGrantRefused)
+		}})
 	if err != nil {
 		s.log.Error("no control socket: leader-elector resign will not reach this sidecar", "err", err)
 		<-ctx.Done()
