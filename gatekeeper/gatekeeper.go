@@ -151,6 +151,9 @@ func (g *Gatekeeper) Lead(_ context.Context, _ election.State) error {
 // and a thread the Go runtime reused for a goroutine that exits locked would
 // take the command with it.
 func (g *Gatekeeper) start() (*os.Process, error) {
+	if err := becomeSubreaper(); err != nil {
+		g.log.Warn("cannot become the subreaper of the command's orphans: a child its parent left behind is init's to reap", "err", err)
+	}
 	cmd := exec.Command(g.cfg.Command[0], g.cfg.Command[1:]...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = g.cfg.Stdin, g.cfg.Stdout, g.cfg.Stderr
 	cmd.Env = g.cfg.Env
@@ -243,27 +246,51 @@ func (g *Gatekeeper) stop(ctx context.Context, why string) error {
 	defer t.Stop()
 	select {
 	case <-g.ended:
-		return nil
 	case <-t.C():
 		g.kill(fmt.Sprintf("it did not exit within %s of SIGTERM", g.cfg.StopGrace))
 	case <-ctx.Done():
 		g.kill("it did not exit before leadership could pass to another replica")
 	}
 	<-g.ended
+	g.endGroup(ctx, t.C())
 	return nil
 }
 
-// signal sends sig to the command, unless it has exited.
-func (g *Gatekeeper) signal(sig os.Signal) error {
-	if err := g.proc.Signal(sig); err != nil && !errors.Is(err, os.ErrProcessDone) {
-		return fmt.Errorf("send %s to the command: %w", sig, err)
+// endGroup ends what the command left in its process group (the children
+// of a shell that did not exec, a forking server's workers): they had the
+// SIGTERM with the command, and get SIGKILL when grace or ctx ends first.
+// It returns once the group is empty, its exited processes reaped.
+func (g *Gatekeeper) endGroup(ctx context.Context, grace <-chan time.Time) {
+	pgid := g.proc.Pid
+	killed := false
+	for groupAlive(pgid) {
+		if !killed {
+			select {
+			case <-grace:
+				killed = true
+			case <-ctx.Done():
+				killed = true
+			default:
+			}
+			if killed {
+				g.kill("the command's process group outlived it")
+			}
+		}
+		<-g.clk.After(10 * time.Millisecond)
+	}
+}
+
+// signal sends sig to the command's process group, unless it is empty.
+func (g *Gatekeeper) signal(sig syscall.Signal) error {
+	if err := signalGroup(g.proc.Pid, sig); err != nil {
+		return fmt.Errorf("send %s to the command's process group: %w", sig, err)
 	}
 	return nil
 }
 
 func (g *Gatekeeper) kill(why string) {
-	g.log.Warn("killing the command", "reason", why)
-	if err := g.signal(os.Kill); err != nil {
+	g.log.Warn("killing the command and its process group", "reason", why)
+	if err := g.signal(syscall.SIGKILL); err != nil {
 		g.log.Error("cannot kill the command", "err", err) // only if this process may not signal its own child
 	}
 }
@@ -280,8 +307,12 @@ func (g *Gatekeeper) Forward(sig os.Signal) bool {
 	if !g.running() {
 		return false
 	}
+	s, ok := sig.(syscall.Signal)
+	if !ok {
+		return false
+	}
 	g.log.Info("forwarding a signal to the command", "signal", sig)
-	if err := g.signal(sig); err != nil {
+	if err := g.signal(s); err != nil {
 		g.log.Error("cannot forward the signal", "err", err)
 		return false
 	}
@@ -303,6 +334,20 @@ func (g *Gatekeeper) Run(ctx context.Context) error {
 	for {
 		select {
 		case <-g.ended:
+			g.mu.Lock()
+			lost, proc := g.lost, g.proc
+			g.mu.Unlock()
+			if !lost && proc != nil && groupAlive(proc.Pid) {
+				// It exited on its own: what it left gets SIGTERM, and
+				// SIGKILL after StopGrace, before the Lease goes.
+				g.log.Info("the command exited, but its process group did not; stopping it with SIGTERM", "grace", g.cfg.StopGrace)
+				if err := g.signal(syscall.SIGTERM); err != nil {
+					g.log.Error("cannot stop the command's process group", "err", err)
+				}
+				t := g.clk.NewTimer(g.cfg.StopGrace)
+				g.endGroup(context.Background(), t.C())
+				t.Stop()
+			}
 			return g.result
 		case <-g.forwarded:
 			t := g.clk.NewTimer(g.cfg.StopGrace)

@@ -366,3 +366,80 @@ func TestNewValidates(t *testing.T) {
 		})
 	}
 }
+
+// forks is an `sh -c` that does not exec: its child, and that child's own
+// child, are what a leadership loss must end too.
+const forks = `sleep 1000 &
+echo $! > "$DIR/child"
+sh -c 'sleep 1000 & echo $! > "$DIR/grandchild"; wait' &
+echo $$ > "$DIR/pid"
+wait
+`
+
+// TestFollowEndsTheCommandsWholeTree: the command's children, and theirs,
+// end with leadership: every signal goes to the command's process group,
+// and Follow returns once the group is empty and reaped. Before, only the
+// direct child got them, and a forking command kept running on a replica
+// that no longer led while the next leader started its own.
+func TestFollowEndsTheCommandsWholeTree(t *testing.T) {
+	for _, grace := range []time.Duration{time.Minute, 100 * time.Millisecond} {
+		t.Run(grace.String(), func(t *testing.T) {
+			script := forks
+			if grace < time.Second { // the children ignore SIGTERM: SIGKILL after the grace
+				script = "trap '' TERM\n" + forks
+			}
+			h := newHarness(t, script, grace)
+			if err := h.lead(); err != nil {
+				t.Fatalf("Lead = %v", err)
+			}
+			pids := []int{h.pid()}
+			for _, name := range []string{"child", "grandchild"} {
+				pid, err := strconv.Atoi(strings.TrimSpace(h.waitFile(name)))
+				if err != nil {
+					t.Fatal(err)
+				}
+				pids = append(pids, pid)
+			}
+			t.Cleanup(func() { killIfFailed(t, pids) })
+			if err := h.g.Follow(context.Background(), election.State{Identity: "pod-0"}); err != nil {
+				t.Errorf("Follow = %v", err)
+			}
+			for _, pid := range pids {
+				assertGone(t, pid)
+			}
+		})
+	}
+}
+
+// TestCommandExitingLeavesNoTree: a command that exits on its own while
+// its children run takes them with it before Run reports its status (and
+// the sidecar gives up the Lease).
+func TestCommandExitingLeavesNoTree(t *testing.T) {
+	h := newHarness(t, `sleep 1000 &
+echo $! > "$DIR/child"
+echo $$ > "$DIR/pid"
+exit 3
+`, time.Minute)
+	if err := h.lead(); err != nil {
+		t.Fatalf("Lead = %v", err)
+	}
+	child, err := strconv.Atoi(strings.TrimSpace(h.waitFile("child")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { killIfFailed(t, []int{child}) })
+	wantExit(t, h.result(), 3)
+	assertGone(t, child)
+}
+
+// killIfFailed SIGKILLs pids once a failed test is done with them, so that
+// it leaves no process behind; a passing test's pids are reaped already,
+// and may be another process's by now.
+func killIfFailed(t *testing.T, pids []int) {
+	if !t.Failed() {
+		return
+	}
+	for _, pid := range pids {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+}
