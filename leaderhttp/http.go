@@ -18,7 +18,7 @@ import (
 func (h *Hub) NAISHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/sse" {
-			h.stream(w, r, formatNAIS)
+			h.stream(w, r, formatNAIS, h.nais)
 			return
 		}
 		w.Header().Set("Content-Type", "application/json")
@@ -32,7 +32,7 @@ func (h *Hub) NAISHandler() http.Handler {
 func (h *Hub) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /leader", h.serveLeader)
-	mux.HandleFunc("GET /watch", func(w http.ResponseWriter, r *http.Request) { h.stream(w, r, formatOurs) })
+	mux.HandleFunc("GET /watch", func(w http.ResponseWriter, r *http.Request) { h.stream(w, r, formatOurs, h.own) })
 	return mux
 }
 
@@ -88,10 +88,10 @@ func (h *Hub) serveLeader(w http.ResponseWriter, r *http.Request) {
 		answer(h.Leader())
 		return
 	}
-	if !h.acquire(w) {
+	if !h.own.acquire(w, r) {
 		return
 	}
-	defer h.release()
+	defer h.own.release(r)
 	rc := http.NewResponseController(w)
 	// The server's WriteTimeout would cut the answer off; unsupported: no
 	// timeout to lift. (Its ReadTimeout no longer counts once the handler runs.)
@@ -151,11 +151,11 @@ func (p longPoll) differs(l Leader) bool {
 
 // stream serves an event stream of format f: the current message at once,
 // then one per change, and a comment line every Heartbeat.
-func (h *Hub) stream(w http.ResponseWriter, r *http.Request, f format) {
-	if !h.acquire(w) {
+func (h *Hub) stream(w http.ResponseWriter, r *http.Request, f format, p *pool) {
+	if !p.acquire(w, r) {
 		return
 	}
-	defer h.release()
+	defer p.release(r)
 	sub, first := h.subscribe(f)
 	if sub == nil {
 		http.Error(w, "shutting down", http.StatusServiceUnavailable)
@@ -212,18 +212,3 @@ func (h *Hub) write(w http.ResponseWriter, rc *http.ResponseController, parts ..
 	}
 	return rc.Flush() == nil
 }
-
-// acquire takes a slot for a stream or long-poll, or answers 503.
-func (h *Hub) acquire(w http.ResponseWriter) bool {
-	select {
-	case h.slots <- struct{}{}:
-		return true
-	default:
-		w.Header().Set("Retry-After", "5")
-		http.Error(w, fmt.Sprintf("too many event streams and long-polls (at most %d); try again later", h.cfg.MaxClients),
-			http.StatusServiceUnavailable)
-		return false
-	}
-}
-
-func (h *Hub) release() { <-h.slots }

@@ -125,7 +125,7 @@ func TestHeartbeat(t *testing.T) {
 
 // A stream's subscriber, goroutines and slot go when its request ends.
 func TestStreamEndsWithItsRequest(t *testing.T) {
-	h, _, _ := newTestHub(t, func(c *Config) { c.MaxClients = 1 })
+	h, _, _ := newTestHub(t, func(c *Config) { c.MaxLocalClients = 1 })
 	srv, client := newServer(t, h.NAISHandler())
 	base := runtime.NumGoroutine()
 	for range 3 { // with one slot, each stream must give it back
@@ -141,22 +141,64 @@ func TestStreamEndsWithItsRequest(t *testing.T) {
 	}
 }
 
+// TestTooManyClients: each listener has a pool of its own, so that streams
+// on the health port never take the slots of the app's /sse on
+// LEADER_HTTP_ADDRESS, and one client address gets at most MaxPerClient of
+// the health port's.
 func TestTooManyClients(t *testing.T) {
-	h, _, _ := newTestHub(t, func(c *Config) { c.MaxClients = 2 })
-	mux := http.NewServeMux()
-	mux.Handle("/leader", h.Handler())
-	mux.Handle("/", h.NAISHandler())
-	srv, client := newServer(t, mux)
-	openStream(t, client, srv.URL+"/sse").next(t)
-	openStream(t, client, srv.URL+"/sse").next(t)
-	for _, path := range []string{"/sse", "/leader?wait=1m"} {
-		code, hd, body := get(t, client, srv.URL+path)
-		if code != http.StatusServiceUnavailable || hd.Get("Retry-After") == "" || !strings.Contains(body, "at most 2") {
-			t.Errorf("%s beyond MaxClients: %d %q %q, want 503 with Retry-After", path, code, hd.Get("Retry-After"), body)
+	h, _, _ := newTestHub(t, func(c *Config) { c.MaxClients, c.MaxPerClient, c.MaxLocalClients = 3, 2, 1 })
+	health, client := newServer(t, h.Handler())
+	local, _ := newServer(t, h.NAISHandler())
+	// One address (the test's loopback) fills its share of the health port.
+	openStream(t, client, health.URL+"/watch").next(t)
+	openStream(t, client, health.URL+"/watch").next(t)
+	for _, path := range []string{"/watch", "/leader?wait=1m"} {
+		code, hd, body := get(t, client, health.URL+path)
+		if code != http.StatusServiceUnavailable || hd.Get("Retry-After") == "" || !strings.Contains(body, "at most 2 per client address") {
+			t.Errorf("%s beyond MaxPerClient: %d %q %q, want 503 with Retry-After", path, code, hd.Get("Retry-After"), body)
 		}
 	}
-	if code, _, body := get(t, client, srv.URL+"/leader"); code != http.StatusOK {
+	if code, _, body := get(t, client, health.URL+"/leader"); code != http.StatusOK {
 		t.Errorf("/leader without wait takes no slot: %d %q", code, body)
+	}
+	// The local listener's pool is untouched by the health port's streams.
+	openStream(t, client, local.URL+"/sse").next(t)
+	code, hd, body := get(t, client, local.URL+"/sse")
+	if code != http.StatusServiceUnavailable || hd.Get("Retry-After") == "" || !strings.Contains(body, "LEADER_HTTP_ADDRESS (at most 1)") {
+		t.Errorf("/sse beyond MaxLocalClients: %d %q %q, want 503 with Retry-After", code, hd.Get("Retry-After"), body)
+	}
+}
+
+// TestPoolBoundsAllAndEachAddress: a pool's total bound and its bound per
+// client address, and the slots given back.
+func TestPoolBoundsAllAndEachAddress(t *testing.T) {
+	p := newPool("the health port", 3, 2)
+	req := func(addr string) *http.Request {
+		r := httptest.NewRequest(http.MethodGet, "/watch", nil)
+		r.RemoteAddr = addr
+		return r
+	}
+	try := func(addr string) int {
+		rec := httptest.NewRecorder()
+		if p.acquire(rec, req(addr)) {
+			return http.StatusOK
+		}
+		return rec.Code
+	}
+	for i, tc := range []struct {
+		addr string
+		want int
+	}{
+		{"10.0.0.1:1000", 200}, {"10.0.0.1:1001", 200}, {"10.0.0.1:1002", 503}, // per address, whatever the port
+		{"10.0.0.2:1000", 200}, {"10.0.0.3:1000", 503}, // in all
+	} {
+		if got := try(tc.addr); got != tc.want {
+			t.Errorf("request %d from %s: %d, want %d", i, tc.addr, got, tc.want)
+		}
+	}
+	p.release(req("10.0.0.1:1000"))
+	if got := try("10.0.0.3:1000"); got != 200 {
+		t.Errorf("after a release: %d, want 200", got)
 	}
 }
 
@@ -347,7 +389,7 @@ func TestLongPollClientLeaves(t *testing.T) {
 		if err := <-errc; err == nil {
 			t.Fatal("a cancelled long-poll answered")
 		}
-		eventually(t, "slot given back", func() bool { return len(h.slots) == 0 })
+		eventually(t, "slot given back", func() bool { h.own.mu.Lock(); defer h.own.mu.Unlock(); return h.own.n == 0 })
 	}
 }
 

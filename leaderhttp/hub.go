@@ -20,11 +20,19 @@ import (
 
 // Defaults of Config's optional fields.
 const (
-	DefaultHeartbeat    = 20 * time.Second
-	DefaultRecheck      = time.Second
-	DefaultBuffer       = 16
-	DefaultMaxClients   = 4096
-	DefaultWriteTimeout = 10 * time.Second
+	DefaultHeartbeat = 20 * time.Second
+	DefaultRecheck   = time.Second
+	DefaultBuffer    = 16
+	// DefaultMaxClients bounds the streams and long-polls of the health
+	// port, DefaultMaxPerClient those of one client address there, and
+	// DefaultMaxLocalClients those of LEADER_HTTP_ADDRESS: at about 31 KB
+	// an idle stream, measured, all of them together cost about 12 MiB, so
+	// that a sidecar of about 17 MiB stays under half of deploy/'s 64 MiB
+	// limit.
+	DefaultMaxClients      = 256
+	DefaultMaxPerClient    = 16
+	DefaultMaxLocalClients = 128
+	DefaultWriteTimeout    = 10 * time.Second
 	// MaxWait caps a long-poll's wait.
 	MaxWait = 5 * time.Minute
 )
@@ -50,9 +58,13 @@ type Config struct {
 	// Buffer is how many messages a stream may fall behind before it is
 	// dropped; DefaultBuffer when zero.
 	Buffer int
-	// MaxClients bounds the streams and long-polls served at once; more get
-	// 503. DefaultMaxClients when zero.
-	MaxClients int
+	// MaxClients bounds the streams and long-polls Handler serves at once,
+	// MaxPerClient those of one client address there; more get 503.
+	// DefaultMaxClients and DefaultMaxPerClient when zero.
+	MaxClients, MaxPerClient int
+	// MaxLocalClients bounds those NAISHandler serves, a pool of its own;
+	// DefaultMaxLocalClients when zero.
+	MaxLocalClients int
 	// WriteTimeout bounds each write to a client, so that a client that
 	// stopped reading does not hold its stream forever;
 	// DefaultWriteTimeout when zero.
@@ -158,11 +170,12 @@ type subscriber struct {
 // Hub knows who leads and tells the HTTP clients. Create it with New, feed
 // it with Observe, and Run it.
 type Hub struct {
-	cfg   Config
-	clk   clock.WithTicker
-	log   *slog.Logger
-	kick  chan struct{} // the term's end moved: the timer is set again
-	slots chan struct{} // one per stream or long-poll being served
+	cfg  Config
+	clk  clock.WithTicker
+	log  *slog.Logger
+	kick chan struct{} // the term's end moved: the timer is set again
+	own  *pool         // Handler's streams and long-polls
+	nais *pool         // NAISHandler's
 
 	mu      sync.Mutex
 	state   election.State
@@ -197,11 +210,18 @@ func New(cfg Config) (*Hub, error) {
 	if cfg.MaxClients <= 0 {
 		cfg.MaxClients = DefaultMaxClients
 	}
+	if cfg.MaxPerClient <= 0 {
+		cfg.MaxPerClient = DefaultMaxPerClient
+	}
+	if cfg.MaxLocalClients <= 0 {
+		cfg.MaxLocalClients = DefaultMaxLocalClients
+	}
 	if cfg.WriteTimeout <= 0 {
 		cfg.WriteTimeout = DefaultWriteTimeout
 	}
 	h := &Hub{cfg: cfg, clk: cfg.Clock, log: cfg.Log, kick: make(chan struct{}, 1),
-		slots: make(chan struct{}, cfg.MaxClients), changed: make(chan struct{}), subs: map[*subscriber]struct{}{}}
+		own: newPool("the health port", cfg.MaxClients, cfg.MaxPerClient), nais: newPool("LEADER_HTTP_ADDRESS", cfg.MaxLocalClients, 0),
+		changed: make(chan struct{}), subs: map[*subscriber]struct{}{}}
 	h.msgs[formatNAIS], h.msgs[formatOurs] = NAISJSON(Leader{}), JSON(Leader{})
 	return h, nil
 }

@@ -36,7 +36,7 @@ func TestFiveHundredSubscribersTenHandovers(t *testing.T) {
 			AcquireTime: t0.Add(time.Duration(i) * time.Second), HeldUntil: t0.Add(time.Hour)}
 	}
 	fe.s = state(0, "r0")
-	h, err := New(Config{State: fe.State, Clock: fc, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	h, err := New(Config{State: fe.State, Clock: fc, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), MaxLocalClients: subscribers})
 	if err != nil {
 		t.Fatal(err)
 	}
