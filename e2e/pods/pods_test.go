@@ -338,6 +338,45 @@ func TestRealPods(t *testing.T) {
 		t.Logf("the kubelet's metrics counted successful startup, liveness and readiness probes within %s", time.Since(probed).Round(time.Millisecond))
 	})
 
+	t.Run("the app has none of the sidecar's powers", func(t *testing.T) {
+		w := w.on(t)
+		p := w.leaderNow(30 * time.Second)
+		const token = "var/run/secrets/kubernetes.io/serviceaccount/token"
+		const socketDir = "run/leader-elector"
+		look := func(container string) (uid string, hasToken, hasSocketDir bool) {
+			st := status(p, container)
+			if st == nil {
+				t.Fatalf("pod %s has no container %s", p.Name, container)
+			}
+			pids, err := node.ContainerPIDs(st.ContainerID)
+			if err != nil || len(pids) == 0 {
+				t.Fatalf("processes of %s/%s: %v %v", p.Name, container, pids, err)
+			}
+			root := fmt.Sprintf("/proc/%d/root/", pids[0])
+			b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pids[0]))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, line := range strings.Split(string(b), "\n") {
+				if f := strings.Fields(line); len(f) > 1 && f[0] == "Uid:" {
+					uid = f[1]
+				}
+			}
+			_, terr := os.Stat(root + token)
+			_, serr := os.Stat(root + socketDir)
+			return uid, terr == nil, serr == nil
+		}
+		scUID, scToken, scDir := look(sidecar)
+		appUID, appToken, appDir := look(app)
+		if !scToken || !scDir {
+			t.Errorf("the sidecar of %s: token mounted %v, socket directory %v; want both", p.Name, scToken, scDir)
+		}
+		if appToken || appDir || appUID == scUID {
+			t.Errorf("the app of %s: token mounted %v, socket directory %v, uid %s (the sidecar's %s); want neither, and a user of its own",
+				p.Name, appToken, appDir, appUID, scUID)
+		}
+	})
+
 	t.Run("a killed sidecar is restarted by the kubelet and resumes", func(t *testing.T) {
 		w := w.on(t)
 		leader := w.leaderNow(30 * time.Second)
