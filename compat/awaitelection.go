@@ -117,6 +117,7 @@ func awaitElection(args []string, environ func(string) (string, bool)) (Translat
 	if nonEmpty(environ, svc) != "" && !b.given("SERVICE_PORTS") {
 		b.fail("%s is required with %s: the ports of the Service, as JSON such as [{\"name\":\"my-port\",\"port\":1024}]", awaitPrefix+"SERVICE_PORTS_JSON", svc)
 	}
+	b.takeNothingMore(true) // the original bound STATUS_ENDPOINT alone
 	t, err := b.translation(AwaitElection)
 	if err != nil {
 		return Translation{}, err

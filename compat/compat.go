@@ -27,6 +27,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/leader-elector/leader-elector/config"
 )
 
 // FrontEnd says which way of starting the sidecar a Translation came from.
@@ -270,6 +272,18 @@ func (b *builder) setDefault(name, value string, unless ...string) {
 
 func (b *builder) fail(format string, args ...any) {
 	b.errs = append(b.errs, fmt.Errorf(format, args...))
+}
+
+// takeNothingMore turns off what the elector a drop-in stands for did not
+// have, unless the user set it: the status file and the control socket
+// (files), and with health, the health endpoints (a port). A drop-in binds
+// the ports and touches the files its original did, no others.
+func (b *builder) takeNothingMore(health bool) {
+	b.setDefault("STATUS_FILE", config.Off, "STATUS_DIR")
+	b.setDefault("CONTROL_SOCKET", config.ControlSocketOff)
+	if health {
+		b.setDefault("PROBE_ADDRESS", config.Off, "HEALTH_PORT")
+	}
 }
 
 func (b *builder) translation(fe FrontEnd) (Translation, error) {

@@ -67,7 +67,7 @@ func TestTranslate(t *testing.T) {
 		"LEASE_NAME": "myapp", "NAMESPACE": "ns", "LEADER_HTTP_ADDRESS": "localhost:4040",
 		"PROBE_ADDRESS": "0.0.0.0:4041", "METRICS_ADDRESS": "0.0.0.0:29090", "LOG_FORMAT": "json",
 	}
-	gcrDefaults := map[string]string{"LEASE_DURATION": "10s", "RENEW_DEADLINE": "5s", "RETRY_PERIOD": "2.5s", "PROBE_ADDRESS": "0.0.0.0:28080"}
+	gcrDefaults := map[string]string{"LEASE_DURATION": "10s", "RENEW_DEADLINE": "5s", "RETRY_PERIOD": "2.5s", "PROBE_ADDRESS": "-"}
 	tests := []struct {
 		name     string
 		args     []string
@@ -87,7 +87,7 @@ func TestTranslate(t *testing.T) {
 					LogLevel: "info", LogFormat: "json", LeaderHTTPAddress: "localhost:4040", CommandStopGrace: 10 * time.Second, MetricsAddr: "0.0.0.0:29090", Events: true,
 					AppHealth: config.AppHealth{FileMaxAge: 10 * time.Second, Period: 2 * time.Second, Timeout: time.Second,
 						Failures: 3, Successes: 2, MinTerm: 30 * time.Second},
-					Control: config.Control{ControlSocket: "/tmp/leader-elector.sock"}}
+					StatusFile: "-", Control: config.Control{ControlSocketOff: `CONTROL_SOCKET="-"`}}
 				if !reflect.DeepEqual(c, want) {
 					t.Errorf("config =\n%+v\nwant\n%+v", c, want)
 				}
@@ -189,7 +189,7 @@ func TestTranslate(t *testing.T) {
 			name: "contrib leader-elector: --ttl after a space, in-cluster credentials", args: []string{"--election", "example", "--ttl", "20s", "--use-cluster-credentials"},
 			env: map[string]string{"NAMESPACE": "ns"}, frontEnd: GCR,
 			want: map[string]string{"LEASE_NAME": "example", "LEASE_DURATION": "20s", "RENEW_DEADLINE": "10s", "RETRY_PERIOD": "5s",
-				"KUBECONFIG": "", "PROBE_ADDRESS": "0.0.0.0:28080"},
+				"KUBECONFIG": "", "PROBE_ADDRESS": "-"},
 		},
 		{
 			name: "contrib leader-elector: the longest --ttl", args: []string{"--election=example", "--ttl=37s", "--election-namespace=ns"},
@@ -203,7 +203,7 @@ func TestTranslate(t *testing.T) {
 		{
 			name: "contrib leader-elector: our timings instead of its default --ttl", args: []string{"--election=example"},
 			env: map[string]string{"NAMESPACE": "ns", "LEASE_DURATION": "30s"}, frontEnd: GCR,
-			want: map[string]string{"LEASE_NAME": "example", "PROBE_ADDRESS": "0.0.0.0:28080"},
+			want: map[string]string{"LEASE_NAME": "example", "PROBE_ADDRESS": "-"},
 			check: func(t *testing.T, c config.Config) {
 				if c.LeaseDuration != 30*time.Second || c.RenewDeadline != 10*time.Second {
 					t.Errorf("timings = %s/%s, want 30s and our default 10s", c.LeaseDuration, c.RenewDeadline)
@@ -303,8 +303,8 @@ func TestTranslate(t *testing.T) {
 			if !slices.Equal(tr.Command, tt.command) {
 				t.Errorf("command = %q, want %q", tr.Command, tt.command)
 			}
-			if tt.want != nil && !maps.Equal(tr.Env(), tt.want) {
-				t.Errorf("translated variables =\n%v\nwant\n%v", tr.Env(), tt.want)
+			if want := withDropInDefaults(tt.want, tt.frontEnd); want != nil && !maps.Equal(tr.Env(), want) {
+				t.Errorf("translated variables =\n%v\nwant\n%v", tr.Env(), want)
 			}
 			switch {
 			case tt.warning == "" && len(tr.Warnings) > 0:
@@ -491,4 +491,29 @@ func TestExplainNamesWholeNames(t *testing.T) {
 	if (Translation{}).Explain(nil) != nil {
 		t.Error("Explain(nil) != nil")
 	}
+}
+
+// withDropInDefaults adds to want what each drop-in turns off unless the
+// user set it, as its original had none of it: the status file and the
+// control socket, and for contrib's leader-elector and k8s-await-election
+// the health endpoints.
+func withDropInDefaults(want map[string]string, fe FrontEnd) map[string]string {
+	if want == nil {
+		return nil
+	}
+	off := map[string]string{}
+	switch fe {
+	case GCR, AwaitElection:
+		off["PROBE_ADDRESS"] = "-"
+		fallthrough
+	case NAIS:
+		off["STATUS_FILE"], off["CONTROL_SOCKET"] = "-", "-"
+	}
+	out := maps.Clone(want)
+	for k, v := range off {
+		if _, set := out[k]; !set {
+			out[k] = v
+		}
+	}
+	return out
 }

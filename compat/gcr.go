@@ -17,9 +17,9 @@ package compat
 // pod's own namespace (NAMESPACE, POD_NAMESPACE, the service account's), not
 // in "default" as there; the original's lock, an Endpoints annotation, cannot
 // be shared with a Lease anyway, and deploy/rbac.yaml grants the pod's own
-// namespace. The health endpoints listen on 0.0.0.0:28080 (the original had
-// none; nais/elector's default port is less likely to meet the app's than
-// HEALTH_PORT's 8080).
+// namespace. Like the original, it serves --http alone: no health
+// endpoints, no status file, no control socket, unless their variables are
+// set.
 
 import (
 	"fmt"
@@ -31,10 +31,6 @@ import (
 
 // gcrTTL is the original's default --ttl.
 const gcrTTL = 10 * time.Second
-
-// probeDefault is where the flag front ends serve the health endpoints
-// unless PROBE_ADDRESS or HEALTH_PORT says otherwise: nais/elector's default.
-const probeDefault = "0.0.0.0:28080"
 
 func gcr(g given, environ func(string) (string, bool)) (Translation, error) {
 	b := newBuilder(environ)
@@ -77,7 +73,7 @@ func gcr(g given, environ func(string) (string, bool)) (Translation, error) {
 			b.setDefault(timings[i], d.String())
 		}
 	}
-	b.setDefault("PROBE_ADDRESS", probeDefault, "HEALTH_PORT")
+	b.takeNothingMore(true) // the original served --http alone
 	return b.translation(GCR)
 }
 

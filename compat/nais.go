@@ -91,5 +91,6 @@ func nais(g given, environ func(string) (string, bool)) (Translation, error) {
 			b.setDefault(f.ours, f.def)
 		}
 	}
+	b.takeNothingMore(false) // its ports are the original's, set above
 	return b.translation(NAIS)
 }

@@ -30,10 +30,10 @@ type Config struct {
 	Namespace     string        `env:"NAMESPACE" desc:"namespace of the Lease and the pod; else POD_NAMESPACE, else the service account's namespace file"`
 	PodNamespace  string        `env:"POD_NAMESPACE" desc:"fallback for NAMESPACE, from the Downward API"`
 	Identity      string        `env:"IDENTITY" desc:"holder identity written to the Lease and the status file; default: POD_NAME, else the hostname (in a pod without hostNetwork both are the pod name)"`
-	StatusFile    string        `env:"STATUS_FILE" desc:"file the leader writes its identity to (a symbolic link is refused); if it is an existing directory, the file is leader_status inside it"`
+	StatusFile    string        `env:"STATUS_FILE" desc:"file the leader writes its identity to (a symbolic link is refused); if it is an existing directory, the file is leader_status inside it; \"-\": no file (the drop-in modes' default)"`
 	StatusDir     string        `env:"STATUS_DIR" desc:"the original project's name for STATUS_FILE"`
 	HealthPort    int           `env:"HEALTH_PORT" default:"8080" desc:"port of /healthz, /livez, /readyz, /status and, unless METRICS_ADDRESS is set, /metrics (decimal)"`
-	ProbeAddress  string        `env:"PROBE_ADDRESS" desc:"host:port of those endpoints instead of :HEALTH_PORT, such as 0.0.0.0:4041 or 127.0.0.1:8080 (nais/elector's --probe-address)"`
+	ProbeAddress  string        `env:"PROBE_ADDRESS" desc:"host:port of those endpoints instead of :HEALTH_PORT, such as 0.0.0.0:4041 or 127.0.0.1:8080 (nais/elector's --probe-address); \"-\": not served (the default of the drop-ins of k8s-await-election and contrib's leader-elector)"`
 	LabelPodRole  bool          `env:"LABEL_POD_ROLE" default:"false" desc:"label the own pod role=leader or role=follower (needs POD_NAME)"`
 	PodName       string        `env:"POD_NAME" desc:"own pod name, from the Downward API (fieldRef metadata.name); the default IDENTITY when set and not empty; required with LABEL_POD_ROLE"`
 	PodIP         string        `env:"POD_IP" desc:"own pod IP, from the Downward API (an IP address); shown in /status; with HEALTH_PORT where the leader sends this replica its take-over offer, or a nudge, when it hands over to it; required with SERVICE_NAME (the Service's endpoint, and its IP family the EndpointSlice's addressType)"`
@@ -269,7 +269,7 @@ func (c *Config) resolve(lookup func(string) (string, bool), src Sources) []erro
 	if c.HealthPort < 1 || c.HealthPort > 65535 {
 		bad("HEALTH_PORT", c.HealthPort, "must be a port number from 1 to 65535")
 	}
-	if c.ProbeAddress != "" {
+	if c.ProbeAddress != "" && c.ProbeAddress != Off {
 		if rule := addressRule(c.ProbeAddress); rule != "" {
 			bad("PROBE_ADDRESS", c.ProbeAddress, rule)
 		} else if hp, set := lookup("HEALTH_PORT"); set && !samePort(c.ProbeAddress, c.HealthPort) {
@@ -334,9 +334,16 @@ func (c Config) listenAddresses() map[string]string {
 	return map[string]string{"LEADER_HTTP_ADDRESS": c.LeaderHTTPAddress, "STATUS_ENDPOINT": c.StatusEndpoint, "METRICS_ADDRESS": c.MetricsAddr}
 }
 
+// Off, as PROBE_ADDRESS or STATUS_FILE, turns the health endpoints or the
+// status file off.
+const Off = "-"
+
 // HealthAddress is where the health endpoints listen: PROBE_ADDRESS, else
-// :HEALTH_PORT on every address.
+// :HEALTH_PORT on every address; "" when PROBE_ADDRESS is Off.
 func (c Config) HealthAddress() string {
+	if c.ProbeAddress == Off {
+		return ""
+	}
 	if c.ProbeAddress != "" {
 		return c.ProbeAddress
 	}

@@ -53,6 +53,9 @@ func ControlSocket(lookup func(string) (string, bool)) (path, off string, err er
 		if err != nil {
 			return "", "", fmt.Errorf("CONTROL_SOCKET is not set, and its default next to the status file cannot be found: %w", err)
 		}
+		if sf == "" {
+			return "", fmt.Sprintf("CONTROL_SOCKET is not set, and STATUS_FILE=%q has no directory for its default", statusFile), nil
+		}
 		p = filepath.Join(filepath.Dir(sf), controlSocketName)
 	case strings.IndexByte(p, 0) >= 0:
 		return "", "", controlSocketError(p, "must not contain a NUL byte")

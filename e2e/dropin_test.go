@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -24,9 +25,31 @@ import (
 // PROBE_ADDRESS or HEALTH_PORT), and KUBECONFIG stands for the in-cluster ServiceAccount
 // token.
 
-// startAs starts the sidecar of a new pod as another elector is started.
+// appsOwnFile is what the app keeps at /tmp/leader_status in the drop-in
+// tests' pods: a drop-in, like its original, must leave it alone.
+const appsOwnFile = "the app's own file\n"
+
+// startAs starts the sidecar of a new pod as another elector is started,
+// in a /tmp where the app already keeps a file named leader_status, and
+// checks at the end of the test that the sidecar touched no file there:
+// neither that one nor a control socket.
 func (f *fleet) startAs(pod string, args, env []string, healthURL string) *testcluster.Sidecar {
 	f.t.Helper()
+	tmp := filepath.Join(f.dir, pod, "emptydir")
+	if err := os.MkdirAll(tmp, 0o755); err != nil {
+		f.t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(tmp, "leader_status"), []byte(appsOwnFile), 0o644); err != nil {
+		f.t.Fatal(err)
+	}
+	f.t.Cleanup(func() { // before the fleet stops: the sidecars still run
+		if b, err := os.ReadFile(filepath.Join(tmp, "leader_status")); err != nil || string(b) != appsOwnFile {
+			f.t.Errorf("the app's /tmp/leader_status in %s: %q (%v), want it untouched: %q", pod, b, err, appsOwnFile)
+		}
+		if _, err := os.Stat(filepath.Join(tmp, "leader-elector.sock")); err == nil {
+			f.t.Errorf("the sidecar of %s made a control socket in its /tmp, which its original never did", pod)
+		}
+	})
 	f.addPod(pod, testcluster.PodOptions{Labels: map[string]string{"app": appLabel}})
 	s, err := testcluster.StartSidecar(testcluster.SidecarOptions{
 		Binary: binary, Namespace: f.ns, Pod: pod, Kubeconfig: f.podKubeconfig(pod),
@@ -39,6 +62,55 @@ func (f *fleet) startAs(pod string, args, env []string, healthURL string) *testc
 	f.sidecars = append(f.sidecars, s)
 	f.mu.Unlock()
 	return s
+}
+
+// holdPort8080 listens on :8080, the most common port of an app and our
+// HEALTH_PORT's default, for the rest of the test, as an app in the pod
+// would: a drop-in must start beside it. If another process holds it
+// already, that serves as well.
+func holdPort8080(t *testing.T) {
+	ln, err := net.Listen("tcp", ":8080")
+	if err != nil {
+		t.Logf("port 8080 is taken already (%v): the drop-ins start beside that holder", err)
+		return
+	}
+	t.Cleanup(func() { _ = ln.Close() })
+}
+
+// waitHolder waits until a running sidecar of the fleet other than not's
+// holds the Lease, and returns its pod: the drop-ins write no status file.
+func (f *fleet) waitHolder(timeout time.Duration, not string) string {
+	f.t.Helper()
+	var h string
+	if !eventually(timeout, func() bool {
+		h = f.holder(f.t.Context())
+		if h == "" || h == not {
+			return false
+		}
+		for _, s := range f.all() {
+			if s.Opts.Pod == h && !s.Exited() {
+				return true
+			}
+		}
+		return false
+	}) {
+		f.t.Fatalf("no running sidecar other than %q holds the Lease within %s (holder %q)", not, timeout, h)
+	}
+	return h
+}
+
+// isLeaderOf is the pods whose running sidecar says is_leader in /status.
+func (f *fleet) isLeaderOf(context.Context) ([]string, error) {
+	var out []string
+	for _, s := range f.all() {
+		if s.Exited() {
+			continue
+		}
+		if st, err := s.Status(); err == nil && st["is_leader"] == true {
+			out = append(out, s.Opts.Pod)
+		}
+	}
+	return out, nil
 }
 
 func freePort(t *testing.T) string {
@@ -141,7 +213,8 @@ func (c *sseClient) next(t *testing.T, skip string, timeout time.Duration) strin
 // and $ELECTOR_SSE_URL.
 func TestDropInNAISElector(t *testing.T) {
 	f := newFleet(t)
-	sampleLeaders(t, "status files", func(context.Context) ([]string, error) { return f.fileHolders(), nil })
+	holdPort8080(t)
+	sampleLeaders(t, "/status is_leader", f.isLeaderOf)
 	type replica struct {
 		s               *testcluster.Sidecar
 		getURL, path    string
@@ -158,7 +231,7 @@ func TestDropInNAISElector(t *testing.T) {
 		reps = append(reps, replica{s: s, getURL: "http://localhost:" + http + "/", path: "localhost:" + http,
 			sseURL: "http://localhost:" + http + "/sse", healthz: "http://127.0.0.1:" + probe})
 	}
-	first := f.waitLeader(30*time.Second, false)
+	first := f.waitHolder(30*time.Second, "")
 	for _, r := range reps {
 		for _, url := range []string{r.getURL, "http://" + r.path, "http://" + r.path + "/any/path"} {
 			var l leaderJSON
@@ -202,7 +275,7 @@ func TestDropInNAISElector(t *testing.T) {
 		next = sse.next(t, "", 20*time.Second) // "no leader" may come between
 	}
 	t.Logf("SSE on %s: %s -> %s, %s after the SIGTERM", follower.s.Opts.Pod, first, next, time.Since(start).Round(time.Millisecond))
-	if got := f.waitLeader(20*time.Second, false); got != next {
+	if got := f.waitHolder(20*time.Second, first); got != next {
 		t.Errorf("the SSE stream named %s, but %s leads", next, got)
 	}
 }
@@ -212,15 +285,16 @@ func TestDropInNAISElector(t *testing.T) {
 // that project's example did.
 func TestDropInContribLeaderElector(t *testing.T) {
 	f := newFleet(t)
+	holdPort8080(t)
 	var urls []string
 	for i := range 2 {
 		pod := "gcr-" + strconv.Itoa(i)
 		port := freePort(t)
 		f.startAs(pod, []string{"--election=" + leaseName, "--election-namespace=" + f.ns, "--http=0.0.0.0:" + port,
-			"--id=" + pod, "--ttl=10s"}, []string{"PROBE_ADDRESS=127.0.0.1:" + freePort(t)}, "")
+			"--id=" + pod, "--ttl=10s"}, nil, "")
 		urls = append(urls, "http://127.0.0.1:"+port+"/")
 	}
-	first := f.waitLeader(30*time.Second, false)
+	first := f.waitHolder(30*time.Second, "")
 	for _, url := range urls {
 		var l leaderJSON
 		var err error
@@ -231,7 +305,7 @@ func TestDropInContribLeaderElector(t *testing.T) {
 	if err := f.byPod(first).Terminate(); err != nil {
 		t.Fatal(err)
 	}
-	second := f.waitLeader(20*time.Second, false)
+	second := f.waitHolder(20*time.Second, first)
 	for _, url := range urls {
 		if url == urls[0] && first == "gcr-0" || url == urls[1] && first == "gcr-1" {
 			continue // the terminated one
@@ -249,6 +323,7 @@ func TestDropInContribLeaderElector(t *testing.T) {
 // to the new leader after a SIGTERM, once the old command stopped.
 func TestDropInAwaitElection(t *testing.T) {
 	f := newFleet(t)
+	holdPort8080(t)
 	// The command notes when it starts and stops, in nanoseconds, in its
 	// pod's /tmp.
 	script := `echo "start $(date +%s%N)" >> /tmp/command.log; trap 'echo "stop $(date +%s%N)" >> /tmp/command.log; exit 0' TERM; while :; do sleep 0.1; done`
@@ -263,7 +338,6 @@ func TestDropInAwaitElection(t *testing.T) {
 			"K8S_AWAIT_ELECTION_LOCK_NAMESPACE=" + f.ns,
 			"K8S_AWAIT_ELECTION_IDENTITY=" + pod,
 			"K8S_AWAIT_ELECTION_STATUS_ENDPOINT=127.0.0.1:" + port,
-			"HEALTH_PORT=" + freePort(t), // the original has no health port
 		}, "")
 		status = append(status, "http://127.0.0.1:"+port+"/")
 	}
@@ -279,7 +353,7 @@ func TestDropInAwaitElection(t *testing.T) {
 		}
 		return events, at
 	}
-	first := f.waitLeader(30*time.Second, false)
+	first := f.waitHolder(30*time.Second, "")
 	other := "await-0"
 	if first == other {
 		other = "await-1"
@@ -314,7 +388,7 @@ func TestDropInAwaitElection(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("the leader's sidecar did not exit after SIGTERM")
 	}
-	if second := f.waitLeader(20*time.Second, false); second != other {
+	if second := f.waitHolder(20*time.Second, first); second != other {
 		t.Fatalf("%s leads after the SIGTERM, want %s", second, other)
 	}
 	if !eventually(10*time.Second, func() bool { ev, _ := commandLog(other); return len(ev) == 1 }) {

@@ -52,6 +52,9 @@ type modeSettings struct {
 	PodIP, NodeName, LogFormat                string
 	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
 	Command                                   []string
+	// A drop-in touches no file its original did not: no status file, no
+	// control socket.
+	StatusFile, ControlSocket string
 }
 
 func settingsOf(c config.Config) modeSettings {
@@ -61,7 +64,8 @@ func settingsOf(c config.Config) modeSettings {
 		Service: c.ServiceName, ServiceNamespace: c.ServiceNamespace, ServicePorts: c.ServicePorts,
 		PodIP: c.PodIP, NodeName: c.NodeName, LogFormat: c.LogFormat,
 		LeaseDuration: c.LeaseDuration, RenewDeadline: c.RenewDeadline, RetryPeriod: c.RetryPeriod,
-		Command: c.Command,
+		Command:    c.Command,
+		StatusFile: c.StatusFile, ControlSocket: c.ControlSocket,
 	}
 }
 
@@ -101,7 +105,7 @@ func TestModes(t *testing.T) {
 			dir: "nais", container: "elector", nativeSidecar: true, frontEnd: compat.NAIS,
 			want: func(ns string, _ *corev1.Container) modeSettings {
 				return modeSettings{LeaseName: "myapp", Namespace: ns, Identity: modesPod,
-					LeaderHTTP: "localhost:4040", Probe: "0.0.0.0:4041", LogFormat: "json",
+					LeaderHTTP: "localhost:4040", Probe: "0.0.0.0:4041", LogFormat: "json", StatusFile: "-",
 					LeaseDuration: 15 * time.Second, RenewDeadline: 10 * time.Second, RetryPeriod: 2 * time.Second}
 			},
 		},
@@ -109,7 +113,7 @@ func TestModes(t *testing.T) {
 			dir: "contrib", container: "elector", frontEnd: compat.GCR,
 			want: func(ns string, _ *corev1.Container) modeSettings {
 				return modeSettings{LeaseName: "myapp-lock", Namespace: ns, Identity: modesPod,
-					LeaderHTTP: "0.0.0.0:4040", Probe: "0.0.0.0:28080", LogFormat: "text",
+					LeaderHTTP: "0.0.0.0:4040", Probe: "-", LogFormat: "text", StatusFile: "-",
 					LeaseDuration: 10 * time.Second, RenewDeadline: 5 * time.Second, RetryPeriod: 2500 * time.Millisecond}
 			},
 		},
@@ -117,7 +121,7 @@ func TestModes(t *testing.T) {
 			dir: "await-election", container: "my-singleton-server", frontEnd: compat.AwaitElection, service: true,
 			want: func(ns string, c *corev1.Container) modeSettings {
 				return modeSettings{LeaseName: "myapp-lock", Namespace: ns, Identity: modesPod,
-					StatusEndpoint: ":9999", Service: "myapp-leader", ServiceNamespace: ns,
+					StatusEndpoint: ":9999", Probe: "-", StatusFile: "-", Service: "myapp-leader", ServiceNamespace: ns,
 					ServicePorts: `[{"name":"http","port":8081}]`, PodIP: modesPodIP, NodeName: modesNode, LogFormat: "text",
 					LeaseDuration: 15 * time.Second, RenewDeadline: 10 * time.Second, RetryPeriod: 2 * time.Second,
 					Command: c.Args}
@@ -306,10 +310,8 @@ func listenPorts(cfg config.Config) map[int]string {
 		n, _ := strconv.Atoi(p)
 		ports[n] = what
 	}
-	if cfg.ProbeAddress != "" {
-		add(cfg.ProbeAddress, "health")
-	} else {
-		ports[cfg.HealthPort] = "health"
+	if cfg.HealthAddress() != "" {
+		add(cfg.HealthAddress(), "health")
 	}
 	add(cfg.LeaderHTTPAddress, "leader API")
 	add(cfg.StatusEndpoint, "status endpoint")

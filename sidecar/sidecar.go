@@ -255,14 +255,18 @@ func (s *Sidecar) Run(ctx context.Context) error {
 		}
 		return err
 	}
-	helpers := append([]Output{{Name: "health server", Run: srv.Serve}}, s.outputs...)
+	var helpers []Output
+	if srv != nil {
+		helpers = append(helpers, Output{Name: "health server", Run: srv.Serve})
+	}
+	helpers = append(helpers, s.outputs...)
 	if msrv != nil {
 		helpers = append(helpers, Output{Name: "metrics server", Run: msrv.Serve})
 	}
 	// Watch the status file's directory before anything can be published. A
 	// directory that cannot be watched is no reason to stop: the first write
 	// then fails and the replica does not lead.
-	if s.watchStatusDir {
+	if s.watchStatusDir && s.file.Path() != "" {
 		if w, err := s.file.Watch(); err != nil {
 			s.fileErr.Note(fmt.Errorf("a deleted or changed status file will not be restored: %w", err))
 		} else {
@@ -338,7 +342,12 @@ func (s *Sidecar) serveLeaders(ctx context.Context) error {
 	return s.leaders.Run(ctx, ln)
 }
 
+// serveHealth listens for the health endpoints; nil without an address
+// (PROBE_ADDRESS=-).
 func (s *Sidecar) serveHealth() (*health.Server, error) {
+	if s.deps.Health == nil && s.cfg.HealthAddress() == "" {
+		return nil, nil
+	}
 	h := s.handler()
 	if s.deps.Health != nil {
 		return health.Serve(s.deps.Health, h, s.log), nil

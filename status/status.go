@@ -22,6 +22,11 @@ import (
 // DefaultPath is where the original project writes the file.
 const DefaultPath = "/tmp/leader_status"
 
+// Off, as the configured path, turns the file off: Resolve returns "", and
+// a File of "" writes, removes and checks nothing. The drop-in modes use it,
+// since the electors they stand in for wrote no file.
+const Off = "-"
+
 // fileName is the file's name when the configured path is a directory.
 const fileName = "leader_status"
 
@@ -43,6 +48,9 @@ func Resolve(statusFile, statusDir string) (string, error) {
 	}
 	if p == "" {
 		p = DefaultPath
+	}
+	if p == Off {
+		return "", nil
 	}
 	if strings.IndexByte(p, 0) >= 0 {
 		return "", &PathError{Path: p, Rule: "must not contain a NUL byte"}
@@ -81,7 +89,8 @@ type File struct {
 	content []byte // what the file must hold; nil when it must not exist
 }
 
-// New returns the File at path, which should come from Resolve.
+// New returns the File at path, which should come from Resolve; "" is no
+// file: every method does nothing and succeeds.
 func New(path string, log *slog.Logger) *File {
 	return &File{path: path, log: log.With("status_file", path)}
 }
@@ -92,6 +101,9 @@ func (f *File) Path() string { return f.path }
 // RemoveStale removes a file left by an earlier run: the emptyDir outlives
 // container restarts, and that file would claim a leadership we do not hold.
 func (f *File) RemoveStale() error {
+	if f.path == "" {
+		return nil
+	}
 	err := os.Remove(f.path)
 	switch {
 	case err == nil:
@@ -107,6 +119,9 @@ func (f *File) RemoveStale() error {
 // Publish writes identity into the file, atomically, and keeps it there until
 // Withdraw.
 func (f *File) Publish(identity string) error {
+	if f.path == "" {
+		return nil
+	}
 	content := []byte(identity + "\n")
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -118,6 +133,9 @@ func (f *File) Publish(identity string) error {
 // the file is still there: a read-only filesystem refuses to remove a file
 // that does not exist too, and that is no failure.
 func (f *File) Withdraw() error {
+	if f.path == "" {
+		return nil
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.content = nil
@@ -135,6 +153,9 @@ func (f *File) Withdraw() error {
 // writes a byte to a probe file next to it, syncs and removes it. Creating an
 // empty file is not enough: that succeeds on a full filesystem.
 func (f *File) Writable() error {
+	if f.path == "" {
+		return nil
+	}
 	dir := filepath.Dir(f.path)
 	tmp, err := os.CreateTemp(dir, "."+filepath.Base(f.path)+".probe-*")
 	if err != nil {
