@@ -21,6 +21,7 @@ const (
 	inv2        = "2 (the Service never names two pods)"
 	inv3        = "3 (one leader, labelled and routed, within LEASE_DURATION+1s of healing)"
 	inv3release = "3 (SIGTERM during a step-down still releases the Lease)"
+	inv3offer   = "3 (an answered take-over offer that wrote nothing is followed by a release)"
 	inv4        = "4 (no crash or unexpected exit; goroutines and fds flat)"
 	inv5        = "5 (no hot loop)"
 )

@@ -4,8 +4,11 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"net"
+	"net/http"
 	"os"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -19,6 +22,8 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/leader-elector/leader-elector/internal/testcluster"
+	"github.com/leader-elector/leader-elector/leasestore"
+	"github.com/leader-elector/leader-elector/nudge"
 )
 
 // fault is one kind of round. do injects the fault into round r, holds it,
@@ -44,6 +49,7 @@ var faults = []fault{
 	{"revoke-rolebinding", revokeRoleBinding},
 	{"readonly-statusdir", readOnlyStatusDir},
 	{"sigterm-in-stepdown", sigtermInStepDown},
+	{"catchall-standby", catchAllStandby},
 }
 
 // between draws a duration in [lo, hi] from the round's generator.
@@ -471,4 +477,77 @@ func (wd *world) writeHolder(ctx context.Context, w *workload, holder *string) e
 		return fmt.Errorf("write holder of Lease %s by hand: %w", w.lease, err)
 	}
 	return nil
+}
+
+// catchAllStandby points the standby's address in the Lease, as anyone who
+// can write the Lease can, at a server that answers every request with 200
+// and writes nothing (a reused pod IP with a catch-all handler), and sends
+// the leader SIGTERM. Its take-over offer is answered, but nobody took the
+// Lease: the step-down must still release it, not leave it to expire.
+func catchAllStandby(ctx context.Context, wd *world, r *round) error {
+	l := r.leader
+	p := l.current()
+	var offers atomic.Int32
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if req.URL.Path == nudge.TakeOverPath {
+			offers.Add(1)
+		}
+		w.WriteHeader(http.StatusOK)
+	})}
+	go func() { _ = srv.Serve(ln) }()
+	defer srv.Close()
+	standby := r.follower().pod
+	leases := cp.Admin.CoordinationV1().Leases(wd.ns)
+	err = retry.RetryOnConflict(retry.DefaultBackoff, func() error {
+		cur, err := leases.Get(ctx, r.target.lease, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if cur.Annotations == nil {
+			cur.Annotations = map[string]string{}
+		}
+		cur.Annotations[leasestore.AnnotationStandby] = standby
+		cur.Annotations[leasestore.AnnotationStandbyAddress] = ln.Addr().String()
+		_, err = leases.Update(ctx, cur, metav1.UpdateOptions{})
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("point the standby address of %s at a catch-all: %w", r.target.lease, err)
+	}
+	// The leader's next renew reads and keeps it.
+	if err := sleep(ctx, 2*retryPeriod); err != nil {
+		return err
+	}
+	marked := time.Now()
+	p.expect(whySIGTERM)
+	if err := p.signal(syscall.SIGTERM); err != nil {
+		return err
+	}
+	bound := timings.StepDownBound() + time.Second
+	select {
+	case <-p.done:
+	case <-time.After(bound):
+		wd.run.violate(r, inv4, fmt.Sprintf("%s did not exit within %s of SIGTERM", l.pod, bound), l.pod)
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
+	_, exited, _ := p.exit()
+	r.healed = exited
+	r.notef("offers to the catch-all: %d", offers.Load())
+	if offers.Load() > 0 {
+		released := false
+		for _, e := range wd.api.leases.between(r.target.lease, marked, exited.Add(time.Second)) {
+			if !e.deleted && e.holder == "" && e.durationSec == 1 {
+				released = true
+			}
+		}
+		if !released {
+			wd.run.violate(r, inv3offer, fmt.Sprintf("%s offered the Lease to a catch-all server at the standby's address, took its 200 for a take-over and exited without releasing: the followers wait out LEASE_DURATION", l.pod), l.pod)
+		}
+	}
+	return wd.start(l)
 }
