@@ -1,6 +1,7 @@
 package status
 
 import (
+	"cmp"
 	"errors"
 	"os"
 	"path/filepath"
@@ -9,7 +10,8 @@ import (
 )
 
 // FuzzResolve: any STATUS_FILE and STATUS_DIR give either a clean absolute
-// path that is not a symbolic link, or one line of *PathError; never a panic.
+// path that is not a symbolic link, "" for Off alone, or one line of
+// *PathError; never a panic.
 // The seed corpus is in testdata/fuzz/FuzzResolve.
 func FuzzResolve(f *testing.F) {
 	f.Add("", "")
@@ -23,6 +25,12 @@ func FuzzResolve(f *testing.F) {
 			}
 			if strings.ContainsAny(err.Error(), "\n\x00") {
 				t.Fatalf("Resolve(%q, %q) error %q, want one printable line", statusFile, statusDir, err)
+			}
+			return
+		}
+		if p := cmp.Or(statusFile, statusDir); p == Off || got == "" {
+			if p != Off || got != "" {
+				t.Fatalf("Resolve(%q, %q) = %q: only %q turns the file off, and then the path is empty", statusFile, statusDir, got, Off)
 			}
 			return
 		}
