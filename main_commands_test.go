@@ -65,10 +65,12 @@ func TestRunReservesItsWords(t *testing.T) {
 func TestRunRefusesACommandWithoutDashes(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	env := environment(map[string]string{"LEASE_NAME": "x", "NAMESPACE": "default"})
-	if code := run(context.Background(), []string{"echo", "hi"}, env, &stdout, &stderr); code != 2 {
+	// Were it run, it would replace the test process and fail the run.
+	command := []string{"sh", "-c", "exit 3"}
+	if code := run(context.Background(), command, env, &stdout, &stderr); code != 2 {
 		t.Errorf("exit code = %d, want 2; stderr %q", code, stderr.String())
 	}
-	for _, want := range []string{`LEASE_NAME="x"`, "`leader-elector -- echo hi`", "every replica"} {
+	for _, want := range []string{`LEASE_NAME="x"`, "`leader-elector -- sh -c exit 3`", "every replica"} {
 		if !strings.Contains(stderr.String(), want) {
 			t.Errorf("stderr lacks %q: %q", want, stderr.String())
 		}
