@@ -126,6 +126,27 @@ func TestResign(t *testing.T) {
 		t.Errorf("resign: /status of %s = %v (%v), want a follower of %s", old, st, err, next)
 	}
 
+	// resign --to the replica that just resigned, which backs off a
+	// RETRY_PERIOD: it refuses and releases the Lease with its reason, which
+	// resign prints (exit 1), and another replica leads at once.
+	refusing := startResign(t, f.byPod(leader), "--to", old)
+	code, stdout, stderr = refusing.wait(t)
+	t.Logf("resign --to %s during its back-off, on %s: exit %d, stderr %q", old, leader, code, stderr)
+	if code != 1 || !strings.Contains(stderr, "refused") || !strings.Contains(stderr, old+": it backs off") || stdout != "" {
+		t.Errorf("resign --to %s during its back-off: exit %d, stdout %q, stderr %q; want exit 1, refused by %s as it backs off",
+			old, code, stdout, stderr, old)
+	}
+	if v, err := f.lease(t.Context()); err != nil || v.holder == old {
+		t.Errorf("after %s refused the Lease: %+v (%v), want it released to the others", old, v, err)
+	}
+	prev := leader
+	leader = f.waitNewLeader(prev, 10*time.Second).Opts.Pod
+	if leader == old {
+		t.Errorf("%s leads although it refused the Lease in its back-off", old)
+	}
+	leader = f.waitRouted(5 * time.Second)
+	time.Sleep(retryPeriod) // every back-off is over
+
 	// resign --to: the Lease goes to the named peer, not to the standby.
 	standby = f.waitStandby(10*time.Second, leader)
 	peers := slices.DeleteFunc([]string{"replica-0", "replica-1", "replica-2"}, func(p string) bool { return p == leader || p == standby })
