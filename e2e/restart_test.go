@@ -351,7 +351,8 @@ func TestTwinsNeverBothLead(t *testing.T) {
 
 	// A grant to the shared identity names both twins at once: each sees
 	// its identity handed over, and each confirms; one confirm wins, the
-	// other's meets a conflict.
+	// other's meets a conflict. (A twin that backed off would refuse
+	// instead, and its release could win: see TestResign.)
 	if err := c.Restart(); err != nil {
 		t.Fatal(err)
 	}
@@ -367,6 +368,9 @@ func TestTwinsNeverBothLead(t *testing.T) {
 	for _, s := range []*testcluster.Sidecar{a, b} {
 		waitStatus(t, s, 10*time.Second, "following replica-c", func(st map[string]any) bool { return st["leader"] == "replica-c" })
 	}
+	// twin-b backs off a RETRY_PERIOD after its handover, and a candidate
+	// that backs off refuses a grant: wait it out, so that both confirm.
+	time.Sleep(retryPeriod)
 	if code, _, stderr := startResign(t, c, "--to", twinIdentity).wait(t); code != 0 {
 		t.Fatalf("resign --to %s on replica-c: exit %d: %s", twinIdentity, code, stderr)
 	}
