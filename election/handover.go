@@ -203,6 +203,24 @@ func (r *run) grant(ctx context.Context, to string) error {
 		notes.Standby, notes.StandbyAddress = s, cur.Notes.StandbyAddress
 	}
 	l, err := r.cfg.Lock.Update(rctx, cur, rec, notes)
+	if apierrors.IsConflict(err) {
+		// Another write landed since the last renew (a standby's offer,
+		// say): if the Lease is still ours, grant on what is there now.
+		var fresh Lease
+		if fresh, err = r.cfg.Lock.Get(rctx); err == nil {
+			r.observe(ctx, fresh, r.cfg.Clock.Now())
+			if !r.ours(fresh) {
+				return fmt.Errorf("hand lease %s to %q: it is no longer ours (holder %q)", r.cfg.Lock.Describe(), to, fresh.Record.HolderIdentity)
+			}
+			notes = Notes{GrantedBy: r.cfg.Identity}
+			if s := fresh.Notes.Standby; s != to {
+				notes.Standby, notes.StandbyAddress = s, fresh.Notes.StandbyAddress
+			}
+			rec.LeaderTransitions = fresh.Record.LeaderTransitions + 1
+			cur = fresh
+			l, err = r.cfg.Lock.Update(rctx, fresh, rec, notes)
+		}
+	}
 	if err != nil {
 		err = fmt.Errorf("hand lease %s to %q: %w", r.cfg.Lock.Describe(), to, err)
 		r.note(ctx, err)

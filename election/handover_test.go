@@ -694,3 +694,28 @@ func TestHandoverToAnUnhealthyPeerIsRefused(t *testing.T) {
 		}
 	})
 }
+
+// TestHandoverGrantsOverALateOffer: a write lands on the Lease between the
+// leader's last view and its grant (a standby's offer the leader has not
+// seen yet); the grant meets a conflict, reads the Lease, still its own,
+// and grants on it, instead of leaving the Lease to expire.
+func TestHandoverGrantsOverALateOffer(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g := newGroup(t)
+		a := g.start("a", withUID("uid-a"))
+		g.start("c", withUID("uid-c"))
+		if g.leader() != "a" {
+			t.Fatalf("leader = %q, want a", g.leader())
+		}
+		a.lock.holdWatch(true)
+		l := g.lease()
+		g.put(l.Record, Notes{HolderUID: l.Notes.HolderUID, HolderKey: l.Notes.HolderKey, Standby: "c"})
+		a.lock.holdWatch(false)
+		if err := a.e.Handover(context.Background(), "c"); err != nil {
+			t.Fatalf("Handover over a late offer: %v", err)
+		}
+		if got := g.leader(); got != "c" {
+			t.Errorf("leader after the grant = %q, want c", got)
+		}
+	})
+}
