@@ -261,6 +261,39 @@ type sampler struct {
 	mu      sync.Mutex
 	samples int
 	bad     []string
+	badAt   []time.Time
+	// window, when set by tolerateOne, is the one overlap the case allows.
+	window *overlapWindow
+}
+
+// overlapWindow allows two leaders in one interval that starts at or after
+// after and lasts at most max.
+type overlapWindow struct {
+	after time.Time
+	max   time.Duration
+}
+
+// tolerateOne allows the samples with two leaders to form one interval, at
+// or after after and at most max long: for a case whose documented
+// behaviour is a bounded overlap, such as two processes sharing one
+// identity and pod UID. Every other overlap still fails the test.
+func (s *sampler) tolerateOne(after time.Time, max time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.window = &overlapWindow{after: after, max: max}
+}
+
+// tolerated reports whether the two-leader samples fit the window; the
+// caller holds s.mu.
+func (s *sampler) tolerated() (bool, string) {
+	if s.window == nil || len(s.badAt) == 0 {
+		return len(s.badAt) == 0, ""
+	}
+	first, last := s.badAt[0], s.badAt[len(s.badAt)-1]
+	ok := !first.Before(s.window.after) && last.Sub(first) <= s.window.max
+	return ok, fmt.Sprintf("%d samples with two leaders from %s to %s (%s; allowed: one interval of at most %s after %s)",
+		len(s.badAt), first.Format("15:04:05.000"), last.Format("15:04:05.000"), last.Sub(first).Round(time.Millisecond),
+		s.window.max, s.window.after.Format("15:04:05.000"))
 }
 
 // sampleLeaders runs probe every few milliseconds until the test ends; each
@@ -275,8 +308,11 @@ func sampleLeaders(t *testing.T, what string, probe func(context.Context) ([]str
 			s.mu.Lock()
 			if err == nil {
 				s.samples++
-				if len(leaders) > 1 && len(s.bad) < 20 {
-					s.bad = append(s.bad, fmt.Sprintf("%s at %s: %v", what, time.Now().Format("15:04:05.000"), leaders))
+				if now := time.Now(); len(leaders) > 1 {
+					s.badAt = append(s.badAt, now)
+					if len(s.bad) < 20 {
+						s.bad = append(s.bad, fmt.Sprintf("%s at %s: %v", what, now.Format("15:04:05.000"), leaders))
+					}
 				}
 			}
 			s.mu.Unlock()
@@ -288,13 +324,23 @@ func sampleLeaders(t *testing.T, what string, probe func(context.Context) ([]str
 		<-s.done
 		s.mu.Lock()
 		defer s.mu.Unlock()
+		ok, window := s.tolerated()
 		for _, b := range s.bad {
-			t.Errorf("two leaders: %s", b)
+			if ok {
+				t.Logf("two leaders, within the allowed window: %s", b)
+			} else {
+				t.Errorf("two leaders: %s", b)
+			}
+		}
+		if window != "" && !ok {
+			t.Errorf("%s: %s", what, window)
+		} else if window != "" {
+			t.Logf("%s: %s", what, window)
 		}
 		if s.samples < 10 {
 			t.Errorf("%s: only %d samples were taken", what, s.samples)
 		}
-		t.Logf("%s: %d samples, none with two leaders: %v", what, s.samples, len(s.bad) == 0)
+		t.Logf("%s: %d samples, none with two leaders: %v", what, s.samples, len(s.badAt) == 0)
 	})
 	return s
 }

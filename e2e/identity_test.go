@@ -103,13 +103,17 @@ func TestIdentityHostNetwork(t *testing.T) {
 // TestTwinProcessesWithOneUID runs two sidecars with one identity and one
 // POD_UID, as two electors in one pod, or a manifest that sets IDENTITY and
 // POD_UID literally, would: each its own status file. The second resumes
-// the term it finds at its start, as a restarted sidecar does, and the
-// first, seeing its term renewed under another process's key, steps down:
-// never both status files, one leader throughout, and the survivor leads
-// once the other is killed.
+// the term it finds at its start, as a restarted sidecar does (at its start
+// it cannot tell a live twin from its own dead predecessor), and the first,
+// seeing its term renewed under another process's key, steps down. As the
+// README states, they overlap only until the first one's watch shows the
+// other's write (a watch event, or its next renew's 409 a RETRY_PERIOD
+// later): one interval of at most a RETRY_PERIOD after the second starts,
+// never again; one leader after it, and the survivor leads once the other
+// is killed.
 func TestTwinProcessesWithOneUID(t *testing.T) {
 	f := newFleet(t)
-	sampleLeaders(t, "status files", func(context.Context) ([]string, error) { return f.fileHolders(), nil })
+	files := sampleLeaders(t, "status files", func(context.Context) ([]string, error) { return f.fileHolders(), nil })
 	f.addPod("twin", testcluster.PodOptions{Labels: map[string]string{"app": appLabel}})
 	env := []string{"POD_NAME=twin", "IDENTITY=twin", "POD_UID=" + f.podUID("twin")}
 	kubeconfig := f.podKubeconfig("twin")
@@ -126,6 +130,7 @@ func TestTwinProcessesWithOneUID(t *testing.T) {
 	if got := one("the first twin alone"); got != "twin-a" {
 		t.Fatalf("leader %s, want twin-a", got)
 	}
+	files.tolerateOne(time.Now(), retryPeriod)
 	f.start("twin-b", kubeconfig, env...)
 	waitStatus(t, f.byPod("twin-b"), 10*time.Second, "running", func(map[string]any) bool { return true })
 	// Long enough for either to have renewed several times on top of the
