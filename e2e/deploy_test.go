@@ -3,20 +3,25 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/utils/ptr"
 
 	"github.com/leader-elector/leader-elector/internal/testcluster"
+	"github.com/leader-elector/leader-elector/serviceslice"
 )
 
 // kustomizeDeploy renders deploy/ with an overlay that sets namespace ns, as
@@ -185,6 +190,110 @@ func TestDeployManifests(t *testing.T) {
 	p, err := cp.Admin.CoreV1().Pods(ns).Get(context.Background(), leader, metav1.GetOptions{})
 	if err != nil || p.Labels["role"] != "follower" {
 		t.Errorf("the old leader's role label = %q (%v), want follower", p.Labels["role"], err)
+	}
+}
+
+// TestAdmissionLimitsCreates: RBAC cannot limit create by name, so the
+// Role grants create on every Lease and service-rbac.yaml on every
+// EndpointSlice of the namespace; the admission policy of deploy/ narrows
+// both to the Lease and the slice the Role lets the sidecar update, and the
+// slice to its own Service. Without it, the ServiceAccount pre-creates
+// another workload's Lease with a day's leaseDurationSeconds (stalling that
+// election) and points another Service at an address of its choice.
+func TestAdmissionLimitsCreates(t *testing.T) {
+	ctx := t.Context()
+	ns := testcluster.Namespace(t, cp)
+	deploy := filepath.Join(testcluster.RepoRoot(), "deploy")
+	if err := cp.ApplyManifests(ctx, ns, filepath.Join(deploy, "rbac.yaml"), filepath.Join(deploy, "service-rbac.yaml"),
+		filepath.Join(deploy, "admission-policy.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	kubeconfig, err := cp.ServiceAccountKubeconfig(ctx, ns, testcluster.ServiceAccount, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sa := saClient(t, kubeconfig)
+	leases := sa.CoordinationV1().Leases(ns)
+	slices := sa.DiscoveryV1().EndpointSlices(ns)
+	day := int32(86400)
+	lease := func(name string) *coordinationv1.Lease {
+		return &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: name},
+			Spec: coordinationv1.LeaseSpec{HolderIdentity: ptr.To("intruder"), LeaseDurationSeconds: &day}}
+	}
+	// The policy takes effect once the API server has loaded it: create
+	// throwaway Leases (RBAC allows the create) until one is denied.
+	probes := 0
+	var last error
+	if !eventually(15*time.Second, func() bool {
+		probes++
+		_, last = leases.Create(ctx, lease(fmt.Sprintf("policy-probe-%d", probes)), metav1.CreateOptions{})
+		return isAdmissionDenial(last)
+	}) {
+		t.Fatalf("the admission policy never denied a foreign Lease: last answer %v", last)
+	}
+	own := serviceslice.SliceName(sliceService)
+	for _, tc := range []struct {
+		name      string
+		do        func() error
+		rejection string // "" when allowed, else a part of the denial's message
+	}{
+		{"create the configured Lease", func() error { _, err := leases.Create(ctx, lease("myapp-lock"), metav1.CreateOptions{}); return err }, ""},
+		{"create another workload's Lease", func() error {
+			_, err := leases.Create(ctx, lease("other-lock"), metav1.CreateOptions{})
+			return err
+		}, "may create only a leases its Role lets it update"},
+		{"create another Service's slice", func() error {
+			_, err := slices.Create(ctx, labelledSlice(serviceslice.SliceName("other"), "other"), metav1.CreateOptions{})
+			return err
+		}, "may create only a endpointslices its Role lets it update"},
+		{"create its slice for another Service", func() error {
+			_, err := slices.Create(ctx, labelledSlice(own, "other"), metav1.CreateOptions{})
+			return err
+		}, "named after its Service"},
+		{"create its slice without a Service", func() error {
+			s := labelledSlice(own, "")
+			s.Labels = nil
+			_, err := slices.Create(ctx, s, metav1.CreateOptions{})
+			return err
+		}, "named after its Service"},
+		{"create its slice", func() error {
+			_, err := slices.Create(ctx, labelledSlice(own, sliceService), metav1.CreateOptions{})
+			return err
+		}, ""},
+		{"update its slice", func() error {
+			s, err := slices.Get(ctx, own, metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			s.Endpoints[0].Addresses = []string{"10.244.0.11"}
+			_, err = slices.Update(ctx, s, metav1.UpdateOptions{})
+			return err
+		}, ""},
+		{"point its slice at another Service", func() error {
+			s, err := slices.Get(ctx, own, metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			s.Labels[discoveryv1.LabelServiceName] = "other"
+			_, err = slices.Update(ctx, s, metav1.UpdateOptions{})
+			return err
+		}, "named after its Service"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.do()
+			switch {
+			case tc.rejection == "" && err != nil:
+				t.Errorf("want allowed, got %v", err)
+			case tc.rejection != "" && (!isAdmissionDenial(err) || !strings.Contains(err.Error(), tc.rejection)):
+				t.Errorf("want an admission denial saying %q, got %v", tc.rejection, err)
+			}
+		})
+	}
+	// Nothing denied was written.
+	for _, name := range []string{"other-lock"} {
+		if _, err := cp.Admin.CoordinationV1().Leases(ns).Get(ctx, name, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+			t.Errorf("Lease %s: want none, got %v", name, err)
+		}
 	}
 }
 

@@ -264,6 +264,16 @@ func TestServiceSliceWarnsOfALeftoverEndpointsObject(t *testing.T) {
 	}
 }
 
+// labelledSlice is an EndpointSlice named name of Service service, with one
+// endpoint.
+func labelledSlice(name, service string) *discoveryv1.EndpointSlice {
+	return &discoveryv1.EndpointSlice{
+		ObjectMeta:  metav1.ObjectMeta{Name: name, Labels: map[string]string{discoveryv1.LabelServiceName: service}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Endpoints:   []discoveryv1.Endpoint{{Addresses: []string{"10.244.0.10"}}},
+	}
+}
+
 // TestServiceRBACGrantsOnlyTheSlice: under deploy/rbac.yaml and
 // deploy/service-rbac.yaml, the ServiceAccount may do with EndpointSlices,
 // Services and Endpoints exactly what the writer does, and no more.
@@ -280,9 +290,10 @@ func TestServiceRBACGrantsOnlyTheSlice(t *testing.T) {
 	}
 	sa := saClient(t, kubeconfig)
 	slicesAPI := sa.DiscoveryV1().EndpointSlices(ns)
+	// Labelled with its Service, as the writer's slice is: the admission
+	// policy of deploy/ (cluster-wide, once any test applied it) requires it.
 	newSlice := func(name string) *discoveryv1.EndpointSlice {
-		return &discoveryv1.EndpointSlice{ObjectMeta: metav1.ObjectMeta{Name: name}, AddressType: discoveryv1.AddressTypeIPv4,
-			Endpoints: []discoveryv1.Endpoint{{Addresses: []string{"10.244.0.10"}}}}
+		return labelledSlice(name, sliceService)
 	}
 	own := serviceslice.SliceName(sliceService)
 	// Another slice, made by the admin, for the denials.
