@@ -13,6 +13,8 @@ import (
 	"net"
 	"net/http"
 	"time"
+
+	"github.com/leader-elector/leader-elector/internal/connlimit"
 )
 
 // Checks are the answers the endpoints give. A nil func always passes.
@@ -87,8 +89,22 @@ func Listen(addr string, h http.Handler, log *slog.Logger) (*Server, error) {
 	return Serve(ln, h, log), nil
 }
 
-// Serve returns a Server for h on ln, which it owns from now on.
+// MaxConnections and MaxConnectionsPerAddress bound the connections a
+// Server holds open, in all and from one client address; one beyond them is
+// closed as it is accepted. A connection costs about 25 KB while it is
+// served (a goroutine and its buffers), so the bound keeps a flood of
+// connections within the sidecar's memory limit, and one client address
+// cannot take the slots of the kubelet's probes. Event streams and
+// long-polls have smaller bounds of their own (package leaderhttp).
+const (
+	MaxConnections           = 512
+	MaxConnectionsPerAddress = 64
+)
+
+// Serve returns a Server for h on ln, which it owns from now on; it serves
+// at most MaxConnections at once.
 func Serve(ln net.Listener, h http.Handler, log *slog.Logger) *Server {
+	ln = connlimit.New(ln, MaxConnections, MaxConnectionsPerAddress)
 	return &Server{ln: ln, srv: &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: 5 * time.Second,

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"golang.org/x/sync/errgroup"
+
+	"github.com/leader-elector/leader-elector/internal/connlimit"
 )
 
 // NAISHandler serves the NAIS elector's API: GET /sse is an event stream of
@@ -43,6 +45,9 @@ func (h *Hub) Run(ctx context.Context, ln net.Listener) error {
 	if ln == nil {
 		return h.run(ctx)
 	}
+	// Twice its bound of streams and long-polls: a flood of connections
+	// costs no memory beyond it (package connlimit).
+	ln = connlimit.New(ln, 2*h.nais.max, 0)
 	srv := &http.Server{
 		Handler:           h.NAISHandler(),
 		ReadHeaderTimeout: 5 * time.Second,
