@@ -24,6 +24,7 @@ const (
 	inv3offer   = "3 (an answered take-over offer that wrote nothing is followed by a release)"
 	inv4        = "4 (no crash or unexpected exit; goroutines and fds flat)"
 	inv5        = "5 (no hot loop)"
+	inv6        = "6 (under a stream flood: RSS under the example's memory limit, probes answered)"
 )
 
 // The hot-loop bounds (invariant 5), per sidecar, through its proxy.

@@ -3,11 +3,14 @@ package chaos
 import (
 	"context"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -17,6 +20,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/util/retry"
 
 	"k8s.io/utils/ptr"
@@ -50,6 +54,8 @@ var faults = []fault{
 	{"readonly-statusdir", readOnlyStatusDir},
 	{"sigterm-in-stepdown", sigtermInStepDown},
 	{"catchall-standby", catchAllStandby},
+	{"stream-flood", streamFlood},
+	{"twin-follower", twinFollower},
 }
 
 // between draws a duration in [lo, hi] from the round's generator.
@@ -418,19 +424,10 @@ func sigtermInStepDown(ctx context.Context, wd *world, r *round) error {
 	if err := sleep(ctx, retryPeriod/3); err != nil {
 		return err
 	}
-	p.expect(whySIGTERM)
-	if err := p.signal(syscall.SIGTERM); err != nil {
+	exited, err := wd.sigterm(r, p, "during a step-down")
+	if err != nil {
 		return err
 	}
-	bound := timings.StepDownBound() + time.Second
-	select {
-	case <-p.done:
-	case <-time.After(bound):
-		wd.run.violate(r, inv4, fmt.Sprintf("%s did not exit within %s (StepDownBound + 1s) of SIGTERM during a step-down", l.pod, bound), l.pod)
-		_ = p.cmd.Process.Kill()
-		<-p.done
-	}
-	_, exited, _ := p.exit()
 	r.healed = exited
 	if err := os.Chmod(l.emptyDir, 0o755); err != nil {
 		return err
@@ -450,6 +447,26 @@ func sigtermInStepDown(ctx context.Context, wd *world, r *round) error {
 		wd.run.violate(r, inv3release, fmt.Sprintf("%s got SIGTERM %s into a step-down and exited without releasing the Lease: the followers wait out LEASE_DURATION", l.pod, (retryPeriod/3).Round(time.Millisecond)), l.pod)
 	}
 	return wd.start(l)
+}
+
+// sigterm sends p SIGTERM, as the kubelet does, and waits until it exits:
+// at most StepDownBound + 1s, after which it is killed and the round has
+// violated invariant 4. It returns when p exited.
+func (wd *world) sigterm(r *round, p *proc, during string) (time.Time, error) {
+	p.expect(whySIGTERM)
+	if err := p.signal(syscall.SIGTERM); err != nil {
+		return time.Time{}, err
+	}
+	bound := timings.StepDownBound() + time.Second
+	select {
+	case <-p.done:
+	case <-time.After(bound):
+		wd.run.violate(r, inv4, fmt.Sprintf("%s did not exit within %s (StepDownBound + 1s) of SIGTERM %s", p.r.pod, bound, during), p.r.pod)
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
+	_, exited, _ := p.exit()
+	return exited, nil
 }
 
 // writeHolder writes holder (nil: none) into the workload's Lease by hand,
@@ -523,19 +540,10 @@ func catchAllStandby(ctx context.Context, wd *world, r *round) error {
 		return err
 	}
 	marked := time.Now()
-	p.expect(whySIGTERM)
-	if err := p.signal(syscall.SIGTERM); err != nil {
+	exited, err := wd.sigterm(r, p, "with its standby's address at a catch-all")
+	if err != nil {
 		return err
 	}
-	bound := timings.StepDownBound() + time.Second
-	select {
-	case <-p.done:
-	case <-time.After(bound):
-		wd.run.violate(r, inv4, fmt.Sprintf("%s did not exit within %s of SIGTERM", l.pod, bound), l.pod)
-		_ = p.cmd.Process.Kill()
-		<-p.done
-	}
-	_, exited, _ := p.exit()
 	r.healed = exited
 	r.notef("offers to the catch-all: %d", offers.Load())
 	if offers.Load() > 0 {
@@ -550,4 +558,181 @@ func catchAllStandby(ctx context.Context, wd *world, r *round) error {
 		}
 	}
 	return wd.start(l)
+}
+
+// twinFollower starts a second sidecar process with a follower's identity
+// and pod UID (two electors in one pod, or a manifest that sets IDENTITY and
+// POD_UID literally), with a status file of its own, lets it settle as a
+// follower, and ends the leader by SIGTERM, or by SIGKILL with its pod (its
+// status file) gone, so that the twins
+// compete for the Lease with the third replica. At most one of the twins
+// may lead: a process resumes only the term it found at its start, and a
+// leader whose term is renewed under another process's key steps down.
+// Healed once the twin has stopped, by SIGTERM, and the leader runs again.
+func twinFollower(ctx context.Context, wd *world, r *round) error {
+	f := r.follower()
+	twin := wd.twins[f]
+	if err := wd.start(twin); err != nil {
+		return err
+	}
+	if err := sleep(ctx, 3*retryPeriod); err != nil {
+		return err
+	}
+	sig, why := syscall.SIGTERM, whySIGTERM
+	if r.rng.IntN(2) == 0 {
+		sig, why = syscall.SIGKILL, whySIGKILL
+	}
+	r.notef("a twin of %s; the leader ended by %s", f.pod, why)
+	if err := r.leader.stop(sig, why, timings.StepDownBound()+time.Second); err != nil {
+		return err
+	}
+	if sig == syscall.SIGKILL {
+		// Its pod is gone, and with it the emptyDir and the status file;
+		// the Lease runs out.
+		if err := os.Remove(r.leader.statusFile); err != nil && !os.IsNotExist(err) {
+			return fmt.Errorf("remove the status file of the killed %s: %w", r.leader.pod, err)
+		}
+	}
+	// Long enough for the Lease to run out after a SIGKILL, and for the
+	// twins to see each other's writes several times.
+	if err := sleep(ctx, leaseDuration+renewDeadline+between(r.rng, 0, leaseDuration)); err != nil {
+		return err
+	}
+	switch {
+	case twin.hasStatusFile():
+		r.notef("the twin led")
+	case f.hasStatusFile():
+		r.notef("its sibling led")
+	}
+	if err := twin.stop(syscall.SIGTERM, whySIGTERM, timings.StepDownBound()+time.Second); err != nil {
+		wd.run.violate(r, inv4, err.Error(), twin.pod)
+	}
+	r.healed = time.Now()
+	return wd.start(r.leader)
+}
+
+// floodAddresses and floodEach make the stream flood: loopback source
+// addresses and streams from each, 2,048 in all: eight times the health
+// listener's cap (leaderhttp: 256 in all, 16 per client address), and
+// enough that a sidecar serving them all (about 31 KB each) would pass the
+// example's memory limit.
+const (
+	floodAddresses = 64
+	floodEach      = 32
+)
+
+// exampleMemoryLimit is the sidecar's memory limit in deploy/example.yaml.
+const exampleMemoryLimit = 64 << 20
+
+// streamFlood opens event streams (GET /watch) on the leader's health port
+// from many client addresses, more than the listener serves, and holds them
+// while the leader serves them and while it hands over on SIGTERM. The
+// sidecar must stay under the example's memory limit, answer its probes
+// throughout, and hand over as it does without the flood.
+func streamFlood(ctx context.Context, wd *world, r *round) error {
+	l := r.leader
+	p := l.current()
+	fctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	var opened, refused, failed atomic.Int32
+	for a := range floodAddresses {
+		dialer := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 1, byte(a+1))}}
+		client := &http.Client{Transport: &http.Transport{DialContext: dialer.DialContext, DisableKeepAlives: true}}
+		for range floodEach {
+			wg.Go(func() {
+				req, err := http.NewRequestWithContext(fctx, http.MethodGet, p.healthURL+"/watch", nil)
+				if err != nil {
+					failed.Add(1)
+					return
+				}
+				resp, err := client.Do(req)
+				if err != nil {
+					failed.Add(1)
+					return
+				}
+				defer resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					refused.Add(1)
+					return
+				}
+				opened.Add(1)
+				_, _ = io.Copy(io.Discard, resp.Body) // until the sidecar or the round ends it
+			})
+		}
+	}
+	if err := wait.PollUntilContextTimeout(ctx, 10*time.Millisecond, 10*time.Second, true, func(context.Context) (bool, error) {
+		return int(opened.Load()+refused.Load()+failed.Load()) == floodAddresses*floodEach, nil
+	}); err != nil {
+		return fmt.Errorf("flood %s: %d streams open, %d refused, %d failed after 10s", l.pod, opened.Load(), refused.Load(), failed.Load())
+	}
+	if opened.Load() == 0 {
+		return fmt.Errorf("flood %s: no stream was served (%d refused, %d closed unserved)", l.pod, refused.Load(), failed.Load())
+	}
+	// Sample the memory and the probes, as the kubelet would, while the
+	// streams are open and through the handover.
+	var peak atomic.Int64
+	var probeFailures []string
+	var mu sync.Mutex
+	sctx, stopSampling := context.WithCancel(ctx)
+	var samplers sync.WaitGroup
+	samplers.Go(func() {
+		for sctx.Err() == nil {
+			if rss, err := rssOf(p.pid()); err == nil && int64(rss) > peak.Load() {
+				peak.Store(int64(rss))
+			}
+			_ = sleep(sctx, 20*time.Millisecond)
+		}
+	})
+	probing, stopProbing := context.WithCancel(ctx)
+	samplers.Go(func() {
+		for probing.Err() == nil {
+			for _, path := range []string{"/healthz", "/readyz"} {
+				code, err := p.probe(path)
+				if probing.Err() == nil && (err != nil || code != http.StatusOK && path == "/healthz") {
+					mu.Lock()
+					probeFailures = append(probeFailures, fmt.Sprintf("%s %s: %d %v", time.Now().Format("15:04:05.000"), path, code, err))
+					mu.Unlock()
+				}
+			}
+			_ = sleep(probing, 100*time.Millisecond)
+		}
+	})
+	hold := between(r.rng, 500*time.Millisecond, 2*time.Second)
+	err := sleep(ctx, hold)
+	stopProbing()
+	var exited time.Time
+	if err == nil {
+		exited, err = wd.sigterm(r, p, "under a stream flood")
+	}
+	stopSampling()
+	samplers.Wait()
+	if err != nil {
+		return err
+	}
+	r.healed = exited
+	r.notef("streams: %d open, %d refused (503), %d closed unserved; held %s; RSS peak %.1f MiB", opened.Load(), refused.Load(), failed.Load(), hold.Round(time.Millisecond), float64(peak.Load())/(1<<20))
+	if peak.Load() >= exampleMemoryLimit {
+		wd.run.violate(r, inv6, fmt.Sprintf("%s reached %.1f MiB RSS under a stream flood, the example's limit is %d MiB", l.pod, float64(peak.Load())/(1<<20), exampleMemoryLimit>>20), l.pod)
+	}
+	if len(probeFailures) > 0 {
+		wd.run.violate(r, inv6, fmt.Sprintf("%s failed %d probes under a stream flood: %s", l.pod, len(probeFailures), strings.Join(probeFailures[:min(len(probeFailures), 5)], "; ")), l.pod)
+	}
+	return wd.start(l)
+}
+
+// rssOf is the resident memory of process pid, from /proc, in bytes.
+func rssOf(pid int) (int, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, err := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")))
+			return kb << 10, err
+		}
+	}
+	return 0, fmt.Errorf("no VmRSS in /proc/%d/status", pid)
 }

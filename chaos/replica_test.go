@@ -25,8 +25,12 @@ const sidecarUID = 65532
 // replica is one pod of a workload: its sidecar process (restarted as the
 // kubelet would after it ends), its emptyDir and its proxy to the API server.
 type replica struct {
-	w          *workload
-	pod        string
+	w   *workload
+	pod string // the name the harness knows it by: its directories, the recorders
+	// identity is the pod whose sidecar this is (POD_NAME, IDENTITY): pod,
+	// or, for a twin, the pod it shares an identity and pod UID with.
+	identity   string
+	uid        string // POD_UID
 	ip         string
 	dir        string // the pod's directory: kubeconfig and logs
 	emptyDir   string // owned by sidecarUID; holds the status file
@@ -105,7 +109,7 @@ func (p *proc) logTail(n int) string {
 // newReplica prepares a pod's directories as the kubelet would: an emptyDir
 // the sidecar's user owns.
 func newReplica(w *workload, pod, ip, dir string) (*replica, error) {
-	r := &replica{w: w, pod: pod, ip: ip, dir: dir, emptyDir: filepath.Join(dir, "emptydir")}
+	r := &replica{w: w, pod: pod, identity: pod, ip: ip, dir: dir, emptyDir: filepath.Join(dir, "emptydir")}
 	r.statusFile = filepath.Join(r.emptyDir, "leader_status")
 	if err := os.MkdirAll(r.emptyDir, 0o755); err != nil {
 		return nil, fmt.Errorf("make emptyDir of %s: %w", pod, err)
@@ -152,9 +156,10 @@ func (r *replica) start(env []string, onExit func(*proc)) (*proc, error) {
 	cmd.Env = append(os.Environ(),
 		"LEASE_NAME="+r.w.lease,
 		"NAMESPACE="+r.w.ns,
-		"POD_NAME="+r.pod,
+		"POD_NAME="+r.identity,
+		"POD_UID="+r.uid,
 		"POD_IP="+r.ip,
-		"IDENTITY="+r.pod, // a pod's hostname is its name
+		"IDENTITY="+r.identity, // a pod's hostname is its name
 		"KUBECONFIG="+r.kubeconfig,
 		"STATUS_FILE="+r.statusFile,
 		"HEALTH_PORT="+strconv.Itoa(port),

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -67,6 +68,10 @@ type world struct {
 	env       []string
 	workloads []*workload
 	replicas  []*replica
+	// twins are a second sidecar process for each replica, with its
+	// identity and pod UID and a status file of its own; run only by the
+	// twin-follower fault.
+	twins map[*replica]*replica
 
 	tracker  *fileTracker
 	files    *fileRecorder
@@ -160,6 +165,21 @@ func rbacFor(w *workload) ([]*unstructured.Unstructured, error) {
 	return objs, nil
 }
 
+// connect gives r its proxy to the API server, with token, and a kubeconfig
+// for it that the sidecar's user can read.
+func connect(t *testing.T, r *replica, token string) error {
+	var err error
+	if r.proxy, err = testcluster.NewProxy(cp.URL, cp.CAData, token); err != nil {
+		return err
+	}
+	t.Cleanup(r.proxy.Close)
+	r.kubeconfig = filepath.Join(r.dir, "kubeconfig")
+	if err := testcluster.WriteKubeconfig(r.kubeconfig, r.proxy.URL, nil, ""); err != nil {
+		return err
+	}
+	return os.Chown(r.kubeconfig, sidecarUID, sidecarUID)
+}
+
 // newWorld sets up both workloads and starts the recorders and sidecars.
 func newWorld(t *testing.T, run *chaosRun) *world {
 	t.Helper()
@@ -179,8 +199,11 @@ func newWorld(t *testing.T, run *chaosRun) *world {
 			"RENEW_DEADLINE=" + renewDeadline.String(),
 			"RETRY_PERIOD=" + retryPeriod.String(),
 			"LABEL_POD_ROLE=true",
+			// As deploy/example.yaml sets it, from the memory limit.
+			"GOMEMLIMIT=" + strconv.Itoa(exampleMemoryLimit),
 		},
 		tracker: newFileTracker(), routed: newSetTracker(), labelled: newSetTracker(),
+		twins: map[*replica]*replica{},
 	}
 	cfg := rest.CopyConfig(cp.AdminConfig)
 	cfg.QPS, cfg.UserAgent = -1, "chaos-recorder"
@@ -230,14 +253,15 @@ func newWorld(t *testing.T, run *chaosRun) *world {
 		for i := range replicasEach {
 			pod := fmt.Sprintf("%s-%d", name, i)
 			ip := fmt.Sprintf("10.244.%d.%d", wi+1, i+10)
-			if _, err := cp.Admin.CoreV1().Pods(ns).Create(ctx, &corev1.Pod{
+			created, err := cp.Admin.CoreV1().Pods(ns).Create(ctx, &corev1.Pod{
 				ObjectMeta: metav1.ObjectMeta{Name: pod, Labels: map[string]string{nameLabel: appName, instanceLabel: name}},
 				Spec: corev1.PodSpec{
 					ServiceAccountName: w.sa, AutomountServiceAccountToken: ptr.To(false), NodeName: nodeName,
 					Containers: []corev1.Container{{Name: "app", Image: "registry.invalid/app:test",
 						Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: 8080}}}},
 				},
-			}, metav1.CreateOptions{}); err != nil {
+			}, metav1.CreateOptions{})
+			if err != nil {
 				t.Fatal(err)
 			}
 			if err := cp.MarkRunning(ctx, ns, pod, ip); err != nil {
@@ -247,19 +271,23 @@ func newWorld(t *testing.T, run *chaosRun) *world {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if r.proxy, err = testcluster.NewProxy(cp.URL, cp.CAData, tr.Status.Token); err != nil {
+			r.uid = string(created.UID)
+			if err := connect(t, r, tr.Status.Token); err != nil {
 				t.Fatal(err)
 			}
-			t.Cleanup(r.proxy.Close)
-			r.kubeconfig = filepath.Join(r.dir, "kubeconfig")
-			if err := testcluster.WriteKubeconfig(r.kubeconfig, r.proxy.URL, nil, ""); err != nil {
+			// Its twin: the same pod's identity and UID, a process,
+			// emptyDir and proxy of its own.
+			twin, err := newReplica(w, pod+"-twin", ip, filepath.Join(dir, pod+"-twin"))
+			if err != nil {
 				t.Fatal(err)
 			}
-			if err := os.Chown(r.kubeconfig, sidecarUID, sidecarUID); err != nil {
+			twin.identity, twin.uid = r.identity, r.uid
+			if err := connect(t, twin, tr.Status.Token); err != nil {
 				t.Fatal(err)
 			}
 			w.replicas = append(w.replicas, r)
 			wd.replicas = append(wd.replicas, r)
+			wd.twins[r] = twin
 		}
 		wd.workloads = append(wd.workloads, w)
 	}
@@ -313,7 +341,11 @@ func (wd *world) startRecorders() {
 	wd.routed.onSample = func(string, []string) { run.count(func(r *round) { r.twoPodSamples++ }) }
 	wd.labelled.onSample = func(string, []string) { run.count(func(r *round) { r.twoLabelSamples++ }) }
 
-	files, err := newFileRecorder(wd.tracker, wd.replicas)
+	watched := slices.Clone(wd.replicas)
+	for _, r := range wd.replicas {
+		watched = append(watched, wd.twins[r])
+	}
+	files, err := newFileRecorder(wd.tracker, watched)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -407,7 +439,11 @@ func crashLines(log string) string {
 // then the recorders.
 func (wd *world) stop() {
 	var wg sync.WaitGroup
+	all := slices.Clone(wd.replicas)
 	for _, r := range wd.replicas {
+		all = append(all, wd.twins[r])
+	}
+	for _, r := range all {
 		wg.Go(func() {
 			if p := r.current(); p != nil && !p.exited() {
 				_ = p.signal(syscall.SIGCONT)
@@ -424,7 +460,7 @@ func (wd *world) stop() {
 		wd.t.Errorf("status file recorder: %v", err)
 	}
 	if wd.t.Failed() {
-		for _, r := range wd.replicas {
+		for _, r := range all {
 			if p := r.current(); p != nil {
 				wd.t.Logf("--- log of %s (run %d), last lines:\n%s", r.pod, p.run, p.logTail(40))
 			}
