@@ -25,6 +25,7 @@ const (
 	inv4        = "4 (no crash or unexpected exit; goroutines and fds flat)"
 	inv5        = "5 (no hot loop)"
 	inv6        = "6 (under a stream flood: RSS under the example's memory limit, probes answered)"
+	inv7        = "7 (the gatekeeper's command, forks and all, runs on one replica at a time and never outlives its sidecar)"
 )
 
 // The hot-loop bounds (invariant 5), per sidecar, through its proxy.

@@ -8,6 +8,8 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -56,6 +58,7 @@ var faults = []fault{
 	{"catchall-standby", catchAllStandby},
 	{"stream-flood", streamFlood},
 	{"twin-follower", twinFollower},
+	{"gatekeeper-fork", gatekeeperFork},
 }
 
 // between draws a duration in [lo, hi] from the round's generator.
@@ -735,4 +738,143 @@ func rssOf(pid int) (int, error) {
 		}
 	}
 	return 0, fmt.Errorf("no VmRSS in /proc/%d/status", pid)
+}
+
+// forkingCommand is the gatekeeper's command in gatekeeper-fork: a shell
+// that forks a child and waits for it, without exec, as many real commands
+// do (an "sh -c" with more than one command, a forking server). Each of its
+// processes notes its pid in the directory it is given, for commandsOf.
+const forkingCommand = `echo $$ > "$1/cmd-$$"
+sh -c 'echo $$ > "$1/cmd-$$"; exec sleep 86400' child "$1" &
+wait`
+
+// commandsOf returns the live processes of r's command, from the pids they
+// noted: running, not zombies.
+func commandsOf(r *replica) []int {
+	entries, _ := os.ReadDir(r.emptyDir)
+	var out []int
+	for _, e := range entries {
+		pid, ok := strings.CutPrefix(e.Name(), "cmd-")
+		if !ok {
+			continue
+		}
+		n, err := strconv.Atoi(pid)
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", n))
+		// The state follows the command's name in parentheses.
+		if i := strings.LastIndexByte(string(b), ')'); err == nil && i > 0 && i+2 < len(b) && b[i+2] != 'Z' && b[i+2] != 'X' {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// gatekeeperFork runs the third release's two sidecars with the gatekeeper,
+// whose command forks, and sends the one leading SIGTERM: its command's
+// whole process tree must end before the other's command starts, and none
+// may outlive its sidecar. A sampler checks every few milliseconds that the
+// processes of at most one replica's command run.
+func gatekeeperFork(ctx context.Context, wd *world, r *round) error {
+	g := wd.gatekept.replicas
+	script := filepath.Join(wd.dir, "forking-command.sh")
+	if err := os.WriteFile(script, []byte(forkingCommand), 0o755); err != nil {
+		return err
+	}
+	// As wd.start, but the exit status after SIGTERM is the command's (the
+	// shell's, killed by the forwarded SIGTERM), as with k8s-await-election.
+	onExit := func(p *proc) {
+		exitErr, at, expected := p.exit()
+		if expected == "" {
+			wd.run.violate(r, inv4, fmt.Sprintf("%s (run %d) exited by itself at %s: %v", p.r.pod, p.run, at.Format("15:04:05.000"), exitErr), p.r.pod)
+		}
+		if bad := crashLines(p.log()); bad != "" {
+			wd.run.violate(r, inv4, fmt.Sprintf("%s (run %d) logged a crash:\n%s", p.r.pod, p.run, bad), p.r.pod)
+		}
+	}
+	for _, x := range g {
+		x.args = []string{"--", "/bin/sh", script, x.emptyDir}
+		if _, err := x.start(wd.env, onExit); err != nil {
+			return err
+		}
+	}
+	// The sampler: two replicas' commands at once is a violation.
+	sctx, stopSampling := context.WithCancel(ctx)
+	var samples, two atomic.Int64
+	var sampler sync.WaitGroup
+	sampler.Go(func() {
+		for sctx.Err() == nil {
+			var running []string
+			for _, x := range g {
+				if len(commandsOf(x)) > 0 {
+					running = append(running, x.pod)
+				}
+			}
+			samples.Add(1)
+			if len(running) > 1 && two.Add(1) == 1 {
+				wd.run.violate(r, inv7, fmt.Sprintf("the commands of %v ran at once at %s", running, time.Now().Format("15:04:05.000")), running...)
+			}
+			_ = sleep(sctx, 5*time.Millisecond)
+		}
+	})
+	defer func() {
+		stopSampling()
+		sampler.Wait()
+		for _, x := range g {
+			if p := x.current(); p != nil && !p.exited() {
+				_ = x.stop(syscall.SIGTERM, whySIGTERM, timings.StepDownBound()+time.Second)
+			}
+			for _, pid := range commandsOf(x) {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+			notes, _ := filepath.Glob(filepath.Join(x.emptyDir, "cmd-*"))
+			for _, n := range notes {
+				_ = os.Remove(n)
+			}
+		}
+	}()
+	leading := func() (*replica, []int) {
+		for _, x := range g {
+			if pids := commandsOf(x); len(pids) == 2 {
+				return x, pids
+			}
+		}
+		return nil, nil
+	}
+	var first *replica
+	var pids []int
+	if err := wait.PollUntilContextTimeout(ctx, 10*time.Millisecond, 15*time.Second, true, func(context.Context) (bool, error) {
+		first, pids = leading()
+		return first != nil, nil
+	}); err != nil {
+		return fmt.Errorf("gatekeeper-fork: no sidecar of %s ran its command (a shell and its child) within 15s", wd.gatekept.name)
+	}
+	if err := sleep(ctx, between(r.rng, 0, 2*retryPeriod)); err != nil {
+		return err
+	}
+	p := first.current()
+	sent := time.Now()
+	exited, err := wd.sigterm(r, p, "while running a forking command")
+	if err != nil {
+		return err
+	}
+	for _, pid := range pids {
+		if err := syscall.Kill(pid, 0); err == nil && slices.Contains(commandsOf(first), pid) {
+			wd.run.violate(r, inv7, fmt.Sprintf("process %d of the command of %s outlived its sidecar", pid, first.pod), first.pod)
+		}
+	}
+	var next *replica
+	if err := wait.PollUntilContextTimeout(ctx, 5*time.Millisecond, healBound, true, func(context.Context) (bool, error) {
+		next, _ = leading()
+		return next != nil && next != first, nil
+	}); err != nil {
+		wd.run.violate(r, inv3, fmt.Sprintf("no other sidecar of %s ran its command within %s of %s's exit", wd.gatekept.name, healBound, first.pod), first.pod)
+		r.healed = time.Now()
+		return nil
+	}
+	r.healed = time.Now()
+	r.notef("gatekeeper: SIGTERM to %s, its sidecar exited after %s, %s's command ran after %s; %d samples",
+		first.pod, exited.Sub(sent).Round(time.Millisecond), next.pod, r.healed.Sub(sent).Round(time.Millisecond), samples.Load())
+	return nil
 }

@@ -30,7 +30,8 @@ type replica struct {
 	// identity is the pod whose sidecar this is (POD_NAME, IDENTITY): pod,
 	// or, for a twin, the pod it shares an identity and pod UID with.
 	identity   string
-	uid        string // POD_UID
+	uid        string   // POD_UID
+	args       []string // the sidecar's arguments, such as "--" and a command for the gatekeeper
 	ip         string
 	dir        string // the pod's directory: kubeconfig and logs
 	emptyDir   string // owned by sidecarUID; holds the status file
@@ -152,7 +153,7 @@ func (r *replica) start(env []string, onExit func(*proc)) (*proc, error) {
 	if err != nil {
 		return nil, fmt.Errorf("start %s: %w", r.pod, err)
 	}
-	cmd := exec.Command(binary)
+	cmd := exec.Command(binary, r.args...)
 	cmd.Env = append(os.Environ(),
 		"LEASE_NAME="+r.w.lease,
 		"NAMESPACE="+r.w.ns,

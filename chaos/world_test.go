@@ -72,6 +72,9 @@ type world struct {
 	// identity and pod UID and a status file of its own; run only by the
 	// twin-follower fault.
 	twins map[*replica]*replica
+	// gatekept is a third release whose sidecars run the gatekeeper, only
+	// in the rounds of the gatekeeper-fork fault.
+	gatekept *workload
 
 	tracker  *fileTracker
 	files    *fileRecorder
@@ -218,78 +221,17 @@ func newWorld(t *testing.T, run *chaosRun) *world {
 		t.Fatal(err)
 	}
 	for wi, name := range instances {
-		w := &workload{name: name, ns: ns, lease: name + "-lock", sa: "leader-elector-" + name, service: name + "-leader"}
-		objs, err := rbacFor(w)
+		w, err := wd.addWorkload(ctx, wi+1, name, replicasEach)
 		if err != nil {
 			t.Fatal(err)
-		}
-		if err := cp.ApplyObjects(ctx, ns, objs); err != nil {
-			t.Fatal(err)
-		}
-		for _, o := range objs {
-			switch o.GetKind() {
-			case "RoleBinding":
-				w.binding = o.DeepCopy()
-			case "Role":
-				w.role = o.DeepCopy()
-			}
-		}
-		// Long enough for 200 rounds and more.
-		tr, err := cp.Admin.CoreV1().ServiceAccounts(ns).CreateToken(ctx, w.sa, &authenticationv1.TokenRequest{
-			Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To[int64](12 * 3600)},
-		}, metav1.CreateOptions{})
-		if err != nil {
-			t.Fatalf("token for %s: %v", w.sa, err)
-		}
-		if _, err := cp.Admin.CoreV1().Services(ns).Create(ctx, &corev1.Service{
-			ObjectMeta: metav1.ObjectMeta{Name: w.service},
-			Spec: corev1.ServiceSpec{
-				Selector: map[string]string{nameLabel: appName, instanceLabel: name, roleKey: "leader"},
-				Ports:    []corev1.ServicePort{{Name: "http", Port: 80, TargetPort: intstr.FromString("http")}},
-			},
-		}, metav1.CreateOptions{}); err != nil {
-			t.Fatal(err)
-		}
-		for i := range replicasEach {
-			pod := fmt.Sprintf("%s-%d", name, i)
-			ip := fmt.Sprintf("10.244.%d.%d", wi+1, i+10)
-			created, err := cp.Admin.CoreV1().Pods(ns).Create(ctx, &corev1.Pod{
-				ObjectMeta: metav1.ObjectMeta{Name: pod, Labels: map[string]string{nameLabel: appName, instanceLabel: name}},
-				Spec: corev1.PodSpec{
-					ServiceAccountName: w.sa, AutomountServiceAccountToken: ptr.To(false), NodeName: nodeName,
-					Containers: []corev1.Container{{Name: "app", Image: "registry.invalid/app:test",
-						Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: 8080}}}},
-				},
-			}, metav1.CreateOptions{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := cp.MarkRunning(ctx, ns, pod, ip); err != nil {
-				t.Fatal(err)
-			}
-			r, err := newReplica(w, pod, ip, filepath.Join(dir, pod))
-			if err != nil {
-				t.Fatal(err)
-			}
-			r.uid = string(created.UID)
-			if err := connect(t, r, tr.Status.Token); err != nil {
-				t.Fatal(err)
-			}
-			// Its twin: the same pod's identity and UID, a process,
-			// emptyDir and proxy of its own.
-			twin, err := newReplica(w, pod+"-twin", ip, filepath.Join(dir, pod+"-twin"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			twin.identity, twin.uid = r.identity, r.uid
-			if err := connect(t, twin, tr.Status.Token); err != nil {
-				t.Fatal(err)
-			}
-			w.replicas = append(w.replicas, r)
-			wd.replicas = append(wd.replicas, r)
-			wd.twins[r] = twin
 		}
 		wd.workloads = append(wd.workloads, w)
+		wd.replicas = append(wd.replicas, w.replicas...)
+	}
+	// gamma runs the gatekeeper, in the rounds of gatekeeper-fork only.
+	var err2 error
+	if wd.gatekept, err2 = wd.addWorkload(ctx, len(instances)+1, "gamma", 2); err2 != nil {
+		t.Fatal(err2)
 	}
 	// The mechanism of the read-only fault must bite: the sidecar's user can
 	// write its emptyDir now, and cannot once it is read-only.
@@ -319,6 +261,84 @@ func newWorld(t *testing.T, run *chaosRun) *world {
 	}
 	t.Cleanup(wd.stop)
 	return wd
+}
+
+// addWorkload creates a release named name with n replicas, its pods'
+// addresses in 10.244.<subnet>.0/24: its ServiceAccount, RBAC, token,
+// Service, pods, and each replica's directories, proxy and twin.
+func (wd *world) addWorkload(ctx context.Context, subnet int, name string, n int) (*workload, error) {
+	t, ns, dir := wd.t, wd.ns, wd.dir
+	w := &workload{name: name, ns: ns, lease: name + "-lock", sa: "leader-elector-" + name, service: name + "-leader"}
+	objs, err := rbacFor(w)
+	if err != nil {
+		return nil, err
+	}
+	if err := cp.ApplyObjects(ctx, ns, objs); err != nil {
+		return nil, err
+	}
+	for _, o := range objs {
+		switch o.GetKind() {
+		case "RoleBinding":
+			w.binding = o.DeepCopy()
+		case "Role":
+			w.role = o.DeepCopy()
+		}
+	}
+	// Long enough for 200 rounds and more.
+	tr, err := cp.Admin.CoreV1().ServiceAccounts(ns).CreateToken(ctx, w.sa, &authenticationv1.TokenRequest{
+		Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To[int64](12 * 3600)},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("token for %s: %w", w.sa, err)
+	}
+	if _, err := cp.Admin.CoreV1().Services(ns).Create(ctx, &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: w.service},
+		Spec: corev1.ServiceSpec{
+			Selector: map[string]string{nameLabel: appName, instanceLabel: name, roleKey: "leader"},
+			Ports:    []corev1.ServicePort{{Name: "http", Port: 80, TargetPort: intstr.FromString("http")}},
+		},
+	}, metav1.CreateOptions{}); err != nil {
+		return nil, err
+	}
+	for i := range n {
+		pod := fmt.Sprintf("%s-%d", name, i)
+		ip := fmt.Sprintf("10.244.%d.%d", subnet, i+10)
+		created, err := cp.Admin.CoreV1().Pods(ns).Create(ctx, &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: pod, Labels: map[string]string{nameLabel: appName, instanceLabel: name}},
+			Spec: corev1.PodSpec{
+				ServiceAccountName: w.sa, AutomountServiceAccountToken: ptr.To(false), NodeName: nodeName,
+				Containers: []corev1.Container{{Name: "app", Image: "registry.invalid/app:test",
+					Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: 8080}}}},
+			},
+		}, metav1.CreateOptions{})
+		if err != nil {
+			return nil, err
+		}
+		if err := cp.MarkRunning(ctx, ns, pod, ip); err != nil {
+			return nil, err
+		}
+		r, err := newReplica(w, pod, ip, filepath.Join(dir, pod))
+		if err != nil {
+			return nil, err
+		}
+		r.uid = string(created.UID)
+		if err := connect(t, r, tr.Status.Token); err != nil {
+			return nil, err
+		}
+		// Its twin: the same pod's identity and UID, a process,
+		// emptyDir and proxy of its own.
+		twin, err := newReplica(w, pod+"-twin", ip, filepath.Join(dir, pod+"-twin"))
+		if err != nil {
+			return nil, err
+		}
+		twin.identity, twin.uid = r.identity, r.uid
+		if err := connect(t, twin, tr.Status.Token); err != nil {
+			return nil, err
+		}
+		w.replicas = append(w.replicas, r)
+		wd.twins[r] = twin
+	}
+	return w, nil
 }
 
 func (wd *world) startRecorders() {
@@ -443,6 +463,7 @@ func (wd *world) stop() {
 	for _, r := range wd.replicas {
 		all = append(all, wd.twins[r])
 	}
+	all = append(all, wd.gatekept.replicas...)
 	for _, r := range all {
 		wg.Go(func() {
 			if p := r.current(); p != nil && !p.exited() {
