@@ -8,6 +8,29 @@ import (
 	"time"
 )
 
+// listen serves a Listener with the bounds on loopback until the test
+// ends, handing each accepted connection to the channel.
+func listen(t *testing.T, max, perAddress int) (*Listener, <-chan net.Conn) {
+	t.Helper()
+	raw, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln := New(raw, max, perAddress)
+	t.Cleanup(func() { ln.Close() })
+	accepted := make(chan net.Conn, 16)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepted <- c
+		}
+	}()
+	return ln, accepted
+}
+
 // dialFrom connects to ln from the loopback address src.
 func dialFrom(t *testing.T, ln net.Listener, src string) net.Conn {
 	t.Helper()
@@ -46,22 +69,7 @@ func TestBounds(t *testing.T) {
 		{"per address", 4, 2, []string{"127.0.0.1", "127.0.0.1", "127.0.0.1", "127.0.0.2"}, []bool{true, true, false, true}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			raw, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			ln := New(raw, tc.max, tc.perAddress)
-			defer ln.Close()
-			accepted := make(chan net.Conn, len(tc.from))
-			go func() {
-				for {
-					c, err := ln.Accept()
-					if err != nil {
-						return
-					}
-					accepted <- c
-				}
-			}()
+			ln, accepted := listen(t, tc.max, tc.perAddress)
 			for i, src := range tc.from {
 				c := dialFrom(t, ln, src)
 				if tc.served[i] {
@@ -91,22 +99,7 @@ func TestBounds(t *testing.T) {
 // TestClosingGivesTheSlotBack: a closed connection's slot serves the next
 // client, once, however often the server closes it.
 func TestClosingGivesTheSlotBack(t *testing.T) {
-	raw, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln := New(raw, 1, 1)
-	defer ln.Close()
-	accepted := make(chan net.Conn, 4)
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			accepted <- c
-		}
-	}()
+	ln, accepted := listen(t, 1, 1)
 	dialFrom(t, ln, "127.0.0.1")
 	first := <-accepted
 	if c := dialFrom(t, ln, "127.0.0.1"); !closedByServer(t, c) {
