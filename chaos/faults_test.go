@@ -390,6 +390,18 @@ func readOnlyStatusDir(ctx context.Context, wd *world, r *round) error {
 	if _, err := os.Stat(l.statusFile); err == nil {
 		wd.run.violate(r, inv4, fmt.Sprintf("%s exited after SIGTERM and left its status file", l.pod), l.pod)
 	}
+	// The withheld step-down goes on at its next retry of the removal, up
+	// to RenewDeadline after the directory became writable, as documented:
+	// the fault lasts until it let the Lease go, and the next leader must
+	// follow within the heal bound of that.
+	_, exited, _ := p.exit()
+	for _, e := range wd.api.leases.between(r.target.lease, r.healed, exited.Add(time.Second)) {
+		if e.deleted || e.holder != l.identity {
+			r.notef("released %s after the directory was writable", e.at.Sub(r.healed).Round(time.Millisecond))
+			r.healed = e.at
+			break
+		}
+	}
 	return wd.start(l)
 }
 
