@@ -34,6 +34,7 @@ type Proxy struct {
 	streams  map[*http.Request]context.CancelFunc // requests in flight
 	open     map[net.Conn]struct{}                // client connections
 	observer func(Request)
+	answered func(Request, int)
 }
 
 // Mode is what a Proxy does with the client's traffic.
@@ -140,10 +141,15 @@ func (p *Proxy) serve(rp *httputil.ReverseProxy, token string, w http.ResponseWr
 		p.requests.Add(1)
 	}
 	p.mu.Lock()
-	observe := p.observer
+	observe, answered := p.observer, p.answered
 	p.mu.Unlock()
+	req := Request{Time: time.Now(), Method: r.Method, Path: r.URL.Path, Watch: watch}
 	if observe != nil {
-		observe(Request{Time: time.Now(), Method: r.Method, Path: r.URL.Path, Watch: watch})
+		observe(req)
+	}
+	hw := &holdWriter{ResponseWriter: w, p: p}
+	if answered != nil {
+		defer func() { answered(req, hw.status) }()
 	}
 	ctx, cancel := context.WithCancel(r.Context())
 	p.mu.Lock()
@@ -175,7 +181,8 @@ func (p *Proxy) serve(rp *httputil.ReverseProxy, token string, w http.ResponseWr
 		return
 	}
 	r.Header.Set("Authorization", "Bearer "+token)
-	rp.ServeHTTP(&holdWriter{ResponseWriter: w, p: p, ctx: ctx}, r.WithContext(ctx))
+	hw.ctx = ctx
+	rp.ServeHTTP(hw, r.WithContext(ctx))
 }
 
 // delayFor is the delay that applies to r now.
@@ -265,11 +272,13 @@ func (l *resetListener) Accept() (net.Conn, error) {
 // holdWriter stalls a response while the proxy is a blackhole.
 type holdWriter struct {
 	http.ResponseWriter
-	p   *Proxy
-	ctx context.Context
+	p      *Proxy
+	ctx    context.Context
+	status int // what the API server answered; 0: nothing yet
 }
 
 func (h *holdWriter) WriteHeader(code int) {
+	h.status = code
 	if h.p.passable(h.ctx) {
 		h.ResponseWriter.WriteHeader(code)
 	}
@@ -342,6 +351,15 @@ func (p *Proxy) Observe(f func(Request)) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.observer = f
+}
+
+// ObserveAnswers has f called with each request that reached the API
+// server and the status code it answered (0 when the client or a fault cut
+// it off first), once the answer is done; nil stops it.
+func (p *Proxy) ObserveAnswers(f func(Request, int)) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.answered = f
 }
 
 // SetDown cuts the client off (every request answers 503 and open streams

@@ -242,3 +242,27 @@ func TestProxyObservesEveryRequest(t *testing.T) {
 		t.Errorf("observed %+v", r)
 	}
 }
+
+// TestProxyObservesAnswers: each request's answer is reported with the
+// upstream's status, and one the proxy cut off with 0.
+func TestProxyObservesAnswers(t *testing.T) {
+	u := newUpstream(t)
+	p := newTestProxy(t, u)
+	type answer struct {
+		path   string
+		status int
+	}
+	answers := make(chan answer, 4)
+	p.ObserveAnswers(func(r Request, status int) { answers <- answer{r.Path, status} })
+	if code, _, err := get(t.Context(), p.URL+"/x"); err != nil || code != 200 {
+		t.Fatalf("GET = %d %v", code, err)
+	}
+	if a := <-answers; a != (answer{"/x", 200}) {
+		t.Errorf("answered %+v, want /x 200", a)
+	}
+	p.SetMode(Unavailable)
+	_, _, _ = get(t.Context(), p.URL+"/y")
+	if a := <-answers; a != (answer{"/y", 0}) {
+		t.Errorf("answered %+v while down, want /y 0 (the API server answered nothing)", a)
+	}
+}
