@@ -45,6 +45,15 @@ func TestEventsOfAHandover(t *testing.T) {
 		b = "replica-1"
 	}
 
+	// b labels itself follower as it starts, after the leader may already
+	// lead: wait for that patch, or it may overwrite the stale label below
+	// itself, and the leader then has nothing to repair.
+	if !eventually(30*time.Second, func() bool {
+		p, err := cp.Admin.CoreV1().Pods(f.ns).Get(ctx, b, metav1.GetOptions{})
+		return err == nil && p.Labels["role"] == "follower"
+	}) {
+		t.Fatalf("%s did not label itself follower as it started", b)
+	}
 	// A stale label, as a leader that died while leading leaves it: the
 	// leader demotes it.
 	if err := setRole(ctx, cp.Admin, f.ns, b, "leader"); err != nil {
