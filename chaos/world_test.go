@@ -205,6 +205,9 @@ func newWorld(t *testing.T, run *chaosRun) *world {
 			"RENEW_DEADLINE=" + renewDeadline.String(),
 			"RETRY_PERIOD=" + retryPeriod.String(),
 			"LABEL_POD_ROLE=true",
+			// The stream-flood fault opens GET /watch streams: on, so that
+			// it meets the caps and not the refusal.
+			"HEALTH_STREAMS=true",
 			// As deploy/example.yaml sets it, from the memory limit.
 			"GOMEMLIMIT=" + strconv.Itoa(exampleMemoryLimit),
 		},

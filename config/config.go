@@ -46,7 +46,8 @@ type Config struct {
 	LogLevel      string        `env:"LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
 	LogFormat     string        `env:"LOG_FORMAT" default:"text" desc:"text or json"`
 
-	LeaderHTTPAddress string `env:"LEADER_HTTP_ADDRESS" desc:"host:port of the NAIS elector's leader API (JSON on any path, Server-Sent Events on /sse), which gcr leader-elector clients read too; empty: off. /leader and /watch are always on the health port"`
+	LeaderHTTPAddress string `env:"LEADER_HTTP_ADDRESS" desc:"host:port of the NAIS elector's leader API (JSON on any path, Server-Sent Events on /sse), which gcr leader-elector clients read too; empty: off. GET /leader is on the health listener too, with its long-poll and GET /watch when HEALTH_STREAMS=true"`
+	HealthStreams     bool   `env:"HEALTH_STREAMS" default:"false" desc:"serve the event stream GET /watch and the long-poll GET /leader?wait= on the health listener, to anyone who reaches it (each open one costs about 31 KB, at most 256 at once, 16 per client address); false: both answer 403, and GET /leader answers at once"`
 	// StatusEndpoint and CommandStopGrace: k8s-await-election's mode (see
 	// the gatekeeper and renewstatus packages).
 	StatusEndpoint   string        `env:"STATUS_ENDPOINT" desc:"host:port of the k8s-await-election status endpoint: any path answers 200, or 500 while this replica leads but has not renewed for LEASE_DURATION plus 2s; empty: off"`

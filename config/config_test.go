@@ -302,6 +302,11 @@ func TestLoadRejectsBadInput(t *testing.T) {
 			want: []string{`LABEL_POD_ROLE="yes please"`, "must be true or false"},
 		},
 		{
+			name: "HEALTH_STREAMS not a bool",
+			env:  map[string]string{"HEALTH_STREAMS": "on"},
+			want: []string{`HEALTH_STREAMS="on"`, "must be true or false"},
+		},
+		{
 			name: "LABEL_POD_ROLE without POD_NAME",
 			env:  map[string]string{"LABEL_POD_ROLE": "true"},
 			want: []string{"POD_NAME is required when LABEL_POD_ROLE=true", "Downward API"},
@@ -755,6 +760,16 @@ func TestLoadAcceptsValidInput(t *testing.T) {
 			check: wantField("LabelPodRole", func(c Config) any { return c.LabelPodRole }, true),
 		},
 		{
+			name:  "HEALTH_STREAMS",
+			env:   map[string]string{"HEALTH_STREAMS": "true"},
+			check: wantField("HealthStreams", func(c Config) any { return c.HealthStreams }, true),
+		},
+		{
+			name:  "HEALTH_STREAMS off by default",
+			env:   map[string]string{},
+			check: wantField("HealthStreams", func(c Config) any { return c.HealthStreams }, false),
+		},
+		{
 			name:  "ROLE_LABEL_KEY with prefix",
 			env:   map[string]string{"ROLE_LABEL_KEY": "example.com/role"},
 			check: wantField("RoleLabelKey", func(c Config) any { return c.RoleLabelKey }, "example.com/role"),
@@ -854,7 +869,7 @@ func TestUsageListsEveryVariable(t *testing.T) {
 		"LEASE_NAME", "NAMESPACE", "POD_NAMESPACE", "IDENTITY", "STATUS_FILE", "STATUS_DIR",
 		"HEALTH_PORT", "PROBE_ADDRESS", "LABEL_POD_ROLE", "POD_NAME", "POD_IP", "ROLE_LABEL_KEY", "PEER_SELECTOR",
 		"LEASE_DURATION", "RENEW_DEADLINE", "RETRY_PERIOD", "KUBECONFIG", "LOG_LEVEL", "LOG_FORMAT",
-		"LEADER_HTTP_ADDRESS",
+		"LEADER_HTTP_ADDRESS", "HEALTH_STREAMS",
 		"STATUS_ENDPOINT", "COMMAND_STOP_GRACE",
 		"SERVICE_NAME", "SERVICE_NAMESPACE", "SERVICE_PORTS", "NODE_NAME",
 		"METRICS_ADDRESS",
@@ -907,7 +922,7 @@ func TestUsageListsEveryVariable(t *testing.T) {
 	}
 
 	defaults := map[string]string{
-		"HEALTH_PORT": "8080", "LABEL_POD_ROLE": "false", "ROLE_LABEL_KEY": "role", "EVENTS": "true",
+		"HEALTH_PORT": "8080", "LABEL_POD_ROLE": "false", "HEALTH_STREAMS": "false", "ROLE_LABEL_KEY": "role", "EVENTS": "true",
 		"LEASE_DURATION": "15s", "RENEW_DEADLINE": "10s", "RETRY_PERIOD": "2s",
 		"LOG_LEVEL": "info", "LOG_FORMAT": "text", "COMMAND_STOP_GRACE": "10s",
 		"APP_HEALTH_FILE_MAX_AGE": "10s", "APP_HEALTH_PERIOD": "2s", "APP_HEALTH_TIMEOUT": "1s",

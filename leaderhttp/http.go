@@ -31,10 +31,30 @@ func (h *Hub) NAISHandler() http.Handler {
 
 // Handler serves the sidecar's own GET /leader (a long-poll with ?wait=)
 // and GET /watch (an event stream), for the health listener.
-func (h *Hub) Handler() http.Handler {
+func (h *Hub) Handler() http.Handler { return h.handler("") }
+
+// HandlerWithoutStreams serves GET /leader's immediate answer only: a
+// long-poll (?wait= above 0s) and GET /watch get 403 Forbidden with off, the
+// reason and how to turn them on. For a listener open to the pod network,
+// where they are opt-in: each costs memory for as long as a client holds it.
+func (h *Hub) HandlerWithoutStreams(off string) http.Handler {
+	if off == "" {
+		off = "event streams and long-polls are off on this listener"
+	}
+	return h.handler(off)
+}
+
+// handler serves /leader and /watch; with off set, no stream or long-poll.
+func (h *Hub) handler(off string) http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /leader", h.serveLeader)
-	mux.HandleFunc("GET /watch", func(w http.ResponseWriter, r *http.Request) { h.stream(w, r, formatOurs, h.own) })
+	mux.HandleFunc("GET /leader", func(w http.ResponseWriter, r *http.Request) { h.serveLeader(w, r, off) })
+	mux.HandleFunc("GET /watch", func(w http.ResponseWriter, r *http.Request) {
+		if off != "" {
+			http.Error(w, off, http.StatusForbidden)
+			return
+		}
+		h.stream(w, r, formatOurs, h.own)
+	})
 	return mux
 }
 
@@ -77,11 +97,16 @@ func (h *Hub) Run(ctx context.Context, ln net.Listener) error {
 }
 
 // serveLeader answers /leader: at once, or, with wait, once the answer
-// differs from since and name (the client's last answer) or changes.
-func (h *Hub) serveLeader(w http.ResponseWriter, r *http.Request) {
+// differs from since and name (the client's last answer) or changes. With
+// off set, a wait is refused with off.
+func (h *Hub) serveLeader(w http.ResponseWriter, r *http.Request, off string) {
 	q, err := parseLongPoll(r)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	if q.wait > 0 && off != "" {
+		http.Error(w, off, http.StatusForbidden)
 		return
 	}
 	answer := func(l Leader) {

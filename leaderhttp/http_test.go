@@ -369,6 +369,38 @@ func TestLongPollBadParameters(t *testing.T) {
 	}
 }
 
+// Without streams, /leader answers at once and nothing holds a slot: a
+// long-poll and /watch are refused with the reason, before any wait.
+func TestHandlerWithoutStreams(t *testing.T) {
+	h, fe, _ := newTestHub(t, nil)
+	fe.set(leaderState("a", 1, t0.Add(time.Hour)))
+	const off = "streams are off here: set X=true"
+	srv, client := newServer(t, h.HandlerWithoutStreams(off))
+	leaderJSON := `{"name":"a","last_update":"2026-01-02T03:04:05Z","is_leader":false,"identity":"me","transitions":1}` + "\n"
+	for _, tc := range []struct {
+		path string
+		code int
+		body string
+	}{
+		{"/leader", http.StatusOK, leaderJSON},
+		{"/leader?wait=0s&since=1", http.StatusOK, leaderJSON},
+		{"/leader?wait=30s&since=1", http.StatusForbidden, off + "\n"},
+		{"/leader?wait=1ns", http.StatusForbidden, off + "\n"},
+		{"/leader?wait=abc", http.StatusBadRequest, `wait="abc": must be a Go duration from 0s to 5m0s, such as 30s` + "\n"},
+		{"/watch", http.StatusForbidden, off + "\n"},
+	} {
+		t.Run(tc.path, func(t *testing.T) {
+			code, _, body := get(t, client, srv.URL+tc.path)
+			if code != tc.code || body != tc.body {
+				t.Errorf("GET %s: %d %q, want %d %q", tc.path, code, body, tc.code, tc.body)
+			}
+		})
+	}
+	if n := h.Subscribers(); n != 0 {
+		t.Errorf("%d subscribers after refused streams, want 0", n)
+	}
+}
+
 // A long-poll whose client leaves ends and gives its slot back.
 func TestLongPollClientLeaves(t *testing.T) {
 	h, _, fc := newTestHub(t, func(c *Config) { c.MaxClients = 1 })

@@ -30,7 +30,9 @@ func TestLeaderAPI(t *testing.T) {
 		return ln
 	}
 	healthLn, naisLn := listen(), listen()
-	s, err := New(testConfig(t), Deps{Leases: c.CoordinationV1().Leases(ns), Log: quiet, Health: healthLn, LeaderHTTP: naisLn})
+	cfg := testConfig(t)
+	cfg.HealthStreams = true
+	s, err := New(cfg, Deps{Leases: c.CoordinationV1().Leases(ns), Log: quiet, Health: healthLn, LeaderHTTP: naisLn})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,7 +124,9 @@ func TestLeaderAPI(t *testing.T) {
 func TestLeaderLongPollSeesResignation(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		c := newCluster(t)
-		r := start(t, testConfig(t), c, newIdleListener(nil))
+		cfg := testConfig(t)
+		cfg.HealthStreams = true
+		r := start(t, cfg, c, newIdleListener(nil))
 		time.Sleep(time.Second)
 		synctest.Wait()
 		h := r.s.handler()
@@ -146,6 +150,42 @@ func TestLeaderLongPollSeesResignation(t *testing.T) {
 		<-answered
 		if body := rec.Body.String(); strings.Contains(body, `"name"`) || !strings.Contains(body, `"is_leader":false`) {
 			t.Errorf("long-poll after resigning: %s, want no leader", body)
+		}
+		if err := r.stop(t); err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+}
+
+// TestHealthStreamsAreOptIn: without HEALTH_STREAMS, the health listener,
+// open to the pod network, answers /leader at once and refuses /watch and a
+// long-poll with how to turn them on; nothing is held open.
+func TestHealthStreamsAreOptIn(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := start(t, testConfig(t), newCluster(t), newIdleListener(nil))
+		time.Sleep(time.Second)
+		synctest.Wait()
+		h := r.s.handler()
+		for _, tc := range []struct {
+			path string
+			code int
+			want string
+		}{
+			{"/leader", http.StatusOK, `"name":"pod-a"`},
+			{"/leader?wait=1m&name=pod-a", http.StatusForbidden, "set HEALTH_STREAMS=true"},
+			{"/watch", http.StatusForbidden, "set HEALTH_STREAMS=true"},
+		} {
+			rec := httptest.NewRecorder()
+			// Bounded, so that a stream or long-poll served by mistake ends.
+			ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+			h.ServeHTTP(rec, httptest.NewRequestWithContext(ctx, http.MethodGet, tc.path, nil))
+			cancel()
+			if rec.Code != tc.code || !strings.Contains(rec.Body.String(), tc.want) {
+				t.Errorf("GET %s: %d %q, want %d with %q", tc.path, rec.Code, rec.Body, tc.code, tc.want)
+			}
+		}
+		if n := r.s.leaders.Subscribers(); n != 0 {
+			t.Errorf("%d subscribers, want 0", n)
 		}
 		if err := r.stop(t); err != nil {
 			t.Errorf("Run: %v", err)

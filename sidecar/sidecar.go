@@ -318,13 +318,22 @@ func (s *Sidecar) runHelper(ctx context.Context, o Output, endElection context.C
 	return err
 }
 
-// handler serves the probes, /status, and the leader API's /leader and /watch.
+// streamsOff is what a stream or long-poll on the health listener is told
+// without HEALTH_STREAMS=true.
+const streamsOff = "event streams (GET /watch) and long-polls (GET /leader?wait=) are off on the health listener, which anyone on the pod network may reach: set HEALTH_STREAMS=true on the sidecar to serve them"
+
+// handler serves the probes, /status, and the leader API's /leader and, with
+// HEALTH_STREAMS, its long-poll and /watch.
 func (s *Sidecar) handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/", health.Handler(health.Checks{Live: s.live, Ready: s.ready, Status: func() any { return s.report() },
 		Extra: s.metricsOnHealth()}))
-	mux.Handle("GET /leader", s.leaders.Handler())
-	mux.Handle("GET /watch", s.leaders.Handler())
+	leaders := s.leaders.Handler()
+	if !s.cfg.HealthStreams {
+		leaders = s.leaders.HandlerWithoutStreams(streamsOff)
+	}
+	mux.Handle("GET /leader", leaders)
+	mux.Handle("GET /watch", leaders)
 	mux.Handle("POST "+nudge.Path, nudge.Handler(s.elector))
 	mux.Handle("POST "+nudge.TakeOverPath, nudge.TakeOverHandler(s.elector))
 	return mux
