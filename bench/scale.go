@@ -16,6 +16,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/leader-elector/leader-elector/internal/procstat"
 	"github.com/leader-elector/leader-elector/internal/testcluster"
 )
 
@@ -252,7 +253,7 @@ func (f *fleet) steady(ctx context.Context, r *scaleResult) error {
 	}
 	cpuBefore := make([]time.Duration, len(f.reps))
 	for i, s := range f.reps {
-		if cpuBefore[i], err = cpuTime(s.Pid()); err != nil {
+		if cpuBefore[i], err = procstat.CPUTime(s.Pid()); err != nil {
 			return err
 		}
 	}
@@ -274,11 +275,11 @@ func (f *fleet) steady(ctx context.Context, r *scaleResult) error {
 			r.lost++
 			continue
 		}
-		rss, err := rssBytes(s.Pid())
+		rss, err := procstat.RSS(s.Pid())
 		if err != nil {
 			return err
 		}
-		cpu, err := cpuTime(s.Pid())
+		cpu, err := procstat.CPUTime(s.Pid())
 		if err != nil {
 			return err
 		}

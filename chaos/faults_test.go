@@ -27,6 +27,7 @@ import (
 
 	"k8s.io/utils/ptr"
 
+	"github.com/leader-elector/leader-elector/internal/procstat"
 	"github.com/leader-elector/leader-elector/internal/testcluster"
 	"github.com/leader-elector/leader-elector/leasestore"
 	"github.com/leader-elector/leader-elector/nudge"
@@ -694,8 +695,8 @@ func streamFlood(ctx context.Context, wd *world, r *round) error {
 	var samplers sync.WaitGroup
 	samplers.Go(func() {
 		for sctx.Err() == nil {
-			if rss, err := rssOf(p.pid()); err == nil && int64(rss) > peak.Load() {
-				peak.Store(int64(rss))
+			if rss, err := procstat.RSS(p.pid()); err == nil && rss > peak.Load() {
+				peak.Store(rss)
 			}
 			_ = sleep(sctx, 20*time.Millisecond)
 		}
@@ -735,21 +736,6 @@ func streamFlood(ctx context.Context, wd *world, r *round) error {
 		wd.run.violate(r, inv6, fmt.Sprintf("%s failed %d probes under a stream flood: %s", l.pod, len(probeFailures), strings.Join(probeFailures[:min(len(probeFailures), 5)], "; ")), l.pod)
 	}
 	return wd.start(l)
-}
-
-// rssOf is the resident memory of process pid, from /proc, in bytes.
-func rssOf(pid int) (int, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, err
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			kb, err := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")))
-			return kb << 10, err
-		}
-	}
-	return 0, fmt.Errorf("no VmRSS in /proc/%d/status", pid)
 }
 
 // forkingCommand is the gatekeeper's command in gatekeeper-fork: a shell
