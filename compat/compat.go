@@ -310,7 +310,7 @@ func conflict(a, b origin) error {
 
 // Usage writes the front ends, briefly, for --help.
 func Usage(w io.Writer) error {
-	_, err := io.WriteString(w, `Also started as the electors it replaces are (see README, "Migrating from"):
+	_, err := io.WriteString(w, `Also started as the electors it replaces are (see docs/migrating.md):
   nais/elector             --election=NAME --election-namespace=NS [--http=ADDR --probe-address=ADDR
                            --metrics-address=ADDR --log-format=text|json --log-level=LEVEL],
                            or the same as ELECTOR_ELECTION, ELECTOR_ELECTION_NAMESPACE, ELECTOR_HTTP, ...

@@ -106,7 +106,7 @@ func TestIdentityHostNetwork(t *testing.T) {
 // the term it finds at its start, as a restarted sidecar does (at its start
 // it cannot tell a live twin from its own dead predecessor), and the first,
 // seeing its term renewed under another process's key, steps down. As the
-// README states, they overlap only until the first one's watch shows the
+// docs/design.md states, they overlap only until the first one's watch shows the
 // other's write (a watch event, or its next renew's 409 a RETRY_PERIOD
 // later): one interval of at most a RETRY_PERIOD after the second starts,
 // never again; one leader after it, and the survivor leads once the other

@@ -24,7 +24,7 @@ import (
 )
 
 // statusReader makes a ServiceAccount that may only read the Lease and list
-// pods, what README says `status` needs, and returns a kubeconfig for it.
+// pods, what docs/commands.md says `status` needs, and returns a kubeconfig for it.
 func statusReader(t *testing.T, ns, dir string) string {
 	t.Helper()
 	ctx := t.Context()
