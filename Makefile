@@ -12,10 +12,13 @@ build:
 	$(GO_BUILD) -o $(BIN)/leader-elector .
 
 # Builds the local control plane once (minutes), then vet, unit and
-# end-to-end tests with the race detector.
+# end-to-end tests with the race detector: the product's module, then the
+# test tooling's (test/: the harness, e2e, real pods, chaos, bench, demo).
 test: controlplane
 	go vet ./...
+	cd test && go vet ./...
 	go test -race -count=1 -timeout 30m ./...
+	cd test && go test -race -count=1 -timeout 30m ./...
 	$(MAKE) --no-print-directory fuzz FUZZTIME=5s
 
 # Native Go fuzzing of the inputs a user or the API server controls: a Lease
@@ -29,20 +32,20 @@ fuzz:
 	go test -run='^$$' -fuzz='^FuzzTranslate$$' -fuzztime=$(FUZZTIME) ./compat/
 
 demo: controlplane
-	go run ./demo
+	cd test && go run ./demo
 
 # Side by side with client-go's elector at 3, 50 and 200 replicas; prints
-# numbers, never fails on them, and writes bench/out/results.md and
+# numbers, never fails on them, and writes test/bench/out/results.md and
 # handover.svg (BENCH_OUT). A full run takes about half an hour on 2 cores;
 # for development: BENCH_REPLICAS=3 BENCH_ROUNDS=3 BENCH_CRASH_ROUNDS=1
-# BENCH_WINDOW=10s make bench. See bench/main.go for every variable.
+# BENCH_WINDOW=10s make bench. See test/bench/main.go for every variable.
 bench: controlplane
-	go run ./bench
+	cd test && go run ./bench
 
 # The fault suite at length: 200 rounds (CHAOS_ROUNDS), one fault each from
 # a logged seed (CHAOS_SEED replays it); prints a table per fault.
 chaos: controlplane
-	CHAOS_ROUNDS=$${CHAOS_ROUNDS:-200} go test -race -count=1 -timeout 150m -v -run '^TestChaos$$' ./chaos/
+	cd test && CHAOS_ROUNDS=$${CHAOS_ROUNDS:-200} go test -race -count=1 -timeout 150m -v -run '^TestChaos$$' ./chaos/
 
 controlplane:
 	@bash hack/controlplane/build.sh >/dev/null

@@ -16,7 +16,7 @@ func TestDocsLinks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pages = append(pages, "README.md", "bench/results/README.md")
+	pages = append(pages, "README.md", "test/bench/results/README.md")
 	if len(pages) < 3 {
 		t.Fatalf("found only %v: docs/ is missing", pages)
 	}

@@ -32,7 +32,7 @@ build() { # name package ldflags
 build etcd go.etcd.io/etcd/server/v3 "-s -w"
 build kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver "$k8s_ldflags"
 build kube-controller-manager k8s.io/kubernetes/cmd/kube-controller-manager "$k8s_ldflags"
-# The node for the real-pod tests (internal/testcluster/node.go): under a
+# The node for the real-pod tests (test/testcluster/node.go): under a
 # minute each once the control plane's packages are in the build cache.
 build kube-scheduler k8s.io/kubernetes/cmd/kube-scheduler "$k8s_ldflags"
 build kubelet k8s.io/kubernetes/cmd/kubelet "$k8s_ldflags"
