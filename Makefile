@@ -27,9 +27,9 @@ test: controlplane
 FUZZTIME ?= 1m
 fuzz:
 	go test -run='^$$' -fuzz='^FuzzDecision$$' -fuzztime=$(FUZZTIME) ./election/
-	go test -run='^$$' -fuzz='^FuzzLoad$$' -fuzztime=$(FUZZTIME) ./config/
+	go test -run='^$$' -fuzz='^FuzzLoad$$' -fuzztime=$(FUZZTIME) ./internal/config/
 	go test -run='^$$' -fuzz='^FuzzResolve$$' -fuzztime=$(FUZZTIME) ./status/
-	go test -run='^$$' -fuzz='^FuzzTranslate$$' -fuzztime=$(FUZZTIME) ./compat/
+	go test -run='^$$' -fuzz='^FuzzTranslate$$' -fuzztime=$(FUZZTIME) ./internal/dropins/compat/
 
 demo: controlplane
 	cd test && go run ./demo

@@ -21,16 +21,16 @@ import (
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
 
-	"github.com/leader-elector/leader-elector/await"
-	"github.com/leader-elector/leader-elector/compat"
-	"github.com/leader-elector/leader-elector/config"
-	"github.com/leader-elector/leader-elector/control"
-	"github.com/leader-elector/leader-elector/eventrecorder"
-	"github.com/leader-elector/leader-elector/gatekeeper"
+	"github.com/leader-elector/leader-elector/internal/commands/await"
+	"github.com/leader-elector/leader-elector/internal/commands/leasestatus"
+	"github.com/leader-elector/leader-elector/internal/config"
+	"github.com/leader-elector/leader-elector/internal/dropins/compat"
+	"github.com/leader-elector/leader-elector/internal/inputs/control"
+	"github.com/leader-elector/leader-elector/internal/kubeclient"
 	"github.com/leader-elector/leader-elector/internal/memtrim"
-	"github.com/leader-elector/leader-elector/kubeclient"
-	"github.com/leader-elector/leader-elector/leasestatus"
-	"github.com/leader-elector/leader-elector/sidecar"
+	"github.com/leader-elector/leader-elector/internal/outputs/eventrecorder"
+	"github.com/leader-elector/leader-elector/internal/outputs/gatekeeper"
+	"github.com/leader-elector/leader-elector/internal/sidecar"
 )
 
 // version is set at build time (make build).

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/leader-elector/leader-elector/gatekeeper"
+	"github.com/leader-elector/leader-elector/internal/outputs/gatekeeper"
 )
 
 // TestRunArgumentsAroundTheCommand: what follows -- is the command, never

@@ -13,7 +13,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/leader-elector/leader-elector/config"
+	"github.com/leader-elector/leader-elector/internal/config"
 )
 
 // TestReleaseBuildIsStaticAndStarts builds with `make build`, the target the

@@ -27,9 +27,9 @@ import (
 
 	"k8s.io/utils/ptr"
 
+	"github.com/leader-elector/leader-elector/internal/inputs/nudge"
+	"github.com/leader-elector/leader-elector/internal/leasestore"
 	"github.com/leader-elector/leader-elector/internal/procstat"
-	"github.com/leader-elector/leader-elector/leasestore"
-	"github.com/leader-elector/leader-elector/nudge"
 	"github.com/leader-elector/leader-elector/test/testcluster"
 )
 

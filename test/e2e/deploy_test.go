@@ -20,7 +20,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/utils/ptr"
 
-	"github.com/leader-elector/leader-elector/serviceslice"
+	"github.com/leader-elector/leader-elector/internal/outputs/serviceslice"
 	"github.com/leader-elector/leader-elector/test/testcluster"
 )
 

@@ -30,9 +30,9 @@ import (
 	"sigs.k8s.io/kustomize/api/krusty"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 
-	"github.com/leader-elector/leader-elector/compat"
-	"github.com/leader-elector/leader-elector/config"
-	"github.com/leader-elector/leader-elector/serviceslice"
+	"github.com/leader-elector/leader-elector/internal/config"
+	"github.com/leader-elector/leader-elector/internal/dropins/compat"
+	"github.com/leader-elector/leader-elector/internal/outputs/serviceslice"
 	"github.com/leader-elector/leader-elector/test/testcluster"
 )
 

@@ -26,7 +26,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/leader-elector/leader-elector/election"
-	"github.com/leader-elector/leader-elector/leasestore"
+	"github.com/leader-elector/leader-elector/internal/leasestore"
 	"github.com/leader-elector/leader-elector/test/testcluster"
 )
 

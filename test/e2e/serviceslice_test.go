@@ -16,7 +16,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
-	"github.com/leader-elector/leader-elector/serviceslice"
+	"github.com/leader-elector/leader-elector/internal/outputs/serviceslice"
 	"github.com/leader-elector/leader-elector/test/testcluster"
 )
 

@@ -19,7 +19,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
-	"github.com/leader-elector/leader-elector/leasestatus"
+	"github.com/leader-elector/leader-elector/internal/commands/leasestatus"
 	"github.com/leader-elector/leader-elector/test/testcluster"
 )
 

@@ -15,8 +15,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	k8stesting "k8s.io/client-go/testing"
 
-	"github.com/leader-elector/leader-elector/config"
-	"github.com/leader-elector/leader-elector/eventrecorder"
+	"github.com/leader-elector/leader-elector/internal/config"
+	"github.com/leader-elector/leader-elector/internal/outputs/eventrecorder"
 )
 
 // startWithEvents runs a sidecar with EVENTS=true, writing its events to the

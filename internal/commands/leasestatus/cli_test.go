@@ -18,7 +18,7 @@ import (
 	k8stesting "k8s.io/client-go/testing"
 	clocktesting "k8s.io/utils/clock/testing"
 
-	"github.com/leader-elector/leader-elector/internal/cli"
+	"github.com/leader-elector/leader-elector/internal/commands/cli"
 )
 
 // kubeconfigWithNamespace writes a kubeconfig whose context names ns.

@@ -13,8 +13,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/leader-elector/leader-elector/config"
-	"github.com/leader-elector/leader-elector/internal/cli"
+	"github.com/leader-elector/leader-elector/internal/commands/cli"
+	"github.com/leader-elector/leader-elector/internal/config"
 )
 
 const usage = `Usage: leader-elector resign [--to POD] [--timeout D]

@@ -6,7 +6,7 @@ import (
 	"net/http"
 
 	"github.com/leader-elector/leader-elector/health"
-	"github.com/leader-elector/leader-elector/metrics"
+	"github.com/leader-elector/leader-elector/internal/outputs/metrics"
 )
 
 // instrument builds the metrics and returns d with its APIs wrapped in their

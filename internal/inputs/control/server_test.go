@@ -17,7 +17,7 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/leader-elector/leader-elector/config"
+	"github.com/leader-elector/leader-elector/internal/config"
 )
 
 var (

@@ -28,7 +28,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/leader-elector/leader-elector/config"
+	"github.com/leader-elector/leader-elector/internal/config"
 )
 
 // FrontEnd says which way of starting the sidecar a Translation came from.

@@ -14,7 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	k8stesting "k8s.io/client-go/testing"
 
-	"github.com/leader-elector/leader-elector/serviceslice"
+	"github.com/leader-elector/leader-elector/internal/outputs/serviceslice"
 )
 
 // TestServiceSliceFollowsLeadership: with SERVICE_NAME, the leader's

@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/leader-elector/leader-elector/internal/cli"
+	"github.com/leader-elector/leader-elector/internal/commands/cli"
 	"github.com/leader-elector/leader-elector/status"
 )
 

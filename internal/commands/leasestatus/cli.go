@@ -13,8 +13,8 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/utils/clock"
 
-	"github.com/leader-elector/leader-elector/internal/cli"
-	"github.com/leader-elector/leader-elector/kubeclient"
+	"github.com/leader-elector/leader-elector/internal/commands/cli"
+	"github.com/leader-elector/leader-elector/internal/kubeclient"
 )
 
 const usage = `Usage: leader-elector status [--namespace NS] [-o table|json] [flags] LEASE

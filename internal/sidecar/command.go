@@ -5,9 +5,9 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/leader-elector/leader-elector/gatekeeper"
 	"github.com/leader-elector/leader-elector/health"
-	"github.com/leader-elector/leader-elector/renewstatus"
+	"github.com/leader-elector/leader-elector/internal/dropins/renewstatus"
+	"github.com/leader-elector/leader-elector/internal/outputs/gatekeeper"
 )
 
 // addCommand adds the gatekeeper, which runs cfg.Command while this replica

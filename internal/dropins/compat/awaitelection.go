@@ -20,8 +20,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/leader-elector/leader-elector/config"
 	"github.com/leader-elector/leader-elector/election"
+	"github.com/leader-elector/leader-elector/internal/config"
 )
 
 const (

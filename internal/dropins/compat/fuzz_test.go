@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/leader-elector/leader-elector/config"
+	"github.com/leader-elector/leader-elector/internal/config"
 )
 
 // FuzzTranslate: arbitrary arguments (NUL-separated) and environment

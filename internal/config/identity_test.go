@@ -6,8 +6,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/leader-elector/leader-elector/compat"
-	"github.com/leader-elector/leader-elector/config"
+	"github.com/leader-elector/leader-elector/internal/config"
+	"github.com/leader-elector/leader-elector/internal/dropins/compat"
 )
 
 // TestIdentity: where the identity comes from, through every front end as

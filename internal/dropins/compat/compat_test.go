@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/leader-elector/leader-elector/config"
+	"github.com/leader-elector/leader-elector/internal/config"
 )
 
 // environment is a lookup of vars alone, in place of the process's.

@@ -20,8 +20,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	k8stesting "k8s.io/client-go/testing"
 
-	"github.com/leader-elector/leader-elector/config"
-	"github.com/leader-elector/leader-elector/gatekeeper"
+	"github.com/leader-elector/leader-elector/internal/config"
+	"github.com/leader-elector/leader-elector/internal/outputs/gatekeeper"
 )
 
 // These tests run real commands, so they run on the real clock, outside a

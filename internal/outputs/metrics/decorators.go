@@ -15,8 +15,8 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
 
+	"github.com/leader-elector/leader-elector/internal/leasestore"
 	"github.com/leader-elector/leader-elector/labeler"
-	"github.com/leader-elector/leader-elector/leasestore"
 )
 
 // Leases returns next, counting its errors and watches and timing the

@@ -5,9 +5,9 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/leader-elector/leader-elector/apphealth"
-	"github.com/leader-elector/leader-elector/control"
 	"github.com/leader-elector/leader-elector/election"
+	"github.com/leader-elector/leader-elector/internal/inputs/apphealth"
+	"github.com/leader-elector/leader-elector/internal/inputs/control"
 )
 
 // addAppHealth checks the app (APP_HEALTH_URL or APP_HEALTH_FILE) from the

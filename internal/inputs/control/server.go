@@ -33,7 +33,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/leader-elector/leader-elector/config"
+	"github.com/leader-elector/leader-elector/internal/config"
 )
 
 // Resigner is what carries a request out: the elector.
