@@ -48,16 +48,9 @@ func commandConfig(t *testing.T, dir, script string) config.Config {
 func startReal(t *testing.T, cfg config.Config, c *cluster) *running {
 	t.Helper()
 	log := slog.New(slog.NewTextHandler(t.Output(), nil))
-	s, err := New(cfg, Deps{Leases: c.CoordinationV1().Leases(ns), Pods: c.CoreV1().Pods(ns), Log: log,
-		Health: newIdleListener(nil), Version: "test"})
-	if err != nil {
-		t.Fatalf("New: %v", err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	r := &running{s: s, cancel: cancel, done: make(chan error, 1)}
-	go func() { r.done <- s.Run(ctx) }()
+	r := run(t, cfg, Deps{Leases: c.CoordinationV1().Leases(ns), Pods: c.CoreV1().Pods(ns), Log: log, Health: newIdleListener(nil)})
 	t.Cleanup(func() {
-		cancel()
+		r.cancel()
 		select {
 		case err := <-r.done:
 			r.done <- err

@@ -120,22 +120,15 @@ func TestEventsOfATerm(t *testing.T) {
 func TestEventsOff(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		c := newCluster(t)
-		s, err := New(testConfig(t), Deps{Leases: c.CoordinationV1().Leases(ns), Log: quiet,
+		r := run(t, testConfig(t), Deps{Leases: c.CoordinationV1().Leases(ns), Log: quiet,
 			Health: newIdleListener(nil), Events: eventrecorder.NewSink(c.EventsV1())})
-		if err != nil {
-			t.Fatal(err)
-		}
-		s.watchStatusDir = false
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- s.Run(ctx) }()
 		time.Sleep(time.Second)
 		synctest.Wait()
 		if h := holder(c.lease(t)); h != "pod-a" {
 			t.Fatalf("holder = %q, want pod-a", h)
 		}
-		cancel()
-		if err := <-done; err != nil {
+		r.cancel()
+		if err := <-r.done; err != nil {
 			t.Fatal(err)
 		}
 		if evs := listEvents(t, c); len(evs) != 0 {
@@ -171,14 +164,7 @@ func TestHangingEventsAPIDoesNotDelayTheElection(t *testing.T) {
 		sink := hangingSink{release: make(chan struct{})}
 		cfg := testConfig(t)
 		cfg.Events = true
-		s, err := New(cfg, Deps{Leases: c.CoordinationV1().Leases(ns), Log: quiet, Health: newIdleListener(nil), Events: sink})
-		if err != nil {
-			t.Fatal(err)
-		}
-		s.watchStatusDir = false
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- s.Run(ctx) }()
+		r := run(t, cfg, Deps{Leases: c.CoordinationV1().Leases(ns), Log: quiet, Health: newIdleListener(nil), Events: sink})
 		time.Sleep(time.Second)
 		synctest.Wait()
 		if h := holder(c.lease(t)); h != "pod-a" {
@@ -194,13 +180,13 @@ func TestHangingEventsAPIDoesNotDelayTheElection(t *testing.T) {
 		}
 
 		began := time.Now()
-		cancel()
+		r.cancel()
 		synctest.Wait()
 		// Stepped down and released in no time on the bubble's clock.
 		if h := holder(c.lease(t)); h != "" || time.Since(began) != 0 {
 			t.Errorf("holder = %q %s after the signal, want the Lease released at once", h, time.Since(began))
 		}
-		if err := <-done; err != nil {
+		if err := <-r.done; err != nil {
 			t.Errorf("Run: %v", err)
 		}
 		if waited := time.Since(began); waited != eventrecorder.DefaultFlushTimeout {

@@ -32,22 +32,15 @@ func TestLeaderAPI(t *testing.T) {
 	healthLn, naisLn := listen(), listen()
 	cfg := testConfig(t)
 	cfg.HealthStreams = true
-	s, err := New(cfg, Deps{Leases: c.CoordinationV1().Leases(ns), Log: quiet, Health: healthLn, LeaderHTTP: naisLn})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.watchStatusDir = false
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
+	r := run(t, cfg, Deps{Leases: c.CoordinationV1().Leases(ns), Log: quiet, Health: healthLn, LeaderHTTP: naisLn})
 	stopped := false
 	stop := func() error {
 		if stopped {
 			return nil
 		}
 		stopped = true
-		cancel()
-		return <-done
+		r.cancel()
+		return <-r.done
 	}
 	t.Cleanup(func() { _ = stop() })
 	client := &http.Client{Transport: &http.Transport{}, Timeout: 10 * time.Second}
@@ -63,14 +56,15 @@ func TestLeaderAPI(t *testing.T) {
 	nais, health := "http://"+naisLn.Addr().String(), "http://"+healthLn.Addr().String()
 
 	var body string
-	err = wait.PollUntilContextTimeout(ctx, 10*time.Millisecond, 10*time.Second, true, func(context.Context) (bool, error) {
+	var err error
+	err = wait.PollUntilContextTimeout(t.Context(), 10*time.Millisecond, 10*time.Second, true, func(context.Context) (bool, error) {
 		body, err = get(nais + "/")
 		return err == nil && strings.Contains(body, `"name":"pod-a"`), nil
 	})
 	if err != nil {
 		t.Fatalf("the NAIS API never named the leader: %q %v", body, err)
 	}
-	acquired := s.elector.State().AcquireTime.UTC().Format(time.RFC3339)
+	acquired := r.s.elector.State().AcquireTime.UTC().Format(time.RFC3339)
 	if want := `{"name":"pod-a","last_update":"` + acquired + `"}`; body != want {
 		t.Errorf("GET / on LEADER_HTTP_ADDRESS: %s, want %s", body, want)
 	}

@@ -133,17 +133,10 @@ func TestMetricsAddress(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := New(cfg, Deps{Leases: c.CoordinationV1().Leases(ns), Log: quiet, Health: health, Metrics: mln})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.watchStatusDir = false
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
+	r := run(t, cfg, Deps{Leases: c.CoordinationV1().Leases(ns), Log: quiet, Health: health, Metrics: mln})
 	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
+		r.cancel()
+		if err := <-r.done; err != nil {
 			t.Errorf("Run: %v", err)
 		}
 	})
@@ -157,7 +150,7 @@ func TestMetricsAddress(t *testing.T) {
 		return resp.StatusCode, string(b)
 	}
 	var body string
-	err = wait.PollUntilContextTimeout(ctx, 10*time.Millisecond, 10*time.Second, true, func(context.Context) (bool, error) {
+	err = wait.PollUntilContextTimeout(t.Context(), 10*time.Millisecond, 10*time.Second, true, func(context.Context) (bool, error) {
 		var code int
 		code, body = get(mln, "/metrics")
 		return code == http.StatusOK && sample(body, `leader_election_master_status{name="lock"}`) == 1, nil

@@ -26,22 +26,15 @@ func TestHealthListensOnProbeAddress(t *testing.T) {
 	ln.Close()
 	cfg := testConfig(t)
 	cfg.ProbeAddress = addr
-	s, err := New(cfg, Deps{Leases: c.CoordinationV1().Leases(ns), Pods: c.CoreV1().Pods(ns), Log: quiet, Version: "test"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.watchStatusDir = false
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
+	r := run(t, cfg, Deps{Leases: c.CoordinationV1().Leases(ns), Pods: c.CoreV1().Pods(ns), Log: quiet, Version: "test"})
 	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
+		r.cancel()
+		if err := <-r.done; err != nil {
 			t.Errorf("Run: %v", err)
 		}
 	})
 	var code int
-	err = wait.PollUntilContextTimeout(ctx, 20*time.Millisecond, 10*time.Second, true, func(context.Context) (bool, error) {
+	err = wait.PollUntilContextTimeout(t.Context(), 20*time.Millisecond, 10*time.Second, true, func(context.Context) (bool, error) {
 		resp, err := http.Get("http://" + addr + "/healthz")
 		if err != nil {
 			return false, nil

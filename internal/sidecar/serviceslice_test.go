@@ -33,15 +33,8 @@ func TestServiceSliceFollowsLeadership(t *testing.T) {
 		cfg := testConfig(t)
 		cfg.ServiceName, cfg.ServiceNamespace, cfg.PodIP, cfg.NodeName = "myapp", ns, "10.0.0.7", "node-1"
 		cfg.ServicePorts = `[{"name":"http","port":8080}]`
-		s, err := New(cfg, Deps{Leases: c.CoordinationV1().Leases(ns), Log: quiet, Health: newIdleListener(nil), Version: "test",
+		r := run(t, cfg, Deps{Leases: c.CoordinationV1().Leases(ns), Log: quiet, Health: newIdleListener(nil), Version: "test",
 			Slices: c.DiscoveryV1().EndpointSlices(ns), Services: c.CoreV1().Services(ns), Endpoints: c.CoreV1().Endpoints(ns)})
-		if err != nil {
-			t.Fatalf("New: %v", err)
-		}
-		s.watchStatusDir = false
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- s.Run(ctx) }()
 		time.Sleep(time.Second)
 		synctest.Wait()
 
@@ -54,15 +47,15 @@ func TestServiceSliceFollowsLeadership(t *testing.T) {
 			sl.Endpoints[0].TargetRef.Name != "pod-a" || sl.AddressType != discoveryv1.AddressTypeIPv4 {
 			t.Errorf("EndpointSlice = %+v, want pod-a at 10.0.0.7 on node-1", sl)
 		}
-		if rep := s.report(); rep.Service == nil || !rep.Service.Names || rep.Service.Service != ns+"/myapp" {
+		if rep := r.s.report(); rep.Service == nil || !rep.Service.Names || rep.Service.Service != ns+"/myapp" {
 			t.Errorf("/status service = %+v, want it to name this pod", rep.Service)
 		}
 		c.mu.Lock()
 		c.events = nil
 		c.mu.Unlock()
 
-		cancel()
-		if err := <-done; err != nil {
+		r.cancel()
+		if err := <-r.done; err != nil {
 			t.Errorf("Run: %v", err)
 		}
 		if _, err := slices.Get(context.Background(), sl.Name, metav1.GetOptions{}); !apierrors.IsNotFound(err) {

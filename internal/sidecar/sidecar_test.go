@@ -141,12 +141,20 @@ type running struct {
 	done   chan error
 }
 
-// start runs a sidecar in the bubble, without the status directory's
-// fsnotify watch (its reader blocks in the kernel, where synctest cannot see
-// it; e2e tests cover it).
-func start(t *testing.T, cfg config.Config, c *cluster, ln net.Listener) *running {
+// run builds a sidecar with New, as main does, and runs it until stop; the
+// one way the in-process tests start one. It runs without the status
+// directory's fsnotify watch (its reader blocks in the kernel, where synctest
+// cannot see it; e2e tests cover it). d.Log is quiet and d.Version "test"
+// unless set.
+func run(t *testing.T, cfg config.Config, d Deps) *running {
 	t.Helper()
-	s, err := New(cfg, Deps{Leases: c.CoordinationV1().Leases(ns), Pods: c.CoreV1().Pods(ns), Log: quiet, Health: ln, Version: "test"})
+	if d.Log == nil {
+		d.Log = quiet
+	}
+	if d.Version == "" {
+		d.Version = "test"
+	}
+	s, err := New(cfg, d)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -155,6 +163,12 @@ func start(t *testing.T, cfg config.Config, c *cluster, ln net.Listener) *runnin
 	r := &running{s: s, cancel: cancel, done: make(chan error, 1)}
 	go func() { r.done <- s.Run(ctx) }()
 	return r
+}
+
+// start runs a sidecar of c's Leases and Pods, its health on ln.
+func start(t *testing.T, cfg config.Config, c *cluster, ln net.Listener) *running {
+	t.Helper()
+	return run(t, cfg, Deps{Leases: c.CoordinationV1().Leases(ns), Pods: c.CoreV1().Pods(ns), Health: ln})
 }
 
 func (r *running) stop(t *testing.T) error {
