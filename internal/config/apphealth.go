@@ -34,18 +34,11 @@ const (
 // resolveAppHealth checks the app-health variables. The bounds hold
 // whether or not a check is on; the rules relating a setting to the check
 // only with that check on.
-func (c *Config) resolveAppHealth(lookup func(string) (string, bool)) []error {
+func (c *Config) resolveAppHealth(p *problems) {
 	a := c.AppHealth
-	var errs []error
-	bad := func(key string, value any, rule string) {
-		v, ok := lookup(key)
-		if !ok {
-			v = fmt.Sprint(value)
-		}
-		errs = append(errs, &varError{key: key, msg: fmt.Sprintf("%s=%q: %s", key, v, rule)})
-	}
+	bad := p.bad
 	if a.URL != "" && a.File != "" {
-		errs = append(errs, &varError{key: "APP_HEALTH_URL", msg: fmt.Sprintf(
+		p.add(&varError{key: "APP_HEALTH_URL", msg: fmt.Sprintf(
 			"APP_HEALTH_URL=%q and APP_HEALTH_FILE=%q: set only one; both say how the app's health is checked", a.URL, a.File)})
 	}
 	if a.URL != "" {
@@ -66,7 +59,7 @@ func (c *Config) resolveAppHealth(lookup func(string) (string, bool)) []error {
 		return true
 	}
 	periodOK := ok("APP_HEALTH_PERIOD", a.Period)
-	if _, set := lookup("APP_HEALTH_TIMEOUT"); !set && periodOK && a.Timeout > a.Period {
+	if _, set := p.lookup("APP_HEALTH_TIMEOUT"); !set && periodOK && a.Timeout > a.Period {
 		// The default follows a shorter period, rather than failing on a
 		// variable the user never set.
 		a.Timeout, c.AppHealth.Timeout = a.Period, a.Period
@@ -88,7 +81,6 @@ func (c *Config) resolveAppHealth(lookup func(string) (string, bool)) []error {
 	if a.MinTerm < 0 || a.MinTerm > maxAppHealthMinTerm {
 		bad("APP_HEALTH_MIN_TERM", a.MinTerm, "must be at least zero and at most "+maxAppHealthMinTerm.String())
 	}
-	return errs
 }
 
 // appHealthURLRule returns the rule APP_HEALTH_URL breaks, or "".

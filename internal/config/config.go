@@ -178,33 +178,34 @@ func explain(err error, environ map[string]string) (string, error) {
 	return "", err
 }
 
-// resolve fills in derived defaults and checks every rule.
+// resolve derives the defaults that depend on other variables and the
+// environment, and checks every rule, all at once: one error a broken rule.
 func (c *Config) resolve(lookup func(string) (string, bool), src Sources) []error {
-	var errs []error
-	// bad reports a broken rule with the value as the user wrote it (a
-	// duration of 15500ms stays 15500ms), or as it was derived.
-	bad := func(key string, value any, rule string) {
-		v, ok := lookup(key)
-		if !ok {
-			v = fmt.Sprint(value)
-		}
-		errs = append(errs, &varError{key: key, msg: fmt.Sprintf("%s=%q: %s", key, v, rule)})
-	}
-	// badAll reports several messages of one validator on one line.
-	badAll := func(key string, value any, rule string, msgs []string) {
-		if len(msgs) > 0 {
-			bad(key, value, rule+": "+strings.Join(msgs, "; "))
-		}
-	}
+	p := &problems{lookup: lookup}
+	c.resolveLease(p, src)
+	c.resolveIdentity(p, src)
+	c.resolveStatusFile(p)
+	c.resolveListeners(p)
+	c.resolveLabels(p)
+	c.resolveService(p)
+	c.resolveAppHealth(p)
+	c.resolveControl(p)
+	c.resolveTimings(p)
+	c.resolveLogging(p)
+	return p.errs
+}
+
+// resolveLease checks LEASE_NAME and finds the namespace: NAMESPACE, else
+// POD_NAMESPACE, else the in-cluster namespace file.
+func (c *Config) resolveLease(p *problems, src Sources) {
 	// required only catches an unset variable; LEASE_NAME="" (as from an
 	// empty value in a manifest) must fail too. When LEASE_NAME is unset,
 	// this error is dropped in favour of "is required".
 	if c.LeaseName == "" {
-		bad("LEASE_NAME", c.LeaseName, "must not be empty: set the name of the Lease")
+		p.bad("LEASE_NAME", c.LeaseName, "must not be empty: set the name of the Lease")
 	} else {
-		badAll("LEASE_NAME", c.LeaseName, "must be a valid object name", validation.IsDNS1123Subdomain(c.LeaseName))
+		p.badAll("LEASE_NAME", c.LeaseName, "must be a valid object name", validation.IsDNS1123Subdomain(c.LeaseName))
 	}
-
 	nsFrom := "NAMESPACE" // where the namespace came from, for the error; "" for the file
 	switch {
 	case c.Namespace != "":
@@ -214,25 +215,29 @@ func (c *Config) resolve(lookup func(string) (string, bool), src Sources) []erro
 		b, err := os.ReadFile(src.NamespaceFile)
 		switch ns := strings.TrimSpace(string(b)); {
 		case err != nil:
-			errs = append(errs, fmt.Errorf("NAMESPACE is not set, nor POD_NAMESPACE, and the in-cluster namespace file cannot be read (%v): set NAMESPACE", err))
+			p.add(fmt.Errorf("NAMESPACE is not set, nor POD_NAMESPACE, and the in-cluster namespace file cannot be read (%v): set NAMESPACE", err))
 		case ns == "":
-			errs = append(errs, fmt.Errorf("NAMESPACE is not set, nor POD_NAMESPACE, and the in-cluster namespace file %s is empty: set NAMESPACE", src.NamespaceFile))
+			p.add(fmt.Errorf("NAMESPACE is not set, nor POD_NAMESPACE, and the in-cluster namespace file %s is empty: set NAMESPACE", src.NamespaceFile))
 		default:
 			c.Namespace, nsFrom = ns, ""
 		}
 	}
-	if c.Namespace != "" {
-		msgs := validation.IsDNS1123Label(c.Namespace)
-		if nsFrom != "" {
-			badAll(nsFrom, c.Namespace, "must be a valid namespace name", msgs)
-		} else if len(msgs) > 0 {
-			errs = append(errs, fmt.Errorf("namespace %q from %s: must be a valid namespace name: %s", c.Namespace, src.NamespaceFile, strings.Join(msgs, "; ")))
-		}
+	if c.Namespace == "" {
+		return
 	}
+	msgs := validation.IsDNS1123Label(c.Namespace)
+	if nsFrom != "" {
+		p.badAll(nsFrom, c.Namespace, "must be a valid namespace name", msgs)
+	} else if len(msgs) > 0 {
+		p.add(fmt.Errorf("namespace %q from %s: must be a valid namespace name: %s", c.Namespace, src.NamespaceFile, strings.Join(msgs, "; ")))
+	}
+}
 
-	// The identity: IDENTITY, else POD_NAME, else the hostname. A pod's
-	// name is unique among its peers; its hostname is not: a hostNetwork
-	// pod has its node's, and two replicas on one node would share it.
+// resolveIdentity finds the identity: IDENTITY, else POD_NAME, else the
+// hostname. A pod's name is unique among its peers; its hostname is not: a
+// hostNetwork pod has its node's, and two replicas on one node would share
+// it.
+func (c *Config) resolveIdentity(p *problems, src Sources) {
 	switch {
 	case c.Identity != "":
 	case c.PodName != "":
@@ -245,18 +250,22 @@ func (c *Config) resolve(lookup func(string) (string, bool), src Sources) []erro
 		h, err := hostname()
 		switch {
 		case err != nil:
-			errs = append(errs, fmt.Errorf("IDENTITY is not set, nor POD_NAME, and the hostname cannot be read (%v): set IDENTITY, or POD_NAME from the Downward API (fieldRef metadata.name)", err))
+			p.add(fmt.Errorf("IDENTITY is not set, nor POD_NAME, and the hostname cannot be read (%v): set IDENTITY, or POD_NAME from the Downward API (fieldRef metadata.name)", err))
 		case h == "":
-			errs = append(errs, errors.New("IDENTITY is not set, nor POD_NAME, and the hostname is empty: set IDENTITY, or POD_NAME from the Downward API (fieldRef metadata.name)"))
+			p.add(errors.New("IDENTITY is not set, nor POD_NAME, and the hostname is empty: set IDENTITY, or POD_NAME from the Downward API (fieldRef metadata.name)"))
 		}
 		c.Identity = h
 	}
+}
 
+// resolveStatusFile checks STATUS_FILE or STATUS_DIR, now rather than when
+// the sidecar starts (a symbolic link, say).
+func (c *Config) resolveStatusFile(p *problems) {
 	if c.StatusFile != "" && c.StatusDir != "" && c.StatusFile != c.StatusDir {
-		errs = append(errs, fmt.Errorf("STATUS_FILE=%q and STATUS_DIR=%q: set only one; they name the same setting", c.StatusFile, c.StatusDir))
-	} else if _, err := status.Resolve(c.StatusFile, c.StatusDir); err != nil {
-		// A symbolic link, say: refused now, with exit code 2, not when
-		// the sidecar starts.
+		p.add(fmt.Errorf("STATUS_FILE=%q and STATUS_DIR=%q: set only one; they name the same setting", c.StatusFile, c.StatusDir))
+		return
+	}
+	if _, err := status.Resolve(c.StatusFile, c.StatusDir); err != nil {
 		key, value := "STATUS_FILE", c.StatusFile
 		switch {
 		case value == "" && c.StatusDir != "":
@@ -264,69 +273,100 @@ func (c *Config) resolve(lookup func(string) (string, bool), src Sources) []erro
 		case value == "":
 			value = status.DefaultPath
 		}
-		bad(key, value, err.Error())
+		p.bad(key, value, err.Error())
 	}
+}
 
+// resolveListeners checks the ports and listen addresses.
+func (c *Config) resolveListeners(p *problems) {
 	if c.HealthPort < 1 || c.HealthPort > 65535 {
-		bad("HEALTH_PORT", c.HealthPort, "must be a port number from 1 to 65535")
+		p.bad("HEALTH_PORT", c.HealthPort, "must be a port number from 1 to 65535")
 	}
 	if c.ProbeAddress != "" && c.ProbeAddress != Off {
 		if rule := addressRule(c.ProbeAddress); rule != "" {
-			bad("PROBE_ADDRESS", c.ProbeAddress, rule)
-		} else if hp, set := lookup("HEALTH_PORT"); set && !samePort(c.ProbeAddress, c.HealthPort) {
-			errs = append(errs, &varError{key: "HEALTH_PORT", msg: fmt.Sprintf(
+			p.bad("PROBE_ADDRESS", c.ProbeAddress, rule)
+		} else if hp, set := p.lookup("HEALTH_PORT"); set && !samePort(c.ProbeAddress, c.HealthPort) {
+			p.add(&varError{key: "HEALTH_PORT", msg: fmt.Sprintf(
 				"PROBE_ADDRESS=%q and HEALTH_PORT=%q: set only one; both say where the health endpoints listen",
 				c.ProbeAddress, hp)})
 		}
 	}
-
 	for name, addr := range c.listenAddresses() {
 		if rule := addressRule(addr); addr != "" && rule != "" {
-			bad(name, addr, rule)
+			p.bad(name, addr, rule)
 		}
 	}
+}
 
+// resolveLabels checks the role label's variables.
+func (c *Config) resolveLabels(p *problems) {
 	if c.LabelPodRole && c.PodName == "" {
-		errs = append(errs, errors.New("POD_NAME is required when LABEL_POD_ROLE=true: set it from the Downward API (fieldRef metadata.name)"))
+		p.add(errors.New("POD_NAME is required when LABEL_POD_ROLE=true: set it from the Downward API (fieldRef metadata.name)"))
 	}
-	badAll("ROLE_LABEL_KEY", c.RoleLabelKey, "must be a valid label key", validation.IsQualifiedName(c.RoleLabelKey))
+	p.badAll("ROLE_LABEL_KEY", c.RoleLabelKey, "must be a valid label key", validation.IsQualifiedName(c.RoleLabelKey))
 	if c.PeerSelector != "" {
 		if s, err := labels.Parse(c.PeerSelector); err != nil {
-			bad("PEER_SELECTOR", c.PeerSelector, "must be a label selector such as app=myapp: "+err.Error())
+			p.bad("PEER_SELECTOR", c.PeerSelector, "must be a label selector such as app=myapp: "+err.Error())
 		} else if s.Empty() {
-			bad("PEER_SELECTOR", c.PeerSelector, "must select something, such as app=myapp")
+			p.bad("PEER_SELECTOR", c.PeerSelector, "must select something, such as app=myapp")
 		}
 	}
+}
 
-	errs = append(errs, c.resolveService(lookup)...)
-	errs = append(errs, c.resolveAppHealth(lookup)...)
-	errs = append(errs, c.resolveControl(lookup)...)
-
+// resolveTimings checks the election's timings (election.Timings' rules)
+// and COMMAND_STOP_GRACE.
+func (c *Config) resolveTimings(p *problems) {
 	timings := election.Timings{LeaseDuration: c.LeaseDuration, RenewDeadline: c.RenewDeadline, RetryPeriod: c.RetryPeriod}
 	if err := timings.Validate(); err != nil {
 		for _, e := range err.(interface{ Unwrap() []error }).Unwrap() {
 			var te *election.TimingError
 			if errors.As(e, &te) {
-				bad(timingVars[te.Field], te.Value, te.Rule(func(f string) string { return timingVars[f] }))
+				p.bad(timingVars[te.Field], te.Value, te.Rule(func(f string) string { return timingVars[f] }))
 			}
 		}
 	}
-
 	if c.CommandStopGrace <= 0 || c.CommandStopGrace > maxStopGrace {
-		bad("COMMAND_STOP_GRACE", c.CommandStopGrace, "must be greater than zero and at most "+maxStopGrace.String())
+		p.bad("COMMAND_STOP_GRACE", c.CommandStopGrace, "must be greater than zero and at most "+maxStopGrace.String())
 	}
+}
 
+// resolveLogging checks LOG_LEVEL and LOG_FORMAT.
+func (c *Config) resolveLogging(p *problems) {
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:
-		bad("LOG_LEVEL", c.LogLevel, "must be debug, info, warn or error")
+		p.bad("LOG_LEVEL", c.LogLevel, "must be debug, info, warn or error")
 	}
 	switch c.LogFormat {
 	case "text", "json":
 	default:
-		bad("LOG_FORMAT", c.LogFormat, "must be text or json")
+		p.bad("LOG_FORMAT", c.LogFormat, "must be text or json")
 	}
-	return errs
+}
+
+// problems collects the broken rules of a configuration, all at once.
+type problems struct {
+	lookup func(string) (string, bool)
+	errs   []error
+}
+
+func (p *problems) add(err error) { p.errs = append(p.errs, err) }
+
+// bad reports a broken rule of key with the value as the user wrote it (a
+// duration of 15500ms stays 15500ms), or as it was derived.
+func (p *problems) bad(key string, value any, rule string) {
+	v, ok := p.lookup(key)
+	if !ok {
+		v = fmt.Sprint(value)
+	}
+	p.add(&varError{key: key, msg: fmt.Sprintf("%s=%q: %s", key, v, rule)})
+}
+
+// badAll reports the messages of one validator on one line, if any.
+func (p *problems) badAll(key string, value any, rule string, msgs []string) {
+	if len(msgs) > 0 {
+		p.bad(key, value, rule+": "+strings.Join(msgs, "; "))
+	}
 }
 
 // listenAddresses are the optional listen addresses other than

@@ -81,15 +81,15 @@ func controlSocketError(value, rule string) error {
 }
 
 // resolveControl sets ControlSocket to the path the server listens on.
-func (c *Config) resolveControl(lookup func(string) (string, bool)) []error {
-	p, off, err := ControlSocket(lookup)
+func (c *Config) resolveControl(p *problems) {
+	path, off, err := ControlSocket(p.lookup)
 	var bad *status.PathError
 	switch {
 	case errors.As(err, &bad):
-		return nil // the status file's own rule, reported for STATUS_FILE
+		return // the status file's own rule, reported for STATUS_FILE
 	case err != nil:
-		return []error{err}
+		p.add(err)
+		return
 	}
-	c.ControlSocket, c.ControlSocketOff = p, off
-	return nil
+	c.ControlSocket, c.ControlSocketOff = path, off
 }

@@ -88,11 +88,8 @@ func ParsePodIP(s string) (netip.Addr, error) {
 
 // resolveService checks the EndpointSlice writer's variables, which matter
 // only with SERVICE_NAME set.
-func (c *Config) resolveService(lookup func(string) (string, bool)) []error {
-	var errs []error
-	bad := func(key, value, rule string) {
-		errs = append(errs, &varError{key: key, msg: fmt.Sprintf("%s=%q: %s", key, value, rule)})
-	}
+func (c *Config) resolveService(p *problems) {
+	bad := p.bad
 	if c.ServiceName == "" {
 		// POD_IP also gives the nudge's address (written into the Lease):
 		// a malformed one must not reach it. Loopback is fine there (a
@@ -102,7 +99,7 @@ func (c *Config) resolveService(lookup func(string) (string, bool)) []error {
 				bad("POD_IP", c.PodIP, "must be an IP address (the address the leader nudges this replica at)")
 			}
 		}
-		return errs
+		return
 	}
 	// A Service's name is an RFC 1035 label, at most 63 characters, so the
 	// slice's name, the Service's plus a suffix, is always a valid name.
@@ -114,13 +111,13 @@ func (c *Config) resolveService(lookup func(string) (string, bool)) []error {
 	} else if msgs := validation.IsDNS1123Label(c.ServiceNamespace); len(msgs) > 0 {
 		bad("SERVICE_NAMESPACE", c.ServiceNamespace, "must be a valid namespace name: "+strings.Join(msgs, "; "))
 	}
-	if _, set := lookup("SERVICE_PORTS"); !set {
-		errs = append(errs, fmt.Errorf("SERVICE_PORTS is required when SERVICE_NAME is set: the endpoint's ports, such as [{\"name\":\"http\",\"port\":8080}]"))
+	if _, set := p.lookup("SERVICE_PORTS"); !set {
+		p.add(fmt.Errorf("SERVICE_PORTS is required when SERVICE_NAME is set: the endpoint's ports, such as [{\"name\":\"http\",\"port\":8080}]"))
 	} else if _, err := ParseServicePorts(c.ServicePorts); err != nil {
 		bad("SERVICE_PORTS", c.ServicePorts, err.Error())
 	}
 	if c.PodIP == "" {
-		errs = append(errs, fmt.Errorf("POD_IP is required when SERVICE_NAME is set: set it from the Downward API (fieldRef status.podIP)"))
+		p.add(fmt.Errorf("POD_IP is required when SERVICE_NAME is set: set it from the Downward API (fieldRef status.podIP)"))
 	} else if _, err := ParsePodIP(c.PodIP); err != nil {
 		bad("POD_IP", c.PodIP, err.Error())
 	}
@@ -129,5 +126,4 @@ func (c *Config) resolveService(lookup func(string) (string, bool)) []error {
 			bad("NODE_NAME", c.NodeName, "must be a valid node name: "+strings.Join(msgs, "; "))
 		}
 	}
-	return errs
 }
