@@ -32,11 +32,11 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/utils/clock"
 
 	"github.com/leader-elector/leader-elector/internal/lasterr"
+	"github.com/leader-elector/leader-elector/internal/leaderterm"
 )
 
 // Role is the value of the role label.
@@ -128,15 +128,13 @@ type Labeler struct {
 	// errs tracks the label writes, watchErrs the leader's watch of its peers.
 	errs, watchErrs *lasterr.Tracker
 
+	// wish is the wish to lead, by generation, and its running term.
+	wish *leaderterm.Wish
+
 	mu      sync.Mutex
-	want    Role
-	gen     int           // grows with every change of want
-	applied int           // the gen last written
+	applied int           // the wish's generation last written; -1: none yet
 	done    chan struct{} // closed and replaced whenever applied changes
-	wake    chan struct{}
 	status  Status
-	// endTerm cancels the running leader term; nil when none runs.
-	endTerm context.CancelFunc
 	peers   labels.Selector // nil: not resolved yet, or repair is off
 	// peersResolved is set once the own pod's labels were read.
 	peersResolved bool
@@ -170,7 +168,7 @@ func New(cfg Config) (*Labeler, error) {
 	l := &Labeler{cfg: cfg, log: log, clock: clk,
 		errs:      lasterr.New(log, "role label error; election goes on", "role label recovered").OnError(cfg.OnError),
 		watchErrs: lasterr.New(log, "cannot watch the peer pods; their labels are not repaired meanwhile", "watching the peer pods again"),
-		want:      Follower, gen: 1, done: make(chan struct{}), wake: make(chan struct{}, 1), peers: peers}
+		wish:      leaderterm.NewWish(cfg.Leading), applied: -1, done: make(chan struct{}), peers: peers}
 	l.status.Want = Follower
 	if peers != nil {
 		l.status.PeerSelector = peers.String()
@@ -183,29 +181,18 @@ func New(cfg Config) (*Labeler, error) {
 // cancelled and it sends no further patch.
 func (l *Labeler) Set(role Role) {
 	l.mu.Lock()
-	if l.want != role {
-		l.want, l.gen = role, l.gen+1
-		l.status.Want = role
-		if l.endTerm != nil {
-			// Under mu, with the change of gen: no patch of the term can pass
-			// its leadership check after this.
-			l.endTerm()
-			l.endTerm = nil
-		}
-	}
+	l.status.Want = role
 	l.mu.Unlock()
-	select {
-	case l.wake <- struct{}{}:
-	default:
-	}
+	l.wish.Set(role == Leader)
 }
 
 // Demote sets follower and waits until it is written or ctx ends.
 func (l *Labeler) Demote(ctx context.Context) error {
 	l.Set(Follower)
 	for {
+		_, gen := l.wish.Get()
 		l.mu.Lock()
-		gen, applied, done := l.gen, l.applied, l.done
+		applied, done := l.applied, l.done
 		l.mu.Unlock()
 		if applied >= gen {
 			return nil
@@ -237,41 +224,42 @@ func (l *Labeler) Status() Status {
 // leader is wanted it runs a leader term (see lead); the follower label is
 // written only once that term has ended.
 func (l *Labeler) Run(ctx context.Context) error {
-	backoff := newBackoff()
-	var term *term
+	backoff := leaderterm.Backoff(firstRetry)
+	var term *leaderterm.Term
 	defer func() {
 		if term != nil {
-			term.end()
+			term.End()
 		}
 	}()
 	for {
+		lead, gen := l.wish.Get()
 		l.mu.Lock()
-		want, gen, applied := l.want, l.gen, l.applied
+		applied := l.applied
 		l.mu.Unlock()
-		if term != nil && term.gen != gen {
+		if term != nil && term.Gen != gen {
 			// Set cancelled it already; wait until its requests have returned,
 			// so that the follower label is sent after all of them. (A
 			// cancelled request may still land later; the next leader's
 			// watch demotes this pod then.)
-			term.end()
+			term.End()
 			term = nil
 		}
 		switch {
-		case want == Leader && term == nil:
-			term = l.startTerm(ctx, gen)
+		case lead && term == nil:
+			term = l.wish.Start(ctx, gen, l.lead)
 			continue // nil: the wish changed meanwhile
-		case want == Follower && applied < gen:
+		case !lead && applied < gen:
 			if _, err := l.patchOwn(ctx, Follower); err != nil {
 				if ctx.Err() != nil {
 					return nil
 				}
 				l.errs.Note(err)
-				if !l.sleep(ctx, backoff.Step(), l.wake) {
+				if !leaderterm.Sleep(ctx, l.clock, backoff.Step(), l.wish.Wake()) {
 					return nil
 				}
 				continue
 			}
-			backoff = newBackoff()
+			backoff = leaderterm.Backoff(firstRetry)
 			l.errs.Note(nil)
 			l.log.Info("labelled pod", "role", Follower)
 			l.wrote(gen, Follower)
@@ -280,14 +268,13 @@ func (l *Labeler) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-l.wake:
+		case <-l.wish.Wake():
 		}
 	}
 }
 
-func newBackoff() wait.Backoff {
-	return wait.Backoff{Duration: 200 * time.Millisecond, Factor: 2, Jitter: 0.2, Steps: 1 << 30, Cap: 10 * time.Second}
-}
+// firstRetry is the first wait of the retries' back-off.
+const firstRetry = 200 * time.Millisecond
 
 // wrote records that role was written for the wish of generation gen.
 func (l *Labeler) wrote(gen int, role Role) {
@@ -299,19 +286,6 @@ func (l *Labeler) wrote(gen int, role Role) {
 		close(l.done)
 		l.done = make(chan struct{})
 	}
-}
-
-// sleep waits d on the clock, or less if wake fires; false if ctx ended.
-func (l *Labeler) sleep(ctx context.Context, d time.Duration, wake <-chan struct{}) bool {
-	t := l.clock.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C():
-	case <-wake:
-	}
-	return true
 }
 
 // patchOwn writes role on the own pod.

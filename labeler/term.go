@@ -17,55 +17,9 @@ import (
 	"k8s.io/apimachinery/pkg/util/resourceversion"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/tools/cache"
+
+	"github.com/leader-elector/leader-elector/internal/leaderterm"
 )
-
-// term is the leader's work for one wish of leader: it runs from Set(Leader)
-// until the next Set.
-type term struct {
-	gen    int
-	cancel context.CancelFunc
-	done   chan struct{}
-}
-
-// end cancels the term and waits until it has returned.
-func (t *term) end() {
-	t.cancel()
-	<-t.done
-}
-
-// startTerm starts the leader term of generation gen, or returns nil if that
-// is no longer the wish.
-func (l *Labeler) startTerm(ctx context.Context, gen int) *term {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.gen != gen || l.want != Leader {
-		return nil
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	t := &term{gen: gen, cancel: cancel, done: make(chan struct{})}
-	l.endTerm = cancel
-	go func() {
-		defer close(t.done)
-		l.lead(ctx, gen)
-	}()
-	return t
-}
-
-// errNotLeading stops a pass whose term has ended.
-var errNotLeading = errors.New("no longer leading")
-
-// leading reports, right before a patch, whether the term of gen still runs
-// and, if Config.Leading is set, whether this pod still leads. Set changes
-// gen and cancels the term under the same lock, so a patch that passes this
-// check was sent before the step-down began.
-func (l *Labeler) leading(ctx context.Context, gen int) error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if ctx.Err() != nil || l.gen != gen || (l.cfg.Leading != nil && !l.cfg.Leading()) {
-		return errNotLeading
-	}
-	return nil
-}
 
 // lead is a leader term: it resolves the peers, watches them with an
 // informer (which lists, watches, and lists again whenever the watch history
@@ -75,7 +29,7 @@ func (l *Labeler) leading(ctx context.Context, gen int) error {
 // with back-off. It returns when ctx ends, after every request it started has
 // returned.
 func (l *Labeler) lead(ctx context.Context, gen int) {
-	backoff := newBackoff()
+	backoff := leaderterm.Backoff(firstRetry)
 	var peers labels.Selector
 	for {
 		var err error
@@ -86,7 +40,7 @@ func (l *Labeler) lead(ctx context.Context, gen int) {
 			return
 		}
 		l.errs.Note(err)
-		if !l.sleep(ctx, backoff.Step(), nil) {
+		if !leaderterm.Sleep(ctx, l.clock, backoff.Step(), nil) {
 			return
 		}
 	}
@@ -134,18 +88,18 @@ func (l *Labeler) lead(ctx context.Context, gen int) {
 	for {
 		err := l.reconcile(ctx, gen, informer.GetStore(), peers, st)
 		switch {
-		case ctx.Err() != nil || errors.Is(err, errNotLeading):
+		case ctx.Err() != nil || errors.Is(err, leaderterm.ErrNotLeading):
 			return
 		case err != nil:
 			// Changes seen meanwhile stay in kick; the next pass reads them
 			// all, so a failing pass does not repeat faster than the back-off.
 			l.errs.Note(err)
-			if !l.sleep(ctx, backoff.Step(), nil) {
+			if !leaderterm.Sleep(ctx, l.clock, backoff.Step(), nil) {
 				return
 			}
 			continue
 		}
-		backoff = newBackoff()
+		backoff = leaderterm.Backoff(firstRetry)
 		l.errs.Note(nil)
 		select {
 		case <-ctx.Done():
@@ -202,7 +156,7 @@ func (l *Labeler) reconcile(ctx context.Context, gen int, store cache.Store, pee
 			continue
 		}
 		if err := l.demotePeer(ctx, gen, p, st); err != nil {
-			if errors.Is(err, errNotLeading) {
+			if errors.Is(err, leaderterm.ErrNotLeading) {
 				return err
 			}
 			errs = append(errs, err)
@@ -226,7 +180,7 @@ func (l *Labeler) reconcile(ctx context.Context, gen int, store cache.Store, pee
 	default:
 		found = own.Labels[l.cfg.Key]
 	}
-	if err := l.leading(ctx, gen); err != nil {
+	if err := l.wish.Fence(ctx, gen); err != nil {
 		return err
 	}
 	p, err := l.patchOwn(ctx, Leader)
@@ -252,7 +206,7 @@ func (l *Labeler) reconcile(ctx context.Context, gen int, store cache.Store, pee
 // makes the patch fail if p changed since it was read, so a peer relabelled
 // meanwhile is left alone until the store shows its new version.
 func (l *Labeler) demotePeer(ctx context.Context, gen int, p *corev1.Pod, st *termState) error {
-	if err := l.leading(ctx, gen); err != nil {
+	if err := l.wish.Fence(ctx, gen); err != nil {
 		return err
 	}
 	out, err := l.cfg.Pods.Patch(ctx, p.Name, types.MergePatchType, labelPatch(l.cfg.Key, Follower, p.ResourceVersion), metav1.PatchOptions{})

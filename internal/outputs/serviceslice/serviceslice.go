@@ -40,11 +40,11 @@ import (
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/utils/clock"
 
 	"github.com/leader-elector/leader-elector/election"
 	"github.com/leader-elector/leader-elector/internal/lasterr"
+	"github.com/leader-elector/leader-elector/internal/leaderterm"
 )
 
 const (
@@ -150,19 +150,16 @@ type Writer struct {
 	ports []discoveryv1.EndpointPort
 	errs  *lasterr.Tracker
 
+	// wish is the wish to lead (the slice should name this pod), by
+	// generation, and its running term.
+	wish *leaderterm.Wish
+
 	mu   sync.Mutex
-	want bool   // leader: the slice should name this pod
-	gen  int    // grows with every change of want
 	term string // the leaseTransitions of the term Lead began, as written in TermAnnotation
-	done int    // the gen last written
+	done int    // the wish's generation last written
 	// written is the slice as this pod last wrote or read it naming
 	// itself; nil when it does not, as far as this pod knows.
 	written *discoveryv1.EndpointSlice
-	// cancel ends the running leader term, termDone is closed once it has
-	// returned; both nil while none runs.
-	cancel   context.CancelFunc
-	termDone chan struct{}
-	wake     chan struct{}
 }
 
 // New returns a Writer for cfg.
@@ -203,7 +200,7 @@ func New(cfg Config) (*Writer, error) {
 	}
 	return &Writer{cfg: cfg, log: log, clock: clk, name: name, ip: ip.String(), addr: addr, ports: ports,
 		errs: lasterr.New(log, "service endpoint error; election goes on", "service endpoint recovered"),
-		wake: make(chan struct{}, 1)}, nil
+		wish: leaderterm.NewWish(cfg.Leading)}, nil
 }
 
 // Status reports the writer's state.
@@ -219,15 +216,9 @@ func (w *Writer) Status() Status {
 // sidecar.Output's Lead.
 func (w *Writer) Lead(_ context.Context, st election.State) error {
 	w.mu.Lock()
-	if !w.want {
-		w.want, w.gen = true, w.gen+1
-	}
 	w.term = strconv.Itoa(st.Transitions)
 	w.mu.Unlock()
-	select {
-	case w.wake <- struct{}{}:
-	default:
-	}
+	w.wish.Set(true)
 	return nil
 }
 
@@ -235,21 +226,12 @@ func (w *Writer) Lead(_ context.Context, st election.State) error {
 // it to return, then deletes the slice if it still names this pod, retrying
 // until ctx ends. Its signature is sidecar.Output's Follow.
 func (w *Writer) Follow(ctx context.Context, _ election.State) error {
-	w.mu.Lock()
-	if w.want {
-		w.want, w.gen = false, w.gen+1
+	select {
+	case <-w.wish.Set(false):
+	case <-ctx.Done():
+		return fmt.Errorf("the leader's write to EndpointSlice %s/%s did not return; the next leader replaces it: %w", w.cfg.Namespace, w.name, ctx.Err())
 	}
-	cancel, termDone := w.cancel, w.termDone
-	w.mu.Unlock()
-	if cancel != nil {
-		cancel()
-		select {
-		case <-termDone:
-		case <-ctx.Done():
-			return fmt.Errorf("the leader's write to EndpointSlice %s/%s did not return; the next leader replaces it: %w", w.cfg.Namespace, w.name, ctx.Err())
-		}
-	}
-	backoff := newBackoff(50 * time.Millisecond)
+	backoff := leaderterm.Backoff(50 * time.Millisecond)
 	for {
 		err := w.withdraw(ctx)
 		if err == nil {
@@ -257,7 +239,7 @@ func (w *Writer) Follow(ctx context.Context, _ election.State) error {
 		}
 		if !apierrors.IsConflict(err) { // a conflict: read it again at once
 			w.errs.Note(err)
-			if !w.sleep(ctx, backoff.Step()) {
+			if !leaderterm.Sleep(ctx, w.clock, backoff.Step(), nil) {
 				return fmt.Errorf("%w; the next leader replaces it", err)
 			}
 		}
@@ -272,58 +254,35 @@ func (w *Writer) Run(ctx context.Context) error {
 	defer wg.Wait()
 	wg.Go(func() { w.checkService(ctx) }) // never delays the first write
 	for {
+		lead, gen := w.wish.Get()
 		w.mu.Lock()
-		want, gen, done := w.want, w.gen, w.done
-		var termCtx context.Context
-		if want && done < gen {
-			var cancel context.CancelFunc
-			termCtx, cancel = context.WithCancel(ctx)
-			w.cancel, w.termDone = cancel, make(chan struct{})
-		}
+		done := w.done
 		w.mu.Unlock()
-		if termCtx != nil {
-			w.lead(termCtx, gen)
-			w.mu.Lock()
-			w.cancel()
-			close(w.termDone)
-			w.cancel, w.termDone = nil, nil
-			w.mu.Unlock()
+		if lead && done < gen {
+			if t := w.wish.Start(ctx, gen, w.lead); t != nil {
+				<-t.Done()
+			}
 			continue
 		}
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-w.wake:
+		case <-w.wish.Wake():
 		}
 	}
-}
-
-// errNotLeading stops a write whose term has ended.
-var errNotLeading = errors.New("no longer leading")
-
-// mayWrite reports, right before a write, whether the term of gen still
-// runs and this replica still leads. Follow changes gen under the same lock,
-// so a write that passes this check was sent before the step-down began.
-func (w *Writer) mayWrite(ctx context.Context, gen int) error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if ctx.Err() != nil || w.gen != gen || (w.cfg.Leading != nil && !w.cfg.Leading()) {
-		return errNotLeading
-	}
-	return nil
 }
 
 // lead writes the slice for the term of gen, retrying with back-off, until
 // it is written or the term ends.
 func (w *Writer) lead(ctx context.Context, gen int) {
-	backoff := newBackoff(200 * time.Millisecond)
+	backoff := leaderterm.Backoff(200 * time.Millisecond)
 	for races := 0; ; {
 		err := w.write(ctx, gen)
 		switch {
 		case err == nil:
 			w.errs.Note(nil)
 			fallthrough
-		case errors.Is(err, errNotLeading):
+		case errors.Is(err, leaderterm.ErrNotLeading):
 			// Written, or leadership ended (Follow comes next): the term's
 			// work is over until the next Lead.
 			w.mu.Lock()
@@ -339,7 +298,7 @@ func (w *Writer) lead(ctx context.Context, gen int) {
 		}
 		races = 0
 		w.errs.Note(err)
-		if !w.sleep(ctx, backoff.Step()) {
+		if !leaderterm.Sleep(ctx, w.clock, backoff.Step(), nil) {
 			return
 		}
 	}
@@ -355,7 +314,7 @@ func (w *Writer) write(ctx context.Context, gen int) error {
 	want := w.slice(svc)
 	// Create first: after a graceful handover the previous leader has
 	// deleted the slice, and one request less is a shorter handover.
-	if err := w.mayWrite(ctx, gen); err != nil {
+	if err := w.wish.Fence(ctx, gen); err != nil {
 		return err
 	}
 	created, err := w.cfg.Slices.Create(ctx, want, metav1.CreateOptions{})
@@ -375,7 +334,7 @@ func (w *Writer) write(ctx context.Context, gen int) error {
 	}
 	if cur.AddressType != want.AddressType {
 		// addressType cannot change: delete the slice, then create it.
-		if err := w.mayWrite(ctx, gen); err != nil {
+		if err := w.wish.Fence(ctx, gen); err != nil {
 			return err
 		}
 		if err := w.delete(ctx, cur); err != nil {
@@ -401,7 +360,7 @@ func (w *Writer) write(ctx context.Context, gen int) error {
 		w.wrote(cur, "the Service's EndpointSlice names this pod already", "")
 		return nil
 	}
-	if err := w.mayWrite(ctx, gen); err != nil {
+	if err := w.wish.Fence(ctx, gen); err != nil {
 		return err
 	}
 	updated, err := w.cfg.Slices.Update(ctx, next, metav1.UpdateOptions{})
@@ -625,20 +584,4 @@ func addresses(eps *corev1.Endpoints) []string {
 		}
 	}
 	return out
-}
-
-func newBackoff(first time.Duration) wait.Backoff {
-	return wait.Backoff{Duration: first, Factor: 2, Jitter: 0.2, Steps: 1 << 30, Cap: 10 * time.Second}
-}
-
-// sleep waits d on the clock; false if ctx ended.
-func (w *Writer) sleep(ctx context.Context, d time.Duration) bool {
-	t := w.clock.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C():
-		return true
-	}
 }
