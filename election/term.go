@@ -1,0 +1,274 @@
+package election
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+)
+
+// acquire tries to take the Lease, which is released or expired, or puts
+// a missing Lease back.
+func (r *run) acquire(ctx context.Context) {
+	sent := r.cfg.Clock.Now()
+	rctx, cancel := r.withTimeout(ctx, r.cfg.RenewDeadline)
+	defer cancel()
+	rec := Record{
+		HolderIdentity:       r.cfg.Identity,
+		LeaseDurationSeconds: int(r.cfg.LeaseDuration / time.Second),
+		AcquireTime:          metav1.NewTime(sent),
+		RenewTime:            metav1.NewTime(sent),
+		LeaderTransitions:    r.lease.Record.LeaderTransitions + 1,
+	}
+	notes := r.newTermNotes()
+	var l Lease
+	var err error
+	switch {
+	case r.view == viewKnown:
+		l, err = r.cfg.Lock.Update(rctx, r.lease, rec, notes)
+	case !r.seen: // first start
+		rec.LeaderTransitions = 0
+		l, err = r.cfg.Lock.Create(rctx, rec, notes)
+	default:
+		// A create carries no version: two candidates' creates both succeed
+		// if the Lease is deleted between them. So put it back empty, with
+		// transitions kept, and take it by an update when it expires.
+		rec.HolderIdentity = ""
+		rec.LeaderTransitions--
+		rec.LeaseDurationSeconds = max(rec.LeaseDurationSeconds, 2) // 1 would read as a release
+		if l, err = r.cfg.Lock.Create(rctx, rec, Notes{}); err == nil {
+			r.log.Info("put the deleted lease back empty; taking it once it expires", "after", r.cfg.LeaseDuration)
+			r.note(ctx, nil)
+			r.observe(ctx, l, r.cfg.Clock.Now())
+			return
+		}
+	}
+	r.lead(ctx, l, err, sent, "acquire", "started leading")
+}
+
+// lead takes in the answer to a write, sent at sent, that makes this
+// candidate the holder (an acquire, or a confirm of a resumed or handed-over
+// term), and leads if it succeeded in time.
+func (r *run) lead(ctx context.Context, l Lease, err error, sent time.Time, what, how string) {
+	now := r.cfg.Clock.Now()
+	switch {
+	case err == nil:
+	case apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err):
+		r.needRead = true // someone else wrote first; look again at once
+		return
+	case apierrors.IsNotFound(err):
+		r.gone(ctx, now, "")
+		return
+	default:
+		r.note(ctx, fmt.Errorf("%s lease %s: %w", what, r.cfg.Lock.Describe(), err))
+		r.notBefore = now.Add(r.cfg.RetryPeriod)
+		return
+	}
+	r.note(ctx, nil)
+	r.observe(ctx, l, now)
+	if !now.Before(sent.Add(r.cfg.RenewDeadline)) {
+		return // the answer came too late to lead on; followers may already count
+	}
+	r.leading, r.renewSentAt, r.lastAttempt, r.acquiredAt = true, sent, sent, sent
+	r.update(func(s *State) { s.IsLeader, s.LeadUntil = true, r.renewDeadline() })
+	r.log.Info(how, "leader", r.cfg.Identity, "transitions", l.Record.LeaderTransitions)
+	r.changed()
+	if cb := r.cfg.Callbacks.OnStartedLeading; cb != nil {
+		// No renew runs while the callback does: its time is bounded by the
+		// renew deadline, after which this candidate steps down anyway.
+		cctx, cancel := r.withTimeout(ctx, r.renewDeadline().Sub(r.cfg.Clock.Now()))
+		err := cb(cctx, r.State())
+		cancel()
+		if err != nil {
+			r.resign(ctx, err)
+			return
+		}
+	}
+	r.backoff = r.cfg.RetryPeriod
+}
+
+// renew extends our Lease, re-reading it once on a conflict.
+func (r *run) renew(ctx context.Context, now time.Time) {
+	r.lastAttempt = now
+	timeout := r.renewDeadline().Sub(now)
+	if !r.leading { // keeping a withheld step-down's Lease: no deadline to lead by
+		timeout = r.cfg.RetryPeriod
+	}
+	rctx, cancel := r.withTimeout(ctx, timeout)
+	defer cancel()
+	rec := r.lease.Record
+	rec.HolderIdentity = r.cfg.Identity
+	rec.LeaseDurationSeconds = int(r.cfg.LeaseDuration / time.Second)
+	rec.RenewTime = metav1.NewTime(now)
+	l, err := r.cfg.Lock.Update(rctx, r.lease, rec, r.holderNotes(r.lease))
+	if apierrors.IsConflict(err) {
+		var cur Lease
+		if cur, err = r.cfg.Lock.Get(rctx); err == nil {
+			r.observe(ctx, cur, r.cfg.Clock.Now())
+			if !r.leading && !r.holdsLease() {
+				return // observe saw another holder and stepped down
+			}
+			rec.AcquireTime, rec.LeaderTransitions = cur.Record.AcquireTime, cur.Record.LeaderTransitions
+			l, err = r.cfg.Lock.Update(rctx, cur, rec, r.holderNotes(cur))
+		}
+	}
+	// An answer the shutdown cut off leaves the write's outcome unknown.
+	r.renewCut = err != nil && ctx.Err() != nil
+	if err != nil {
+		r.note(ctx, fmt.Errorf("renew lease %s: %w", r.cfg.Lock.Describe(), err))
+		if apierrors.IsNotFound(err) {
+			r.gone(ctx, r.cfg.Clock.Now(), "")
+		}
+		return
+	}
+	r.note(ctx, nil)
+	r.renewSentAt = now
+	if r.leading {
+		r.update(func(s *State) { s.LeadUntil = r.renewDeadline() })
+	}
+	r.observe(ctx, l, r.cfg.Clock.Now())
+	r.update(func(s *State) { s.RenewTime = l.Record.RenewTime.Time })
+}
+
+// stepDown ends our leadership: callbacks first, then, if release > 0, the
+// Lease is handed back if it is still ours, trying for at most release,
+// naming the standby, if there is one, as successor. Both run on a context
+// that outlives ctx, each with its own bound, so that a shutdown signal during
+// a step-down neither cuts the callback short nor makes followers wait
+// LeaseDuration for a release that was never sent. A callback that fails
+// withholds the rest (see withhold).
+func (r *run) stepDown(ctx context.Context, reason string, release time.Duration) error {
+	return r.stepDownTo(ctx, reason, release, "")
+}
+
+// stepDownTo is stepDown, handing the Lease to grantTo instead of releasing
+// it when grantTo is set.
+func (r *run) stepDownTo(ctx context.Context, reason string, release time.Duration, grantTo string) error {
+	if !r.leading {
+		return nil
+	}
+	r.leading = false
+	r.update(func(s *State) { s.IsLeader, s.LeadUntil, s.LeadsUnhealthy = false, time.Time{}, false })
+	r.log.Info("stopped leading", "reason", reason, "transitions", r.lease.Record.LeaderTransitions)
+	err := r.runStopped(ctx)
+	r.changed()
+	if err != nil {
+		return r.withhold(ctx, err, release, grantTo)
+	}
+	return r.handOn(ctx, release, grantTo)
+}
+
+// runStopped runs OnStoppedLeading, on a context of its own bound.
+func (r *run) runStopped(ctx context.Context) error {
+	cb := r.cfg.Callbacks.OnStoppedLeading
+	if cb == nil {
+		return nil
+	}
+	cctx, cancel := r.withTimeout(context.WithoutCancel(ctx), r.cfg.RetryPeriod)
+	defer cancel()
+	return cb(cctx, r.State())
+}
+
+// handOn is the second half of a step-down whose callback succeeded: the
+// Lease is granted to grantTo, or released within release, or left alone.
+func (r *run) handOn(ctx context.Context, release time.Duration, grantTo string) error {
+	switch {
+	case grantTo != "":
+		return r.grant(context.WithoutCancel(ctx), grantTo)
+	case release > 0:
+		return r.release(context.WithoutCancel(ctx), release)
+	}
+	return nil
+}
+
+// release hands the Lease back the way client-go's ReleaseOnCancel does, so
+// that a watching follower, ours or client-go's, may take it at once. It
+// names the standby as successor: our followers other than it then wait a
+// RetryPeriod before they try, so one write, not one per follower, follows.
+func (r *run) release(ctx context.Context, timeout time.Duration) error {
+	if r.view != viewKnown {
+		return nil
+	}
+	rctx, cancel := r.withTimeout(ctx, timeout)
+	defer cancel()
+	// The standby's answer to an offer is no proof that it took the Lease
+	// (a reused pod IP, a catch-all server): the release on the offered
+	// version is. It answers 409 once the standby wrote, and succeeds,
+	// releasing as without an offer, if nobody did.
+	tookOver := r.handOff(ctx, min(timeout/2, r.cfg.RetryPeriod/2))
+	cur := r.lease
+	for attempt := 0; attempt < 2; attempt++ {
+		if !r.ours(cur) {
+			return nil // no longer ours: nothing to release
+		}
+		var notes Notes
+		if s := cur.Notes.Standby; s != r.cfg.Identity {
+			notes.Successor = s
+		}
+		l, err := r.cfg.Lock.Update(rctx, cur, r.releaseRecord(cur), notes)
+		if tookOver && apierrors.IsConflict(err) {
+			return nil // the Lease moved on from the offered version: taken over
+		}
+		if err == nil {
+			if tookOver {
+				r.log.Warn("the standby answered the take-over offer but did not write the Lease; released it instead", "standby", cur.Notes.Standby)
+			}
+			r.log.Info("released lease", "transitions", l.Record.LeaderTransitions, "successor", notes.Successor)
+			r.observe(ctx, l, r.cfg.Clock.Now())
+			if notes.Successor != "" {
+				r.nudge(notes.Successor, cur.Notes.StandbyAddress)
+			}
+			return nil
+		}
+		if !apierrors.IsConflict(err) {
+			err = fmt.Errorf("release lease %s: %w", r.cfg.Lock.Describe(), err)
+			r.note(ctx, err)
+			return err
+		}
+		if cur, err = r.cfg.Lock.Get(rctx); err != nil {
+			err = fmt.Errorf("release lease %s: %w", r.cfg.Lock.Describe(), err)
+			r.note(ctx, err)
+			return err
+		}
+	}
+	return nil
+}
+
+// releaseRecord is the record that releases l, written as client-go's
+// ReleaseOnCancel writes it: no holder, one second, transitions kept.
+func (r *run) releaseRecord(l Lease) Record {
+	now := metav1.NewTime(r.cfg.Clock.Now())
+	return Record{LeaseDurationSeconds: 1, AcquireTime: now, RenewTime: now, LeaderTransitions: l.Record.LeaderTransitions}
+}
+
+// resign steps down on request and backs off before campaigning again.
+func (r *run) resign(ctx context.Context, cause error) {
+	r.note(ctx, fmt.Errorf("resigned: %w", cause))
+	r.stepDown(ctx, "resigned: "+cause.Error(), r.cfg.RenewDeadline)
+	r.notBefore = r.cfg.Clock.Now().Add(r.backoff)
+	r.log.Warn("not campaigning during back-off", "for", r.backoff, "err", cause)
+	r.backoff = min(2*r.backoff, r.cfg.LeaseDuration)
+}
+
+// noRelease steps down without touching the Lease, which is not ours.
+const noRelease time.Duration = 0
+
+// shutdown steps down and releases before Run returns; a standby withdraws
+// its offer, so that no release names a candidate that is gone.
+func (r *run) shutdown(ctx context.Context) {
+	r.stopped = true
+	defer r.answerGrant(nil, r.cfg.Clock.Now())
+	switch {
+	case r.leading:
+		r.stepDown(ctx, "shutting down", r.cfg.RenewDeadline)
+	case r.withheld == nil:
+		r.withdraw(context.WithoutCancel(ctx))
+	}
+	if r.withheld != nil {
+		r.withheld.release = max(r.withheld.release, r.cfg.RenewDeadline)
+		r.drainWithheld(ctx)
+	}
+}
