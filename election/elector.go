@@ -233,8 +233,10 @@ func (e *Elector) Run(ctx context.Context) error {
 	defer wg.Wait()
 	defer stopWatch()
 
-	r := &run{Elector: e, needRead: true, backoff: e.cfg.RetryPeriod, fresh: true, healthy: !e.cfg.AppHealth,
-		errs: lasterr.New(e.log, "election error", "election recovered")}
+	r := &run{e: e, cfg: e.cfg, log: e.log, errs: lasterr.New(e.log, "election error", "election recovered"),
+		leaseView: leaseView{needRead: true},
+		campaign:  campaign{backoff: e.cfg.RetryPeriod, healthy: !e.cfg.AppHealth},
+		restart:   restart{fresh: true}}
 	if e.cfg.Key != nil {
 		r.holderKey = HolderKey(e.cfg.Key.Public().(ed25519.PublicKey))
 	}

@@ -103,10 +103,10 @@ func (r *run) answerGrant(l *Lease, now time.Time) {
 // handOver serves a Handover request on the election loop.
 func (r *run) handOver(ctx context.Context, to string) error {
 	if r.withheld != nil {
-		return fmt.Errorf("%w: a step-down waits for leadership to be withdrawn: %s", ErrNotLeader, r.State().Withdrawing)
+		return fmt.Errorf("%w: a step-down waits for leadership to be withdrawn: %s", ErrNotLeader, r.e.State().Withdrawing)
 	}
 	if !r.leading {
-		return fmt.Errorf("%w (the leader is %q)", ErrNotLeader, r.State().Leader)
+		return fmt.Errorf("%w (the leader is %q)", ErrNotLeader, r.e.State().Leader)
 	}
 	if to == r.cfg.Identity {
 		return fmt.Errorf("cannot hand over to %q: it is this candidate, the leader", to)
@@ -130,7 +130,7 @@ func (r *run) handOver(ctx context.Context, to string) error {
 
 // grant writes to as the holder of the Lease we just stepped down from.
 func (r *run) grant(ctx context.Context, to string) error {
-	rctx, cancel := r.withTimeout(ctx, r.cfg.RenewDeadline)
+	rctx, cancel := r.e.withTimeout(ctx, r.cfg.RenewDeadline)
 	defer cancel()
 	cur := r.lease
 	if r.view != viewKnown || !r.ours(cur) {

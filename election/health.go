@@ -29,11 +29,11 @@ func (r *run) takeHealth() {
 	if !r.cfg.AppHealth {
 		return
 	}
-	r.reportMu.Lock()
-	h := r.reported
-	r.reportMu.Unlock()
+	r.e.reportMu.Lock()
+	h := r.e.reported
+	r.e.reportMu.Unlock()
 	r.healthy, r.healthReason = h.healthy, h.reason
-	r.update(func(s *State) {
+	r.e.update(func(s *State) {
 		s.AppHealthy, s.AppHealth = h.healthy, h.reason
 		if h.healthy {
 			s.LeadsUnhealthy = false
@@ -49,9 +49,9 @@ func (r *run) checkHealth(ctx context.Context, now time.Time) {
 	}
 	standby := r.lease.Notes.Standby
 	if standby == "" || standby == r.cfg.Identity {
-		if !r.State().LeadsUnhealthy {
+		if !r.e.State().LeadsUnhealthy {
 			r.log.Warn("the app is unhealthy, but no healthy peer offered to lead: keeps leading", "app", r.healthReason)
-			r.update(func(s *State) { s.LeadsUnhealthy = true })
+			r.e.update(func(s *State) { s.LeadsUnhealthy = true })
 		}
 		return
 	}

@@ -3,6 +3,7 @@ package election
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/leader-elector/leader-elector/internal/lasterr"
@@ -11,10 +12,28 @@ import (
 // view is what a candidate knows of the Lease's existence.
 type view int
 
-// run is the state of one Run; only its goroutine touches it.
+// run is the state of one Run; only its goroutine touches it. Its fields
+// are grouped by what they are about, each group a struct of its own.
 type run struct {
-	*Elector
+	e    *Elector // the public side: its channels, State and the app's health report
+	cfg  Config
+	log  *slog.Logger
+	errs *lasterr.Tracker
 
+	leaseView
+	ownTerm
+	campaign
+	offers
+	restart
+	pokes
+	// withheld is a step-down whose OnStoppedLeading failed; nil: none.
+	withheld *withheldStepDown
+	// granted is a grant (resign --to) whose answer is awaited; nil: none.
+	granted *grantWait
+}
+
+// leaseView is what a candidate knows of the Lease (view.go).
+type leaseView struct {
 	// lease is the latest version we know. When the Lease is deleted it keeps
 	// the last record (for its transitions) and the deletion's version (to
 	// drop older events).
@@ -34,19 +53,40 @@ type run struct {
 	lastRead     time.Time
 	watching     bool
 	lastWatchErr string
+}
 
+// ownTerm is this candidate's own term (term.go).
+type ownTerm struct {
 	leading     bool
+	acquiredAt  time.Time // send time of the write that began this term
 	renewSentAt time.Time // send time of the last successful renew
 	lastAttempt time.Time // send time of the last renew attempt
+	renewCut    bool      // the last renew's answer was cut off by the end of Run's context
+	stopped     bool      // Run's context ended: no more offers
+	holderKey   string    // Config.Key's public half, as Notes.HolderKey
+}
 
-	notBefore time.Time // no campaign before this (back-off)
-	backoff   time.Duration
-	errs      *lasterr.Tracker
-
-	acquiredAt   time.Time // send time of the write that began this term
-	healthy      bool      // the app's health, true unless Config.AppHealth
+// campaign is when this candidate may campaign (view.go, health.go).
+type campaign struct {
+	notBefore    time.Time // no campaign before this (back-off)
+	backoff      time.Duration
+	healthy      bool // the app's health, true unless Config.AppHealth
 	healthReason string
-	standbyAt    time.Time // when to offer as standby; zero: not scheduled
+}
+
+// offers is this candidate's offer to lead next (standby.go, takeover.go).
+type offers struct {
+	standbyAt time.Time // when to offer as standby; zero: not scheduled
+	// offered is true once this candidate offered to be standby in the term
+	// whose transitions are offeredIn.
+	offered    bool
+	offeredIn  int
+	offerRaces int // offers that lost to another write
+}
+
+// restart is what a restarted candidate knows of its own term from before
+// (restart.go).
+type restart struct {
 	// fresh is true until the first record was looked at: only then may a
 	// record naming this identity, with no pod UID, be a term of this pod
 	// before a restart.
@@ -58,27 +98,19 @@ type run struct {
 	first   Record
 	claimed string // version of the last record naming us that we acted on
 	warned  bool   // logged that a record naming us is not ours to take
-	// offered is true once this candidate offered to be standby in the term
-	// whose transitions are offeredIn.
-	offered    bool
-	offeredIn  int
-	offerRaces int  // offers that lost to another write
-	renewCut   bool // the last renew's answer was cut off by the end of Run's context
-	stopped    bool // Run's context ended: no more offers
+}
+
+// pokes are the reads that nudges and take-over offers cause (poke.go).
+type pokes struct {
 	// pokeAt is when a poke's read is due; zero: none. pokeRead and
 	// offerRead are when the last read a poke, and a take-over offer,
 	// caused was done.
 	pokeAt, pokeRead, offerRead time.Time
-	holderKey                   string // Config.Key's public half, as Notes.HolderKey
-	// withheld is a step-down whose OnStoppedLeading failed; nil: none.
-	withheld *withheldStepDown
-	// granted is a grant (resign --to) whose answer is awaited; nil: none.
-	granted *grantWait
 }
 
 // tick does what is due at now.
 func (r *run) tick(ctx context.Context, now time.Time) {
-	r.update(func(s *State) { s.LastTick = now })
+	r.e.update(func(s *State) { s.LastTick = now })
 	if g := r.granted; g != nil && !now.Before(g.until) {
 		// The watch may lag: one read before answering that the peer did
 		// not confirm.
@@ -203,13 +235,13 @@ func (r *run) handle(ctx context.Context, ev Event) {
 		r.gone(ctx, now, ev.Lease.Version)
 	case WatchEstablished:
 		r.watching, r.lastWatchErr = true, ""
-		r.update(func(s *State) { s.Watching = true })
+		r.e.update(func(s *State) { s.Watching = true })
 	case WatchLost:
 		r.watching = false
 		if now.After(r.lastRead) {
 			r.lastRead = now // the watch was current until now: first poll one RetryPeriod later
 		}
-		r.update(func(s *State) { s.Watching = false })
+		r.e.update(func(s *State) { s.Watching = false })
 		if ev.Err != nil && ev.Err.Error() != r.lastWatchErr {
 			r.log.Warn("lease watch lost; polling until it is back", "every", r.cfg.RetryPeriod, "err", ev.Err)
 		}
@@ -222,11 +254,11 @@ func (r *run) handle(ctx context.Context, ev Event) {
 
 // setLeader publishes the observed record.
 func (r *run) setLeader(rec Record) {
-	s := r.State()
+	s := r.e.State()
 	if s.Leader == rec.HolderIdentity && s.Transitions == rec.LeaderTransitions {
 		return
 	}
-	r.update(func(s *State) {
+	r.e.update(func(s *State) {
 		s.Leader, s.Transitions = rec.HolderIdentity, rec.LeaderTransitions
 		s.AcquireTime, s.RenewTime = rec.AcquireTime.Time, rec.RenewTime.Time
 	})
@@ -236,7 +268,7 @@ func (r *run) setLeader(rec Record) {
 
 func (r *run) changed() {
 	if cb := r.cfg.Callbacks.OnChange; cb != nil {
-		cb(r.State())
+		cb(r.e.State())
 	}
 }
 
@@ -249,7 +281,7 @@ func (r *run) note(ctx context.Context, err error) {
 	}
 	if r.errs.Note(err) {
 		last := r.errs.Last()
-		r.update(func(s *State) { s.LastError = last })
+		r.e.update(func(s *State) { s.LastError = last })
 	}
 }
 

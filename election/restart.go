@@ -95,7 +95,7 @@ func (r *run) sameTermAsFirst(l Lease) bool {
 // confirm renews l, a term handed to us or our own, and leads if it wins.
 func (r *run) confirm(ctx context.Context, l Lease, how string) {
 	sent := r.cfg.Clock.Now()
-	rctx, cancel := r.withTimeout(ctx, r.cfg.RenewDeadline)
+	rctx, cancel := r.e.withTimeout(ctx, r.cfg.RenewDeadline)
 	defer cancel()
 	rec := l.Record
 	rec.LeaseDurationSeconds = int(r.cfg.LeaseDuration / time.Second)

@@ -15,7 +15,7 @@ import (
 // holding (it carries no pod UID, which every candidate with one writes),
 // or one handed to us that we refuse (notes say why).
 func (r *run) releaseWith(ctx context.Context, l Lease, notes Notes) {
-	rctx, cancel := r.withTimeout(ctx, r.cfg.RenewDeadline)
+	rctx, cancel := r.e.withTimeout(ctx, r.cfg.RenewDeadline)
 	defer cancel()
 	cur, err := r.cfg.Lock.Update(rctx, l, r.releaseRecord(l), notes)
 	switch {
@@ -65,7 +65,7 @@ func (r *run) standby(ctx context.Context, now time.Time) {
 	// Once per term: a leader that does not keep annotations (not this
 	// package) would otherwise draw an offer from us after every renew.
 	r.offered, r.offeredIn = true, l.Record.LeaderTransitions
-	rctx, cancel := r.withTimeout(ctx, r.cfg.RetryPeriod)
+	rctx, cancel := r.e.withTimeout(ctx, r.cfg.RetryPeriod)
 	defer cancel()
 	n := l.Notes
 	n.Standby, n.StandbyAddress = r.cfg.Identity, r.cfg.Address
@@ -92,7 +92,7 @@ func (r *run) withdraw(ctx context.Context) {
 	if r.view != viewKnown || l.Notes.Standby != r.cfg.Identity {
 		return
 	}
-	rctx, cancel := r.withTimeout(ctx, r.cfg.RetryPeriod)
+	rctx, cancel := r.e.withTimeout(ctx, r.cfg.RetryPeriod)
 	defer cancel()
 	n := l.Notes
 	n.Standby, n.StandbyAddress = "", ""

@@ -177,7 +177,7 @@ func (r *run) checkOffer(ctx context.Context, wire []byte, mayRead bool) error {
 		return refuse("the offer is for version %s of the Lease, this candidate knows %s", o.Version, l.Version)
 	}
 	sent := r.cfg.Clock.Now()
-	rctx, cancel := r.withTimeout(ctx, r.cfg.RenewDeadline)
+	rctx, cancel := r.e.withTimeout(ctx, r.cfg.RenewDeadline)
 	defer cancel()
 	rec := Record{
 		HolderIdentity:       r.cfg.Identity,
@@ -222,7 +222,7 @@ func (r *run) handOff(ctx context.Context, timeout time.Duration) bool {
 	if r.cfg.Key == nil || r.cfg.Callbacks.HandOff == nil || !offerable(r.lease) {
 		return false
 	}
-	hctx, cancel := r.withTimeout(ctx, timeout)
+	hctx, cancel := r.e.withTimeout(ctx, timeout)
 	defer cancel()
 	if r.renewCut {
 		// The last renew's answer was cut off by the shutdown, so it may

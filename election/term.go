@@ -14,7 +14,7 @@ import (
 // a missing Lease back.
 func (r *run) acquire(ctx context.Context) {
 	sent := r.cfg.Clock.Now()
-	rctx, cancel := r.withTimeout(ctx, r.cfg.RenewDeadline)
+	rctx, cancel := r.e.withTimeout(ctx, r.cfg.RenewDeadline)
 	defer cancel()
 	rec := Record{
 		HolderIdentity:       r.cfg.Identity,
@@ -73,14 +73,14 @@ func (r *run) lead(ctx context.Context, l Lease, err error, sent time.Time, what
 		return // the answer came too late to lead on; followers may already count
 	}
 	r.leading, r.renewSentAt, r.lastAttempt, r.acquiredAt = true, sent, sent, sent
-	r.update(func(s *State) { s.IsLeader, s.LeadUntil = true, r.renewDeadline() })
+	r.e.update(func(s *State) { s.IsLeader, s.LeadUntil = true, r.renewDeadline() })
 	r.log.Info(how, "leader", r.cfg.Identity, "transitions", l.Record.LeaderTransitions)
 	r.changed()
 	if cb := r.cfg.Callbacks.OnStartedLeading; cb != nil {
 		// No renew runs while the callback does: its time is bounded by the
 		// renew deadline, after which this candidate steps down anyway.
-		cctx, cancel := r.withTimeout(ctx, r.renewDeadline().Sub(r.cfg.Clock.Now()))
-		err := cb(cctx, r.State())
+		cctx, cancel := r.e.withTimeout(ctx, r.renewDeadline().Sub(r.cfg.Clock.Now()))
+		err := cb(cctx, r.e.State())
 		cancel()
 		if err != nil {
 			r.resign(ctx, err)
@@ -97,7 +97,7 @@ func (r *run) renew(ctx context.Context, now time.Time) {
 	if !r.leading { // keeping a withheld step-down's Lease: no deadline to lead by
 		timeout = r.cfg.RetryPeriod
 	}
-	rctx, cancel := r.withTimeout(ctx, timeout)
+	rctx, cancel := r.e.withTimeout(ctx, timeout)
 	defer cancel()
 	rec := r.lease.Record
 	rec.HolderIdentity = r.cfg.Identity
@@ -127,10 +127,10 @@ func (r *run) renew(ctx context.Context, now time.Time) {
 	r.note(ctx, nil)
 	r.renewSentAt = now
 	if r.leading {
-		r.update(func(s *State) { s.LeadUntil = r.renewDeadline() })
+		r.e.update(func(s *State) { s.LeadUntil = r.renewDeadline() })
 	}
 	r.observe(ctx, l, r.cfg.Clock.Now())
-	r.update(func(s *State) { s.RenewTime = l.Record.RenewTime.Time })
+	r.e.update(func(s *State) { s.RenewTime = l.Record.RenewTime.Time })
 }
 
 // stepDown ends our leadership: callbacks first, then, if release > 0, the
@@ -151,7 +151,7 @@ func (r *run) stepDownTo(ctx context.Context, reason string, release time.Durati
 		return nil
 	}
 	r.leading = false
-	r.update(func(s *State) { s.IsLeader, s.LeadUntil, s.LeadsUnhealthy = false, time.Time{}, false })
+	r.e.update(func(s *State) { s.IsLeader, s.LeadUntil, s.LeadsUnhealthy = false, time.Time{}, false })
 	r.log.Info("stopped leading", "reason", reason, "transitions", r.lease.Record.LeaderTransitions)
 	err := r.runStopped(ctx)
 	r.changed()
@@ -167,9 +167,9 @@ func (r *run) runStopped(ctx context.Context) error {
 	if cb == nil {
 		return nil
 	}
-	cctx, cancel := r.withTimeout(context.WithoutCancel(ctx), r.cfg.RetryPeriod)
+	cctx, cancel := r.e.withTimeout(context.WithoutCancel(ctx), r.cfg.RetryPeriod)
 	defer cancel()
-	return cb(cctx, r.State())
+	return cb(cctx, r.e.State())
 }
 
 // handOn is the second half of a step-down whose callback succeeded: the
@@ -192,7 +192,7 @@ func (r *run) release(ctx context.Context, timeout time.Duration) error {
 	if r.view != viewKnown {
 		return nil
 	}
-	rctx, cancel := r.withTimeout(ctx, timeout)
+	rctx, cancel := r.e.withTimeout(ctx, timeout)
 	defer cancel()
 	// The standby's answer to an offer is no proof that it took the Lease
 	// (a reused pod IP, a catch-all server): the release on the offered

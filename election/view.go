@@ -79,7 +79,7 @@ func (r *run) gone(ctx context.Context, now time.Time, version string) {
 	if version != "" {
 		r.lease.Version = version
 	}
-	r.update(func(s *State) { s.LastObserved, s.HeldUntil = now, time.Time{} })
+	r.e.update(func(s *State) { s.LastObserved, s.HeldUntil = now, time.Time{} })
 	if r.leading {
 		r.stepDown(ctx, "the Lease was deleted", noRelease)
 	}
@@ -100,7 +100,7 @@ func (r *run) observe(ctx context.Context, l Lease, now time.Time) {
 	if h := l.Record.HolderIdentity; h != "" && !r.ours(l) {
 		heldUntil = r.observedAt.Add(r.expiry(l.Record))
 	}
-	r.update(func(s *State) { s.LastObserved, s.HeldUntil, s.Standby = now, heldUntil, l.Notes.Standby })
+	r.e.update(func(s *State) { s.LastObserved, s.HeldUntil, s.Standby = now, heldUntil, l.Notes.Standby })
 	r.answerGrant(&l, now)
 	if r.leading && !r.ours(l) {
 		r.stepDown(ctx, fmt.Sprintf("the Lease is held by %q (pod uid %q)", l.Record.HolderIdentity, l.Notes.HolderUID), noRelease)
@@ -110,7 +110,7 @@ func (r *run) observe(ctx context.Context, l Lease, now time.Time) {
 
 // read gets the Lease.
 func (r *run) read(ctx context.Context, now time.Time) {
-	rctx, cancel := r.withTimeout(ctx, r.cfg.RenewDeadline)
+	rctx, cancel := r.e.withTimeout(ctx, r.cfg.RenewDeadline)
 	defer cancel()
 	l, err := r.cfg.Lock.Get(rctx)
 	r.lastRead, r.readFailed = now, err != nil && !apierrors.IsNotFound(err)

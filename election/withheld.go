@@ -21,7 +21,7 @@ type withheldStepDown struct {
 func (r *run) withhold(ctx context.Context, err error, release time.Duration, grantTo string) error {
 	now := r.cfg.Clock.Now()
 	r.withheld = &withheldStepDown{release: release, grantTo: grantTo, retryAt: now.Add(r.cfg.RetryPeriod), backoff: r.cfg.RetryPeriod}
-	r.update(func(s *State) { s.Withdrawing = err.Error() })
+	r.e.update(func(s *State) { s.Withdrawing = err.Error() })
 	r.log.Error("leadership could not be withdrawn: keeping the lease, renewed without leading, until it is; no release or handover meanwhile",
 		"err", err, "retry_in", r.cfg.RetryPeriod, "holds_lease", r.holdsLease())
 	err = fmt.Errorf("not stepped down, the lease is kept until leadership is withdrawn: %w", err)
@@ -45,7 +45,7 @@ func (r *run) tickWithheld(ctx context.Context, now time.Time) {
 		err := r.runStopped(ctx)
 		if err == nil {
 			r.withheld = nil
-			r.update(func(s *State) { s.Withdrawing = "" })
+			r.e.update(func(s *State) { s.Withdrawing = "" })
 			r.log.Info("leadership withdrawn at last; stepping down")
 			r.note(context.WithoutCancel(ctx), nil)
 			_ = r.handOn(ctx, w.release, w.grantTo)
@@ -54,7 +54,7 @@ func (r *run) tickWithheld(ctx context.Context, now time.Time) {
 		}
 		w.backoff = min(2*w.backoff, r.cfg.RenewDeadline)
 		w.retryAt = now.Add(w.backoff)
-		r.update(func(s *State) { s.Withdrawing = err.Error() })
+		r.e.update(func(s *State) { s.Withdrawing = err.Error() })
 		r.log.Warn("leadership still not withdrawn; keeping the lease", "err", err, "retry_in", w.backoff, "holds_lease", r.holdsLease())
 	}
 	if r.holdsLease() {
