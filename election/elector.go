@@ -301,3 +301,19 @@ func (e *Elector) withTimeout(ctx context.Context, d time.Duration) (context.Con
 	t := e.cfg.Clock.AfterFunc(d, cancel)
 	return ctx, func() { t.Stop(); cancel() }
 }
+
+// ask sends req to the election loop on to and waits for its answer on
+// done, or for ctx to end.
+func ask[R any](ctx context.Context, to chan<- R, req R, done <-chan error) error {
+	select {
+	case to <- req:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

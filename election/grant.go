@@ -41,17 +41,7 @@ type handoverRequest struct {
 // to's reason) when to refused. Run must be running.
 func (e *Elector) Handover(ctx context.Context, to string) error {
 	req := handoverRequest{to: to, done: make(chan error, 1)}
-	select {
-	case e.handover <- req:
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	select {
-	case err := <-req.done:
-		return err
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return ask(ctx, e.handover, req, req.done)
 }
 
 // handOverRequest serves a Handover request on the election loop: at once,

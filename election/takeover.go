@@ -11,7 +11,6 @@ import (
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // # Take-over
@@ -111,17 +110,7 @@ type takeOverRequest struct {
 // ErrOfferRefused when the offer does not hold. Run must be running.
 func (e *Elector) TakeOver(ctx context.Context, offer []byte) error {
 	req := takeOverRequest{offer: offer, done: make(chan error, 1)}
-	select {
-	case e.takeOver <- req:
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	select {
-	case err := <-req.done:
-		return err
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return ask(ctx, e.takeOver, req, req.done)
 }
 
 // takeOffer serves a TakeOver request on the election loop.
@@ -179,14 +168,7 @@ func (r *run) checkOffer(ctx context.Context, wire []byte, mayRead bool) error {
 	sent := r.cfg.Clock.Now()
 	rctx, cancel := r.e.withTimeout(ctx, r.cfg.RenewDeadline)
 	defer cancel()
-	rec := Record{
-		HolderIdentity:       r.cfg.Identity,
-		LeaseDurationSeconds: int(r.cfg.LeaseDuration / time.Second),
-		AcquireTime:          metav1.NewTime(sent),
-		RenewTime:            metav1.NewTime(sent),
-		LeaderTransitions:    l.Record.LeaderTransitions + 1,
-	}
-	cur, err := r.cfg.Lock.Update(rctx, l, rec, r.newTermNotes())
+	cur, err := r.cfg.Lock.Update(rctx, l, r.newTermRecord(l, sent), r.newTermNotes())
 	r.lead(ctx, cur, err, sent, "take over", "started leading: taken over from "+strconv.Quote(o.From))
 	switch {
 	case r.leading:

@@ -10,19 +10,25 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 )
 
+// newTermRecord is the record of a term this candidate begins at sent,
+// after the term of l.
+func (r *run) newTermRecord(l Lease, sent time.Time) Record {
+	return Record{
+		HolderIdentity:       r.cfg.Identity,
+		LeaseDurationSeconds: int(r.cfg.LeaseDuration / time.Second),
+		AcquireTime:          metav1.NewTime(sent),
+		RenewTime:            metav1.NewTime(sent),
+		LeaderTransitions:    l.Record.LeaderTransitions + 1,
+	}
+}
+
 // acquire tries to take the Lease, which is released or expired, or puts
 // a missing Lease back.
 func (r *run) acquire(ctx context.Context) {
 	sent := r.cfg.Clock.Now()
 	rctx, cancel := r.e.withTimeout(ctx, r.cfg.RenewDeadline)
 	defer cancel()
-	rec := Record{
-		HolderIdentity:       r.cfg.Identity,
-		LeaseDurationSeconds: int(r.cfg.LeaseDuration / time.Second),
-		AcquireTime:          metav1.NewTime(sent),
-		RenewTime:            metav1.NewTime(sent),
-		LeaderTransitions:    r.lease.Record.LeaderTransitions + 1,
-	}
+	rec := r.newTermRecord(r.lease, sent)
 	notes := r.newTermNotes()
 	var l Lease
 	var err error
