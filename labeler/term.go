@@ -44,30 +44,8 @@ func (l *Labeler) lead(ctx context.Context, gen int) {
 			return
 		}
 	}
-
 	kick := make(chan struct{}, 1)
-	poke := func() {
-		select {
-		case kick <- struct{}{}:
-		default:
-		}
-	}
-	informer := cache.NewSharedIndexInformerWithOptions(l.listWatch(peers), &corev1.Pod{},
-		cache.SharedIndexInformerOptions{ObjectDescription: "peer pods"})
-	_ = informer.SetTransform(stripManagedFields) // errors only once started
-	_ = informer.SetWatchErrorHandlerWithContext(func(ctx context.Context, _ *cache.Reflector, err error) {
-		switch {
-		case ctx.Err() != nil, errors.Is(err, io.EOF), apierrors.IsResourceExpired(err), apierrors.IsGone(err):
-			// Ended, or a normal relist: the informer lists again.
-		default:
-			l.watchErrs.Note(fmt.Errorf("watch peer pods %s: %w", describe(peers, l.cfg.Pod), err))
-		}
-	})
-	reg, err := informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(any) { poke() },
-		UpdateFunc: func(any, any) { poke() },
-		DeleteFunc: func(any) { poke() },
-	})
+	informer, reg, err := l.watchPeers(peers, kick)
 	if err != nil { // only if the informer had stopped already
 		l.errs.Note(fmt.Errorf("watch peer pods: %w", err))
 		return
@@ -134,10 +112,37 @@ func (st *termState) stale(p *corev1.Pod) bool {
 	return c < 0
 }
 
+// watchPeers returns an informer of the peer pods, not yet run, that sends
+// on kick (without blocking) at every change it sees.
+func (l *Labeler) watchPeers(peers labels.Selector, kick chan struct{}) (cache.SharedIndexInformer, cache.ResourceEventHandlerRegistration, error) {
+	poke := func() {
+		select {
+		case kick <- struct{}{}:
+		default:
+		}
+	}
+	informer := cache.NewSharedIndexInformerWithOptions(l.listWatch(peers), &corev1.Pod{},
+		cache.SharedIndexInformerOptions{ObjectDescription: "peer pods"})
+	_ = informer.SetTransform(stripManagedFields) // errors only once started
+	_ = informer.SetWatchErrorHandlerWithContext(func(ctx context.Context, _ *cache.Reflector, err error) {
+		switch {
+		case ctx.Err() != nil, errors.Is(err, io.EOF), apierrors.IsResourceExpired(err), apierrors.IsGone(err):
+			// Ended, or a normal relist: the informer lists again.
+		default:
+			l.watchErrs.Note(fmt.Errorf("watch peer pods %s: %w", describe(peers, l.cfg.Pod), err))
+		}
+	})
+	reg, err := informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(any) { poke() },
+		UpdateFunc: func(any, any) { poke() },
+		DeleteFunc: func(any) { poke() },
+	})
+	return informer, reg, err
+}
+
 // reconcile makes one pass over the store: it demotes every peer that says
-// leader, then, only if none may still say so, labels the own pod leader, the
-// first time in the term and whenever its label was removed or changed.
-// Every patch is preceded by a check that the term still runs.
+// leader, then, only if none may still say so, labels the own pod leader
+// (labelOwn). Every patch is preceded by a check that the term still runs.
 func (l *Labeler) reconcile(ctx context.Context, gen int, store cache.Store, peers labels.Selector, st *termState) error {
 	var own *corev1.Pod
 	var errs []error
@@ -166,7 +171,13 @@ func (l *Labeler) reconcile(ctx context.Context, gen int, store cache.Store, pee
 		// Never label the own pod while a peer may still say leader.
 		return errors.Join(errs...)
 	}
+	return l.labelOwn(ctx, gen, own, peers, st)
+}
 
+// labelOwn labels the own pod leader, the first time in the term and
+// whenever its label was removed or changed; own is its latest version in
+// the store, nil when the store has none.
+func (l *Labeler) labelOwn(ctx context.Context, gen int, own *corev1.Pod, peers labels.Selector, st *termState) error {
 	if own == nil && !st.warnedSelf && peers != nil {
 		st.warnedSelf = true
 		l.log.Warn("the own pod is not among the watched peers (deleted, or PEER_SELECTOR does not select it): a removed role label is not put back",
