@@ -272,32 +272,8 @@ func (s *Store) selector() string {
 // refused, or ctx ends. It reports whether the watch was ever established
 // and, if not, why; it notes an established watch as a recovery on trouble.
 func (s *Store) follow(ctx context.Context, rv string, send func(election.Event) bool, trouble *lasterr.Tracker) (bool, error) {
-	selector := s.selector()
-	established, ever := false, false
-	var cause error
-	lw := &cache.ListWatch{WatchFuncWithContext: func(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
-		if established {
-			established = false
-			send(election.Event{Type: election.WatchLost})
-		}
-		opts.FieldSelector = selector
-		w, err := s.leases.Watch(ctx, opts)
-		switch {
-		case apierrors.IsGone(err) || apierrors.IsResourceExpired(err):
-			// RetryWatcher retries these with the same stale version; hand it a
-			// 410 in the stream instead, which ends it, so that we read again.
-			return gone(err), nil
-		case err != nil:
-			cause = fmt.Errorf("watch lease %s: %w", s.Describe(), err)
-			send(election.Event{Type: election.WatchLost, Err: cause})
-			return nil, err
-		}
-		established, ever, cause = true, true, nil
-		trouble.Note(nil)
-		send(election.Event{Type: election.WatchEstablished})
-		return w, nil
-	}}
-	rw, err := watchtools.NewRetryWatcherWithContext(ctx, rv, lw)
+	f := &following{s: s, selector: s.selector(), send: send, trouble: trouble}
+	rw, err := watchtools.NewRetryWatcherWithContext(ctx, rv, &cache.ListWatch{WatchFuncWithContext: f.watch})
 	if err != nil {
 		err = fmt.Errorf("watch lease %s: %w", s.Describe(), err)
 		send(election.Event{Type: election.WatchLost, Err: err})
@@ -305,53 +281,95 @@ func (s *Store) follow(ctx context.Context, rv string, send func(election.Event)
 	}
 	defer func() { rw.Stop(); <-rw.Done() }()
 	for ev := range rw.ResultChan() {
-		switch ev.Type {
-		case watch.Added, watch.Modified:
-			l, ok := ev.Object.(*coordinationv1.Lease)
-			if !ok {
-				continue
-			}
-			lease, err := s.remember(l)
-			if err != nil {
-				send(election.Event{Type: election.WatchLost, Err: err})
-				continue
-			}
-			if !send(election.Event{Type: election.Observed, Lease: lease}) {
-				return ever, cause
-			}
-		case watch.Deleted:
-			l, _ := ev.Object.(*coordinationv1.Lease)
-			var version string
-			if l != nil {
-				version = l.ResourceVersion
-			}
-			if !send(election.Event{Type: election.Deleted, Lease: election.Lease{Version: version}}) {
-				return ever, cause
-			}
-		case watch.Error:
-			err := apierrors.FromObject(ev.Object)
-			var status apierrors.APIStatus
-			if errors.As(err, &status) && status.Status().Code == http.StatusGone {
-				s.log.Info("lease watch history is gone (410); reading the lease again", "lease", s.Describe())
-				send(election.Event{Type: election.WatchLost})
-				if cause == nil {
-					cause = fmt.Errorf("watch lease %s: %w", s.Describe(), err)
-				}
-				return ever, cause
-			}
-			if cause == nil {
-				// Forbidden or Unauthorized: the RetryWatcher gives up. The
-				// WatchFunc above reported it already.
-				cause = fmt.Errorf("watch lease %s: %w", s.Describe(), err)
-				send(election.Event{Type: election.WatchLost, Err: cause})
-			}
-			return ever, cause
+		if !f.deliver(ev) {
+			return f.ever, f.cause
 		}
 	}
-	if established {
+	if f.established {
 		send(election.Event{Type: election.WatchLost})
 	}
-	return ever, cause
+	return f.ever, f.cause
+}
+
+// following is one follow's watch: whether it is established, whether it
+// ever was, and why it ended.
+type following struct {
+	s           *Store
+	selector    string
+	send        func(election.Event) bool
+	trouble     *lasterr.Tracker
+	established bool
+	ever        bool
+	cause       error
+}
+
+// watch starts a watch for the RetryWatcher and reports whether it was
+// established.
+func (f *following) watch(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
+	if f.established {
+		f.established = false
+		f.send(election.Event{Type: election.WatchLost})
+	}
+	opts.FieldSelector = f.selector
+	w, err := f.s.leases.Watch(ctx, opts)
+	switch {
+	case apierrors.IsGone(err) || apierrors.IsResourceExpired(err):
+		// RetryWatcher retries these with the same stale version; hand it a
+		// 410 in the stream instead, which ends it, so that we read again.
+		return gone(err), nil
+	case err != nil:
+		f.cause = fmt.Errorf("watch lease %s: %w", f.s.Describe(), err)
+		f.send(election.Event{Type: election.WatchLost, Err: f.cause})
+		return nil, err
+	}
+	f.established, f.ever, f.cause = true, true, nil
+	f.trouble.Note(nil)
+	f.send(election.Event{Type: election.WatchEstablished})
+	return w, nil
+}
+
+// deliver passes ev on to the election; false when the follow ends.
+func (f *following) deliver(ev watch.Event) bool {
+	s := f.s
+	switch ev.Type {
+	case watch.Added, watch.Modified:
+		l, ok := ev.Object.(*coordinationv1.Lease)
+		if !ok {
+			return true
+		}
+		lease, err := s.remember(l)
+		if err != nil {
+			f.send(election.Event{Type: election.WatchLost, Err: err})
+			return true
+		}
+		return f.send(election.Event{Type: election.Observed, Lease: lease})
+	case watch.Deleted:
+		l, _ := ev.Object.(*coordinationv1.Lease)
+		var version string
+		if l != nil {
+			version = l.ResourceVersion
+		}
+		return f.send(election.Event{Type: election.Deleted, Lease: election.Lease{Version: version}})
+	case watch.Error:
+		err := apierrors.FromObject(ev.Object)
+		var status apierrors.APIStatus
+		if errors.As(err, &status) && status.Status().Code == http.StatusGone {
+			s.log.Info("lease watch history is gone (410); reading the lease again", "lease", s.Describe())
+			f.send(election.Event{Type: election.WatchLost})
+			if f.cause == nil {
+				f.cause = fmt.Errorf("watch lease %s: %w", s.Describe(), err)
+			}
+			return false
+		}
+		if f.cause == nil {
+			// Forbidden or Unauthorized: the RetryWatcher gives up. watch
+			// reported it already.
+			f.cause = fmt.Errorf("watch lease %s: %w", s.Describe(), err)
+			f.send(election.Event{Type: election.WatchLost, Err: f.cause})
+		}
+		return false
+	}
+	return true
 }
 
 // gone is a watch whose only event is err as a 410 status.
