@@ -114,27 +114,41 @@ func (c Command) Run(ctx context.Context, args []string) int {
 		return cli.Usagef(c.Stderr, fs, "%v", err)
 	}
 	if q.Namespace == "" {
-		ns, _, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(
-			&clientcmd.ClientConfigLoadingRules{ExplicitPath: *kubeconfig}, &clientcmd.ConfigOverrides{}).Namespace()
-		switch {
-		case clientcmd.IsEmptyConfig(err):
-			// Neither a kubeconfig nor a cluster: Connect says so.
-			ns = metav1.NamespaceDefault
-		case err != nil:
-			fmt.Fprintf(c.Stderr, "leader-elector status: find the namespace in KUBECONFIG=%q: %v\n", *kubeconfig, err)
+		ns, err := kubeconfigNamespace(*kubeconfig)
+		if err != nil {
+			fmt.Fprintf(c.Stderr, "leader-elector status: %v\n", err)
 			return cli.ExitFailure
 		}
 		q.Namespace = ns
 	} else if errs := validation.IsDNS1123Label(q.Namespace); len(errs) > 0 {
 		return cli.Usagef(c.Stderr, fs, "--namespace=%q: must be a namespace name: %s", q.Namespace, errs[0])
 	}
+	return c.report(ctx, q, *kubeconfig, *output, timeout.D)
+}
 
-	if timeout.D > 0 {
+// kubeconfigNamespace is the namespace of kubeconfig's context, as kubectl
+// finds it; default without a kubeconfig or a cluster (Connect says so).
+func kubeconfigNamespace(kubeconfig string) (string, error) {
+	ns, _, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(
+		&clientcmd.ClientConfigLoadingRules{ExplicitPath: kubeconfig}, &clientcmd.ConfigOverrides{}).Namespace()
+	switch {
+	case clientcmd.IsEmptyConfig(err):
+		return metav1.NamespaceDefault, nil
+	case err != nil:
+		return "", fmt.Errorf("find the namespace in KUBECONFIG=%q: %w", kubeconfig, err)
+	}
+	return ns, nil
+}
+
+// report reads what q asks for and writes it as output; its result is the
+// exit code.
+func (c Command) report(ctx context.Context, q Query, kubeconfig, output string, timeout time.Duration) int {
+	if timeout > 0 {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, timeout.D)
+		ctx, cancel = context.WithTimeout(ctx, timeout)
 		defer cancel()
 	}
-	leases, pods, err := c.Connect(*kubeconfig, q.Namespace)
+	leases, pods, err := c.Connect(kubeconfig, q.Namespace)
 	if err != nil {
 		fmt.Fprintf(c.Stderr, "leader-elector status: %v\n", err)
 		return cli.ExitFailure
@@ -145,7 +159,7 @@ func (c Command) Run(ctx context.Context, args []string) int {
 		return cli.ExitFailure
 	}
 	write := r.WriteTable
-	if *output == "json" {
+	if output == "json" {
 		write = r.WriteJSON
 	}
 	if err := write(c.Stdout); err != nil {
