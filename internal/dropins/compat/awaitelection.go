@@ -70,18 +70,7 @@ func awaitElection(args []string, environ func(string) (string, bool)) (Translat
 	command = slices.Clone(command)
 	enabled := nonEmpty(environ, awaitEnabled)
 	if enabled == "" {
-		if len(command) == 0 {
-			return Translation{}, fmt.Errorf("%s variables are set but no command is given: k8s-await-election's arguments are the command to run (without %s, it runs without an election)", awaitPrefix+"*", awaitEnabled)
-		}
-		if _, awaitSet := firstSet(environ, awaitVariables); !awaitSet {
-			if v := ownVariableSet(environ); v != "" {
-				return Translation{}, fmt.Errorf("%s is set, but the command %q comes without \"--\" before it: "+
-					"write `leader-elector -- %s` to run it on the leader alone; without \"--\" a command runs on every replica with no election, "+
-					"as k8s-await-election without %s does, and only when none of leader-elector's own variables is set",
-					origin{v, nonEmpty(environ, v)}, strings.Join(command, " "), strings.Join(command, " "), awaitEnabled)
-			}
-		}
-		return Translation{FrontEnd: Exec, Command: command, environ: environ}, nil
+		return unelected(command, environ)
 	}
 	en := origin{awaitEnabled, enabled}
 	switch {
@@ -128,6 +117,25 @@ func awaitElection(args []string, environ func(string) (string, bool)) (Translat
 		t.Warnings = append(t.Warnings, fmt.Sprintf("%s reads as false, but like k8s-await-election any non-empty value enables the election; unset it to run the command without one", en))
 	}
 	return t, nil
+}
+
+// unelected is k8s-await-election without K8S_AWAIT_ELECTION_ENABLED: the
+// command runs with no election. A command without "--" while one of our
+// own variables is set is refused instead: it is a forgotten "--", and it
+// would run on every replica.
+func unelected(command []string, environ func(string) (string, bool)) (Translation, error) {
+	if len(command) == 0 {
+		return Translation{}, fmt.Errorf("%s variables are set but no command is given: k8s-await-election's arguments are the command to run (without %s, it runs without an election)", awaitPrefix+"*", awaitEnabled)
+	}
+	if _, awaitSet := firstSet(environ, awaitVariables); !awaitSet {
+		if v := ownVariableSet(environ); v != "" {
+			return Translation{}, fmt.Errorf("%s is set, but the command %q comes without \"--\" before it: "+
+				"write `leader-elector -- %s` to run it on the leader alone; without \"--\" a command runs on every replica with no election, "+
+				"as k8s-await-election without %s does, and only when none of leader-elector's own variables is set",
+				origin{v, nonEmpty(environ, v)}, strings.Join(command, " "), strings.Join(command, " "), awaitEnabled)
+		}
+	}
+	return Translation{FrontEnd: Exec, Command: command, environ: environ}, nil
 }
 
 // wholeSeconds reads k8s-await-election's timings: a whole number of

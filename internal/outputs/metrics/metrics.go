@@ -94,7 +94,21 @@ func New(cfg Config) (*Metrics, error) {
 		cfg.Clock = clock.RealClock{}
 	}
 	m := &Metrics{cfg: cfg, clock: cfg.Clock, reg: prometheus.NewRegistry()}
-	lease := prometheus.Labels{"name": cfg.Lease}
+	m.defineElection(prometheus.Labels{"name": cfg.Lease})
+	m.defineErrors()
+	m.reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		&stateCollector{m: m, lease: cfg.Lease},
+		m.slowpath, m.transitions, m.renewDuration, m.lastRenew, m.apiErrors,
+		m.watchRestarts, m.fileErrors, m.labelErrors, m.handover,
+	)
+	return m, nil
+}
+
+// defineElection defines the metrics of the election: its renews,
+// transitions and handovers.
+func (m *Metrics) defineElection(lease prometheus.Labels) {
 	m.slowpath = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "leader_election_slowpath_total",
 		Help: "Total number of slow path exercised in renewing leader leases, as client-go counts it: renews by the leader " +
@@ -116,6 +130,17 @@ func New(cfg Config) (*Metrics, error) {
 		Name: "leader_elector_last_renew_timestamp_seconds",
 		Help: "The renewTime, in Unix seconds, of this replica's latest successful write of the Lease as its holder; 0 before the first.",
 	})
+	m.handover = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "leader_elector_handover_seconds",
+		Help: "On the new leader: time from when the Lease became free (this replica saw it without a holder, " +
+			"or the previous holder's term expired) until this replica published the status file.",
+		Buckets: handoverBuckets,
+	})
+}
+
+// defineErrors defines the metrics of what failed: API requests, watches,
+// the status file and the role label.
+func (m *Metrics) defineErrors() {
 	m.apiErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "leader_elector_api_errors_total",
 		Help: "Failed requests to the API server, by op (lease_get, lease_list, lease_create, lease_update, lease_watch, " +
@@ -134,20 +159,6 @@ func New(cfg Config) (*Metrics, error) {
 		Name: "leader_elector_label_errors_total",
 		Help: "Failed attempts to write the role label (LABEL_POD_ROLE): the own pod's label, demoting a peer, or reading the peers.",
 	})
-	m.handover = prometheus.NewHistogram(prometheus.HistogramOpts{
-		Name: "leader_elector_handover_seconds",
-		Help: "On the new leader: time from when the Lease became free (this replica saw it without a holder, " +
-			"or the previous holder's term expired) until this replica published the status file.",
-		Buckets: handoverBuckets,
-	})
-	m.reg.MustRegister(
-		collectors.NewGoCollector(),
-		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		&stateCollector{m: m, lease: cfg.Lease},
-		m.slowpath, m.transitions, m.renewDuration, m.lastRenew, m.apiErrors,
-		m.watchRestarts, m.fileErrors, m.labelErrors, m.handover,
-	)
-	return m, nil
 }
 
 // Handler serves the registry in the Prometheus text (or OpenMetrics) format.
