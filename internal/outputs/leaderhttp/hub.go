@@ -198,27 +198,13 @@ func New(cfg Config) (*Hub, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
-	if cfg.Heartbeat <= 0 {
-		cfg.Heartbeat = DefaultHeartbeat
-	}
-	if cfg.Recheck <= 0 {
-		cfg.Recheck = DefaultRecheck
-	}
-	if cfg.Buffer <= 0 {
-		cfg.Buffer = DefaultBuffer
-	}
-	if cfg.MaxClients <= 0 {
-		cfg.MaxClients = DefaultMaxClients
-	}
-	if cfg.MaxPerClient <= 0 {
-		cfg.MaxPerClient = DefaultMaxPerClient
-	}
-	if cfg.MaxLocalClients <= 0 {
-		cfg.MaxLocalClients = DefaultMaxLocalClients
-	}
-	if cfg.WriteTimeout <= 0 {
-		cfg.WriteTimeout = DefaultWriteTimeout
-	}
+	orDefault(&cfg.Heartbeat, DefaultHeartbeat)
+	orDefault(&cfg.Recheck, DefaultRecheck)
+	orDefault(&cfg.Buffer, DefaultBuffer)
+	orDefault(&cfg.MaxClients, DefaultMaxClients)
+	orDefault(&cfg.MaxPerClient, DefaultMaxPerClient)
+	orDefault(&cfg.MaxLocalClients, DefaultMaxLocalClients)
+	orDefault(&cfg.WriteTimeout, DefaultWriteTimeout)
 	h := &Hub{cfg: cfg, clk: cfg.Clock, log: cfg.Log, kick: make(chan struct{}, 1),
 		own: newPool("the health port", cfg.MaxClients, cfg.MaxPerClient), nais: newPool("LEADER_HTTP_ADDRESS", cfg.MaxLocalClients, 0),
 		changed: make(chan struct{}), subs: map[*subscriber]struct{}{}}
@@ -407,4 +393,11 @@ func (h *Hub) close() {
 		h.dropLocked(sub)
 	}
 	close(h.changed)
+}
+
+// orDefault sets *v to def unless it is above zero.
+func orDefault[T int | time.Duration](v *T, def T) {
+	if *v <= 0 {
+		*v = def
+	}
 }
