@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -14,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/leader-elector/leader-elector/internal/testutil"
 )
 
 var discard = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -21,11 +22,7 @@ var discard = slog.New(slog.NewTextHandler(io.Discard, nil))
 // eventually polls cond every 10ms until it holds or 5s pass.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	err := wait.PollUntilContextTimeout(t.Context(), 10*time.Millisecond, 5*time.Second, true,
-		func(context.Context) (bool, error) { return cond(), nil })
-	if err != nil {
-		t.Fatalf("timed out waiting until %s", what)
-	}
+	testutil.Eventually(t, 10*time.Millisecond, 5*time.Second, what, cond)
 }
 
 func TestResolve(t *testing.T) {

@@ -1,13 +1,11 @@
 package leasestore
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
@@ -22,6 +20,7 @@ import (
 	clocktesting "k8s.io/utils/clock/testing"
 
 	"github.com/leader-elector/leader-elector/election"
+	"github.com/leader-elector/leader-elector/internal/testutil"
 )
 
 // rbacLeases is the Lease API as a Role grants it: list always, watch only
@@ -46,30 +45,6 @@ func (f *rbacLeases) Watch(context.Context, metav1.ListOptions) (watch.Interface
 	return watch.NewFake(), nil
 }
 
-// syncBuffer is a log sink shared by the goroutines of a test.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) lines(substr string) []string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	var out []string
-	for l := range strings.SplitSeq(b.buf.String(), "\n") {
-		if strings.Contains(l, substr) {
-			out = append(out, l)
-		}
-	}
-	return out
-}
-
 // TestWatchBacksOffWhileWatchIsForbidden: with list allowed and watch
 // forbidden, Watch neither loops LIST+WATCH nor logs on every turn. Over a
 // minute of simulated time it calls each at most once per retry period
@@ -89,7 +64,7 @@ func TestWatchBacksOffWhileWatchIsForbidden(t *testing.T) {
 		minTurns := int64(span/(retry+retry/10)) - 1 // sleeps are at most retry plus 10% jitter
 
 		leases := &rbacLeases{}
-		var logs syncBuffer
+		var logs testutil.SyncBuffer
 		h := slog.NewTextHandler(&logs, nil)
 		clk := clocktesting.NewFakeClock(time.Now())
 		s := New(leases, testNamespace, testName, retry, clk, slog.New(h))
@@ -134,7 +109,7 @@ func TestWatchBacksOffWhileWatchIsForbidden(t *testing.T) {
 			t.Errorf("%d LISTs and %d WATCHes over %s, want at least %d each: Watch must keep retrying", l, w, span, minTurns)
 		}
 		t.Logf("over %s with watch forbidden: %d LISTs, %d WATCHes", span, l, w)
-		if errs := logs.lines("level=ERROR"); len(errs) != 1 || !strings.Contains(errs[0], "forbidden") {
+		if errs := logs.Lines("level=ERROR"); len(errs) != 1 || !strings.Contains(errs[0], "forbidden") {
 			t.Errorf("error log lines = %q, want exactly one, naming the forbidden watch", errs)
 		}
 		var lost int
@@ -160,7 +135,7 @@ func TestWatchBacksOffWhileWatchIsForbidden(t *testing.T) {
 			}
 			step("watch allowed", elapsed)
 		}
-		if ok := logs.lines("lease watch established again"); len(ok) != 1 {
+		if ok := logs.Lines("lease watch established again"); len(ok) != 1 {
 			t.Errorf("recovery log lines = %q, want one", ok)
 		}
 

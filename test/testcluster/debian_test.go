@@ -7,25 +7,9 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/leader-elector/leader-elector/internal/testutil"
 )
-
-// syncBuffer is a log shared by goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // TestDebianPackagesFetchesOnce fetches busybox-static into an empty cache
 // from two callers at once, as parallel test packages do: one downloads,
@@ -34,7 +18,7 @@ func (b *syncBuffer) String() string {
 func TestDebianPackagesFetchesOnce(t *testing.T) {
 	cache := t.TempDir()
 	t.Setenv("LEADER_ELECTOR_BIN_CACHE", cache)
-	var log syncBuffer
+	var log testutil.SyncBuffer
 	roots := make([]string, 2)
 	errs := make([]error, 2)
 	var wg sync.WaitGroup

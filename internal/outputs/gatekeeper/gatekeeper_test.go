@@ -1,7 +1,6 @@
 package gatekeeper
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -9,12 +8,12 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/leader-elector/leader-elector/election"
+	"github.com/leader-elector/leader-elector/internal/testutil"
 )
 
 // harness runs one Gatekeeper's Run on real child processes: shell scripts
@@ -25,25 +24,7 @@ type harness struct {
 	dir    string
 	cancel context.CancelFunc
 	done   chan error
-	out    *syncBuffer
-}
-
-// syncBuffer is the command's stdout, read while the command writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	out    *testutil.SyncBuffer
 }
 
 // newHarness starts Run for a gatekeeper of script, a /bin/sh script run
@@ -61,7 +42,7 @@ func newHarness(t *testing.T, script string, grace time.Duration) *harness {
 
 func newHarnessFor(t *testing.T, dir string, command []string, grace time.Duration) *harness {
 	t.Helper()
-	h := &harness{t: t, dir: dir, done: make(chan error, 1), out: &syncBuffer{}}
+	h := &harness{t: t, dir: dir, done: make(chan error, 1), out: &testutil.SyncBuffer{}}
 	g, err := New(Config{Command: command, StopGrace: grace, Stdout: h.out, Stderr: h.out,
 		Env: append(os.Environ(), "DIR="+dir), Log: slog.New(slog.NewTextHandler(t.Output(), nil))})
 	if err != nil {

@@ -17,6 +17,7 @@ import (
 	clocktesting "k8s.io/utils/clock/testing"
 
 	"github.com/leader-elector/leader-elector/election"
+	"github.com/leader-elector/leader-elector/internal/testutil"
 )
 
 // t0 is the fake clock's start, and the acquire time the tests give leaders.
@@ -159,11 +160,7 @@ func readFrame(r *bufio.Reader) (string, error) {
 // eventually polls cond until it holds, failing after hang.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	err := wait.PollUntilContextTimeout(context.Background(), time.Millisecond, hang, true,
-		func(context.Context) (bool, error) { return cond(), nil })
-	if err != nil {
-		t.Fatalf("%s: %v", what, err)
-	}
+	testutil.Eventually(t, time.Millisecond, hang, what, cond)
 }
 
 // waitWaiters waits until the fake clock has n timers and tickers.

@@ -1,7 +1,6 @@
 package serviceslice
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -23,6 +22,7 @@ import (
 	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/leader-elector/leader-elector/election"
+	"github.com/leader-elector/leader-elector/internal/testutil"
 )
 
 const (
@@ -32,24 +32,6 @@ const (
 
 var slicesGVR = discoveryv1.SchemeGroupVersion.WithResource("endpointslices")
 
-// syncBuffer is a log destination that goroutines may share.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // cluster is a fake clientset whose EndpointSlices behave as the API
 // server's do where it matters here: every write gets a new
 // resourceVersion, an update with an old one and a delete whose
@@ -58,7 +40,7 @@ func (s *syncBuffer) String() string {
 type cluster struct {
 	cs  *fake.Clientset
 	rv  atomic.Int64
-	log *syncBuffer
+	log *testutil.SyncBuffer
 	// beforeDelete, if set, runs inside a delete before its preconditions
 	// are checked: another writer getting in between a read and a delete.
 	beforeDelete func()
@@ -66,7 +48,7 @@ type cluster struct {
 
 func newCluster(t *testing.T, objs ...runtime.Object) *cluster {
 	t.Helper()
-	c := &cluster{cs: fake.NewClientset(objs...), log: &syncBuffer{}}
+	c := &cluster{cs: fake.NewClientset(objs...), log: &testutil.SyncBuffer{}}
 	c.rv.Store(100)
 	tracker := c.cs.Tracker()
 	c.cs.PrependReactor("create", "endpointslices", func(a k8stesting.Action) (bool, runtime.Object, error) {
