@@ -8,7 +8,7 @@ import (
 )
 
 // The tests of this file check the rule for a Lease that is deleted or whose
-// holder is cleared by hand (issue 12, finding 1): such a record is no
+// holder is cleared by hand: such a record is no
 // release, so nobody may take it before a holder that may still lead has
 // stepped down.
 

@@ -469,7 +469,7 @@ func (l *staleDeleteLock) Watch(ctx context.Context, events chan<- Event) {
 
 // TestShutdownDuringResignStillReleases: a SIGTERM (Run's ctx ending) that
 // arrives while OnStoppedLeading runs cuts neither the callback's context
-// nor the release short, so followers take over at once (issue 12, 6a).
+// nor the release short, so followers take over at once.
 func TestShutdownDuringResignStillReleases(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		store := newMemStore(1)
@@ -507,7 +507,7 @@ func TestShutdownDuringResignStillReleases(t *testing.T) {
 }
 
 // TestOnStartedLeadingEndsAtTheRenewDeadline: no renew runs while the
-// callback does, so its context ends when leadership would (issue 16).
+// callback does, so its context ends when leadership would.
 func TestOnStartedLeadingEndsAtTheRenewDeadline(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		store := newMemStore(1)

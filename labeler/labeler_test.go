@@ -521,7 +521,7 @@ func TestLeaderKeepsLabelsRight(t *testing.T) {
 	}
 }
 
-// TestStepDownCancelsLeaderWork is finding 3, scenario a: A's read of its
+// TestStepDownCancelsLeaderWork: A's read of its
 // peers is slow; A steps down, B leads and labels itself; then A's read
 // returns and shows B as leader. A must not demote B: stepping down cancels
 // A's in-flight request at once, and, for a transport that answers anyway,
@@ -579,7 +579,7 @@ func TestStepDownCancelsLeaderWork(t *testing.T) {
 	}
 }
 
-// TestStaleLeaderPatchIsHealed is finding 3, scenario b: A's own role=leader
+// TestStaleLeaderPatchIsHealed: A's own role=leader
 // patch is slow and lands after B labelled itself. Stepping down does not
 // wait for it (its request is cancelled), and B, which watches its peers
 // while it leads, demotes A once the late patch lands.

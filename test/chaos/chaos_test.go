@@ -38,8 +38,8 @@ const (
 // burst 10) lets through.
 //
 // Burst: that limiter throttles a retry loop to about the rate of renewing
-// (the LIST+WATCH loop of finding 4 ran at 14 requests/s, as the fixed code
-// retrying once per RETRY_PERIOD does), but first spends its burst: nine
+// (a LIST+WATCH loop without a back-off runs at 14 requests/s, one
+// retrying once per RETRY_PERIOD about as often as renewing), but first spends its burst: nine
 // watches within 80ms. A watch retried with a back-off from RETRY_PERIOD/4
 // starts at most three times within one RETRY_PERIOD, two watches (the
 // Lease, and as leader the peer pods) six.

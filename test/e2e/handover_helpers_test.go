@@ -22,7 +22,7 @@ import (
 	"github.com/leader-elector/leader-elector/test/testcluster"
 )
 
-// Helpers of the tests of issue 15: apps whose health the test sets, the
+// Helpers of the tests of handovers on purpose: apps whose health the test sets, the
 // Lease's annotations, and `leader-elector resign` run as in the sidecar's
 // container.
 

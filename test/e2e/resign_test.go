@@ -13,7 +13,7 @@ import (
 	"github.com/leader-elector/leader-elector/test/testcluster"
 )
 
-// targetResign is issue 15's target from the request's arrival until the
+// targetResign is the target from the request's arrival until the
 // Service routes to the next leader alone: logged, not asserted (a loaded
 // machine misses it; `make bench` measures it). The test fails only past
 // maxResign, one RETRY_PERIOD of these tests: that would be a handover that
@@ -70,7 +70,7 @@ func TestResign(t *testing.T) {
 	}
 
 	// measure runs resign on the leader, and returns the next leader once
-	// the Service routes to it alone. The 100 ms of issue 15 are counted
+	// the Service routes to it alone. The 100 ms target is counted
 	// from the request reaching the sidecar (its log line, on this host's
 	// clock): a real `kubectl exec` adds its own round trip through the API
 	// server and the kubelet before the command even starts. The time from

@@ -13,7 +13,7 @@ import (
 	"github.com/leader-elector/leader-elector/test/testcluster"
 )
 
-// maxRestartTakeover is what issue 15 allows from the restart of a killed
+// maxRestartTakeover is the most the test allows from the restart of a killed
 // leader's sidecar until a leader leads again.
 const maxRestartTakeover = time.Second
 
