@@ -33,8 +33,8 @@ type Config struct {
 	Callbacks Callbacks
 	// Clock is the source of time; clock.RealClock{} when nil.
 	Clock clock.WithDelayedExecution
-	// Logger receives one line per leadership event; slog.Default() when nil.
-	Logger *slog.Logger
+	// Log receives one line per leadership event; slog.Default() when nil.
+	Log *slog.Logger
 	// UID is the own pod's UID (POD_UID), written beside the holder as
 	// Notes.HolderUID. With it, a restarted sidecar that finds its identity
 	// and UID in the Lease resumes its term at once, and two pods that share
@@ -161,7 +161,7 @@ func New(cfg Config) (*Elector, error) {
 	if cfg.Clock == nil {
 		cfg.Clock = clock.RealClock{}
 	}
-	log := cfg.Logger
+	log := cfg.Log
 	if log == nil {
 		log = slog.Default()
 	}

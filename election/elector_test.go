@@ -278,7 +278,7 @@ func newOneConfig(t *testing.T, store *memStore, onStart func() error, wrap func
 	o := &one{t: t, clk: clocktesting.NewFakeClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)), store: store, onStart: onStart}
 	o.lock = newMemLock(store, o.clk)
 	cfg := Config{
-		Lock: wrap(o.lock), Identity: "me", LeaseDuration: ld, RenewDeadline: rd, RetryPeriod: rp, Clock: o.clk, Logger: quiet,
+		Lock: wrap(o.lock), Identity: "me", LeaseDuration: ld, RenewDeadline: rd, RetryPeriod: rp, Clock: o.clk, Log: quiet,
 		Callbacks: Callbacks{
 			OnStartedLeading: func(context.Context, State) error {
 				o.mu.Lock()

@@ -47,7 +47,7 @@ func newGroup(t *testing.T) *group {
 // start runs a candidate named name, with identity name unless mod changes it.
 func (g *group) start(name string, mod func(*Config)) *member {
 	m := &member{lock: newMemLock(g.store, g.clk), done: make(chan error, 1)}
-	cfg := Config{Lock: m.lock, Identity: name, LeaseDuration: ld, RenewDeadline: rd, RetryPeriod: rp, Clock: g.clk, Logger: quiet,
+	cfg := Config{Lock: m.lock, Identity: name, LeaseDuration: ld, RenewDeadline: rd, RetryPeriod: rp, Clock: g.clk, Log: quiet,
 		Callbacks: Callbacks{
 			OnStartedLeading: func(context.Context, State) error { m.mu.Lock(); m.started++; m.mu.Unlock(); return nil },
 			OnStoppedLeading: func(context.Context, State) error { m.mu.Lock(); m.stopped++; m.mu.Unlock(); return nil },
@@ -56,7 +56,7 @@ func (g *group) start(name string, mod func(*Config)) *member {
 		mod(&cfg)
 	}
 	if os.Getenv("ELECTION_DEBUG") != "" {
-		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("name", name)
+		cfg.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("name", name)
 	}
 	e, err := New(cfg)
 	if err != nil {

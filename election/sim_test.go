@@ -104,7 +104,7 @@ func (s *sim) startCand(id string, rate float64) *cand {
 	clk := driftClock{rate: rate, origin: time.Now()}
 	c := &cand{id: id, lock: newMemLock(s.store, clk), done: make(chan struct{})}
 	e, err := New(Config{
-		Lock: c.lock, Identity: id, LeaseDuration: ld, RenewDeadline: rd, RetryPeriod: rp, Clock: clk, Logger: quiet,
+		Lock: c.lock, Identity: id, LeaseDuration: ld, RenewDeadline: rd, RetryPeriod: rp, Clock: clk, Log: quiet,
 		Address: id, Key: keyOf(id),
 		Callbacks: Callbacks{
 			HandOff: s.handOff,

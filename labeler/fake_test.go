@@ -343,7 +343,7 @@ func newLabeler(t *testing.T, cl *client, pod, peerSelector string, log *slog.Lo
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	l, err := New(Config{Pods: cl, Pod: pod, Key: key, PeerSelector: peerSelector, Logger: log})
+	l, err := New(Config{Pods: cl, Pod: pod, Key: key, PeerSelector: peerSelector, Log: log})
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}

@@ -84,7 +84,7 @@ type Config struct {
 	// removed or changed. It runs in the labeler's goroutine: it must not
 	// block.
 	OnRepair func(Repair)
-	Logger   *slog.Logger
+	Log      *slog.Logger
 }
 
 // Repair is one role label the leader put right.
@@ -156,7 +156,7 @@ func New(cfg Config) (*Labeler, error) {
 		}
 		peers = s
 	}
-	log := cfg.Logger
+	log := cfg.Log
 	if log == nil {
 		log = slog.Default()
 	}

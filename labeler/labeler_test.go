@@ -465,7 +465,7 @@ func TestLeaderKeepsLabelsRight(t *testing.T) {
 				var logs lockedBuffer
 				var mu sync.Mutex
 				var repairs []Repair
-				l, err := New(Config{Pods: c.client(self), Pod: self, Key: key, Logger: slog.New(slog.NewTextHandler(&logs, nil)),
+				l, err := New(Config{Pods: c.client(self), Pod: self, Key: key, Log: slog.New(slog.NewTextHandler(&logs, nil)),
 					OnRepair: func(r Repair) {
 						mu.Lock()
 						repairs = append(repairs, r)
@@ -962,7 +962,7 @@ func TestBackoffUsesTheClock(t *testing.T) {
 		cl := c.client(self)
 		cl.setFail(func(verb, name string) error { return forbidden(name) })
 		clk := clocktesting.NewFakeClock(time.Now())
-		l, err := New(Config{Pods: cl, Pod: self, Key: key, Clock: clk, Logger: slog.New(slog.DiscardHandler)})
+		l, err := New(Config{Pods: cl, Pod: self, Key: key, Clock: clk, Log: slog.New(slog.DiscardHandler)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -997,7 +997,7 @@ func TestNoPatchOnceConfigLeadingSaysNo(t *testing.T) {
 		c := newCluster(t, pod(self, web), pod("peer", web))
 		var mu sync.Mutex
 		leads := true
-		l, err := New(Config{Pods: c.client(self), Pod: self, Key: key, Logger: slog.New(slog.DiscardHandler),
+		l, err := New(Config{Pods: c.client(self), Pod: self, Key: key, Log: slog.New(slog.DiscardHandler),
 			Leading: func() bool { mu.Lock(); defer mu.Unlock(); return leads }})
 		if err != nil {
 			t.Fatal(err)

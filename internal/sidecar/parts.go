@@ -158,7 +158,7 @@ func (s *Sidecar) labelPart() (Output, error) {
 	var err error
 	s.labels, err = labeler.New(labeler.Config{Pods: s.deps.Pods, Pod: s.cfg.PodName, Key: s.cfg.RoleLabelKey,
 		PeerSelector: s.cfg.PeerSelector, Clock: s.clk, Leading: s.leading, OnError: s.metrics.LabelError,
-		OnRepair: s.labelRepaired, Logger: s.log})
+		OnRepair: s.labelRepaired, Log: s.log})
 	if err != nil {
 		return Output{}, err
 	}
@@ -187,7 +187,7 @@ func (s *Sidecar) slicePart() (Output, error) {
 	s.slice, err = serviceslice.New(serviceslice.Config{Slices: d.Slices, Services: d.Services, Endpoints: d.Endpoints,
 		Namespace: c.ServiceNamespace, Service: c.ServiceName, Ports: ports, PodIP: c.PodIP,
 		Pod: c.PodName, PodNamespace: c.Namespace, NodeName: c.NodeName, Identity: c.Identity,
-		Leading: s.leading, Clock: s.clk, Logger: s.log})
+		Leading: s.leading, Clock: s.clk, Log: s.log})
 	if err != nil {
 		return Output{}, err
 	}
@@ -228,7 +228,7 @@ func (s *Sidecar) eventsPart() (Output, error) {
 	c := s.cfg
 	var err error
 	s.events, err = eventrecorder.New(eventrecorder.Config{Sink: s.deps.Events, Namespace: c.Namespace, Lease: c.LeaseName,
-		LeaseUID: s.lock.UID, Identity: c.Identity, Pod: c.PodName, PodUID: types.UID(c.PodUID), Logger: s.log})
+		LeaseUID: s.lock.UID, Identity: c.Identity, Pod: c.PodName, PodUID: types.UID(c.PodUID), Log: s.log})
 	if err != nil {
 		return Output{}, err
 	}

@@ -150,7 +150,7 @@ func (s *Sidecar) newElector() error {
 	}
 	c := s.cfg
 	s.elector, err = election.New(election.Config{
-		Lock: s.lock, Identity: c.Identity, Clock: s.clk, Logger: s.log,
+		Lock: s.lock, Identity: c.Identity, Clock: s.clk, Log: s.log,
 		LeaseDuration: c.LeaseDuration, RenewDeadline: c.RenewDeadline, RetryPeriod: c.RetryPeriod,
 		Callbacks: election.Callbacks{OnStartedLeading: s.onStarted, OnStoppedLeading: s.onStopped, OnChange: s.onChange,
 			Nudge: s.nudges.Nudge, HandOff: s.nudges.HandOff},

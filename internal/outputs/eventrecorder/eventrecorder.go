@@ -74,7 +74,7 @@ type Config struct {
 	// FlushTimeout bounds the wait for unwritten events when Run's context
 	// ends; DefaultFlushTimeout when zero.
 	FlushTimeout time.Duration
-	Logger       *slog.Logger
+	Log          *slog.Logger
 }
 
 // Recorder records the election's events. Lead and Follow plug into the
@@ -126,7 +126,7 @@ func New(cfg Config) (*Recorder, error) {
 	if cfg.FlushTimeout <= 0 {
 		cfg.FlushTimeout = DefaultFlushTimeout
 	}
-	log := cfg.Logger
+	log := cfg.Log
 	if log == nil {
 		log = slog.Default()
 	}

@@ -75,7 +75,7 @@ var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 func testConfig(sink Sink) Config {
 	return Config{Sink: sink, Namespace: "ns", Lease: "myapp-lock", LeaseUID: func() types.UID { return "lease-uid" },
-		Identity: "pod-a", Pod: "pod-a", PodUID: "pod-a-uid", Logger: quiet}
+		Identity: "pod-a", Pod: "pod-a", PodUID: "pod-a-uid", Log: quiet}
 }
 
 // start runs r until the returned func is called, which waits for Run.

@@ -121,8 +121,8 @@ type Config struct {
 	// deadline.
 	Leading func() bool
 	// Clock times the back-off between retries. Default: clock.RealClock{}.
-	Clock  clock.WithTicker
-	Logger *slog.Logger
+	Clock clock.WithTicker
+	Log   *slog.Logger
 }
 
 // Status is what the writer reports.
@@ -186,7 +186,7 @@ func New(cfg Config) (*Writer, error) {
 		}
 		ports[i] = p
 	}
-	log := cfg.Logger
+	log := cfg.Log
 	if log == nil {
 		log = slog.Default()
 	}

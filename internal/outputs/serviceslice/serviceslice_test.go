@@ -158,7 +158,7 @@ func (c *cluster) writer(t *testing.T, name, ip string, slices Slices) *pod {
 		Ports: []discoveryv1.EndpointPort{{Name: new("http"), Port: new(int32(8080))}},
 		PodIP: ip, Pod: name, PodNamespace: ns, NodeName: "node-1", Identity: name,
 		Leading: p.leading.Load,
-		Logger:  slog.New(slog.NewTextHandler(c.log, nil)).With("pod", name),
+		Log:     slog.New(slog.NewTextHandler(c.log, nil)).With("pod", name),
 	})
 	if err != nil {
 		t.Fatal(err)
