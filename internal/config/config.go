@@ -18,6 +18,7 @@ import (
 
 	"github.com/leader-elector/leader-elector/election"
 	"github.com/leader-elector/leader-elector/status"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/validation"
 )
@@ -59,10 +60,12 @@ type Config struct {
 	ServiceName      string `env:"SERVICE_NAME" desc:"selector-less Service the leader points at itself with an EndpointSlice of its own; empty: off"`
 	ServiceNamespace string `env:"SERVICE_NAMESPACE" desc:"namespace of SERVICE_NAME; default: the Lease's namespace"`
 	ServicePorts     string `env:"SERVICE_PORTS" desc:"the endpoint's ports with SERVICE_NAME, as a JSON list of {name, port, protocol, appProtocol} (core/v1 EndpointPort), such as [{\"name\":\"http\",\"port\":8080}]; required with SERVICE_NAME"`
-	NodeName         string `env:"NODE_NAME" desc:"own node name, from the Downward API (fieldRef spec.nodeName); the endpoint's nodeName"`
-	MetricsAddr      string `env:"METRICS_ADDRESS" desc:"host:port of a listener of its own for /metrics, such as :9090; empty: /metrics is on HEALTH_PORT"`
-	PodUID           string `env:"POD_UID" desc:"own pod uid, from the Downward API (metadata.uid); written beside the holder in the Lease, so that a restarted sidecar resumes its own term at once and two pods sharing one identity never both lead; names the pod in its Events"`
-	Events           bool   `env:"EVENTS" default:"true" desc:"record Kubernetes Events (events.k8s.io/v1) regarding the Lease when this pod becomes leader and stops leading, and regarding a pod whose role label the leader repaired"`
+	// Ports are SERVICE_PORTS as Load parsed them. They are no variable.
+	Ports       []discoveryv1.EndpointPort
+	NodeName    string `env:"NODE_NAME" desc:"own node name, from the Downward API (fieldRef spec.nodeName); the endpoint's nodeName"`
+	MetricsAddr string `env:"METRICS_ADDRESS" desc:"host:port of a listener of its own for /metrics, such as :9090; empty: /metrics is on HEALTH_PORT"`
+	PodUID      string `env:"POD_UID" desc:"own pod uid, from the Downward API (metadata.uid); written beside the holder in the Lease, so that a restarted sidecar resumes its own term at once and two pods sharing one identity never both lead; names the pod in its Events"`
+	Events      bool   `env:"EVENTS" default:"true" desc:"record Kubernetes Events (events.k8s.io/v1) regarding the Lease when this pod becomes leader and stops leading, and regarding a pod whose role label the leader repaired"`
 
 	AppHealth // APP_HEALTH_*, in apphealth.go
 	Control   // CONTROL_SOCKET, in control.go

@@ -113,8 +113,10 @@ func (c *Config) resolveService(p *problems) {
 	}
 	if _, set := p.lookup("SERVICE_PORTS"); !set {
 		p.add(fmt.Errorf("SERVICE_PORTS is required when SERVICE_NAME is set: the endpoint's ports, such as [{\"name\":\"http\",\"port\":8080}]"))
-	} else if _, err := ParseServicePorts(c.ServicePorts); err != nil {
+	} else if ports, err := ParseServicePorts(c.ServicePorts); err != nil {
 		bad("SERVICE_PORTS", c.ServicePorts, err.Error())
+	} else {
+		c.Ports = ports
 	}
 	if c.PodIP == "" {
 		p.add(fmt.Errorf("POD_IP is required when SERVICE_NAME is set: set it from the Downward API (fieldRef status.podIP)"))

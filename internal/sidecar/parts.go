@@ -9,7 +9,6 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/leader-elector/leader-elector/election"
-	"github.com/leader-elector/leader-elector/internal/config"
 	"github.com/leader-elector/leader-elector/internal/inputs/apphealth"
 	"github.com/leader-elector/leader-elector/internal/inputs/nudge"
 	"github.com/leader-elector/leader-elector/internal/outputs/eventrecorder"
@@ -180,12 +179,9 @@ func (s *Sidecar) slicePart() (Output, error) {
 	if d.Slices == nil || d.Services == nil {
 		return Output{}, errors.New("sidecar: Deps.Slices and Deps.Services are required with SERVICE_NAME")
 	}
-	ports, err := config.ParseServicePorts(c.ServicePorts)
-	if err != nil {
-		return Output{}, fmt.Errorf("SERVICE_PORTS: %w", err)
-	}
+	var err error
 	s.slice, err = serviceslice.New(serviceslice.Config{Slices: d.Slices, Services: d.Services, Endpoints: d.Endpoints,
-		Namespace: c.ServiceNamespace, Service: c.ServiceName, Ports: ports, PodIP: c.PodIP,
+		Namespace: c.ServiceNamespace, Service: c.ServiceName, Ports: c.Ports, PodIP: c.PodIP,
 		Pod: c.PodName, PodNamespace: c.Namespace, NodeName: c.NodeName, Identity: c.Identity,
 		Leading: s.leading, Clock: s.clk, Log: s.log})
 	if err != nil {

@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	k8stesting "k8s.io/client-go/testing"
 
+	"github.com/leader-elector/leader-elector/internal/config"
 	"github.com/leader-elector/leader-elector/internal/outputs/serviceslice"
 )
 
@@ -33,6 +34,7 @@ func TestServiceSliceFollowsLeadership(t *testing.T) {
 		cfg := testConfig(t)
 		cfg.ServiceName, cfg.ServiceNamespace, cfg.PodIP, cfg.NodeName = "myapp", ns, "10.0.0.7", "node-1"
 		cfg.ServicePorts = `[{"name":"http","port":8080}]`
+		cfg.Ports = servicePorts(t, cfg.ServicePorts)
 		r := run(t, cfg, Deps{Leases: c.CoordinationV1().Leases(ns), Log: quiet, Health: newIdleListener(nil), Version: "test",
 			Slices: c.DiscoveryV1().EndpointSlices(ns), Services: c.CoreV1().Services(ns), Endpoints: c.CoreV1().Endpoints(ns)})
 		time.Sleep(time.Second)
@@ -74,8 +76,19 @@ func TestServiceSliceNeedsItsAPIs(t *testing.T) {
 	c := newCluster(t)
 	cfg := testConfig(t)
 	cfg.ServiceName, cfg.ServiceNamespace, cfg.PodIP, cfg.ServicePorts = "myapp", ns, "10.0.0.7", `[{"port":80}]`
+	cfg.Ports = servicePorts(t, cfg.ServicePorts)
 	_, err := New(cfg, Deps{Leases: c.CoordinationV1().Leases(ns), Log: quiet})
 	if err == nil || !strings.Contains(err.Error(), "Deps.Slices") {
 		t.Errorf("New without the EndpointSlice API = %v, want an error naming it", err)
 	}
+}
+
+// servicePorts parses SERVICE_PORTS as Load does.
+func servicePorts(t *testing.T, s string) []discoveryv1.EndpointPort {
+	t.Helper()
+	ports, err := config.ParseServicePorts(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ports
 }
