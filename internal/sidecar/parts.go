@@ -69,13 +69,14 @@ func (s *Sidecar) parts() []part {
 		// file), and its Follow comes first so that the app stops acting as
 		// leader before anything else happens.
 		{"status file", true, s.statusFilePart},
-		// Restores the file while leading; watching before anything can be
-		// published.
-		{"status file watch", s.file.Path() != "", s.statusWatchPart},
 		// The servers bind before the election: a taken port stops the
 		// sidecar before it campaigns. Metrics first, as its own listener.
 		{"metrics server", c.MetricsAddr != "", s.metricsServerPart},
 		{"health server", s.deps.Health != nil || c.HealthAddress() != "", s.healthServerPart},
+		// Restores the file while leading; watching before anything can be
+		// published, and after the servers, whose Open may fail: its own
+		// never does.
+		{"status file watch", s.file.Path() != "", s.statusWatchPart},
 		// Right after the file: the handover it times ends when the file is
 		// published.
 		{"metrics", true, func() (Output, error) { return Output{Lead: s.metrics.Lead, Observe: s.metrics.Observe}, nil }},
