@@ -453,16 +453,26 @@ func sigtermInStepDown(ctx context.Context, wd *world, r *round) error {
 	if !strings.Contains(log, "resign") {
 		r.notef("the step-down was not under way at SIGTERM")
 	}
-	released := false
-	for _, e := range wd.api.leases.between(r.target.lease, removed, exited.Add(time.Second)) {
-		if !e.deleted && e.holder == "" && e.durationSec == 1 {
-			released = true
-		}
-	}
-	if !released {
+	if !wd.releasedBetween(ctx, r.target.lease, removed, exited) {
 		wd.run.violate(r, inv3release, fmt.Sprintf("%s got SIGTERM %s into a step-down and exited without releasing the Lease: the followers wait out LEASE_DURATION", l.pod, (retryPeriod/3).Round(time.Millisecond)), l.pod)
 	}
 	return wd.start(l)
+}
+
+// releasedBetween reports whether lease was released after from by a
+// sidecar that exited at exited. The recorder hears of the release by its
+// watch, which may come a little after the exit: it looks until a second
+// after it.
+func (wd *world) releasedBetween(ctx context.Context, lease string, from, exited time.Time) bool {
+	released := func(context.Context) (bool, error) {
+		for _, e := range wd.api.leases.between(lease, from, exited.Add(time.Second)) {
+			if !e.deleted && e.holder == "" && e.durationSec == 1 {
+				return true, nil
+			}
+		}
+		return false, nil
+	}
+	return wait.PollUntilContextTimeout(ctx, 10*time.Millisecond, max(time.Until(exited.Add(time.Second)), 10*time.Millisecond), true, released) == nil
 }
 
 // sigterm sends p SIGTERM, as the kubelet does, and waits until it exits:
@@ -563,13 +573,7 @@ func catchAllStandby(ctx context.Context, wd *world, r *round) error {
 	r.healed = exited
 	r.notef("offers to the catch-all: %d", offers.Load())
 	if offers.Load() > 0 {
-		released := false
-		for _, e := range wd.api.leases.between(r.target.lease, marked, exited.Add(time.Second)) {
-			if !e.deleted && e.holder == "" && e.durationSec == 1 {
-				released = true
-			}
-		}
-		if !released {
+		if !wd.releasedBetween(ctx, r.target.lease, marked, exited) {
 			wd.run.violate(r, inv3offer, fmt.Sprintf("%s offered the Lease to a catch-all server at the standby's address, took its 200 for a take-over and exited without releasing: the followers wait out LEASE_DURATION", l.pod), l.pod)
 		}
 	}
