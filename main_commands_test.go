@@ -70,7 +70,7 @@ func TestRunRefusesACommandWithoutDashes(t *testing.T) {
 	if code := run(context.Background(), command, env, &stdout, &stderr); code != 2 {
 		t.Errorf("exit code = %d, want 2; stderr %q", code, stderr.String())
 	}
-	for _, want := range []string{`LEASE_NAME="x"`, "`leader-elector -- sh -c exit 3`", "every replica"} {
+	for _, want := range []string{`LEASE_NAME="x"`, "`leader-elector -- sh -c \"exit 3\"`", "every replica"} {
 		if !strings.Contains(stderr.String(), want) {
 			t.Errorf("stderr lacks %q: %q", want, stderr.String())
 		}

@@ -132,7 +132,7 @@ func unelected(command []string, environ func(string) (string, bool)) (Translati
 			return Translation{}, fmt.Errorf("%s is set, but the command %q comes without \"--\" before it: "+
 				"write `leader-elector -- %s` to run it on the leader alone; without \"--\" a command runs on every replica with no election, "+
 				"as k8s-await-election without %s does, and only when none of leader-elector's own variables is set",
-				origin{v, nonEmpty(environ, v)}, strings.Join(command, " "), strings.Join(command, " "), awaitEnabled)
+				origin{v, nonEmpty(environ, v)}, strings.Join(command, " "), shellWords(command), awaitEnabled)
 		}
 	}
 	return Translation{FrontEnd: Exec, Command: command, environ: environ}, nil
@@ -170,4 +170,19 @@ func ownVariableSet(environ func(string) (string, bool)) string {
 		}
 	}
 	return ""
+}
+
+// shellWords writes command as a shell would read it back, on one line: a
+// word with anything but letters, digits and -_./:=@%+, is quoted.
+func shellWords(command []string) string {
+	words := make([]string, len(command))
+	for i, w := range command {
+		words[i] = w
+		if w == "" || strings.IndexFunc(w, func(r rune) bool {
+			return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_./:=@%+,", r))
+		}) >= 0 {
+			words[i] = strconv.Quote(w)
+		}
+	}
+	return strings.Join(words, " ")
 }
