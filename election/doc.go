@@ -163,5 +163,7 @@
 // and when it may campaign; term.go how a term is won, renewed and ended;
 // withheld.go a step-down that waits for its callback; standby.go,
 // takeover.go, grant.go and poke.go the ways leadership moves on purpose;
-// restart.go a restarted candidate's own term; health.go the app's health.
+// restart.go a restarted candidate's own term; health.go the app's health;
+// write.go the one path of every write of the Lease (its timeout, what a
+// conflict means, NotFound, and observing the answer).
 package election

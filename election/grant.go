@@ -4,9 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -120,54 +120,38 @@ func (r *run) handOver(ctx context.Context, to string) error {
 
 // grant writes to as the holder of the Lease we just stepped down from.
 func (r *run) grant(ctx context.Context, to string) error {
-	rctx, cancel := r.e.withTimeout(ctx, r.cfg.RenewDeadline)
-	defer cancel()
-	cur := r.lease
-	if r.view != viewKnown || !r.ours(cur) {
-		return fmt.Errorf("hand lease %s to %q: it is no longer ours (holder %q)", r.cfg.Lock.Describe(), to, cur.Record.HolderIdentity)
+	what := r.about("hand") + " to " + strconv.Quote(to)
+	if r.view != viewKnown || !r.ours(r.lease) {
+		return fmt.Errorf("%s: it is no longer ours (holder %q)", what, r.lease.Record.HolderIdentity)
 	}
-	now := metav1.NewTime(r.cfg.Clock.Now())
-	rec := cur.Record
-	rec.HolderIdentity = to
-	rec.LeaseDurationSeconds = int(r.cfg.LeaseDuration / time.Second)
-	rec.AcquireTime, rec.RenewTime = now, now
-	rec.LeaderTransitions++
-	notes := Notes{GrantedBy: r.cfg.Identity}
-	if s := cur.Notes.Standby; s != to {
-		notes.Standby, notes.StandbyAddress = s, cur.Notes.StandbyAddress
-	}
-	l, err := r.cfg.Lock.Update(rctx, cur, rec, notes)
-	if apierrors.IsConflict(err) {
-		// Another write landed since the last renew (a standby's offer,
-		// say): if the Lease is still ours, grant on what is there now.
-		var fresh Lease
-		if fresh, err = r.cfg.Lock.Get(rctx); err == nil {
-			r.observe(ctx, fresh, r.cfg.Clock.Now())
-			if !r.ours(fresh) {
-				return fmt.Errorf("hand lease %s to %q: it is no longer ours (holder %q)", r.cfg.Lock.Describe(), to, fresh.Record.HolderIdentity)
+	var from Lease // the version handed over, for its standby
+	// A conflict is another write since the last renew (a standby's offer,
+	// say): if the Lease is still ours, grant on what is there now.
+	l, err := r.write(ctx, write{what: what, timeout: r.cfg.RenewDeadline, over: r.lease, conflict: writeAgain, ending: true,
+		build: func(cur Lease) (Record, Notes, bool) {
+			from = cur
+			now := metav1.NewTime(r.cfg.Clock.Now())
+			rec := cur.Record
+			rec.HolderIdentity = to
+			rec.LeaseDurationSeconds = int(r.cfg.LeaseDuration / time.Second)
+			rec.AcquireTime, rec.RenewTime = now, now
+			rec.LeaderTransitions++
+			notes := Notes{GrantedBy: r.cfg.Identity}
+			if s := cur.Notes.Standby; s != to {
+				notes.Standby, notes.StandbyAddress = s, cur.Notes.StandbyAddress
 			}
-			notes = Notes{GrantedBy: r.cfg.Identity}
-			if s := fresh.Notes.Standby; s != to {
-				notes.Standby, notes.StandbyAddress = s, fresh.Notes.StandbyAddress
-			}
-			rec.LeaderTransitions = fresh.Record.LeaderTransitions + 1
-			cur = fresh
-			l, err = r.cfg.Lock.Update(rctx, fresh, rec, notes)
-		}
-	}
-	if err != nil {
-		err = fmt.Errorf("hand lease %s to %q: %w", r.cfg.Lock.Describe(), to, err)
-		r.note(ctx, err)
-		if apierrors.IsConflict(err) {
-			r.needRead = true
-		}
+			return rec, notes, r.ours(cur)
+		}})
+	switch {
+	case errors.Is(err, errNothingToWrite):
+		return fmt.Errorf("%s: it is no longer ours (holder %q)", what, l.Record.HolderIdentity)
+	case err != nil:
 		return err
 	}
 	r.log.Info("handed the lease over", "to", to, "transitions", l.Record.LeaderTransitions)
 	r.granted = &grantWait{to: to, version: l.Version, until: r.cfg.Clock.Now().Add(r.cfg.RenewDeadline)}
-	r.observe(ctx, l, r.cfg.Clock.Now())
-	if to == cur.Notes.Standby {
-		r.nudge(to, cur.Notes.StandbyAddress)
+	if to == from.Notes.Standby {
+		r.nudge(to, from.Notes.StandbyAddress)
 	}
 	return nil
 }

@@ -95,14 +95,12 @@ func (r *run) sameTermAsFirst(l Lease) bool {
 // confirm renews l, a term handed to us or our own, and leads if it wins.
 func (r *run) confirm(ctx context.Context, l Lease, how string) {
 	sent := r.cfg.Clock.Now()
-	rctx, cancel := r.e.withTimeout(ctx, r.cfg.RenewDeadline)
-	defer cancel()
 	rec := l.Record
 	rec.LeaseDurationSeconds = int(r.cfg.LeaseDuration / time.Second)
 	rec.RenewTime = metav1.NewTime(sent)
 	if rec.AcquireTime.IsZero() {
 		rec.AcquireTime = rec.RenewTime
 	}
-	cur, err := r.cfg.Lock.Update(rctx, l, rec, r.holderNotes(l))
-	r.lead(ctx, cur, err, sent, "confirm", how)
+	cur, err := r.write(ctx, write{what: r.about("confirm"), timeout: r.cfg.RenewDeadline, over: l, build: writes(rec, r.holderNotes(l))})
+	r.lead(ctx, cur, err, sent, how)
 }

@@ -2,7 +2,6 @@ package election
 
 import (
 	"context"
-	"fmt"
 	"hash/fnv"
 	"strconv"
 	"time"
@@ -15,18 +14,9 @@ import (
 // holding (it carries no pod UID, which every candidate with one writes),
 // or one handed to us that we refuse (notes say why).
 func (r *run) releaseWith(ctx context.Context, l Lease, notes Notes) {
-	rctx, cancel := r.e.withTimeout(ctx, r.cfg.RenewDeadline)
-	defer cancel()
-	cur, err := r.cfg.Lock.Update(rctx, l, r.releaseRecord(l), notes)
-	switch {
-	case err == nil:
-		r.note(ctx, nil)
+	cur, err := r.write(ctx, write{what: r.about("release"), timeout: r.cfg.RenewDeadline, over: l, build: writes(r.releaseRecord(l), notes)})
+	if err == nil {
 		r.log.Info("released lease", "transitions", cur.Record.LeaderTransitions)
-		r.observe(ctx, cur, r.cfg.Clock.Now())
-	case apierrors.IsConflict(err):
-		r.needRead = true
-	default:
-		r.note(ctx, fmt.Errorf("release lease %s: %w", r.cfg.Lock.Describe(), err))
 	}
 }
 
@@ -65,15 +55,13 @@ func (r *run) standby(ctx context.Context, now time.Time) {
 	// Once per term: a leader that does not keep annotations (not this
 	// package) would otherwise draw an offer from us after every renew.
 	r.offered, r.offeredIn = true, l.Record.LeaderTransitions
-	rctx, cancel := r.e.withTimeout(ctx, r.cfg.RetryPeriod)
-	defer cancel()
 	n := l.Notes
 	n.Standby, n.StandbyAddress = r.cfg.Identity, r.cfg.Address
-	cur, err := r.cfg.Lock.Update(rctx, l, l.Record, n)
+	_, err := r.write(ctx, write{what: "offer to lead next", timeout: r.cfg.RetryPeriod, over: l,
+		build: writes(l.Record, n), conflict: answered, optional: true})
 	switch {
 	case err == nil:
 		r.log.Debug("offered to lead next", "leader", l.Record.HolderIdentity)
-		r.observe(ctx, cur, r.cfg.Clock.Now())
 	case apierrors.IsConflict(err):
 		// Someone wrote first (a renew, another offer); its event tells
 		// whether an offer is still wanted. The next one is placed anew,
@@ -81,7 +69,6 @@ func (r *run) standby(ctx context.Context, now time.Time) {
 		r.offered = false
 		r.offerRaces++
 	default:
-		r.log.Debug("offer to lead next failed", "err", err)
 		r.standbyAt = r.cfg.Clock.Now().Add(r.cfg.RetryPeriod)
 	}
 }
@@ -92,18 +79,14 @@ func (r *run) withdraw(ctx context.Context) {
 	if r.view != viewKnown || l.Notes.Standby != r.cfg.Identity {
 		return
 	}
-	rctx, cancel := r.e.withTimeout(ctx, r.cfg.RetryPeriod)
-	defer cancel()
 	n := l.Notes
 	n.Standby, n.StandbyAddress = "", ""
-	cur, err := r.cfg.Lock.Update(rctx, l, l.Record, n)
-	if err != nil {
-		r.log.Debug("withdrawing the offer to lead next failed", "err", err)
+	if _, err := r.write(ctx, write{what: "withdraw the offer to lead next", timeout: r.cfg.RetryPeriod, over: l,
+		build: writes(l.Record, n), conflict: answered, optional: true}); err != nil {
 		return
 	}
 	r.offered = false // once healthy again, it may offer again in this term
 	r.log.Info("withdrew the offer to lead next", "app_healthy", r.healthy)
-	r.observe(ctx, cur, r.cfg.Clock.Now())
 }
 
 // rank places a candidate in [0, 1) for a term and a try, spread evenly

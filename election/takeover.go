@@ -166,17 +166,16 @@ func (r *run) checkOffer(ctx context.Context, wire []byte, mayRead bool) error {
 		return refuse("the offer is for version %s of the Lease, this candidate knows %s", o.Version, l.Version)
 	}
 	sent := r.cfg.Clock.Now()
-	rctx, cancel := r.e.withTimeout(ctx, r.cfg.RenewDeadline)
-	defer cancel()
-	cur, err := r.cfg.Lock.Update(rctx, l, r.newTermRecord(l, sent), r.newTermNotes())
-	r.lead(ctx, cur, err, sent, "take over", "started leading: taken over from "+strconv.Quote(o.From))
+	cur, err := r.write(ctx, write{what: r.about("take over"), timeout: r.cfg.RenewDeadline, over: l,
+		build: writes(r.newTermRecord(l, sent), r.newTermNotes())})
+	r.lead(ctx, cur, err, sent, "started leading: taken over from "+strconv.Quote(o.From))
 	switch {
 	case r.leading:
 		return nil
 	case apierrors.IsConflict(err):
 		return refuse("the Lease changed since version %s", o.Version)
 	case err != nil:
-		return fmt.Errorf("take over lease %s: %w", r.cfg.Lock.Describe(), err)
+		return err
 	}
 	return fmt.Errorf("take over lease %s: the write succeeded too late to lead on", r.cfg.Lock.Describe())
 }

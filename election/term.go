@@ -2,6 +2,7 @@ package election
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -26,55 +27,48 @@ func (r *run) newTermRecord(l Lease, sent time.Time) Record {
 // a missing Lease back.
 func (r *run) acquire(ctx context.Context) {
 	sent := r.cfg.Clock.Now()
-	rctx, cancel := r.e.withTimeout(ctx, r.cfg.RenewDeadline)
-	defer cancel()
-	rec := r.newTermRecord(r.lease, sent)
-	notes := r.newTermNotes()
-	var l Lease
-	var err error
+	w := write{what: r.about("acquire"), timeout: r.cfg.RenewDeadline, over: r.lease,
+		build: writes(r.newTermRecord(r.lease, sent), r.newTermNotes())}
 	switch {
 	case r.view == viewKnown:
-		l, err = r.cfg.Lock.Update(rctx, r.lease, rec, notes)
 	case !r.seen: // first start
+		rec := r.newTermRecord(Lease{}, sent)
 		rec.LeaderTransitions = 0
-		l, err = r.cfg.Lock.Create(rctx, rec, notes)
+		w.create, w.build = true, writes(rec, r.newTermNotes())
 	default:
 		// A create carries no version: two candidates' creates both succeed
 		// if the Lease is deleted between them. So put it back empty, with
 		// transitions kept, and take it by an update when it expires.
+		rec := r.newTermRecord(r.lease, sent)
 		rec.HolderIdentity = ""
 		rec.LeaderTransitions--
 		rec.LeaseDurationSeconds = max(rec.LeaseDurationSeconds, 2) // 1 would read as a release
-		if l, err = r.cfg.Lock.Create(rctx, rec, Notes{}); err == nil {
+		w.what, w.create, w.build = r.about("put back"), true, writes(rec, Notes{})
+		if _, err := r.write(ctx, w); err == nil {
 			r.log.Info("put the deleted lease back empty; taking it once it expires", "after", r.cfg.LeaseDuration)
-			r.note(ctx, nil)
-			r.observe(ctx, l, r.cfg.Clock.Now())
-			return
+		} else if !apierrors.IsConflict(err) && !apierrors.IsAlreadyExists(err) && !apierrors.IsNotFound(err) {
+			r.notBefore = r.cfg.Clock.Now().Add(r.cfg.RetryPeriod)
 		}
+		return
 	}
-	r.lead(ctx, l, err, sent, "acquire", "started leading")
+	l, err := r.write(ctx, w)
+	r.lead(ctx, l, err, sent, "started leading")
 }
 
 // lead takes in the answer to a write, sent at sent, that makes this
 // candidate the holder (an acquire, or a confirm of a resumed or handed-over
-// term), and leads if it succeeded in time.
-func (r *run) lead(ctx context.Context, l Lease, err error, sent time.Time, what, how string) {
+// term), and leads if it succeeded in time. The write took in the answer;
+// an error that is no lost race makes this candidate wait a RetryPeriod.
+func (r *run) lead(ctx context.Context, l Lease, err error, sent time.Time, how string) {
 	now := r.cfg.Clock.Now()
 	switch {
 	case err == nil:
-	case apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err):
-		r.needRead = true // someone else wrote first; look again at once
-		return
-	case apierrors.IsNotFound(err):
-		r.gone(ctx, now, "")
+	case apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err) || apierrors.IsNotFound(err):
 		return
 	default:
-		r.note(ctx, fmt.Errorf("%s lease %s: %w", what, r.cfg.Lock.Describe(), err))
 		r.notBefore = now.Add(r.cfg.RetryPeriod)
 		return
 	}
-	r.note(ctx, nil)
-	r.observe(ctx, l, now)
 	if !now.Before(sent.Add(r.cfg.RenewDeadline)) {
 		return // the answer came too late to lead on; followers may already count
 	}
@@ -103,39 +97,24 @@ func (r *run) renew(ctx context.Context, now time.Time) {
 	if !r.leading { // keeping a withheld step-down's Lease: no deadline to lead by
 		timeout = r.cfg.RetryPeriod
 	}
-	rctx, cancel := r.e.withTimeout(ctx, timeout)
-	defer cancel()
-	rec := r.lease.Record
-	rec.HolderIdentity = r.cfg.Identity
-	rec.LeaseDurationSeconds = int(r.cfg.LeaseDuration / time.Second)
-	rec.RenewTime = metav1.NewTime(now)
-	l, err := r.cfg.Lock.Update(rctx, r.lease, rec, r.holderNotes(r.lease))
-	if apierrors.IsConflict(err) {
-		var cur Lease
-		if cur, err = r.cfg.Lock.Get(rctx); err == nil {
-			r.observe(ctx, cur, r.cfg.Clock.Now())
-			if !r.leading && !r.holdsLease() {
-				return // observe saw another holder and stepped down
-			}
-			rec.AcquireTime, rec.LeaderTransitions = cur.Record.AcquireTime, cur.Record.LeaderTransitions
-			l, err = r.cfg.Lock.Update(rctx, cur, rec, r.holderNotes(cur))
-		}
-	}
+	l, err := r.write(ctx, write{what: r.about("renew"), timeout: timeout, over: r.lease, conflict: writeAgain,
+		build: func(cur Lease) (Record, Notes, bool) {
+			rec := cur.Record
+			rec.HolderIdentity = r.cfg.Identity
+			rec.LeaseDurationSeconds = int(r.cfg.LeaseDuration / time.Second)
+			rec.RenewTime = metav1.NewTime(now)
+			// A re-read that saw another holder stepped down (observe).
+			return rec, r.holderNotes(cur), r.leading || r.holdsLease()
+		}})
 	// An answer the shutdown cut off leaves the write's outcome unknown.
 	r.renewCut = err != nil && ctx.Err() != nil
 	if err != nil {
-		r.note(ctx, fmt.Errorf("renew lease %s: %w", r.cfg.Lock.Describe(), err))
-		if apierrors.IsNotFound(err) {
-			r.gone(ctx, r.cfg.Clock.Now(), "")
-		}
 		return
 	}
-	r.note(ctx, nil)
 	r.renewSentAt = now
 	if r.leading {
 		r.e.update(func(s *State) { s.LeadUntil = r.renewDeadline() })
 	}
-	r.observe(ctx, l, r.cfg.Clock.Now())
 	r.e.update(func(s *State) { s.RenewTime = l.Record.RenewTime.Time })
 }
 
@@ -198,47 +177,39 @@ func (r *run) release(ctx context.Context, timeout time.Duration) error {
 	if r.view != viewKnown {
 		return nil
 	}
-	rctx, cancel := r.e.withTimeout(ctx, timeout)
-	defer cancel()
 	// The standby's answer to an offer is no proof that it took the Lease
 	// (a reused pod IP, a catch-all server): the release on the offered
 	// version is. It answers 409 once the standby wrote, and succeeds,
 	// releasing as without an offer, if nobody did.
 	tookOver := r.handOff(ctx, min(timeout/2, r.cfg.RetryPeriod/2))
-	cur := r.lease
-	for attempt := 0; attempt < 2; attempt++ {
-		if !r.ours(cur) {
-			return nil // no longer ours: nothing to release
-		}
-		var notes Notes
-		if s := cur.Notes.Standby; s != r.cfg.Identity {
-			notes.Successor = s
-		}
-		l, err := r.cfg.Lock.Update(rctx, cur, r.releaseRecord(cur), notes)
-		if tookOver && apierrors.IsConflict(err) {
-			return nil // the Lease moved on from the offered version: taken over
-		}
-		if err == nil {
-			if tookOver {
-				r.log.Warn("the standby answered the take-over offer but did not write the Lease; released it instead", "standby", cur.Notes.Standby)
+	var from Lease // the version released, for its standby's address
+	w := write{what: r.about("release"), timeout: timeout, over: r.lease, conflict: writeAgain, ending: true,
+		build: func(cur Lease) (Record, Notes, bool) {
+			from = cur
+			var notes Notes
+			if s := cur.Notes.Standby; s != r.cfg.Identity {
+				notes.Successor = s
 			}
-			r.log.Info("released lease", "transitions", l.Record.LeaderTransitions, "successor", notes.Successor)
-			r.observe(ctx, l, r.cfg.Clock.Now())
-			if notes.Successor != "" {
-				r.nudge(notes.Successor, cur.Notes.StandbyAddress)
-			}
-			return nil
-		}
-		if !apierrors.IsConflict(err) {
-			err = fmt.Errorf("release lease %s: %w", r.cfg.Lock.Describe(), err)
-			r.note(ctx, err)
-			return err
-		}
-		if cur, err = r.cfg.Lock.Get(rctx); err != nil {
-			err = fmt.Errorf("release lease %s: %w", r.cfg.Lock.Describe(), err)
-			r.note(ctx, err)
-			return err
-		}
+			return r.releaseRecord(cur), notes, r.ours(cur)
+		}}
+	if tookOver {
+		w.conflict = answered // a conflict is the proof of the take-over
+	}
+	l, err := r.write(ctx, w)
+	switch {
+	case errors.Is(err, errNothingToWrite), apierrors.IsNotFound(err):
+		return nil // no longer ours: nothing to release
+	case tookOver && apierrors.IsConflict(err):
+		return nil // the Lease moved on from the offered version: taken over
+	case err != nil:
+		return err
+	}
+	if tookOver {
+		r.log.Warn("the standby answered the take-over offer but did not write the Lease; released it instead", "standby", from.Notes.Standby)
+	}
+	r.log.Info("released lease", "transitions", l.Record.LeaderTransitions, "successor", l.Notes.Successor)
+	if s := l.Notes.Successor; s != "" {
+		r.nudge(s, from.Notes.StandbyAddress)
 	}
 	return nil
 }
