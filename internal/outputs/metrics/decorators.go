@@ -31,8 +31,7 @@ type leases struct {
 }
 
 func (l *leases) Get(ctx context.Context, name string, opts metav1.GetOptions) (*coordinationv1.Lease, error) {
-	lease, err := l.next.Get(ctx, name, opts)
-	l.m.apiError(ctx, "lease_get", err)
+	lease, err := counted(ctx, l.m, "lease_get", func() (*coordinationv1.Lease, error) { return l.next.Get(ctx, name, opts) })
 	if err == nil {
 		l.m.leaseRead()
 	}
@@ -40,9 +39,7 @@ func (l *leases) Get(ctx context.Context, name string, opts metav1.GetOptions) (
 }
 
 func (l *leases) List(ctx context.Context, opts metav1.ListOptions) (*coordinationv1.LeaseList, error) {
-	list, err := l.next.List(ctx, opts)
-	l.m.apiError(ctx, "lease_list", err)
-	return list, err
+	return counted(ctx, l.m, "lease_list", func() (*coordinationv1.LeaseList, error) { return l.next.List(ctx, opts) })
 }
 
 func (l *leases) Create(ctx context.Context, lease *coordinationv1.Lease, opts metav1.CreateOptions) (*coordinationv1.Lease, error) {
@@ -61,8 +58,7 @@ func (l *leases) write(ctx context.Context, op string, lease *coordinationv1.Lea
 	}
 	mine := l.m.holderWrite(holder)
 	start := l.m.clock.Now()
-	res, err := send()
-	l.m.apiError(ctx, op, err)
+	res, err := counted(ctx, l.m, op, send)
 	if mine {
 		var renewTime *time.Time
 		if err == nil && res != nil && res.Spec.RenewTime != nil {
@@ -75,9 +71,7 @@ func (l *leases) write(ctx context.Context, op string, lease *coordinationv1.Lea
 
 func (l *leases) Watch(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
 	l.m.leaseWatch()
-	w, err := l.next.Watch(ctx, opts)
-	l.m.apiError(ctx, "lease_watch", err)
-	return w, err
+	return counted(ctx, l.m, "lease_watch", func() (watch.Interface, error) { return l.next.Watch(ctx, opts) })
 }
 
 // Pods returns next, counting its errors.
@@ -91,27 +85,26 @@ type pods struct {
 }
 
 func (p *pods) Get(ctx context.Context, name string, opts metav1.GetOptions) (*corev1.Pod, error) {
-	pod, err := p.next.Get(ctx, name, opts)
-	p.m.apiError(ctx, "pod_get", err)
-	return pod, err
+	return counted(ctx, p.m, "pod_get", func() (*corev1.Pod, error) { return p.next.Get(ctx, name, opts) })
 }
 
 func (p *pods) List(ctx context.Context, opts metav1.ListOptions) (*corev1.PodList, error) {
-	list, err := p.next.List(ctx, opts)
-	p.m.apiError(ctx, "pod_list", err)
-	return list, err
+	return counted(ctx, p.m, "pod_list", func() (*corev1.PodList, error) { return p.next.List(ctx, opts) })
 }
 
 func (p *pods) Watch(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
-	w, err := p.next.Watch(ctx, opts)
-	p.m.apiError(ctx, "pod_watch", err)
-	return w, err
+	return counted(ctx, p.m, "pod_watch", func() (watch.Interface, error) { return p.next.Watch(ctx, opts) })
 }
 
 func (p *pods) Patch(ctx context.Context, name string, pt types.PatchType, data []byte, opts metav1.PatchOptions, subresources ...string) (*corev1.Pod, error) {
-	pod, err := p.next.Patch(ctx, name, pt, data, opts, subresources...)
-	p.m.apiError(ctx, "pod_patch", err)
-	return pod, err
+	return counted(ctx, p.m, "pod_patch", func() (*corev1.Pod, error) { return p.next.Patch(ctx, name, pt, data, opts, subresources...) })
+}
+
+// counted makes the call op, counting its error.
+func counted[T any](ctx context.Context, m *Metrics, op string, call func() (T, error)) (T, error) {
+	v, err := call()
+	m.apiError(ctx, op, err)
+	return v, err
 }
 
 // errorCode classifies err for the code label: the HTTP status code of an
