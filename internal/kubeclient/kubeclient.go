@@ -8,22 +8,20 @@
 // need it anyway (client-go's tools/events imports it), so the sidecar
 // releases those pages once started (internal/memtrim); the calls here still
 // go through REST clients of their own, so that each request decodes into
-// the few types it needs. The methods have the signatures of client-go's
-// typed clients, so tests may use either.
+// the few types it needs. The calls themselves are client-go's generic typed
+// client (gentype), the one its generated clientsets are built on, so they
+// have the same signatures and tests may use either.
 package kubeclient
 
 import (
-	"context"
 	"fmt"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
-	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/gentype"
 	"k8s.io/client-go/rest"
 )
 
@@ -37,35 +35,46 @@ type Client struct {
 
 // New returns a Client for cfg.
 func New(cfg *rest.Config) (*Client, error) {
-	scheme := runtime.NewScheme()
-	for _, add := range []func(*runtime.Scheme) error{coordinationv1.AddToScheme, corev1.AddToScheme} {
-		if err := add(scheme); err != nil {
-			return nil, fmt.Errorf("build API scheme: %w", err)
-		}
-	}
-	codecs := serializer.NewCodecFactory(scheme)
-	restClient := func(gv schema.GroupVersion, apiPath string) (*rest.RESTClient, error) {
-		c := rest.CopyConfig(cfg)
-		c.GroupVersion, c.APIPath = &gv, apiPath
-		c.NegotiatedSerializer = codecs.WithoutConversion()
-		if c.UserAgent == "" {
-			c.UserAgent = rest.DefaultKubernetesUserAgent()
-		}
-		rc, err := rest.RESTClientFor(c)
-		if err != nil {
-			return nil, fmt.Errorf("create client for %s: %w", gv, err)
-		}
-		return rc, nil
-	}
-	co, err := restClient(coordinationv1.SchemeGroupVersion, "/apis")
+	scheme, err := newScheme(coordinationv1.AddToScheme, corev1.AddToScheme)
 	if err != nil {
 		return nil, err
 	}
-	core, err := restClient(corev1.SchemeGroupVersion, "/api")
+	co, err := restClient(cfg, scheme, coordinationv1.SchemeGroupVersion, "/apis")
+	if err != nil {
+		return nil, err
+	}
+	core, err := restClient(cfg, scheme, corev1.SchemeGroupVersion, "/api")
 	if err != nil {
 		return nil, err
 	}
 	return &Client{config: rest.CopyConfig(cfg), coordination: co, core: core, params: runtime.NewParameterCodec(scheme)}, nil
+}
+
+// newScheme returns a scheme that knows the types add registers, and no more.
+func newScheme(add ...func(*runtime.Scheme) error) (*runtime.Scheme, error) {
+	scheme := runtime.NewScheme()
+	for _, a := range add {
+		if err := a(scheme); err != nil {
+			return nil, fmt.Errorf("build API scheme: %w", err)
+		}
+	}
+	return scheme, nil
+}
+
+// restClient returns a REST client for gv, under apiPath, that decodes with
+// scheme alone.
+func restClient(cfg *rest.Config, scheme *runtime.Scheme, gv schema.GroupVersion, apiPath string) (*rest.RESTClient, error) {
+	c := rest.CopyConfig(cfg)
+	c.GroupVersion, c.APIPath = &gv, apiPath
+	c.NegotiatedSerializer = serializer.NewCodecFactory(scheme).WithoutConversion()
+	if c.UserAgent == "" {
+		c.UserAgent = rest.DefaultKubernetesUserAgent()
+	}
+	rc, err := rest.RESTClientFor(c)
+	if err != nil {
+		return nil, fmt.Errorf("create client for %s: %w", gv, err)
+	}
+	return rc, nil
 }
 
 // RESTConfig returns a copy of the configuration the Client was made from,
@@ -73,90 +82,40 @@ func New(cfg *rest.Config) (*Client, error) {
 // cover (events, discovery).
 func (c *Client) RESTConfig() *rest.Config { return rest.CopyConfig(c.config) }
 
-// Leases returns the Lease calls for namespace ns.
-func (c *Client) Leases(ns string) *Leases { return &Leases{c: c, ns: ns} }
-
-// Pods returns the Pod calls for namespace ns.
-func (c *Client) Pods(ns string) *Pods { return &Pods{c: c, ns: ns} }
-
 // Leases are the Lease calls in one namespace.
-type Leases struct {
-	c  *Client
-	ns string
-}
+type Leases = gentype.ClientWithList[*coordinationv1.Lease, *coordinationv1.LeaseList]
 
-// Get reads a Lease.
-func (l *Leases) Get(ctx context.Context, name string, opts metav1.GetOptions) (*coordinationv1.Lease, error) {
-	out := &coordinationv1.Lease{}
-	err := l.c.coordination.Get().Namespace(l.ns).Resource("leases").Name(name).
-		VersionedParams(&opts, l.c.params).Do(ctx).Into(out)
-	return out, err
-}
-
-// List lists Leases.
-func (l *Leases) List(ctx context.Context, opts metav1.ListOptions) (*coordinationv1.LeaseList, error) {
-	out := &coordinationv1.LeaseList{}
-	err := l.c.coordination.Get().Namespace(l.ns).Resource("leases").
-		VersionedParams(&opts, l.c.params).Do(ctx).Into(out)
-	return out, err
-}
-
-// Create creates a Lease.
-func (l *Leases) Create(ctx context.Context, lease *coordinationv1.Lease, opts metav1.CreateOptions) (*coordinationv1.Lease, error) {
-	out := &coordinationv1.Lease{}
-	err := l.c.coordination.Post().Namespace(l.ns).Resource("leases").
-		VersionedParams(&opts, l.c.params).Body(lease).Do(ctx).Into(out)
-	return out, err
-}
-
-// Update replaces a Lease; its resourceVersion makes it conditional.
-func (l *Leases) Update(ctx context.Context, lease *coordinationv1.Lease, opts metav1.UpdateOptions) (*coordinationv1.Lease, error) {
-	out := &coordinationv1.Lease{}
-	err := l.c.coordination.Put().Namespace(l.ns).Resource("leases").Name(lease.Name).
-		VersionedParams(&opts, l.c.params).Body(lease).Do(ctx).Into(out)
-	return out, err
-}
-
-// Watch watches Leases.
-func (l *Leases) Watch(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
-	opts.Watch = true
-	return l.c.coordination.Get().Namespace(l.ns).Resource("leases").
-		VersionedParams(&opts, l.c.params).Watch(ctx)
+// Leases returns the Lease calls for namespace ns.
+func (c *Client) Leases(ns string) *Leases {
+	return gentype.NewClientWithList("leases", c.coordination, c.params, ns,
+		func() *coordinationv1.Lease { return &coordinationv1.Lease{} },
+		func() *coordinationv1.LeaseList { return &coordinationv1.LeaseList{} })
 }
 
 // Pods are the Pod calls in one namespace.
-type Pods struct {
-	c  *Client
-	ns string
+type Pods = gentype.ClientWithList[*corev1.Pod, *corev1.PodList]
+
+// Pods returns the Pod calls for namespace ns.
+func (c *Client) Pods(ns string) *Pods {
+	return gentype.NewClientWithList("pods", c.core, c.params, ns,
+		func() *corev1.Pod { return &corev1.Pod{} },
+		func() *corev1.PodList { return &corev1.PodList{} })
 }
 
-// Get reads a Pod.
-func (p *Pods) Get(ctx context.Context, name string, opts metav1.GetOptions) (*corev1.Pod, error) {
-	out := &corev1.Pod{}
-	err := p.c.core.Get().Namespace(p.ns).Resource("pods").Name(name).
-		VersionedParams(&opts, p.c.params).Do(ctx).Into(out)
-	return out, err
+// Services are the Service calls in one namespace: the EndpointSlice
+// writer reads its Service.
+type Services = gentype.Client[*corev1.Service]
+
+// Services returns the Service calls for namespace ns.
+func (c *Client) Services(ns string) *Services {
+	return gentype.NewClient("services", c.core, c.params, ns, func() *corev1.Service { return &corev1.Service{} })
 }
 
-// List lists Pods.
-func (p *Pods) List(ctx context.Context, opts metav1.ListOptions) (*corev1.PodList, error) {
-	out := &corev1.PodList{}
-	err := p.c.core.Get().Namespace(p.ns).Resource("pods").
-		VersionedParams(&opts, p.c.params).Do(ctx).Into(out)
-	return out, err
-}
+// Endpoints are the core/v1 Endpoints calls in one namespace: the
+// EndpointSlice writer reads what k8s-await-election left behind.
+type Endpoints = gentype.Client[*corev1.Endpoints]
 
-// Patch patches a Pod.
-func (p *Pods) Patch(ctx context.Context, name string, pt types.PatchType, data []byte, opts metav1.PatchOptions, subresources ...string) (*corev1.Pod, error) {
-	out := &corev1.Pod{}
-	err := p.c.core.Patch(pt).Namespace(p.ns).Resource("pods").Name(name).SubResource(subresources...).
-		VersionedParams(&opts, p.c.params).Body(data).Do(ctx).Into(out)
-	return out, err
-}
-
-// Watch watches Pods.
-func (p *Pods) Watch(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
-	opts.Watch = true
-	return p.c.core.Get().Namespace(p.ns).Resource("pods").
-		VersionedParams(&opts, p.c.params).Watch(ctx)
+// Endpoints returns the core/v1 Endpoints calls for namespace ns.
+func (c *Client) Endpoints(ns string) *Endpoints {
+	return gentype.NewClient("endpoints", c.core, c.params, ns, func() *corev1.Endpoints { return &corev1.Endpoints{} })
 }
