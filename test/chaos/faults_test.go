@@ -378,15 +378,14 @@ func readOnlyStatusDir(ctx context.Context, wd *world, r *round) error {
 	// removal (at most RenewDeadline apart), then the release.
 	bound := timings.RenewDeadline + timings.StepDownBound() + time.Second
 	select {
-	case <-p.done:
+	case <-p.Done():
 		if _, exited, _ := p.exit(); exited.Before(r.healed) {
 			wd.run.violate(r, inv4, fmt.Sprintf("%s exited at %s, before its read-only status directory was writable again at %s: it cannot have removed its file",
 				l.pod, exited.Format("15:04:05.000"), r.healed.Format("15:04:05.000")), l.pod)
 		}
 	case <-time.After(bound):
 		wd.run.violate(r, inv4, fmt.Sprintf("%s did not exit within %s of its status directory becoming writable again after a SIGTERM", l.pod, bound), l.pod)
-		_ = p.cmd.Process.Kill()
-		<-p.done
+		p.Kill()
 	}
 	if _, err := os.Stat(l.statusFile); err == nil {
 		wd.run.violate(r, inv4, fmt.Sprintf("%s exited after SIGTERM and left its status file", l.pod), l.pod)
@@ -485,11 +484,10 @@ func (wd *world) sigterm(r *round, p *proc, during string) (time.Time, error) {
 	}
 	bound := timings.StepDownBound() + time.Second
 	select {
-	case <-p.done:
+	case <-p.Done():
 	case <-time.After(bound):
 		wd.run.violate(r, inv4, fmt.Sprintf("%s did not exit within %s (StepDownBound + 1s) of SIGTERM %s", p.r.pod, bound, during), p.r.pod)
-		_ = p.cmd.Process.Kill()
-		<-p.done
+		p.Kill()
 	}
 	_, exited, _ := p.exit()
 	return exited, nil

@@ -46,30 +46,20 @@ type replica struct {
 
 // proc is one run of a sidecar.
 type proc struct {
+	*testcluster.Process
 	r         *replica
 	run       int
-	cmd       *exec.Cmd
 	logPath   string
 	healthURL string
 	started   time.Time
-	done      chan struct{}
 
 	mu       sync.Mutex
-	exitErr  error
-	exitedAt time.Time
 	expected string // why the test ended it; empty: it ended by itself
 }
 
-func (p *proc) pid() int { return p.cmd.Process.Pid }
+func (p *proc) pid() int { return p.Pid() }
 
-func (p *proc) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
+func (p *proc) exited() bool { return p.Exited() }
 
 // expect notes that the test is about to end the process, and why.
 func (p *proc) expect(why string) {
@@ -81,20 +71,21 @@ func (p *proc) expect(why string) {
 func (p *proc) exit() (err error, at time.Time, expected string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.exitErr, p.exitedAt, p.expected
+	return p.ExitErr(), p.ExitedAt(), p.expected
 }
 
+// signal sends sig, which must find the process running.
 func (p *proc) signal(sig syscall.Signal) error {
 	if p.exited() {
 		return fmt.Errorf("signal %s to %s: it has exited", sig, p.r.pod)
 	}
-	if err := p.cmd.Process.Signal(sig); err != nil {
-		return fmt.Errorf("signal %s to %s: %w", sig, p.r.pod, err)
-	}
-	return nil
+	return p.Signal(sig)
 }
 
 func (p *proc) log() string {
+	if p.Process != nil {
+		return p.Log()
+	}
 	b, _ := os.ReadFile(p.logPath)
 	return string(b)
 }
@@ -148,51 +139,36 @@ func (r *replica) start(env []string, onExit func(*proc)) (*proc, error) {
 	run := r.runs
 	r.mu.Unlock()
 	p := &proc{r: r, run: run, healthURL: "http://127.0.0.1:" + strconv.Itoa(port),
-		logPath: filepath.Join(r.dir, fmt.Sprintf("sidecar-%d.log", run)), done: make(chan struct{})}
-	out, err := os.Create(p.logPath)
-	if err != nil {
-		return nil, fmt.Errorf("start %s: %w", r.pod, err)
-	}
-	cmd := exec.Command(binary, r.args...)
-	cmd.Env = append(os.Environ(),
-		"LEASE_NAME="+r.w.lease,
-		"NAMESPACE="+r.w.ns,
-		"POD_NAME="+r.identity,
-		"POD_UID="+r.uid,
-		"POD_IP="+r.ip,
-		"IDENTITY="+r.identity, // a pod's hostname is its name
-		"KUBECONFIG="+r.kubeconfig,
-		"STATUS_FILE="+r.statusFile,
-		"HEALTH_PORT="+strconv.Itoa(port),
+		logPath: filepath.Join(r.dir, fmt.Sprintf("sidecar-%d.log", run))}
+	env = append([]string{
+		"LEASE_NAME=" + r.w.lease,
+		"NAMESPACE=" + r.w.ns,
+		"POD_NAME=" + r.identity,
+		"POD_UID=" + r.uid,
+		"POD_IP=" + r.ip,
+		"IDENTITY=" + r.identity, // a pod's hostname is its name
+		"KUBECONFIG=" + r.kubeconfig,
+		"STATUS_FILE=" + r.statusFile,
+		"HEALTH_PORT=" + strconv.Itoa(port),
 		"HOME=/nonexistent",
-	)
-	for _, e := range env {
-		cmd.Env = append(cmd.Env, strings.ReplaceAll(e, "{instance}", r.w.name))
+	}, env...)
+	for i, e := range env {
+		env[i] = strings.ReplaceAll(e, "{instance}", r.w.name)
 	}
-	cmd.Stdout, cmd.Stderr = out, out
-	cmd.SysProcAttr = &syscall.SysProcAttr{
-		Pdeathsig:  syscall.SIGKILL,
-		Credential: &syscall.Credential{Uid: sidecarUID, Gid: sidecarUID, Groups: []uint32{}},
+	tp, err := testcluster.StartProcessWith(r.pod, binary, testcluster.ProcessSpec{Args: r.args, Env: env, UID: sidecarUID}, p.logPath)
+	if err != nil {
+		return nil, err
 	}
-	if err := cmd.Start(); err != nil {
-		out.Close()
-		return nil, fmt.Errorf("start %s: %w", r.pod, err)
-	}
-	p.cmd, p.started = cmd, time.Now()
+	p.Process, p.started = tp, time.Now()
 	r.mu.Lock()
 	r.proc = p
 	r.mu.Unlock()
-	go func() {
-		err := cmd.Wait()
-		out.Close()
-		p.mu.Lock()
-		p.exitErr, p.exitedAt = err, time.Now()
-		p.mu.Unlock()
-		close(p.done)
-		if onExit != nil {
+	if onExit != nil {
+		go func() {
+			<-p.Done()
 			onExit(p)
-		}
-	}()
+		}()
+	}
 	return p, nil
 }
 
@@ -203,17 +179,7 @@ func (r *replica) stop(sig syscall.Signal, why string, grace time.Duration) erro
 		return nil
 	}
 	p.expect(why)
-	if err := p.signal(sig); err != nil {
-		return err
-	}
-	select {
-	case <-p.done:
-		return nil
-	case <-time.After(grace):
-	}
-	_ = p.cmd.Process.Kill()
-	<-p.done
-	return fmt.Errorf("%s did not exit within %s of %s; killed", r.pod, grace, sig)
+	return p.Stop(sig, grace)
 }
 
 // hasStatusFile reports whether the status file exists.

@@ -23,9 +23,10 @@ type Process struct {
 	cmd  *exec.Cmd
 	log  string
 
-	done chan struct{}
-	mu   sync.Mutex
-	err  error
+	done     chan struct{}
+	mu       sync.Mutex
+	err      error
+	exitedAt time.Time
 }
 
 // StartProcess starts path with args and env (added to this process's
@@ -48,6 +49,10 @@ type ProcessSpec struct {
 	// Tmp, when set, is mounted on /tmp in a mount namespace of the
 	// process's own, as a pod's /tmp is its own (needs root).
 	Tmp string
+	// UID, when set, runs the process as this user and group, with no
+	// supplementary groups, as a pod's securityContext does (needs root;
+	// not with Hostname or Tmp, which need root in the child).
+	UID uint32
 }
 
 // StartProcessWith starts path as spec says, writing its output to logPath.
@@ -79,6 +84,9 @@ func StartProcessWith(name, path string, spec ProcessSpec, logPath string) (*Pro
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	cmd.SysProcAttr.Cloneflags = flags
+	if spec.UID != 0 {
+		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: spec.UID, Gid: spec.UID, Groups: []uint32{}}
+	}
 	if err := cmd.Start(); err != nil {
 		out.Close()
 		return nil, fmt.Errorf("start %s: %w", name, err)
@@ -88,7 +96,7 @@ func StartProcessWith(name, path string, spec ProcessSpec, logPath string) (*Pro
 		err := cmd.Wait()
 		out.Close()
 		p.mu.Lock()
-		p.err = err
+		p.err, p.exitedAt = err, time.Now()
 		p.mu.Unlock()
 		close(p.done)
 	}()
@@ -118,6 +126,13 @@ func (p *Process) ExitErr() error {
 	return p.err
 }
 
+// ExitedAt is when the process was seen to end, once it has.
+func (p *Process) ExitedAt() time.Time {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.exitedAt
+}
+
 // Signal sends sig to the process.
 func (p *Process) Signal(sig syscall.Signal) error {
 	if p.Exited() {
@@ -139,9 +154,14 @@ func (p *Process) Stop(sig syscall.Signal, grace time.Duration) error {
 		return nil
 	case <-time.After(grace):
 	}
+	p.Kill()
+	return fmt.Errorf("%s did not exit within %s of %s; killed", p.Name, grace, sig)
+}
+
+// Kill kills the process and waits until it has ended.
+func (p *Process) Kill() {
 	_ = p.cmd.Process.Kill()
 	<-p.done
-	return fmt.Errorf("%s did not exit within %s of %s; killed", p.Name, grace, sig)
 }
 
 // Log returns everything the process wrote.
