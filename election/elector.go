@@ -131,6 +131,9 @@ type State struct {
 	// succeed, its last error; empty otherwise. Meanwhile the candidate
 	// keeps the Lease, renewed, without leading.
 	Withdrawing string
+	// Retired is set once Retire was called: the candidate's pod is being
+	// deleted, and it campaigns no more.
+	Retired bool
 }
 
 // Elector runs one candidate's election. Create it with New, start it with Run.

@@ -29,8 +29,9 @@ type grantWait struct {
 var awaitingGrant = errors.New("awaiting the peer's answer to the grant")
 
 type handoverRequest struct {
-	to   string
-	done chan error
+	to     string
+	retire bool
+	done   chan error
 }
 
 // Handover steps down and hands the Lease on: to the standby, if one
@@ -44,9 +45,49 @@ func (e *Elector) Handover(ctx context.Context, to string) error {
 	return ask(ctx, e.handover, req, req.done)
 }
 
+// Retire tells the candidate that it is going away (its pod is being
+// deleted): it campaigns no more, offers to be nobody's standby (withdrawing
+// its offer), refuses every grant and take-over, and, if it leads, steps
+// down and hands the Lease to the candidate whose identity is to, or
+// releases it if to is empty. It returns once the Lease was handed over or
+// released (it does not wait for to's confirm: a candidate whose pod goes
+// is no one to answer to), or at once if it does not lead. Run keeps
+// running, as a follower, until its context ends. Run must be running.
+func (e *Elector) Retire(ctx context.Context, to string) error {
+	req := handoverRequest{to: to, retire: true, done: make(chan error, 1)}
+	return ask(ctx, e.handover, req, req.done)
+}
+
+// retire serves Retire on the election loop.
+func (r *run) retire(ctx context.Context, to string) error {
+	if r.stopped != "" {
+		return nil
+	}
+	r.stopped = "is being retired: its pod is being deleted"
+	r.e.update(func(s *State) { s.Retired = true })
+	if !r.leading {
+		if r.withheld == nil {
+			r.withdraw(ctx)
+		}
+		return nil
+	}
+	if to == r.cfg.Identity {
+		to = ""
+	}
+	reason := "retired: its pod is being deleted"
+	if to != "" {
+		reason += "; handing over to " + strconv.Quote(to)
+	}
+	return r.stepDownTo(ctx, reason, r.cfg.RenewDeadline, to)
+}
+
 // handOverRequest serves a Handover request on the election loop: at once,
 // or once the peer answered its grant (see answerGrant).
 func (r *run) handOverRequest(ctx context.Context, req handoverRequest) {
+	if req.retire {
+		req.done <- r.retire(ctx, req.to)
+		return
+	}
 	err := r.handOver(ctx, req.to)
 	if err != awaitingGrant { //nolint:errorlint // a sentinel of this file, never wrapped
 		req.done <- err
@@ -161,8 +202,8 @@ func (r *run) grant(ctx context.Context, to string) error {
 // down would not lead well, and would not offer to be standby either.
 func (r *run) grantRefusal() string {
 	switch {
-	case r.stopped:
-		return "it is shutting down"
+	case r.stopped != "":
+		return "it " + r.stopped
 	case !r.healthy:
 		return fmt.Sprintf("its app is unhealthy (%s)", r.healthReason)
 	case r.cfg.Clock.Now().Before(r.notBefore):

@@ -305,8 +305,10 @@ func TestHandoverToAPeer(t *testing.T) {
 	})
 }
 
-// TestHandoverToADeadPeerExpires: the Lease names the peer until it expires.
-func TestHandoverToADeadPeerExpires(t *testing.T) {
+// TestHandoverToADeadPeerIsReleased: a grant the peer does not confirm
+// within RenewDeadline is released by the grantor, so that the others take
+// the Lease then, not at its expiry.
+func TestHandoverToADeadPeerIsReleased(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		g := newGroup(t)
 		a := g.start("a", nil)
@@ -321,8 +323,8 @@ func TestHandoverToADeadPeerExpires(t *testing.T) {
 		for g.leader() == "" && g.clk.Since(granted) < 2*ld {
 			g.step(500 * time.Millisecond)
 		}
-		if waited := g.clk.Since(granted); waited < ld {
-			t.Errorf("a candidate led %s after the Lease was handed to a dead peer, before LeaseDuration", waited)
+		if waited := g.clk.Since(granted); waited < rd || waited > rd+rp {
+			t.Errorf("a candidate led %s after the Lease was handed to a dead peer, want RenewDeadline (%s) and at most a RetryPeriod more", waited, rd)
 		}
 		select {
 		case err := <-answer:

@@ -62,7 +62,7 @@ type ownTerm struct {
 	renewSentAt time.Time // send time of the last successful renew
 	lastAttempt time.Time // send time of the last renew attempt
 	renewCut    bool      // the last renew's answer was cut off by the end of Run's context
-	stopped     bool      // Run's context ended: no more offers
+	stopped     string    // why this candidate campaigns no more (Run ended, Retire), or ""
 	holderKey   string    // Config.Key's public half, as Notes.HolderKey
 }
 
@@ -115,7 +115,17 @@ func (r *run) tick(ctx context.Context, now time.Time) {
 		// The watch may lag: one read before answering that the peer did
 		// not confirm.
 		r.read(ctx, now)
+		// Still the grant (a standby's offer may have been written on it),
+		// not yet confirmed, which drops GrantedBy.
+		unconfirmed := r.view == viewKnown && r.lease.Record.HolderIdentity == g.to && r.lease.Notes.GrantedBy == r.cfg.Identity
 		r.answerGrant(&r.lease, now)
+		if unconfirmed {
+			// The peer is gone, or no candidate: release the grant, so that
+			// the others take the Lease now rather than at its expiry. A
+			// confirm that lands first makes this write a conflict.
+			r.log.Warn("the peer the lease was handed to did not confirm; releasing it", "to", g.to, "after", r.cfg.RenewDeadline)
+			r.releaseWith(ctx, r.lease, Notes{})
+		}
 	}
 	if r.withheld != nil {
 		r.tickWithheld(ctx, now)

@@ -60,6 +60,8 @@ func (r *run) claimOwn(ctx context.Context) bool {
 		r.releaseWith(ctx, l, Notes{Refused: r.cfg.Identity + ": " + why})
 	case l.Notes.GrantedBy != "" && l.Notes.HolderUID == "":
 		r.confirm(ctx, l, "started leading: handed over by "+strconv.Quote(l.Notes.GrantedBy))
+	case r.stopped != "":
+		return false // a retired candidate leads no more; its own old term expires
 	case r.cfg.UID != "" && l.Notes.HolderUID == r.cfg.UID && r.resumable(l, fresh):
 		r.confirm(ctx, l, "started leading: resumed this pod's term after a restart")
 	case (fresh || r.sameTermAsFirst(l)) && l.Notes.HolderUID == "" && r.cfg.UID != "":

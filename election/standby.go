@@ -30,7 +30,7 @@ func (r *run) standby(ctx context.Context, now time.Time) {
 	}
 	if l.Notes.Standby == r.cfg.Identity {
 		r.standbyAt = time.Time{}
-		if !r.healthy || r.stopped {
+		if !r.healthy || r.stopped != "" {
 			r.withdraw(ctx)
 		}
 		return
@@ -40,7 +40,7 @@ func (r *run) standby(ctx context.Context, now time.Time) {
 	// A candidate in back-off (it just resigned, or failed to lead) cannot
 	// take the Lease at once, so it does not offer to.
 	backingOff := now.Before(r.notBefore)
-	if !live || offered || backingOff || l.Notes.Standby != "" || !r.healthy || r.stopped {
+	if !live || offered || backingOff || l.Notes.Standby != "" || !r.healthy || r.stopped != "" {
 		r.standbyAt = time.Time{}
 		return
 	}

@@ -135,8 +135,8 @@ func (r *run) checkOffer(ctx context.Context, wire []byte, mayRead bool) error {
 	switch {
 	case r.leading:
 		return refuse("this candidate leads already")
-	case r.stopped:
-		return refuse("this candidate is shutting down")
+	case r.stopped != "":
+		return refuse("this candidate %s", r.stopped)
 	case r.withheld != nil:
 		return refuse("this candidate's own step-down waits for its leadership to be withdrawn")
 	case !r.healthy:

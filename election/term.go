@@ -236,7 +236,7 @@ const noRelease time.Duration = 0
 // shutdown steps down and releases before Run returns; a standby withdraws
 // its offer, so that no release names a candidate that is gone.
 func (r *run) shutdown(ctx context.Context) {
-	r.stopped = true
+	r.stopped = "is shutting down"
 	defer r.answerGrant(nil, r.cfg.Clock.Now())
 	switch {
 	case r.leading:

@@ -19,7 +19,7 @@ import (
 func (r *run) campaignAt() (time.Time, bool) {
 	var at time.Time
 	switch {
-	case r.needRead || r.view == viewUnknown:
+	case r.needRead || r.view == viewUnknown || r.stopped != "":
 		return time.Time{}, false
 	case r.view == viewAbsent:
 		at = r.observedAt
