@@ -37,6 +37,7 @@ import (
 
 	"github.com/leader-elector/leader-elector/internal/lasterr"
 	"github.com/leader-elector/leader-elector/internal/leaderterm"
+	peerpods "github.com/leader-elector/leader-elector/internal/peers"
 )
 
 // Role is the value of the role label.
@@ -66,7 +67,7 @@ type Config struct {
 	// Key is the label key, such as "role".
 	Key string
 	// PeerSelector selects the pods that share the Lease. Empty: derived from
-	// the own pod's labels by defaultPeerSelector.
+	// the own pod's labels by peers.DefaultSelector.
 	PeerSelector string
 	// Clock times the back-off between retries. Default: clock.RealClock{}.
 	Clock clock.WithTicker
@@ -297,31 +298,6 @@ func (l *Labeler) patchOwn(ctx context.Context, role Role) (*corev1.Pod, error) 
 	return p, nil
 }
 
-// defaultPeerSelector is the peer selector derived from a pod's labels: its
-// app.kubernetes.io/name label, or else its app label, narrowed by its
-// app.kubernetes.io/instance and app.kubernetes.io/component labels when it
-// has them, so that two releases (or two components) of one chart in one
-// namespace are not each other's peers. Nil: the pod has neither name nor app
-// label, and stale-label repair is off.
-func defaultPeerSelector(podLabels map[string]string) labels.Selector {
-	set := labels.Set{}
-	for _, key := range []string{"app.kubernetes.io/name", "app"} {
-		if v, ok := podLabels[key]; ok {
-			set[key] = v
-			break
-		}
-	}
-	if len(set) == 0 {
-		return nil
-	}
-	for _, key := range []string{"app.kubernetes.io/instance", "app.kubernetes.io/component"} {
-		if v, ok := podLabels[key]; ok {
-			set[key] = v
-		}
-	}
-	return labels.SelectorFromSet(set)
-}
-
 // peerSelector returns the selector of peers, deriving it from the own pod's
 // labels the first time; nil means repair is off.
 func (l *Labeler) peerSelector(ctx context.Context) (labels.Selector, error) {
@@ -335,7 +311,7 @@ func (l *Labeler) peerSelector(ctx context.Context) (labels.Selector, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read own pod %s to find its peers: %w", l.cfg.Pod, err)
 	}
-	peers = defaultPeerSelector(pod.Labels)
+	peers = peerpods.DefaultSelector(pod.Labels)
 	if peers == nil {
 		l.log.Warn("stale-label repair is off: the pod has no app.kubernetes.io/name or app label and PEER_SELECTOR is empty; only the own label is kept right")
 	}

@@ -10,15 +10,13 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/resourceversion"
-	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/leader-elector/leader-elector/internal/leaderterm"
+	peerpods "github.com/leader-elector/leader-elector/internal/peers"
 )
 
 // lead is a leader term: it resolves the peers, watches them with an
@@ -121,15 +119,15 @@ func (l *Labeler) watchPeers(peers labels.Selector, kick chan struct{}) (cache.S
 		default:
 		}
 	}
-	informer := cache.NewSharedIndexInformerWithOptions(l.listWatch(peers), &corev1.Pod{},
+	informer := cache.NewSharedIndexInformerWithOptions(peerpods.ListWatch(l.cfg.Pods, peers, l.cfg.Pod, func() { l.watchErrs.Note(nil) }), &corev1.Pod{},
 		cache.SharedIndexInformerOptions{ObjectDescription: "peer pods"})
-	_ = informer.SetTransform(stripManagedFields) // errors only once started
+	_ = informer.SetTransform(peerpods.StripManagedFields) // errors only once started
 	_ = informer.SetWatchErrorHandlerWithContext(func(ctx context.Context, _ *cache.Reflector, err error) {
 		switch {
 		case ctx.Err() != nil, errors.Is(err, io.EOF), apierrors.IsResourceExpired(err), apierrors.IsGone(err):
 			// Ended, or a normal relist: the informer lists again.
 		default:
-			l.watchErrs.Note(fmt.Errorf("watch peer pods %s: %w", describe(peers, l.cfg.Pod), err))
+			l.watchErrs.Note(fmt.Errorf("watch peer pods %s: %w", peerpods.Describe(peers, l.cfg.Pod), err))
 		}
 	})
 	reg, err := informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
@@ -243,59 +241,6 @@ func (l *Labeler) setWatching(on bool) {
 	l.mu.Lock()
 	l.status.Watching = on
 	l.mu.Unlock()
-}
-
-// listWatch lists and watches the peers, or the own pod alone when repair is
-// off. A working watch clears the watch error.
-func (l *Labeler) listWatch(peers labels.Selector) cache.ListerWatcher {
-	narrow := func(opts *metav1.ListOptions) {
-		if peers != nil {
-			opts.LabelSelector = peers.String()
-		} else {
-			opts.FieldSelector = fields.OneTermEqualSelector("metadata.name", l.cfg.Pod).String()
-		}
-	}
-	lw := &cache.ListWatch{
-		ListWithContextFunc: func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
-			narrow(&opts)
-			return l.cfg.Pods.List(ctx, opts)
-		},
-		WatchFuncWithContext: func(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
-			narrow(&opts)
-			w, err := l.cfg.Pods.Watch(ctx, opts)
-			if err == nil {
-				l.watchErrs.Note(nil)
-			}
-			return w, err
-		},
-	}
-	// The peers are a handful of pods, so a plain list is cheap; and it
-	// works with every Pods, client-go's fake included, which cannot serve
-	// the streaming watch-list.
-	return cache.ToListWatcherWithWatchListSemantics(lw, plainList{})
-}
-
-// plainList tells the informer to list, not to stream the initial list.
-type plainList struct{}
-
-func (plainList) IsWatchListSemanticsUnSupported() bool { return true }
-
-func describe(peers labels.Selector, pod string) string {
-	if peers == nil {
-		return "metadata.name=" + pod
-	}
-	return fmt.Sprintf("%q", peers.String())
-}
-
-// stripManagedFields drops what the labeler never reads from the cached pods.
-// It copies rather than changes the object, which a client may still share.
-func stripManagedFields(obj any) (any, error) {
-	if p, ok := obj.(*corev1.Pod); ok && len(p.ManagedFields) > 0 {
-		p = p.DeepCopy()
-		p.ManagedFields = nil
-		return p, nil
-	}
-	return obj, nil
 }
 
 // repaired tells Config.OnRepair, if set.

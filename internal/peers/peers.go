@@ -1,0 +1,104 @@
+// Package peers finds the pods that share the Lease with this one, its
+// peers, and lists and watches them for an informer: the labeler's, which
+// keeps their role labels right, and succession's, which picks the next
+// leader among them. Both run while this replica leads; followers make no
+// requests.
+package peers
+
+import (
+	"context"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/tools/cache"
+)
+
+// Pods is what listing and watching the peers needs of the pods API.
+type Pods interface {
+	List(ctx context.Context, opts metav1.ListOptions) (*corev1.PodList, error)
+	Watch(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error)
+}
+
+// DefaultSelector is the peer selector derived from a pod's labels: its
+// app.kubernetes.io/name label, or else its app label, narrowed by its
+// app.kubernetes.io/instance and app.kubernetes.io/component labels when it
+// has them, so that two releases (or two components) of one chart in one
+// namespace are not each other's peers. Nil: the pod has neither name nor
+// app label, and it has no peers it can tell.
+func DefaultSelector(podLabels map[string]string) labels.Selector {
+	set := labels.Set{}
+	for _, key := range []string{"app.kubernetes.io/name", "app"} {
+		if v, ok := podLabels[key]; ok {
+			set[key] = v
+			break
+		}
+	}
+	if len(set) == 0 {
+		return nil
+	}
+	for _, key := range []string{"app.kubernetes.io/instance", "app.kubernetes.io/component"} {
+		if v, ok := podLabels[key]; ok {
+			set[key] = v
+		}
+	}
+	return labels.SelectorFromSet(set)
+}
+
+// ListWatch lists and watches the pods selector selects, or the pod named
+// pod alone when selector is nil. watched, if set, is called after every
+// watch that started.
+func ListWatch(pods Pods, selector labels.Selector, pod string, watched func()) cache.ListerWatcher {
+	narrow := func(opts *metav1.ListOptions) {
+		if selector != nil {
+			opts.LabelSelector = selector.String()
+		} else {
+			opts.FieldSelector = fields.OneTermEqualSelector("metadata.name", pod).String()
+		}
+	}
+	lw := &cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
+			narrow(&opts)
+			return pods.List(ctx, opts)
+		},
+		WatchFuncWithContext: func(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
+			narrow(&opts)
+			w, err := pods.Watch(ctx, opts)
+			if err == nil && watched != nil {
+				watched()
+			}
+			return w, err
+		},
+	}
+	// The peers are a handful of pods, so a plain list is cheap; and it
+	// works with every Pods, client-go's fake included, which cannot serve
+	// the streaming watch-list.
+	return cache.ToListWatcherWithWatchListSemantics(lw, plainList{})
+}
+
+// plainList tells the informer to list, not to stream the initial list.
+type plainList struct{}
+
+func (plainList) IsWatchListSemanticsUnSupported() bool { return true }
+
+// StripManagedFields is an informer transform that drops what neither user
+// reads from the cached pods.
+func StripManagedFields(obj any) (any, error) {
+	if p, ok := obj.(*corev1.Pod); ok && len(p.ManagedFields) > 0 {
+		p = p.DeepCopy()
+		p.ManagedFields = nil
+		return p, nil
+	}
+	return obj, nil
+}
+
+// Describe names what selector (or, when nil, pod) selects, for errors.
+func Describe(selector labels.Selector, pod string) string {
+	if selector == nil {
+		return "metadata.name=" + pod
+	}
+	return `"` + selector.String() + `"`
+}
