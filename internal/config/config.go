@@ -27,25 +27,26 @@ import (
 // (",required": must be set, if perhaps empty), the default tags hold the
 // defaults and the desc tags the help text.
 type Config struct {
-	LeaseName     string        `env:"LEASE_NAME,required" desc:"name of the coordination.k8s.io/v1 Lease the replicas compete for"`
-	Namespace     string        `env:"NAMESPACE" desc:"namespace of the Lease and the pod; else POD_NAMESPACE, else the service account's namespace file"`
-	PodNamespace  string        `env:"POD_NAMESPACE" desc:"fallback for NAMESPACE, from the Downward API"`
-	Identity      string        `env:"IDENTITY" desc:"holder identity written to the Lease and the status file; default: POD_NAME, else the hostname (in a pod without hostNetwork both are the pod name)"`
-	StatusFile    string        `env:"STATUS_FILE" desc:"file the leader writes its identity to (a symbolic link is refused); if it is an existing directory, the file is leader_status inside it; \"-\": no file (the drop-in modes' default)"`
-	StatusDir     string        `env:"STATUS_DIR" desc:"the original project's name for STATUS_FILE"`
-	HealthPort    int           `env:"HEALTH_PORT" default:"8080" desc:"port of /healthz, /livez, /readyz, /status and, unless METRICS_ADDRESS is set, /metrics (decimal)"`
-	ProbeAddress  string        `env:"PROBE_ADDRESS" desc:"host:port of those endpoints instead of :HEALTH_PORT, such as 0.0.0.0:4041 or 127.0.0.1:8080 (nais/elector's --probe-address); \"-\": not served (the default of the drop-ins of k8s-await-election and contrib's leader-elector)"`
-	LabelPodRole  bool          `env:"LABEL_POD_ROLE" default:"false" desc:"label the own pod role=leader or role=follower (needs POD_NAME)"`
-	PodName       string        `env:"POD_NAME" desc:"own pod name, from the Downward API (fieldRef metadata.name); the default IDENTITY when set and not empty; required with LABEL_POD_ROLE"`
-	PodIP         string        `env:"POD_IP" desc:"own pod IP, from the Downward API (an IP address); shown in /status; with HEALTH_PORT where the leader sends this replica its take-over offer, or a nudge, when it hands over to it; required with SERVICE_NAME (the Service's endpoint, and its IP family the EndpointSlice's addressType)"`
-	RoleLabelKey  string        `env:"ROLE_LABEL_KEY" default:"role" desc:"key of the role label"`
-	PeerSelector  string        `env:"PEER_SELECTOR" desc:"label selector of the pods sharing the Lease, whose role labels the leader keeps right; default: the own pod's app.kubernetes.io/name (else app), app.kubernetes.io/instance and app.kubernetes.io/component labels, those it has"`
-	LeaseDuration time.Duration `env:"LEASE_DURATION" default:"15s" desc:"how long followers wait before taking a Lease that was not released (whole seconds)"`
-	RenewDeadline time.Duration `env:"RENEW_DEADLINE" default:"10s" desc:"how long the leader leads without a successful renew; with RETRY_PERIOD at most 28s, the longest a step-down takes"`
-	RetryPeriod   time.Duration `env:"RETRY_PERIOD" default:"2s" desc:"how often the leader renews"`
-	Kubeconfig    string        `env:"KUBECONFIG" desc:"kubeconfig to use outside a cluster; empty: in-cluster config"`
-	LogLevel      string        `env:"LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
-	LogFormat     string        `env:"LOG_FORMAT" default:"text" desc:"text or json"`
+	LeaseName        string        `env:"LEASE_NAME,required" desc:"name of the coordination.k8s.io/v1 Lease the replicas compete for"`
+	Namespace        string        `env:"NAMESPACE" desc:"namespace of the Lease and the pod; else POD_NAMESPACE, else the service account's namespace file"`
+	PodNamespace     string        `env:"POD_NAMESPACE" desc:"fallback for NAMESPACE, from the Downward API"`
+	Identity         string        `env:"IDENTITY" desc:"holder identity written to the Lease and the status file; default: POD_NAME, else the hostname (in a pod without hostNetwork both are the pod name)"`
+	StatusFile       string        `env:"STATUS_FILE" desc:"file the leader writes its identity to (a symbolic link is refused); if it is an existing directory, the file is leader_status inside it; \"-\": no file (the drop-in modes' default)"`
+	StatusDir        string        `env:"STATUS_DIR" desc:"the original project's name for STATUS_FILE"`
+	HealthPort       int           `env:"HEALTH_PORT" default:"8080" desc:"port of /healthz, /livez, /readyz, /status and, unless METRICS_ADDRESS is set, /metrics (decimal)"`
+	ProbeAddress     string        `env:"PROBE_ADDRESS" desc:"host:port of those endpoints instead of :HEALTH_PORT, such as 0.0.0.0:4041 or 127.0.0.1:8080 (nais/elector's --probe-address); \"-\": not served (the default of the drop-ins of k8s-await-election and contrib's leader-elector)"`
+	LabelPodRole     bool          `env:"LABEL_POD_ROLE" default:"false" desc:"label the own pod role=leader or role=follower (needs POD_NAME)"`
+	PodName          string        `env:"POD_NAME" desc:"own pod name, from the Downward API (fieldRef metadata.name); the default IDENTITY when set and not empty; required with LABEL_POD_ROLE"`
+	PodIP            string        `env:"POD_IP" desc:"own pod IP, from the Downward API (an IP address); shown in /status; with HEALTH_PORT where the leader sends this replica its take-over offer, or a nudge, when it hands over to it; required with SERVICE_NAME (the Service's endpoint, and its IP family the EndpointSlice's addressType)"`
+	RoleLabelKey     string        `env:"ROLE_LABEL_KEY" default:"role" desc:"key of the role label"`
+	PeerSelector     string        `env:"PEER_SELECTOR" desc:"label selector of the pods sharing the Lease, whose role labels the leader keeps right; default: the own pod's app.kubernetes.io/name (else app), app.kubernetes.io/instance and app.kubernetes.io/component labels, those it has"`
+	HandoverOnDelete bool          `env:"HANDOVER_ON_DELETE" default:"true" desc:"while leading, watch the pods (the own pod and its peers, see PEER_SELECTOR) and, once the own pod is being deleted, hand the Lease at once to a Ready peer that is not being deleted, of the newest revision, before the kubelet stops anything (needs POD_NAME and get, list and watch on pods; the drop-in modes' default is false); false: the Lease is handed over on SIGTERM"`
+	LeaseDuration    time.Duration `env:"LEASE_DURATION" default:"15s" desc:"how long followers wait before taking a Lease that was not released (whole seconds)"`
+	RenewDeadline    time.Duration `env:"RENEW_DEADLINE" default:"10s" desc:"how long the leader leads without a successful renew; with RETRY_PERIOD at most 28s, the longest a step-down takes"`
+	RetryPeriod      time.Duration `env:"RETRY_PERIOD" default:"2s" desc:"how often the leader renews"`
+	Kubeconfig       string        `env:"KUBECONFIG" desc:"kubeconfig to use outside a cluster; empty: in-cluster config"`
+	LogLevel         string        `env:"LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
+	LogFormat        string        `env:"LOG_FORMAT" default:"text" desc:"text or json"`
 
 	LeaderHTTPAddress string `env:"LEADER_HTTP_ADDRESS" desc:"host:port of the NAIS elector's leader API (JSON on any path, Server-Sent Events on /sse), which gcr leader-elector clients read too; empty: off. GET /leader is on the health listener too, with its long-poll and GET /watch when HEALTH_STREAMS=true"`
 	HealthStreams     bool   `env:"HEALTH_STREAMS" default:"false" desc:"serve the event stream GET /watch and the long-poll GET /leader?wait= on the health listener, to anyone who reaches it (each open one costs about 31 KB, at most 256 at once, 16 per client address); false: both answer 403, and GET /leader answers at once"`

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/leader-elector/leader-elector/election"
@@ -15,6 +16,7 @@ import (
 	"github.com/leader-elector/leader-elector/internal/outputs/gatekeeper"
 	"github.com/leader-elector/leader-elector/internal/outputs/leaderhttp"
 	"github.com/leader-elector/leader-elector/internal/outputs/serviceslice"
+	"github.com/leader-elector/leader-elector/internal/succession"
 	"github.com/leader-elector/leader-elector/labeler"
 )
 
@@ -92,6 +94,10 @@ func (s *Sidecar) parts() []part {
 		{"leader API", true, s.leaderAPIPart},
 		// After the label, as its other way to route the Service.
 		{"service slice", c.ServiceName != "", s.slicePart},
+		// Once the own pod is being deleted, it retires from the election,
+		// which steps down through the parts above in their order; its
+		// Lead and Follow only start and end its watch.
+		{"handover on deletion", c.HandoverOnDelete && c.PodName != "", s.successionPart},
 		// Checks the app from the start, before the election runs.
 		{"app health", c.AppHealth.Enabled(), s.appHealthPart},
 		{"control socket", true, s.controlPart},
@@ -163,6 +169,30 @@ func (s *Sidecar) labelPart() (Output, error) {
 		return Output{}, err
 	}
 	return Output{Lead: s.labelLeader, Follow: s.labelFollower, Run: s.labels.Run}, nil
+}
+
+// successionPart hands the Lease over when the own pod is being deleted.
+func (s *Sidecar) successionPart() (Output, error) {
+	if s.deps.Pods == nil {
+		return Output{}, errors.New("sidecar: Deps.Pods is required with HANDOVER_ON_DELETE=true and POD_NAME")
+	}
+	var sel labels.Selector
+	if s.cfg.PeerSelector != "" {
+		var err error
+		if sel, err = labels.Parse(s.cfg.PeerSelector); err != nil {
+			return Output{}, fmt.Errorf("PEER_SELECTOR: %w", err)
+		}
+	}
+	succ, err := succession.New(succession.Config{Pods: s.deps.Pods, Pod: s.cfg.PodName, ByPodName: s.cfg.Identity == s.cfg.PodName,
+		PeerSelector: sel, Retire: func(ctx context.Context, to string) error { return s.elector.Retire(ctx, to) }, Clock: s.clk, Log: s.log})
+	if err != nil {
+		return Output{}, err
+	}
+	return Output{
+		Lead:   func(context.Context, election.State) error { succ.SetLeading(true); return nil },
+		Follow: func(context.Context, election.State) error { succ.SetLeading(false); return nil },
+		Run:    succ.Run,
+	}, nil
 }
 
 func (s *Sidecar) leaderAPIPart() (Output, error) {

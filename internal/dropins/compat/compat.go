@@ -281,6 +281,9 @@ func (b *builder) fail(format string, args ...any) {
 func (b *builder) takeNothingMore(health bool) {
 	b.setDefault("STATUS_FILE", config.Off, "STATUS_DIR")
 	b.setDefault("CONTROL_SOCKET", config.ControlSocketOff)
+	// The pod watch of the handover on deletion needs permissions (list
+	// and watch on pods) that the original's RBAC does not grant.
+	b.setDefault("HANDOVER_ON_DELETE", "false")
 	if health {
 		b.setDefault("PROBE_ADDRESS", config.Off, "HEALTH_PORT")
 	}

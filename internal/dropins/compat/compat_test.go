@@ -507,7 +507,7 @@ func withDropInDefaults(want map[string]string, fe FrontEnd) map[string]string {
 		off["PROBE_ADDRESS"] = "-"
 		fallthrough
 	case NAIS:
-		off["STATUS_FILE"], off["CONTROL_SOCKET"] = "-", "-"
+		off["STATUS_FILE"], off["CONTROL_SOCKET"], off["HANDOVER_ON_DELETE"] = "-", "-", "false"
 	}
 	out := maps.Clone(want)
 	for k, v := range off {

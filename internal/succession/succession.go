@@ -1,0 +1,259 @@
+// Package succession hands the Lease on when this replica's pod is being
+// deleted (kubectl delete, an eviction, a drain, a scale-down, a rollout):
+// at the deletion itself, not at the SIGTERM that a native sidecar gets only
+// once the kubelet has stopped the app, and to the peer that will stay (see
+// Choose), so that a rollout moves leadership once.
+//
+// While this replica leads, it watches its peers' pods, its own among them,
+// with an informer of its own (the leader's alone: followers make no
+// requests). When it sees its own pod's deletionTimestamp, or the pod gone,
+// it retires from the election once, naming Choose's pick: the election
+// steps down in the usual order (status file, label) and writes the pick as
+// holder, which confirms the term at once. With no pick, or when the
+// replicas' identities are not their pod names, it releases the Lease.
+package succession
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/utils/clock"
+
+	"github.com/leader-elector/leader-elector/internal/lasterr"
+	"github.com/leader-elector/leader-elector/internal/leaderterm"
+	"github.com/leader-elector/leader-elector/internal/peers"
+)
+
+// Pods is what succession needs of the pods API of its namespace.
+type Pods interface {
+	peers.Pods
+	Get(ctx context.Context, name string, opts metav1.GetOptions) (*corev1.Pod, error)
+}
+
+// Config configures a Succession.
+type Config struct {
+	Pods Pods
+	// Pod is this pod's name.
+	Pod string
+	// ByPodName says that every replica's identity is its pod name, so
+	// that a pod can be named as successor; false: a retiring leader
+	// releases the Lease instead.
+	ByPodName bool
+	// PeerSelector selects the pods that share the Lease; empty: derived
+	// from the own pod's labels by peers.DefaultSelector.
+	PeerSelector labels.Selector
+	// Retire is the election's Retire.
+	Retire func(ctx context.Context, to string) error
+	// Clock times the back-off of retries. Default: clock.RealClock{}.
+	Clock clock.WithTicker
+	Log   *slog.Logger
+}
+
+// Succession watches the pods while this replica leads; see the package doc.
+type Succession struct {
+	cfg   Config
+	log   *slog.Logger
+	clock clock.WithTicker
+	wish  *leaderterm.Wish
+	errs  *lasterr.Tracker
+
+	mu       sync.Mutex
+	selector labels.Selector // resolved once
+	resolved bool
+	retired  bool
+}
+
+// New returns a Succession that follows until told to lead.
+func New(cfg Config) (*Succession, error) {
+	switch {
+	case cfg.Pods == nil:
+		return nil, errors.New("succession config: Pods is required")
+	case cfg.Pod == "":
+		return nil, errors.New("succession config: Pod is required")
+	case cfg.Retire == nil:
+		return nil, errors.New("succession config: Retire is required")
+	}
+	log := cfg.Log
+	if log == nil {
+		log = slog.Default()
+	}
+	clk := cfg.Clock
+	if clk == nil {
+		clk = clock.RealClock{}
+	}
+	log = log.With("pod", cfg.Pod)
+	return &Succession{cfg: cfg, log: log, clock: clk, wish: leaderterm.NewWish(nil),
+		errs:     lasterr.New(log, "cannot watch the pods to hand over on this pod's deletion; a deletion hands over on SIGTERM", "watching the pods again"),
+		selector: cfg.PeerSelector, resolved: cfg.PeerSelector != nil}, nil
+}
+
+// SetLeading starts or ends the watch; it does not block.
+func (s *Succession) SetLeading(lead bool) { s.wish.Set(lead) }
+
+// LastError is the last error of the watch, or "".
+func (s *Succession) LastError() string { return s.errs.Last() }
+
+// Run watches the pods while this replica leads, until ctx ends.
+func (s *Succession) Run(ctx context.Context) error {
+	var term *leaderterm.Term
+	defer func() {
+		if term != nil {
+			term.End()
+		}
+	}()
+	for {
+		lead, gen := s.wish.Get()
+		if term != nil && term.Gen != gen {
+			term.End()
+			term = nil
+		}
+		if lead && term == nil {
+			if term = s.wish.Start(ctx, gen, func(tctx context.Context, _ int) { s.watch(ctx, tctx) }); term == nil {
+				continue // the wish changed meanwhile
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-s.wish.Wake():
+		}
+	}
+}
+
+// firstRetry is the first wait of the back-off of a failed read.
+const firstRetry = 200 * time.Millisecond
+
+// watch runs one term's informer until tctx ends; Retire is called on ctx,
+// which outlives the term that the step-down ends.
+func (s *Succession) watch(ctx, tctx context.Context) {
+	backoff := leaderterm.Backoff(firstRetry)
+	var sel labels.Selector
+	for {
+		var err error
+		if sel, err = s.peerSelector(tctx); err == nil {
+			break
+		}
+		if tctx.Err() != nil {
+			return
+		}
+		s.errs.Note(err)
+		if apierrors.IsNotFound(err) || apierrors.IsForbidden(err) {
+			return // not a pod, or not allowed: the next term tries again
+		}
+		if !leaderterm.Sleep(tctx, s.clock, backoff.Step(), nil) {
+			return
+		}
+	}
+	kick := make(chan struct{}, 1)
+	poke := func(any) {
+		select {
+		case kick <- struct{}{}:
+		default:
+		}
+	}
+	informer := cache.NewSharedIndexInformerWithOptions(peers.ListWatch(s.cfg.Pods, sel, s.cfg.Pod, func() { s.errs.Note(nil) }),
+		&corev1.Pod{}, cache.SharedIndexInformerOptions{ObjectDescription: "peer pods"})
+	_ = informer.SetTransform(peers.StripManagedFields) // errors only once started
+	_ = informer.SetWatchErrorHandlerWithContext(func(ctx context.Context, _ *cache.Reflector, err error) {
+		if ctx.Err() == nil && !errors.Is(err, io.EOF) && !apierrors.IsResourceExpired(err) && !apierrors.IsGone(err) {
+			s.errs.Note(fmt.Errorf("watch pods %s: %w", peers.Describe(sel, s.cfg.Pod), err))
+		}
+	})
+	reg, err := informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc: poke, UpdateFunc: func(_, o any) { poke(o) }, DeleteFunc: poke,
+	})
+	if err != nil {
+		return // only if the informer had stopped already
+	}
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Go(func() { informer.RunWithContext(tctx) })
+	select {
+	case <-tctx.Done():
+		return
+	case <-reg.HasSyncedChecker().Done():
+	}
+	seen := false // the own pod was in the store in this term
+	for {
+		if s.check(ctx, informer.GetStore(), &seen) {
+			return
+		}
+		select {
+		case <-tctx.Done():
+			return
+		case <-kick:
+		}
+	}
+}
+
+// check retires if the own pod is being deleted, or gone after it was seen,
+// and reports whether the term's watch is over.
+func (s *Succession) check(ctx context.Context, store cache.Store, seen *bool) bool {
+	var self *corev1.Pod
+	var all []*corev1.Pod
+	for _, o := range store.List() {
+		p := o.(*corev1.Pod)
+		all = append(all, p)
+		if p.Name == s.cfg.Pod {
+			self = p
+		}
+	}
+	switch {
+	case self == nil && !*seen:
+		s.errs.Note(fmt.Errorf("this pod %s is not among its peers (PEER_SELECTOR): it cannot see its own deletion", s.cfg.Pod))
+		return true
+	case self != nil && self.DeletionTimestamp == nil:
+		*seen = true
+		return false
+	}
+	s.mu.Lock()
+	done := s.retired
+	s.retired = true
+	s.mu.Unlock()
+	if done {
+		return true
+	}
+	var to string
+	if s.cfg.ByPodName {
+		to = Choose(s.cfg.Pod, all)
+	}
+	how := "being deleted"
+	if self == nil {
+		how = "gone"
+	}
+	s.log.Info("this pod is "+how+"; handing the lease over", "to", to)
+	if err := s.cfg.Retire(ctx, to); err != nil && ctx.Err() == nil {
+		s.log.Warn("handing the lease over on this pod's deletion failed; the others take it once it expires", "to", to, "err", err)
+	}
+	return true
+}
+
+// peerSelector returns the selector of the peers, from the own pod's labels
+// the first time; nil: the own pod alone.
+func (s *Succession) peerSelector(ctx context.Context) (labels.Selector, error) {
+	s.mu.Lock()
+	sel, resolved := s.selector, s.resolved
+	s.mu.Unlock()
+	if resolved {
+		return sel, nil
+	}
+	pod, err := s.cfg.Pods.Get(ctx, s.cfg.Pod, metav1.GetOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("read own pod %s to find its peers: %w", s.cfg.Pod, err)
+	}
+	sel = peers.DefaultSelector(pod.Labels)
+	s.mu.Lock()
+	s.selector, s.resolved = sel, true
+	s.mu.Unlock()
+	return sel, nil
+}
