@@ -26,6 +26,7 @@ const (
 	inv5        = "5 (no hot loop)"
 	inv6        = "6 (under a stream flood: RSS under the example's memory limit, probes answered)"
 	inv7        = "7 (the gatekeeper's command, forks and all, runs on one replica at a time and never outlives its sidecar)"
+	inv8        = "8 (a leader whose pod is being deleted hands the Lease to a live peer at once, not at its SIGTERM)"
 )
 
 // The hot-loop bounds (invariant 5), per sidecar, through its proxy.

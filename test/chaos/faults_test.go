@@ -18,6 +18,7 @@ import (
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -60,6 +61,7 @@ var faults = []fault{
 	{"stream-flood", streamFlood},
 	{"twin-follower", twinFollower},
 	{"gatekeeper-fork", gatekeeperFork},
+	{"delete-leader-pod", deleteLeaderPod},
 }
 
 // between draws a duration in [lo, hi] from the round's generator.
@@ -877,4 +879,77 @@ func gatekeeperFork(ctx context.Context, wd *world, r *round) error {
 	r.notef("gatekeeper: SIGTERM to %s, its sidecar exited after %s, %s's command ran after %s; %d samples",
 		first.pod, exited.Sub(sent).Round(time.Millisecond), next.pod, r.healed.Sub(sent).Round(time.Millisecond), samples.Load())
 	return nil
+}
+
+// deleteLeaderPod deletes the leader's pod, as kubectl delete, an eviction
+// or a StatefulSet's rolling update does. A finalizer holds the pod object
+// for a while, as the kubelet's grace period does while it stops the app;
+// the sidecar, still running, must hand the Lease to a peer at once. Then
+// the kubelet's SIGTERM, the pod's end, and a replacement of the same name
+// with a new UID (a StatefulSet's), whose sidecar starts anew.
+func deleteLeaderPod(ctx context.Context, wd *world, r *round) error {
+	l := r.leader
+	pods := cp.Admin.CoreV1().Pods(wd.ns)
+	hold := between(r.rng, 300*time.Millisecond, 2*time.Second)
+	const finalizer = "chaos.leader-elector.io/grace-period"
+	old, err := pods.Patch(ctx, l.pod, types.MergePatchType, []byte(`{"metadata":{"finalizers":["`+finalizer+`"]}}`), metav1.PatchOptions{})
+	if err != nil {
+		return fmt.Errorf("hold pod %s: %w", l.pod, err)
+	}
+	deleted := time.Now()
+	if err := pods.Delete(ctx, l.pod, metav1.DeleteOptions{}); err != nil {
+		return fmt.Errorf("delete pod %s: %w", l.pod, err)
+	}
+	if err := sleep(ctx, hold); err != nil {
+		return err
+	}
+	var next *leaseEvent
+	for _, e := range wd.api.leases.between(r.target.lease, deleted, time.Now()) {
+		if !e.deleted && e.holder != "" && e.holder != l.identity {
+			next = &e
+			break
+		}
+	}
+	if next == nil {
+		wd.run.violate(r, inv8, fmt.Sprintf("%s's pod was deleted %s ago and no peer holds the Lease", l.pod, hold.Round(time.Millisecond)), l.pod)
+		r.notef("pod deleted, SIGTERM %s later; no handover", hold.Round(time.Millisecond))
+	} else {
+		r.notef("pod deleted, SIGTERM %s later; handed to %s %s after the delete", hold.Round(time.Millisecond), next.holder, next.at.Sub(deleted).Round(time.Millisecond))
+	}
+	if _, err := wd.sigterm(r, l.current(), "after its pod's deletion"); err != nil {
+		return err
+	}
+	if _, err := pods.Patch(ctx, l.pod, types.MergePatchType, []byte(`{"metadata":{"finalizers":null}}`), metav1.PatchOptions{}); err != nil {
+		return fmt.Errorf("release pod %s: %w", l.pod, err)
+	}
+	// What the kubelet does once the pod's containers stopped; there is no
+	// kubelet here.
+	if err := pods.Delete(ctx, l.pod, metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)}); err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("delete pod %s for good: %w", l.pod, err)
+	}
+	if err := wait.PollUntilContextTimeout(ctx, 10*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		_, err := pods.Get(ctx, l.pod, metav1.GetOptions{})
+		return apierrors.IsNotFound(err), nil
+	}); err != nil {
+		return fmt.Errorf("pod %s still there after its finalizer went: %w", l.pod, err)
+	}
+	labels := map[string]string{}
+	for k, v := range old.Labels {
+		if k != roleKey {
+			labels[k] = v
+		}
+	}
+	created, err := pods.Create(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: l.pod, Labels: labels}, Spec: old.Spec}, metav1.CreateOptions{})
+	if err != nil {
+		return fmt.Errorf("recreate pod %s: %w", l.pod, err)
+	}
+	if err := cp.MarkRunning(ctx, wd.ns, l.pod, l.ip); err != nil {
+		return err
+	}
+	l.uid = string(created.UID)
+	if twin := wd.twins[l]; twin != nil {
+		twin.uid = l.uid
+	}
+	r.healed = time.Now()
+	return wd.start(l)
 }

@@ -135,6 +135,30 @@ func buildSidecarImage(ctx context.Context, dir, bin string) (Image, error) {
 	}, files)
 }
 
+// BuildStaticImage builds the Go command pkg of the test module (such as
+// "./bench/clientgo-elector") as a static binary into an image like the
+// sidecar's: /<name> on what of distroless static:nonroot matters, user
+// 65532:65532, tagged ref, written under dir.
+func BuildStaticImage(ctx context.Context, dir, name, ref, pkg string) (Image, error) {
+	exe := filepath.Join(dir, "bin", name)
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", "-s -w", "-o", exe, pkg)
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if err := runIn(TestRoot(), cmd); err != nil {
+		return Image{}, fmt.Errorf("build the %s image: %w", name, err)
+	}
+	data, err := readStatic(exe)
+	if err != nil {
+		return Image{}, fmt.Errorf("build the %s image: %w", name, err)
+	}
+	files := append(nonrootFiles(), layerEntry{name: "/" + name, mode: 0o755, data: data})
+	return writeImage(dir, name, ref, v1.Config{
+		User:       "65532:65532",
+		Entrypoint: []string{"/" + name},
+		Env:        []string{distrolessPATH},
+		WorkingDir: "/home/nonroot",
+	}, files)
+}
+
 func buildApp(ctx context.Context, dir string, log io.Writer) (Image, error) {
 	root, err := DebianPackages(log, "busybox-static")
 	if err != nil {

@@ -56,7 +56,11 @@ func KustomizeDeploy(overlay string) ([]*unstructured.Unstructured, error) {
 // (never pulled: no registry can be reached), and, since there is no
 // kube-proxy to route the kubernetes Service, the API server's address on
 // this machine in KUBERNETES_SERVICE_HOST and _PORT of the sidecar.
-func (n *Node) PodOverlay(ns string) string {
+func (n *Node) PodOverlay(ns string) string { return n.PodOverlayWith(ns, n.Images.Sidecar.Ref) }
+
+// PodOverlayWith is PodOverlay with sidecarRef, an image imported into the
+// node, in place of the product image.
+func (n *Node) PodOverlayWith(ns, sidecarRef string) string {
 	return fmt.Sprintf(`apiVersion: kustomize.config.k8s.io/v1beta1
 kind: Kustomization
 namespace: %s
@@ -84,8 +88,18 @@ patches:
       - op: add
         path: /spec/template/spec/containers/0/imagePullPolicy
         value: Never
-`, ns, refName(n.Images.Sidecar.Ref), refTag(n.Images.Sidecar.Ref), refName(n.Images.App.Ref), refTag(n.Images.App.Ref), n.IP.String(), n.APIPort)
+`, ns, refName(sidecarRef), refTag(sidecarRef), refName(n.Images.App.Ref), refTag(n.Images.App.Ref), n.IP.String(), n.APIPort)
 }
+
+// SlowAppStop is an overlay patch, to follow PodOverlay, that makes the
+// example's app take 5 s to stop on SIGTERM, as a server that drains its
+// connections does. A native sidecar gets its SIGTERM only after that.
+const SlowAppStop = `  - target: {kind: Deployment, name: myapp}
+    patch: |
+      - op: replace
+        path: /spec/template/spec/containers/0/command/2
+        value: "trap 'sleep 5; exit 0' TERM\nhttpd -p 8081 -h /tmp\nwhile true; do if [ -f /tmp/leader_status ]; then echo leading; else echo following; fi; sleep 5 & wait $!; done\n"
+`
 
 // refName and refTag split an image reference "repo/name:tag".
 func refName(ref string) string { return ref[:strings.LastIndex(ref, ":")] }

@@ -31,8 +31,9 @@ import (
 // to run a Deployment with a Service: Deployments and ReplicaSets make pods,
 // the garbage collector deletes what they own, root-ca-cert-publisher makes
 // the kube-root-ca.crt ConfigMap that projected ServiceAccount tokens need,
-// and EndpointSlices route a Service.
-const NodeControllers = "deployment-controller,replicaset-controller,garbage-collector-controller,root-ca-certificate-publisher-controller,serviceaccount-controller,endpointslice-controller"
+// EndpointSlices route a Service, and the disruption controller keeps a
+// PodDisruptionBudget's status, which the Eviction API checks.
+const NodeControllers = "deployment-controller,replicaset-controller,garbage-collector-controller,root-ca-certificate-publisher-controller,serviceaccount-controller,endpointslice-controller,disruption-controller"
 
 // runtimePackages are Debian's container runtime and CNI plugins, fetched
 // once into a cache (DebianPackages), never installed on the system.
@@ -148,8 +149,8 @@ func (cp *ControlPlane) StartNode(ctx context.Context, opts NodeOptions) (_ *Nod
 	}
 	n.Images = *images
 	for _, img := range []Image{images.Pause, images.Sidecar, images.App} {
-		if err := n.ctr(ctx, "images", "import", "--no-unpack=false", img.Tar); err != nil {
-			return nil, fmt.Errorf("start a node: import %s: %w", img.Ref, err)
+		if err := n.ImportImage(ctx, img); err != nil {
+			return nil, fmt.Errorf("start a node: %w", err)
 		}
 	}
 	if err := n.startKubelet(ctx); err != nil {
@@ -160,6 +161,15 @@ func (cp *ControlPlane) StartNode(ctx context.Context, opts NodeOptions) (_ *Nod
 	}
 	fmt.Fprintf(cp.log, "testcluster: node %s ready at %s (pods on %s)\n", n.Name, ip, n.podCIDR())
 	return n, nil
+}
+
+// ImportImage imports img into the node's containerd, where pods with
+// imagePullPolicy Never find it.
+func (n *Node) ImportImage(ctx context.Context, img Image) error {
+	if err := n.ctr(ctx, "images", "import", "--no-unpack=false", img.Tar); err != nil {
+		return fmt.Errorf("import %s: %w", img.Ref, err)
+	}
+	return nil
 }
 
 const nodeMarker = "node.cleanup"

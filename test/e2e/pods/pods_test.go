@@ -475,8 +475,8 @@ func TestRealPods(t *testing.T) {
 	t.Run("deleting the leader's pod hands over", func(t *testing.T) {
 		w := w.on(t)
 		leader := w.leaderNow(30 * time.Second)
-		// When the old leader's file goes: its sidecar got SIGTERM (after
-		// the app stopped) and stepped down, just before its release.
+		// When the old leader's file goes: its sidecar saw its pod's
+		// deletion and stepped down, just before it handed the Lease on.
 		removed := make(chan time.Time, 1)
 		go func() {
 			for t.Context().Err() == nil { // ends with the subtest
@@ -498,7 +498,7 @@ func TestRealPods(t *testing.T) {
 		case <-time.After(30 * time.Second):
 			t.Fatalf("the old leader %s's status file is still there 30s after another pod acquired the Lease", leader.Name)
 		}
-		t.Logf("kubectl delete pod of the leader to the next leader's acquire: %s; the old leader's file went %s after the delete (the kubelet stopping the app, then the sidecar), the next acquired %s after that (%s to %s)",
+		t.Logf("kubectl delete pod of the leader to the next leader's acquire: %s; the old leader's file went %s after the delete, the next acquired %s after that (%s to %s)",
 			acquired.Sub(deleted).Round(time.Millisecond), stepDown.Sub(deleted).Round(time.Millisecond), acquired.Sub(stepDown).Round(time.Millisecond), leader.Name, next)
 		last := w.waitGone(leader.Name, 60*time.Second)
 		appDone := status(last, app)
@@ -509,7 +509,7 @@ func TestRealPods(t *testing.T) {
 				scDone.State.Terminated.FinishedAt, appDone.State.Terminated.FinishedAt)
 		}
 		if acquired.Sub(deleted) > 10*time.Second {
-			t.Errorf("the handover took %s: the sidecar releases the Lease on SIGTERM, and the app stops on it", acquired.Sub(deleted))
+			t.Errorf("the handover took %s: the sidecar hands the Lease over when its pod is being deleted", acquired.Sub(deleted))
 		}
 		w.waitReady(3, 2*time.Minute)
 		got := w.leaderNow(30 * time.Second)
