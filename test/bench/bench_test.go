@@ -177,3 +177,42 @@ func TestReportWritesTableAndChart(t *testing.T) {
 		t.Errorf("handover.svg is no chart with a legend: %.200s", svg)
 	}
 }
+
+func TestLifecycleRoundsSetting(t *testing.T) {
+	for env, want := range map[string]int{"": 10, "0": 0, "3": 3} {
+		s, err := loadSettings(func(k string) string {
+			if k == "BENCH_LIFECYCLE_ROUNDS" {
+				return env
+			}
+			return ""
+		})
+		if err != nil || s.lifecycleRounds != want {
+			t.Errorf("BENCH_LIFECYCLE_ROUNDS=%q: %d rounds (%v), want %d", env, s.lifecycleRounds, err, want)
+		}
+	}
+	if _, err := loadSettings(func(k string) string { return map[string]string{"BENCH_LIFECYCLE_ROUNDS": "x"}[k] }); err == nil {
+		t.Error(`BENCH_LIFECYCLE_ROUNDS="x" was accepted`)
+	}
+}
+
+func TestFileTimelineBetween(t *testing.T) {
+	t0 := time.Date(2026, 12, 7, 0, 0, 0, 0, time.UTC)
+	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+	tl := &fileTimeline{changes: []fileChange{
+		{at(-100), []string{"a"}},
+		{at(30), nil},           // a stepped down
+		{at(45), []string{"b"}}, // b leads: 45 ms after the call, 15 ms gap
+		{at(900), nil},
+		{at(905), []string{"c"}}, // moved again
+		{at(2000), []string{"c", "d"}},
+		{at(2001), []string{"c"}},
+		{at(9000), nil}, // after the window
+	}}
+	took, gap, moves, overlaps := tl.between("a", t0, at(5000))
+	if took != 45*time.Millisecond || gap != 15*time.Millisecond || moves != 2 || overlaps != 1 {
+		t.Errorf("between = took %s, gap %s, moves %d, overlaps %d; want 45ms, 15ms, 2, 1", took, gap, moves, overlaps)
+	}
+	if took, _, _, _ := tl.between("a", at(-200), at(20)); took != -1 {
+		t.Errorf("took = %s in a window with no other file, want -1", took)
+	}
+}

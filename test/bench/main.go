@@ -34,7 +34,12 @@
 // packages), it runs deploy/example.yaml as three real pods and measures,
 // over BENCH_POD_ROUNDS (default 5; 0 skips it) rounds, a SIGKILL of the
 // leader's sidecar to its resumed term after the kubelet's restart, and a
-// delete of the leader's pod to the next leader (bench/pods.go).
+// delete of the leader's pod to the next leader (bench/pods.go); then, with
+// an app that takes 5 s to stop, each elector as the sidecar in turn, over
+// BENCH_LIFECYCLE_ROUNDS (default 10; 0 skips it) rounds each, a delete, an
+// eviction, a scale-down and a rollout restart: the call to the next
+// leader's status file, leader changes, and the longest time no app saw a
+// status file (bench/lifecycle.go).
 //
 // It prints Markdown tables and writes them, with an SVG chart of the
 // graceful handovers, to BENCH_OUT (default bench/out/): results.md and
@@ -91,9 +96,11 @@ type settings struct {
 	rounds      int
 	crashRounds int
 	podRounds   int
-	window      time.Duration // at N<=3; see windowFor
-	electors    string        // BENCH_ELECTORS: "both", "ours" or "client-go"
-	out         string
+	// lifecycleRounds: BENCH_LIFECYCLE_ROUNDS of each op of lifecycleOps.
+	lifecycleRounds int
+	window          time.Duration // at N<=3; see windowFor
+	electors        string        // BENCH_ELECTORS: "both", "ours" or "client-go"
+	out             string
 }
 
 func loadSettings(getenv func(string) string) (settings, error) {
@@ -102,6 +109,7 @@ func loadSettings(getenv func(string) string) (settings, error) {
 	s.rounds, errs = envInt(getenv, "BENCH_ROUNDS", 20, errs)
 	s.crashRounds, errs = envInt(getenv, "BENCH_CRASH_ROUNDS", 5, errs)
 	s.podRounds, errs = envInt(getenv, "BENCH_POD_ROUNDS", 5, errs)
+	s.lifecycleRounds, errs = envInt(getenv, "BENCH_LIFECYCLE_ROUNDS", 10, errs)
 	s.window, errs = envDuration(getenv, "BENCH_WINDOW", time.Minute, errs)
 	if err := errors.Join(errs...); err != nil {
 		return s, err
@@ -250,15 +258,42 @@ func run(ctx context.Context, out io.Writer, getenv func(string) string) (err er
 			return fmt.Errorf("routing: %w", err)
 		}
 	}
-	if set.podRounds > 0 {
-		b.log.Info("measuring real pods", "rounds", set.podRounds)
-		rep.pods = b.pods(ctx, set.podRounds)
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
+	if err := b.realPods(ctx, set, kinds, rep); err != nil {
+		return err
 	}
 	rep.took = time.Since(started)
 	return rep.write(out, set.out)
+}
+
+// realPods runs the real-pod sections, on one node.
+func (b *bench) realPods(ctx context.Context, set settings, kinds []electorKind, rep *report) error {
+	if set.podRounds == 0 && set.lifecycleRounds == 0 {
+		return nil
+	}
+	node, err := b.cp.StartNode(ctx, testcluster.NodeOptions{})
+	if err != nil {
+		na := "n/a: the node cannot start here: " + err.Error()
+		rep.pods, rep.lifecycle = &podResult{na: na}, &lifecycleResult{na: na}
+		return nil
+	}
+	defer func() {
+		if err := node.Stop(); err != nil {
+			b.log.Error("stop the node", "err", err)
+		}
+	}()
+	if set.podRounds > 0 {
+		b.log.Info("measuring real pods", "rounds", set.podRounds)
+		rep.pods = b.pods(ctx, node, set.podRounds)
+	}
+	if set.lifecycleRounds > 0 && ctx.Err() == nil {
+		b.log.Info("measuring deletes, evictions, scale-downs and rollouts in real pods", "rounds", set.lifecycleRounds)
+		var names []string
+		for _, k := range kinds {
+			names = append(names, k.name)
+		}
+		rep.lifecycle = b.lifecycle(ctx, node, set.lifecycleRounds, names)
+	}
+	return ctx.Err()
 }
 
 // startSidecar starts a sidecar and remembers it for killAll.

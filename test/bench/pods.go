@@ -29,23 +29,12 @@ type podResult struct {
 	kubelet []time.Duration
 }
 
-// pods runs deploy/example.yaml as three real pods on a node
-// (testcluster.StartNode) and, over BENCH_POD_ROUNDS rounds, kills the
+// pods runs deploy/example.yaml as three real pods on node and, over BENCH_POD_ROUNDS rounds, kills the
 // leader's sidecar (the kubelet restarts it and it resumes), then deletes
 // the leader's pod (the next pod leads), so every kill hits a sidecar that
 // never restarted: the kubelet's crash-loop back-off stays out of it.
-func (b *bench) pods(ctx context.Context, rounds int) *podResult {
+func (b *bench) pods(ctx context.Context, node *testcluster.Node, rounds int) *podResult {
 	r := &podResult{}
-	node, err := b.cp.StartNode(ctx, testcluster.NodeOptions{})
-	if err != nil {
-		r.na = "n/a: the node cannot start here: " + err.Error()
-		return r
-	}
-	defer func() {
-		if err := node.Stop(); err != nil {
-			b.log.Error("stop the node", "err", err)
-		}
-	}()
 	ns, err := b.cp.CreateNamespace(ctx, "bench-pods")
 	if err != nil {
 		r.na = "n/a: " + err.Error()

@@ -20,7 +20,9 @@ type report struct {
 	legacy   map[string]*legacyResult // by elector, N=3 only
 	routing  *legacyResult
 	pods     *podResult // nil: not measured (BENCH_POD_ROUNDS=0)
-	took     time.Duration
+	// lifecycle is nil when not measured (BENCH_LIFECYCLE_ROUNDS=0).
+	lifecycle *lifecycleResult
+	took      time.Duration
 }
 
 // write prints the tables to out and writes them with the chart to dir.
@@ -51,9 +53,9 @@ func (r *report) markdown(w io.Writer) {
 	if s.electors != "both" {
 		electors = " BENCH_ELECTORS=" + s.electors
 	}
-	fmt.Fprintf(w, "Command: `BENCH_REPLICAS=%s BENCH_ROUNDS=%d BENCH_CRASH_ROUNDS=%d BENCH_POD_ROUNDS=%d BENCH_WINDOW=%s%s make bench` (took %s). "+
+	fmt.Fprintf(w, "Command: `BENCH_REPLICAS=%s BENCH_ROUNDS=%d BENCH_CRASH_ROUNDS=%d BENCH_POD_ROUNDS=%d BENCH_LIFECYCLE_ROUNDS=%d BENCH_WINDOW=%s%s make bench` (took %s). "+
 		"Both electors with their defaults: LEASE_DURATION 15s, RENEW_DEADLINE 10s, RETRY_PERIOD 2s.\n\n",
-		joinInts(s.replicas), s.rounds, s.crashRounds, s.podRounds, s.window, electors, r.took.Round(time.Second))
+		joinInts(s.replicas), s.rounds, s.crashRounds, s.podRounds, s.lifecycleRounds, s.window, electors, r.took.Round(time.Second))
 	fmt.Fprintf(w, "| measure |")
 	for _, x := range r.scale {
 		fmt.Fprintf(w, " N=%d %s |", x.n, x.elector)
@@ -116,6 +118,9 @@ func (r *report) markdown(w io.Writer) {
 		"Memory is VmRSS, CPU utime+stime over the window, from /proc. "+
 		"Replicas talk to kube-apiserver directly; pods are created %d at a time and sidecars started %s apart.\n",
 		trafficSummary(r.idle), r.idle.watchEvents, createParallel, startSpacing)
+	if r.lifecycle != nil {
+		defer r.lifecycle.markdown(w)
+	}
 	if r.pods != nil {
 		defer r.pods.markdown(w, s.podRounds)
 	}

@@ -1,0 +1,410 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	policyv1 "k8s.io/api/policy/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
+
+	"github.com/leader-elector/leader-elector/test/testcluster"
+)
+
+// What users do to a workload's pods, in the order measured.
+var lifecycleOps = []lifecycleOp{
+	{"delete", "kubectl delete pod of the leader", deleteLeader},
+	{"evict", "eviction of the leader (Eviction API, deploy/'s PodDisruptionBudget)", evictLeader},
+	{"scale-down", "scale-down from 3 to 1, the leader removed", scaleDownPastLeader},
+	{"rollout", "kubectl rollout restart", rolloutRestart},
+}
+
+type lifecycleOp struct {
+	name, what string
+	// do removes the leader's pod (or begins to) and waits until the
+	// workload settled; the window it measures ends when do returns.
+	do func(ctx context.Context, w *podWorkload, leader string) error
+}
+
+// clientGoRef is the image of the bench's client-go elector.
+const clientGoRef = "docker.io/library/clientgo-elector:bench"
+
+// clientGoSidecar turns deploy/example.yaml's sidecar into the client-go
+// elector (ReleaseOnCancel): no probes, as it serves none; its identity
+// the pod name; the status file the app reads.
+const clientGoSidecar = `  - target: {kind: Deployment, name: myapp}
+    patch: |
+      - op: remove
+        path: /spec/template/spec/initContainers/0/startupProbe
+      - op: remove
+        path: /spec/template/spec/initContainers/0/livenessProbe
+      - op: remove
+        path: /spec/template/spec/initContainers/0/readinessProbe
+      - op: add
+        path: /spec/template/spec/initContainers/0/env/-
+        value: {name: IDENTITY, valueFrom: {fieldRef: {fieldPath: metadata.name}}}
+      - op: add
+        path: /spec/template/spec/initContainers/0/env/-
+        value: {name: STATUS_FILE, value: /tmp/leader_status}
+`
+
+// lifecycleResult is what the lifecycle section measured, by elector and op.
+type lifecycleResult struct {
+	na       string
+	rounds   int
+	electors []string
+	stats    map[string]map[string]*opStats
+}
+
+// opStats are one op's rounds for one elector.
+type opStats struct {
+	took     []time.Duration // the call to the next leader's status file
+	gap      []time.Duration // the longest time no app saw a status file
+	changes  []int           // leader changes until the workload settled
+	overlaps int             // samples with two status files
+	err      error
+}
+
+// lifecycle runs deploy/example.yaml, with an app that takes 5 s to stop,
+// for each elector in turn on node, and measures rounds of each op.
+func (b *bench) lifecycle(ctx context.Context, node *testcluster.Node, rounds int, electors []string) *lifecycleResult {
+	r := &lifecycleResult{rounds: rounds, stats: map[string]map[string]*opStats{}}
+	for _, e := range electors {
+		overlay := func(ns string) string { return node.PodOverlay(ns) + testcluster.SlowAppStop }
+		if e == "client-go elector" {
+			img, err := testcluster.BuildStaticImage(ctx, filepath.Join(node.Dir, "images"), "clientgo-elector", clientGoRef, "./bench/clientgo-elector")
+			if err == nil {
+				err = node.ImportImage(ctx, img)
+			}
+			if err != nil {
+				r.na = "n/a: " + err.Error()
+				return r
+			}
+			overlay = func(ns string) string {
+				return node.PodOverlayWith(ns, clientGoRef) + testcluster.SlowAppStop + clientGoSidecar
+			}
+		}
+		r.electors = append(r.electors, e)
+		r.stats[e] = map[string]*opStats{}
+		w, err := b.startWorkload(ctx, node, overlay)
+		if err != nil {
+			r.na = fmt.Sprintf("n/a: %s: %v", e, err)
+			return r
+		}
+		for _, op := range lifecycleOps {
+			s := &opStats{}
+			r.stats[e][op.name] = s
+			for i := range rounds {
+				if s.err = b.lifecycleRound(ctx, w, op, s); s.err != nil {
+					b.log.Error("lifecycle round failed", "elector", e, "op", op.name, "round", i+1, "err", s.err)
+					break
+				}
+				b.log.Info("lifecycle", "elector", e, "op", op.name, "round", i+1, "took", s.took[i], "changes", s.changes[i], "gap", s.gap[i])
+			}
+		}
+		w.stop()
+	}
+	return r
+}
+
+// podWorkload is deploy/example.yaml in one namespace, and the timeline of
+// its status files.
+type podWorkload struct {
+	b     *bench
+	node  *testcluster.Node
+	ns    string
+	files *fileTimeline
+	stop  func()
+}
+
+func (b *bench) startWorkload(ctx context.Context, node *testcluster.Node, overlay func(ns string) string) (*podWorkload, error) {
+	ns, err := b.cp.CreateNamespace(ctx, "bench-lifecycle")
+	if err != nil {
+		return nil, err
+	}
+	objs, err := testcluster.KustomizeDeploy(overlay(ns))
+	if err != nil {
+		return nil, err
+	}
+	if err := b.cp.ApplyObjects(ctx, ns, objs); err != nil {
+		return nil, err
+	}
+	if _, err := b.cp.WaitExamplePods(ctx, ns, 3, 3*time.Minute); err != nil {
+		return nil, err
+	}
+	fctx, cancel := context.WithCancel(ctx)
+	w := &podWorkload{b: b, node: node, ns: ns}
+	w.files = watchFiles(fctx, b.cp, node, ns)
+	w.stop = func() {
+		cancel()
+		if err := b.cp.DeleteExample(context.Background(), ns, 2*time.Minute); err != nil {
+			b.log.Error("delete the example", "err", err)
+		}
+	}
+	return w, nil
+}
+
+// lifecycleRound waits for one leader, runs op on it and adds what the
+// status files showed meanwhile to s.
+func (b *bench) lifecycleRound(ctx context.Context, w *podWorkload, op lifecycleOp, s *opStats) error {
+	leader, err := w.files.waitOne(ctx, time.Minute)
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	if err := op.do(ctx, w, leader); err != nil {
+		return fmt.Errorf("%s: %w", op.name, err)
+	}
+	if _, err := w.files.waitOne(ctx, time.Minute); err != nil {
+		return err
+	}
+	took, gap, changes, overlaps := w.files.between(leader, start, time.Now())
+	if took < 0 {
+		return errors.New("no other pod's app saw a status file")
+	}
+	s.took, s.gap, s.changes = append(s.took, took), append(s.gap, gap), append(s.changes, changes)
+	s.overlaps += overlaps
+	return nil
+}
+
+func deleteLeader(ctx context.Context, w *podWorkload, leader string) error {
+	if err := w.b.cp.Admin.CoreV1().Pods(w.ns).Delete(ctx, leader, metav1.DeleteOptions{}); err != nil {
+		return err
+	}
+	_, err := w.b.cp.WaitExamplePods(ctx, w.ns, 3, 2*time.Minute)
+	return err
+}
+
+func evictLeader(ctx context.Context, w *podWorkload, leader string) error {
+	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		pdb, err := w.b.cp.Admin.PolicyV1().PodDisruptionBudgets(w.ns).Get(ctx, "myapp", metav1.GetOptions{})
+		return err == nil && pdb.Status.ObservedGeneration == pdb.Generation && pdb.Status.DisruptionsAllowed == 1, nil
+	})
+	if err != nil {
+		return fmt.Errorf("the PodDisruptionBudget allows no eviction: %w", err)
+	}
+	ev := &policyv1.Eviction{ObjectMeta: metav1.ObjectMeta{Name: leader, Namespace: w.ns}}
+	if err := w.b.cp.Admin.CoreV1().Pods(w.ns).EvictV1(ctx, ev); err != nil {
+		return err
+	}
+	_, err = w.b.cp.WaitExamplePods(ctx, w.ns, 3, 2*time.Minute)
+	return err
+}
+
+// scaleDownPastLeader gives the leader the lowest deletion cost, so that
+// the ReplicaSet controller removes it, and scales to 1; after the window
+// it scales back to 3.
+func scaleDownPastLeader(ctx context.Context, w *podWorkload, leader string) error {
+	cost := []byte(`{"metadata":{"annotations":{"controller.kubernetes.io/pod-deletion-cost":"-1000"}}}`)
+	if _, err := w.b.cp.Admin.CoreV1().Pods(w.ns).Patch(ctx, leader, types.MergePatchType, cost, metav1.PatchOptions{}); err != nil {
+		return err
+	}
+	if err := w.scale(ctx, 1); err != nil {
+		return err
+	}
+	if _, err := w.b.cp.WaitExamplePods(ctx, w.ns, 1, 2*time.Minute); err != nil {
+		return err
+	}
+	defer func() {
+		if err := w.scale(ctx, 3); err == nil {
+			_, _ = w.b.cp.WaitExamplePods(ctx, w.ns, 3, 2*time.Minute)
+		}
+	}()
+	return nil
+}
+
+func rolloutRestart(ctx context.Context, w *podWorkload, leader string) error {
+	old, err := w.b.cp.Admin.CoreV1().Pods(w.ns).Get(ctx, leader, metav1.GetOptions{})
+	if err != nil {
+		return err
+	}
+	restart := fmt.Appendf(nil, `{"spec":{"template":{"metadata":{"annotations":{"kubectl.kubernetes.io/restartedAt":%q}}}}}`, time.Now().Format(time.RFC3339Nano))
+	if _, err := w.b.cp.Admin.AppsV1().Deployments(w.ns).Patch(ctx, "myapp", types.StrategicMergePatchType, restart, metav1.PatchOptions{}); err != nil {
+		return err
+	}
+	return wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 3*time.Minute, true, func(ctx context.Context) (bool, error) {
+		list, err := w.b.cp.Admin.CoreV1().Pods(w.ns).List(ctx, metav1.ListOptions{LabelSelector: "app=" + testcluster.ExampleApp})
+		if err != nil {
+			return false, nil
+		}
+		fresh := 0
+		for _, p := range list.Items {
+			if p.Labels["pod-template-hash"] != old.Labels["pod-template-hash"] && testcluster.ExamplePodReady(&p) {
+				fresh++
+			}
+		}
+		return len(list.Items) == 3 && fresh == 3, nil
+	})
+}
+
+func (w *podWorkload) scale(ctx context.Context, n int) error {
+	patch := fmt.Appendf(nil, `{"spec":{"replicas":%d}}`, n)
+	_, err := w.b.cp.Admin.AppsV1().Deployments(w.ns).Patch(ctx, "myapp", types.MergePatchType, patch, metav1.PatchOptions{})
+	return err
+}
+
+// fileTimeline is every change of the set of pods whose app sees a status
+// file, sampled on the node every 2 ms.
+type fileTimeline struct {
+	mu      sync.Mutex
+	changes []fileChange
+}
+
+type fileChange struct {
+	at   time.Time
+	pods []string // sorted
+}
+
+func watchFiles(ctx context.Context, cp *testcluster.ControlPlane, node *testcluster.Node, ns string) *fileTimeline {
+	t := &fileTimeline{}
+	go func() {
+		files := map[string]string{}
+		var listed time.Time
+		for ctx.Err() == nil {
+			if time.Since(listed) > 50*time.Millisecond {
+				list, err := cp.Admin.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=" + testcluster.ExampleApp})
+				if err == nil {
+					clear(files)
+					for _, p := range list.Items {
+						files[p.Name] = filepath.Join(node.EmptyDirPath(p.UID, "tmp"), "leader_status")
+					}
+					listed = time.Now()
+				}
+			}
+			var seen []string
+			for name, f := range files {
+				if _, err := os.Stat(f); err == nil {
+					seen = append(seen, name)
+				}
+			}
+			slices.Sort(seen)
+			t.mu.Lock()
+			if n := len(t.changes); n == 0 || !slices.Equal(t.changes[n-1].pods, seen) {
+				t.changes = append(t.changes, fileChange{at: time.Now(), pods: seen})
+			}
+			t.mu.Unlock()
+			time.Sleep(2 * time.Millisecond)
+		}
+	}()
+	return t
+}
+
+// waitOne waits until exactly one app sees a status file, for at least a
+// second, and returns its pod.
+func (t *fileTimeline) waitOne(ctx context.Context, timeout time.Duration) (string, error) {
+	var one string
+	err := wait.PollUntilContextTimeout(ctx, 20*time.Millisecond, timeout, true, func(context.Context) (bool, error) {
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		n := len(t.changes)
+		if n == 0 || len(t.changes[n-1].pods) != 1 || time.Since(t.changes[n-1].at) < time.Second {
+			return false, nil
+		}
+		one = t.changes[n-1].pods[0]
+		return true, nil
+	})
+	if err != nil {
+		return "", fmt.Errorf("not one status file for a second within %s", timeout)
+	}
+	return one, nil
+}
+
+// between reads the timeline from start to end, which began with old's
+// file: when another pod's app first saw one (-1: never), the longest time
+// no app saw one, how often the file moved to another pod, and how many
+// changes showed two files.
+func (t *fileTimeline) between(old string, start, end time.Time) (took, gap time.Duration, moves, overlaps int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	took = -1
+	holder, emptySince := old, time.Time{}
+	for _, c := range t.changes {
+		if c.at.Before(start) || c.at.After(end) {
+			continue
+		}
+		switch len(c.pods) {
+		case 0:
+			if emptySince.IsZero() {
+				emptySince = c.at
+			}
+			continue
+		case 1:
+			if c.pods[0] != holder {
+				moves++
+				holder = c.pods[0]
+			}
+		default:
+			overlaps++
+		}
+		if !emptySince.IsZero() {
+			gap = max(gap, c.at.Sub(emptySince))
+			emptySince = time.Time{}
+		}
+		if took < 0 && slices.ContainsFunc(c.pods, func(p string) bool { return p != old }) {
+			took = c.at.Sub(start)
+		}
+	}
+	return took, gap, moves, overlaps
+}
+
+// markdown prints the lifecycle table: a row per op and measure, a column
+// per elector.
+func (r *lifecycleResult) markdown(w io.Writer) {
+	fmt.Fprintf(w, "\nLifecycle in real pods: deploy/example.yaml (3 replicas) with an app that takes 5 s to stop on SIGTERM, each elector as the native sidecar, %d rounds each (BENCH_LIFECYCLE_ROUNDS):\n\n", r.rounds)
+	if len(r.electors) == 0 {
+		fmt.Fprintf(w, "%s\n", r.na)
+		return
+	}
+	fmt.Fprintf(w, "| measure |")
+	for _, e := range r.electors {
+		fmt.Fprintf(w, " %s |", e)
+	}
+	fmt.Fprintf(w, "\n|---|%s\n", strings.Repeat("---|", len(r.electors)))
+	for _, op := range lifecycleOps {
+		cell := func(f func(*opStats) string) func(*opStats) string {
+			return func(s *opStats) string {
+				if s == nil {
+					return "-"
+				}
+				if s.err != nil && len(s.took) == 0 {
+					return "failed: " + s.err.Error()
+				}
+				return f(s)
+			}
+		}
+		for _, m := range []struct {
+			label string
+			f     func(*opStats) string
+		}{
+			{op.what + ": the call to the next leader's status file, p50 / max", func(s *opStats) string { return p50max(s.took) }},
+			{op.what + ": leader changes per round, min-max", func(s *opStats) string { return minMax(s.changes) }},
+			{op.what + ": longest time no app saw a status file, p50 / max", func(s *opStats) string { return p50max(s.gap) }},
+			{op.what + ": samples with two status files", func(s *opStats) string { return fmt.Sprint(s.overlaps) }},
+		} {
+			fmt.Fprintf(w, "| %s |", m.label)
+			for _, e := range r.electors {
+				fmt.Fprintf(w, " %s |", cell(m.f)(r.stats[e][op.name]))
+			}
+			fmt.Fprintln(w)
+		}
+	}
+	if r.na != "" {
+		fmt.Fprintf(w, "\n%s\n", r.na)
+	}
+}
+
+func minMax(xs []int) string {
+	if len(xs) == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%d-%d", slices.Min(xs), slices.Max(xs))
+}
