@@ -611,17 +611,18 @@ func TestLoadDefaults(t *testing.T) {
 		t.Fatalf("Load() error = %v", err)
 	}
 	want := Config{
-		LeaseName:     "my-lease",
-		Namespace:     "default",
-		Identity:      "pod-0",
-		HealthPort:    8080,
-		RoleLabelKey:  "role",
-		Events:        true,
-		LeaseDuration: 15 * time.Second,
-		RenewDeadline: 10 * time.Second,
-		RetryPeriod:   2 * time.Second,
-		LogLevel:      "info",
-		LogFormat:     "text",
+		LeaseName:        "my-lease",
+		Namespace:        "default",
+		Identity:         "pod-0",
+		HealthPort:       8080,
+		RoleLabelKey:     "role",
+		Events:           true,
+		HandoverOnDelete: true,
+		LeaseDuration:    15 * time.Second,
+		RenewDeadline:    10 * time.Second,
+		RetryPeriod:      2 * time.Second,
+		LogLevel:         "info",
+		LogFormat:        "text",
 
 		CommandStopGrace: 10 * time.Second,
 		AppHealth: AppHealth{FileMaxAge: 10 * time.Second, Period: 2 * time.Second, Timeout: time.Second,
@@ -867,7 +868,7 @@ func TestUsageListsEveryVariable(t *testing.T) {
 	}
 	wantNames := []string{
 		"LEASE_NAME", "NAMESPACE", "POD_NAMESPACE", "IDENTITY", "STATUS_FILE", "STATUS_DIR",
-		"HEALTH_PORT", "PROBE_ADDRESS", "LABEL_POD_ROLE", "POD_NAME", "POD_IP", "ROLE_LABEL_KEY", "PEER_SELECTOR",
+		"HEALTH_PORT", "PROBE_ADDRESS", "LABEL_POD_ROLE", "POD_NAME", "POD_IP", "ROLE_LABEL_KEY", "PEER_SELECTOR", "HANDOVER_ON_DELETE",
 		"LEASE_DURATION", "RENEW_DEADLINE", "RETRY_PERIOD", "KUBECONFIG", "LOG_LEVEL", "LOG_FORMAT",
 		"LEADER_HTTP_ADDRESS", "HEALTH_STREAMS",
 		"STATUS_ENDPOINT", "COMMAND_STOP_GRACE",
@@ -922,7 +923,7 @@ func TestUsageListsEveryVariable(t *testing.T) {
 	}
 
 	defaults := map[string]string{
-		"HEALTH_PORT": "8080", "LABEL_POD_ROLE": "false", "HEALTH_STREAMS": "false", "ROLE_LABEL_KEY": "role", "EVENTS": "true",
+		"HEALTH_PORT": "8080", "LABEL_POD_ROLE": "false", "HEALTH_STREAMS": "false", "ROLE_LABEL_KEY": "role", "EVENTS": "true", "HANDOVER_ON_DELETE": "true",
 		"LEASE_DURATION": "15s", "RENEW_DEADLINE": "10s", "RETRY_PERIOD": "2s",
 		"LOG_LEVEL": "info", "LOG_FORMAT": "text", "COMMAND_STOP_GRACE": "10s",
 		"APP_HEALTH_FILE_MAX_AGE": "10s", "APP_HEALTH_PERIOD": "2s", "APP_HEALTH_TIMEOUT": "1s",
