@@ -105,7 +105,7 @@ func TestLoadSettings(t *testing.T) {
 		{"default rounds", map[string]string{"CHAOS_SEED": "-7"}, settings{-7, defaultRounds, ""}, ""},
 		{"some faults", map[string]string{"CHAOS_SEED": "1", "CHAOS_FAULTS": "delete-lease,sigkill-leader"}, settings{1, defaultRounds, "delete-lease,sigkill-leader"}, ""},
 		{"unknown fault", map[string]string{"CHAOS_SEED": "1", "CHAOS_FAULTS": "delete-lease,flood"}, settings{},
-			`CHAOS_FAULTS="delete-lease,flood": "flood" is no fault; the faults are sigkill-leader,sigstop-leader,cut-off-leader,slow-leader-pods,restart-apiserver,restart-etcd,delete-lease,clear-holder,set-holder,unlabel-leader,revoke-rolebinding,readonly-statusdir,sigterm-in-stepdown,catchall-standby,stream-flood,twin-follower,gatekeeper-fork`},
+			`CHAOS_FAULTS="delete-lease,flood": "flood" is no fault; the faults are sigkill-leader,sigstop-leader,cut-off-leader,slow-leader-pods,restart-apiserver,restart-etcd,delete-lease,clear-holder,set-holder,unlabel-leader,revoke-rolebinding,readonly-statusdir,sigterm-in-stepdown,catchall-standby,stream-flood,twin-follower,gatekeeper-fork,delete-leader-pod`},
 		{"bad seed", map[string]string{"CHAOS_SEED": "0x10"}, settings{}, `CHAOS_SEED="0x10": must be a decimal 64-bit integer`},
 		{"zero rounds", map[string]string{"CHAOS_SEED": "1", "CHAOS_ROUNDS": "0"}, settings{}, `CHAOS_ROUNDS="0": must be a whole number from 1 to 100000`},
 		{"words", map[string]string{"CHAOS_SEED": "1", "CHAOS_ROUNDS": "many"}, settings{}, `CHAOS_ROUNDS="many": must be a whole number from 1 to 100000`},
