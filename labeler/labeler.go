@@ -136,9 +136,7 @@ type Labeler struct {
 	applied int           // the wish's generation last written; -1: none yet
 	done    chan struct{} // closed and replaced whenever applied changes
 	status  Status
-	peers   labels.Selector // nil: not resolved yet, or repair is off
-	// peersResolved is set once the own pod's labels were read.
-	peersResolved bool
+	finder  *peerpods.Finder
 }
 
 // New returns a Labeler for cfg. It starts by wanting follower.
@@ -169,7 +167,7 @@ func New(cfg Config) (*Labeler, error) {
 	l := &Labeler{cfg: cfg, log: log, clock: clk,
 		errs:      lasterr.New(log, "role label error; election goes on", "role label recovered").OnError(cfg.OnError),
 		watchErrs: lasterr.New(log, "cannot watch the peer pods; their labels are not repaired meanwhile", "watching the peer pods again"),
-		wish:      leaderterm.NewWish(cfg.Leading), applied: -1, done: make(chan struct{}), peers: peers}
+		wish:      leaderterm.NewWish(cfg.Leading), applied: -1, done: make(chan struct{}), finder: peerpods.NewFinder(cfg.Pods, cfg.Pod, peers)}
 	l.status.Want = Follower
 	if peers != nil {
 		l.status.PeerSelector = peers.String()
@@ -223,55 +221,32 @@ func (l *Labeler) Status() Status {
 
 // Run writes the wanted role, retrying with back-off, until ctx ends. While
 // leader is wanted it runs a leader term (see lead); the follower label is
-// written only once that term has ended.
+// written only once that term has ended, so that it is sent after all of
+// the term's requests. (A cancelled request may still land later; the next
+// leader's watch demotes this pod then.)
 func (l *Labeler) Run(ctx context.Context) error {
 	backoff := leaderterm.Backoff(firstRetry)
-	var term *leaderterm.Term
-	defer func() {
-		if term != nil {
-			term.End()
-		}
-	}()
-	for {
-		lead, gen := l.wish.Get()
+	l.wish.Run(ctx, l.lead, func(ctx context.Context, gen int) bool {
 		l.mu.Lock()
 		applied := l.applied
 		l.mu.Unlock()
-		if term != nil && term.Gen != gen {
-			// Set cancelled it already; wait until its requests have returned,
-			// so that the follower label is sent after all of them. (A
-			// cancelled request may still land later; the next leader's
-			// watch demotes this pod then.)
-			term.End()
-			term = nil
+		if applied >= gen {
+			return true
 		}
-		switch {
-		case lead && term == nil:
-			term = l.wish.Start(ctx, gen, l.lead)
-			continue // nil: the wish changed meanwhile
-		case !lead && applied < gen:
-			if _, err := l.patchOwn(ctx, Follower); err != nil {
-				if ctx.Err() != nil {
-					return nil
-				}
+		if _, err := l.patchOwn(ctx, Follower); err != nil {
+			if ctx.Err() == nil {
 				l.errs.Note(err)
-				if !leaderterm.Sleep(ctx, l.clock, backoff.Step(), l.wish.Wake()) {
-					return nil
-				}
-				continue
+				leaderterm.Sleep(ctx, l.clock, backoff.Step(), l.wish.Wake())
 			}
-			backoff = leaderterm.Backoff(firstRetry)
-			l.errs.Note(nil)
-			l.log.Info("labelled pod", "role", Follower)
-			l.wrote(gen, Follower)
-			continue
+			return false
 		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-l.wish.Wake():
-		}
-	}
+		backoff = leaderterm.Backoff(firstRetry)
+		l.errs.Note(nil)
+		l.log.Info("labelled pod", "role", Follower)
+		l.wrote(gen, Follower)
+		return true
+	})
+	return nil
 }
 
 // firstRetry is the first wait of the retries' back-off.
@@ -301,22 +276,14 @@ func (l *Labeler) patchOwn(ctx context.Context, role Role) (*corev1.Pod, error) 
 // peerSelector returns the selector of peers, deriving it from the own pod's
 // labels the first time; nil means repair is off.
 func (l *Labeler) peerSelector(ctx context.Context) (labels.Selector, error) {
-	l.mu.Lock()
-	peers, resolved := l.peers, l.peersResolved
-	l.mu.Unlock()
-	if peers != nil || resolved {
-		return peers, nil
+	peers, first, err := l.finder.Selector(ctx)
+	if err != nil || !first {
+		return peers, err
 	}
-	pod, err := l.cfg.Pods.Get(ctx, l.cfg.Pod, metav1.GetOptions{})
-	if err != nil {
-		return nil, fmt.Errorf("read own pod %s to find its peers: %w", l.cfg.Pod, err)
-	}
-	peers = peerpods.DefaultSelector(pod.Labels)
 	if peers == nil {
 		l.log.Warn("stale-label repair is off: the pod has no app.kubernetes.io/name or app label and PEER_SELECTOR is empty; only the own label is kept right")
 	}
 	l.mu.Lock()
-	l.peers, l.peersResolved = peers, true
 	if peers != nil {
 		l.status.PeerSelector = peers.String()
 	}

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"sync"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -43,19 +41,15 @@ func (l *Labeler) lead(ctx context.Context, gen int) {
 		}
 	}
 	kick := make(chan struct{}, 1)
-	informer, reg, err := l.watchPeers(peers, kick)
+	informer, reg, err := peerpods.Informer(l.cfg.Pods, peers, l.cfg.Pod, kick, func(err error) { l.watchErrs.Note(err) })
 	if err != nil { // only if the informer had stopped already
 		l.errs.Note(fmt.Errorf("watch peer pods: %w", err))
 		return
 	}
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	wg.Go(func() { informer.RunWithContext(ctx) })
-
-	select {
-	case <-ctx.Done():
+	wait, synced := peerpods.Run(ctx, informer, reg)
+	defer wait()
+	if !synced {
 		return
-	case <-reg.HasSyncedChecker().Done():
 	}
 	l.setWatching(true)
 	defer l.setWatching(false)
@@ -108,34 +102,6 @@ func (st *termState) stale(p *corev1.Pod) bool {
 		return p.ResourceVersion != w // not comparable: trust only an exact match
 	}
 	return c < 0
-}
-
-// watchPeers returns an informer of the peer pods, not yet run, that sends
-// on kick (without blocking) at every change it sees.
-func (l *Labeler) watchPeers(peers labels.Selector, kick chan struct{}) (cache.SharedIndexInformer, cache.ResourceEventHandlerRegistration, error) {
-	poke := func() {
-		select {
-		case kick <- struct{}{}:
-		default:
-		}
-	}
-	informer := cache.NewSharedIndexInformerWithOptions(peerpods.ListWatch(l.cfg.Pods, peers, l.cfg.Pod, func() { l.watchErrs.Note(nil) }), &corev1.Pod{},
-		cache.SharedIndexInformerOptions{ObjectDescription: "peer pods"})
-	_ = informer.SetTransform(peerpods.StripManagedFields) // errors only once started
-	_ = informer.SetWatchErrorHandlerWithContext(func(ctx context.Context, _ *cache.Reflector, err error) {
-		switch {
-		case ctx.Err() != nil, errors.Is(err, io.EOF), apierrors.IsResourceExpired(err), apierrors.IsGone(err):
-			// Ended, or a normal relist: the informer lists again.
-		default:
-			l.watchErrs.Note(fmt.Errorf("watch peer pods %s: %w", peerpods.Describe(peers, l.cfg.Pod), err))
-		}
-	})
-	reg, err := informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(any) { poke() },
-		UpdateFunc: func(any, any) { poke() },
-		DeleteFunc: func(any) { poke() },
-	})
-	return informer, reg, err
 }
 
 // reconcile makes one pass over the store: it demotes every peer that says

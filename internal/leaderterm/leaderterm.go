@@ -111,6 +111,43 @@ func (w *Wish) Start(ctx context.Context, gen int, work func(ctx context.Context
 	return t
 }
 
+// Run runs lead as the term of each generation that wants to lead, and
+// follow (if not nil) for each generation that wants to follow, until ctx
+// ends. A term ends when the wish changes: Set cancels it, and Run waits
+// until its work returned before it follows, so that follow's writes come
+// after all of the term's. follow returns true once it is done for its
+// generation; false calls it again at once (it waits out its own back-off).
+func (w *Wish) Run(ctx context.Context, lead func(ctx context.Context, gen int), follow func(ctx context.Context, gen int) bool) {
+	var term *Term
+	followed := -1
+	defer func() {
+		if term != nil {
+			term.End()
+		}
+	}()
+	for ctx.Err() == nil {
+		wantLead, gen := w.Get()
+		if term != nil && term.Gen != gen {
+			term.End()
+			term = nil
+		}
+		switch {
+		case wantLead && term == nil:
+			term = w.Start(ctx, gen, lead)
+			continue // nil: the wish changed meanwhile
+		case !wantLead && follow != nil && followed < gen:
+			if follow(ctx, gen) {
+				followed = gen
+			}
+			continue
+		}
+		select {
+		case <-ctx.Done():
+		case <-w.wake:
+		}
+	}
+}
+
 // Term is one running term of the leader's work.
 type Term struct {
 	// Gen is the wish's generation the term works for.

@@ -3,6 +3,9 @@ package leaderterm
 import (
 	"context"
 	"errors"
+	"fmt"
+	"slices"
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -120,5 +123,53 @@ func isClosed(c <-chan struct{}) bool {
 		return true
 	default:
 		return false
+	}
+}
+
+// TestRunFollowsAfterTheTermEnded: Run follows a generation only once the
+// term before it returned, and once it is done, not again.
+func TestRunFollowsAfterTheTermEnded(t *testing.T) {
+	w := NewWish(nil)
+	var mu sync.Mutex
+	var events []string
+	say := func(e string) { mu.Lock(); events = append(events, e); mu.Unlock() }
+	tries := 0
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		w.Run(ctx, func(ctx context.Context, gen int) {
+			say(fmt.Sprintf("lead %d", gen))
+			<-ctx.Done()
+			time.Sleep(10 * time.Millisecond) // its last requests return
+			say(fmt.Sprintf("term %d ended", gen))
+		}, func(_ context.Context, gen int) bool {
+			tries++
+			say(fmt.Sprintf("follow %d try %d", gen, tries))
+			return tries%2 == 0 // each generation fails once, then is done
+		})
+	}()
+	wait := func(n int) {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+			mu.Lock()
+			got := len(events)
+			mu.Unlock()
+			if got >= n {
+				return
+			}
+		}
+		t.Fatalf("events = %v, want %d", events, n)
+	}
+	wait(2) // gen 0 follows twice
+	w.Set(true)
+	wait(3)
+	w.Set(false)
+	wait(6)
+	cancel()
+	<-done
+	want := []string{"follow 0 try 1", "follow 0 try 2", "lead 1", "term 1 ended", "follow 2 try 3", "follow 2 try 4"}
+	if !slices.Equal(events, want) {
+		t.Errorf("events = %v, want %v", events, want)
 	}
 }

@@ -6,7 +6,14 @@
 package peers
 
 import (
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+
 	"context"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -101,4 +108,93 @@ func Describe(selector labels.Selector, pod string) string {
 		return "metadata.name=" + pod
 	}
 	return `"` + selector.String() + `"`
+}
+
+// Getter reads one pod.
+type Getter interface {
+	Get(ctx context.Context, name string, opts metav1.GetOptions) (*corev1.Pod, error)
+}
+
+// A Finder tells the selector of a pod's peers: the one it was given, or
+// DefaultSelector of the pod's labels, read once.
+type Finder struct {
+	pods Getter
+	pod  string
+
+	mu       sync.Mutex
+	sel      labels.Selector
+	resolved bool
+}
+
+// NewFinder returns a Finder of the peers of pod; sel, if not nil, is
+// their selector.
+func NewFinder(pods Getter, pod string, sel labels.Selector) *Finder {
+	return &Finder{pods: pods, pod: pod, sel: sel, resolved: sel != nil}
+}
+
+// Selector returns the peers' selector, reading the pod the first time
+// (first reports that this call did); nil: the pod has no label that tells
+// its peers.
+func (f *Finder) Selector(ctx context.Context) (sel labels.Selector, first bool, err error) {
+	f.mu.Lock()
+	sel, resolved := f.sel, f.resolved
+	f.mu.Unlock()
+	if resolved {
+		return sel, false, nil
+	}
+	pod, err := f.pods.Get(ctx, f.pod, metav1.GetOptions{})
+	if err != nil {
+		return nil, false, fmt.Errorf("read own pod %s to find its peers: %w", f.pod, err)
+	}
+	sel = DefaultSelector(pod.Labels)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	first = !f.resolved
+	f.sel, f.resolved = sel, true
+	return sel, first, nil
+}
+
+// Informer returns an informer of the pods sel selects (the pod alone when
+// sel is nil), not yet run, that keeps them without their managed fields
+// and sends on kick, without blocking, at every change it sees. watchErr
+// gets every watch error but the normal ends (a closed stream, a
+// resourceVersion too old, after which it lists again), and nil once a
+// watch started.
+func Informer(pods Pods, sel labels.Selector, pod string, kick chan<- struct{}, watchErr func(error)) (cache.SharedIndexInformer, cache.ResourceEventHandlerRegistration, error) {
+	poke := func() {
+		select {
+		case kick <- struct{}{}:
+		default:
+		}
+	}
+	informer := cache.NewSharedIndexInformerWithOptions(ListWatch(pods, sel, pod, func() { watchErr(nil) }), &corev1.Pod{},
+		cache.SharedIndexInformerOptions{ObjectDescription: "peer pods"})
+	_ = informer.SetTransform(StripManagedFields) // errors only once started
+	_ = informer.SetWatchErrorHandlerWithContext(func(ctx context.Context, _ *cache.Reflector, err error) {
+		switch {
+		case ctx.Err() != nil, errors.Is(err, io.EOF), apierrors.IsResourceExpired(err), apierrors.IsGone(err):
+		default:
+			watchErr(fmt.Errorf("watch peer pods %s: %w", Describe(sel, pod), err))
+		}
+	})
+	reg, err := informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(any) { poke() },
+		UpdateFunc: func(any, any) { poke() },
+		DeleteFunc: func(any) { poke() },
+	})
+	return informer, reg, err
+}
+
+// Run runs informer until ctx ends and waits until its first list is in its
+// store (synced false: ctx ended first); wait returns once the informer has
+// stopped.
+func Run(ctx context.Context, informer cache.SharedIndexInformer, reg cache.ResourceEventHandlerRegistration) (wait func(), synced bool) {
+	var wg sync.WaitGroup
+	wg.Go(func() { informer.RunWithContext(ctx) })
+	select {
+	case <-ctx.Done():
+		return wg.Wait, false
+	case <-reg.HasSyncedChecker().Done():
+		return wg.Wait, true
+	}
 }

@@ -14,10 +14,10 @@
 package succession
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"sync"
 	"time"
@@ -65,12 +65,13 @@ type Succession struct {
 	log   *slog.Logger
 	clock clock.WithTicker
 	wish  *leaderterm.Wish
-	errs  *lasterr.Tracker
+	errs  *lasterr.Tracker // the reads and watches of the pods
+	setup *lasterr.Tracker // a selector that misses the own pod
 
-	mu       sync.Mutex
-	selector labels.Selector // resolved once
-	resolved bool
-	retired  bool
+	finder *peers.Finder
+
+	mu      sync.Mutex
+	retired bool
 }
 
 // New returns a Succession that follows until told to lead.
@@ -93,41 +94,21 @@ func New(cfg Config) (*Succession, error) {
 	}
 	log = log.With("pod", cfg.Pod)
 	return &Succession{cfg: cfg, log: log, clock: clk, wish: leaderterm.NewWish(nil),
-		errs:     lasterr.New(log, "cannot watch the pods to hand over on this pod's deletion; a deletion hands over on SIGTERM", "watching the pods again"),
-		selector: cfg.PeerSelector, resolved: cfg.PeerSelector != nil}, nil
+		errs:   lasterr.New(log, "cannot watch the pods to hand over on this pod's deletion; a deletion hands over on SIGTERM", "watching the pods again"),
+		setup:  lasterr.New(log, "cannot hand over on this pod's deletion; a deletion hands over on SIGTERM", "this pod is among its peers again"),
+		finder: peers.NewFinder(cfg.Pods, cfg.Pod, cfg.PeerSelector)}, nil
 }
 
 // SetLeading starts or ends the watch; it does not block.
 func (s *Succession) SetLeading(lead bool) { s.wish.Set(lead) }
 
 // LastError is the last error of the watch, or "".
-func (s *Succession) LastError() string { return s.errs.Last() }
+func (s *Succession) LastError() string { return cmp.Or(s.setup.Last(), s.errs.Last()) }
 
 // Run watches the pods while this replica leads, until ctx ends.
 func (s *Succession) Run(ctx context.Context) error {
-	var term *leaderterm.Term
-	defer func() {
-		if term != nil {
-			term.End()
-		}
-	}()
-	for {
-		lead, gen := s.wish.Get()
-		if term != nil && term.Gen != gen {
-			term.End()
-			term = nil
-		}
-		if lead && term == nil {
-			if term = s.wish.Start(ctx, gen, func(tctx context.Context, _ int) { s.watch(ctx, tctx) }); term == nil {
-				continue // the wish changed meanwhile
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-s.wish.Wake():
-		}
-	}
+	s.wish.Run(ctx, func(tctx context.Context, _ int) { s.watch(ctx, tctx) }, nil)
+	return nil
 }
 
 // firstRetry is the first wait of the back-off of a failed read.
@@ -140,7 +121,7 @@ func (s *Succession) watch(ctx, tctx context.Context) {
 	var sel labels.Selector
 	for {
 		var err error
-		if sel, err = s.peerSelector(tctx); err == nil {
+		if sel, _, err = s.finder.Selector(tctx); err == nil {
 			break
 		}
 		if tctx.Err() != nil {
@@ -155,33 +136,15 @@ func (s *Succession) watch(ctx, tctx context.Context) {
 		}
 	}
 	kick := make(chan struct{}, 1)
-	poke := func(any) {
-		select {
-		case kick <- struct{}{}:
-		default:
-		}
-	}
-	informer := cache.NewSharedIndexInformerWithOptions(peers.ListWatch(s.cfg.Pods, sel, s.cfg.Pod, func() { s.errs.Note(nil) }),
-		&corev1.Pod{}, cache.SharedIndexInformerOptions{ObjectDescription: "peer pods"})
-	_ = informer.SetTransform(peers.StripManagedFields) // errors only once started
-	_ = informer.SetWatchErrorHandlerWithContext(func(ctx context.Context, _ *cache.Reflector, err error) {
-		if ctx.Err() == nil && !errors.Is(err, io.EOF) && !apierrors.IsResourceExpired(err) && !apierrors.IsGone(err) {
-			s.errs.Note(fmt.Errorf("watch pods %s: %w", peers.Describe(sel, s.cfg.Pod), err))
-		}
-	})
-	reg, err := informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc: poke, UpdateFunc: func(_, o any) { poke(o) }, DeleteFunc: poke,
-	})
+	informer, reg, err := peers.Informer(s.cfg.Pods, sel, s.cfg.Pod, kick, func(err error) { s.errs.Note(err) })
 	if err != nil {
 		return // only if the informer had stopped already
 	}
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	wg.Go(func() { informer.RunWithContext(tctx) })
-	select {
-	case <-tctx.Done():
+	ictx, stop := context.WithCancel(tctx) // ends the informer when the term's watch does
+	wait, synced := peers.Run(ictx, informer, reg)
+	defer func() { stop(); wait() }()
+	if !synced {
 		return
-	case <-reg.HasSyncedChecker().Done():
 	}
 	seen := false // the own pod was in the store in this term
 	for {
@@ -210,10 +173,11 @@ func (s *Succession) check(ctx context.Context, store cache.Store, seen *bool) b
 	}
 	switch {
 	case self == nil && !*seen:
-		s.errs.Note(fmt.Errorf("this pod %s is not among its peers (PEER_SELECTOR): it cannot see its own deletion", s.cfg.Pod))
+		s.setup.Note(fmt.Errorf("this pod %s is not among its peers (PEER_SELECTOR): it cannot see its own deletion", s.cfg.Pod))
 		return true
 	case self != nil && self.DeletionTimestamp == nil:
 		*seen = true
+		s.setup.Note(nil)
 		return false
 	}
 	s.mu.Lock()
@@ -236,24 +200,4 @@ func (s *Succession) check(ctx context.Context, store cache.Store, seen *bool) b
 		s.log.Warn("handing the lease over on this pod's deletion failed; the others take it once it expires", "to", to, "err", err)
 	}
 	return true
-}
-
-// peerSelector returns the selector of the peers, from the own pod's labels
-// the first time; nil: the own pod alone.
-func (s *Succession) peerSelector(ctx context.Context) (labels.Selector, error) {
-	s.mu.Lock()
-	sel, resolved := s.selector, s.resolved
-	s.mu.Unlock()
-	if resolved {
-		return sel, nil
-	}
-	pod, err := s.cfg.Pods.Get(ctx, s.cfg.Pod, metav1.GetOptions{})
-	if err != nil {
-		return nil, fmt.Errorf("read own pod %s to find its peers: %w", s.cfg.Pod, err)
-	}
-	sel = peers.DefaultSelector(pod.Labels)
-	s.mu.Lock()
-	s.selector, s.resolved = sel, true
-	s.mu.Unlock()
-	return sel, nil
 }
