@@ -10,6 +10,7 @@
 package sidecar
 
 import (
+	"cmp"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -105,12 +106,8 @@ func New(cfg config.Config, d Deps) (*Sidecar, error) {
 	if d.Leases == nil {
 		return nil, errors.New("sidecar: Deps.Leases is required")
 	}
-	if d.Clock == nil {
-		d.Clock = clock.RealClock{}
-	}
-	if d.Log == nil {
-		d.Log = slog.Default()
-	}
+	d.Clock = cmp.Or[clock.WithTickerAndDelayedExecution](d.Clock, clock.RealClock{})
+	d.Log = cmp.Or(d.Log, slog.Default())
 	path, err := status.Resolve(cfg.StatusFile, cfg.StatusDir)
 	if err != nil {
 		return nil, err

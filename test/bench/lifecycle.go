@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -25,14 +26,16 @@ var lifecycleOps = []lifecycleOp{
 	{"delete", "kubectl delete pod of the leader", deleteLeader},
 	{"evict", "eviction of the leader (Eviction API, deploy/'s PodDisruptionBudget)", evictLeader},
 	{"scale-down", "scale-down from 3 to 1, the leader removed", scaleDownPastLeader},
-	{"rollout", "kubectl rollout restart", rolloutRestart},
+	{"rollout", "kubectl rollout restart (timed from the old leader's deletion, as a watch saw it)", rolloutRestart},
 }
 
 type lifecycleOp struct {
 	name, what string
 	// do removes the leader's pod (or begins to) and waits until the
-	// workload settled; the window it measures ends when do returns.
-	do func(ctx context.Context, w *podWorkload, leader string) error
+	// workload settled; the window it measures ends when do returns. A
+	// non-zero from starts the time to the next leader there instead of at
+	// the call.
+	do func(ctx context.Context, w *podWorkload, leader string) (from time.Time, err error)
 }
 
 // clientGoRef is the image of the bench's client-go elector.
@@ -161,7 +164,8 @@ func (b *bench) lifecycleRound(ctx context.Context, w *podWorkload, op lifecycle
 		return err
 	}
 	start := time.Now()
-	if err := op.do(ctx, w, leader); err != nil {
+	from, err := op.do(ctx, w, leader)
+	if err != nil {
 		return fmt.Errorf("%s: %w", op.name, err)
 	}
 	if _, err := w.files.waitOne(ctx, time.Minute); err != nil {
@@ -171,68 +175,88 @@ func (b *bench) lifecycleRound(ctx context.Context, w *podWorkload, op lifecycle
 	if took < 0 {
 		return errors.New("no other pod's app saw a status file")
 	}
+	if !from.IsZero() {
+		took -= from.Sub(start)
+	}
 	s.took, s.gap, s.changes = append(s.took, took), append(s.gap, gap), append(s.changes, changes)
 	s.overlaps += overlaps
 	return nil
 }
 
-func deleteLeader(ctx context.Context, w *podWorkload, leader string) error {
+func deleteLeader(ctx context.Context, w *podWorkload, leader string) (time.Time, error) {
 	if err := w.b.cp.Admin.CoreV1().Pods(w.ns).Delete(ctx, leader, metav1.DeleteOptions{}); err != nil {
-		return err
+		return time.Time{}, err
 	}
 	_, err := w.b.cp.WaitExamplePods(ctx, w.ns, 3, 2*time.Minute)
-	return err
+	return time.Time{}, err
 }
 
-func evictLeader(ctx context.Context, w *podWorkload, leader string) error {
+func evictLeader(ctx context.Context, w *podWorkload, leader string) (time.Time, error) {
 	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
 		pdb, err := w.b.cp.Admin.PolicyV1().PodDisruptionBudgets(w.ns).Get(ctx, "myapp", metav1.GetOptions{})
 		return err == nil && pdb.Status.ObservedGeneration == pdb.Generation && pdb.Status.DisruptionsAllowed == 1, nil
 	})
 	if err != nil {
-		return fmt.Errorf("the PodDisruptionBudget allows no eviction: %w", err)
+		return time.Time{}, fmt.Errorf("the PodDisruptionBudget allows no eviction: %w", err)
 	}
 	ev := &policyv1.Eviction{ObjectMeta: metav1.ObjectMeta{Name: leader, Namespace: w.ns}}
 	if err := w.b.cp.Admin.CoreV1().Pods(w.ns).EvictV1(ctx, ev); err != nil {
-		return err
+		return time.Time{}, err
 	}
 	_, err = w.b.cp.WaitExamplePods(ctx, w.ns, 3, 2*time.Minute)
-	return err
+	return time.Time{}, err
 }
 
 // scaleDownPastLeader gives the leader the lowest deletion cost, so that
 // the ReplicaSet controller removes it, and scales to 1; after the window
 // it scales back to 3.
-func scaleDownPastLeader(ctx context.Context, w *podWorkload, leader string) error {
+func scaleDownPastLeader(ctx context.Context, w *podWorkload, leader string) (time.Time, error) {
 	cost := []byte(`{"metadata":{"annotations":{"controller.kubernetes.io/pod-deletion-cost":"-1000"}}}`)
 	if _, err := w.b.cp.Admin.CoreV1().Pods(w.ns).Patch(ctx, leader, types.MergePatchType, cost, metav1.PatchOptions{}); err != nil {
-		return err
+		return time.Time{}, err
 	}
 	if err := w.scale(ctx, 1); err != nil {
-		return err
+		return time.Time{}, err
 	}
 	if _, err := w.b.cp.WaitExamplePods(ctx, w.ns, 1, 2*time.Minute); err != nil {
-		return err
+		return time.Time{}, err
 	}
 	defer func() {
 		if err := w.scale(ctx, 3); err == nil {
 			_, _ = w.b.cp.WaitExamplePods(ctx, w.ns, 3, 2*time.Minute)
 		}
 	}()
-	return nil
+	return time.Time{}, nil
 }
 
-func rolloutRestart(ctx context.Context, w *podWorkload, leader string) error {
-	old, err := w.b.cp.Admin.CoreV1().Pods(w.ns).Get(ctx, leader, metav1.GetOptions{})
+func rolloutRestart(ctx context.Context, w *podWorkload, leader string) (time.Time, error) {
+	pods := w.b.cp.Admin.CoreV1().Pods(w.ns)
+	old, err := pods.Get(ctx, leader, metav1.GetOptions{})
 	if err != nil {
-		return err
+		return time.Time{}, err
 	}
+	// When the old leader's deletion is seen: the rollout deletes it once
+	// a new pod is Ready.
+	watch, err := pods.Watch(ctx, metav1.ListOptions{FieldSelector: "metadata.name=" + leader, ResourceVersion: old.ResourceVersion})
+	if err != nil {
+		return time.Time{}, err
+	}
+	defer watch.Stop()
+	deleted := make(chan time.Time, 1)
+	go func() {
+		for ev := range watch.ResultChan() {
+			if p, ok := ev.Object.(*corev1.Pod); ok && p.DeletionTimestamp != nil {
+				deleted <- time.Now()
+				return
+			}
+		}
+	}()
 	restart := fmt.Appendf(nil, `{"spec":{"template":{"metadata":{"annotations":{"kubectl.kubernetes.io/restartedAt":%q}}}}}`, time.Now().Format(time.RFC3339Nano))
 	if _, err := w.b.cp.Admin.AppsV1().Deployments(w.ns).Patch(ctx, "myapp", types.StrategicMergePatchType, restart, metav1.PatchOptions{}); err != nil {
-		return err
+		return time.Time{}, err
 	}
-	return wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 3*time.Minute, true, func(ctx context.Context) (bool, error) {
-		list, err := w.b.cp.Admin.CoreV1().Pods(w.ns).List(ctx, metav1.ListOptions{LabelSelector: "app=" + testcluster.ExampleApp})
+	err = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 3*time.Minute, true, func(ctx context.Context) (bool, error) {
+		list, err := pods.List(ctx, metav1.ListOptions{LabelSelector: "app=" + testcluster.ExampleApp})
 		if err != nil {
 			return false, nil
 		}
@@ -244,6 +268,15 @@ func rolloutRestart(ctx context.Context, w *podWorkload, leader string) error {
 		}
 		return len(list.Items) == 3 && fresh == 3, nil
 	})
+	if err != nil {
+		return time.Time{}, err
+	}
+	select {
+	case at := <-deleted:
+		return at, nil
+	default:
+		return time.Time{}, errors.New("the rollout ended, and no watch saw the old leader's deletion")
+	}
 }
 
 func (w *podWorkload) scale(ctx context.Context, n int) error {
@@ -266,22 +299,32 @@ type fileChange struct {
 
 func watchFiles(ctx context.Context, cp *testcluster.ControlPlane, node *testcluster.Node, ns string) *fileTimeline {
 	t := &fileTimeline{}
+	// The pods are listed apart, every 50 ms, so that the sampling of the
+	// files never waits for a list.
+	var mu sync.Mutex
+	files := map[string]string{}
 	go func() {
-		files := map[string]string{}
-		var listed time.Time
 		for ctx.Err() == nil {
-			if time.Since(listed) > 50*time.Millisecond {
-				list, err := cp.Admin.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=" + testcluster.ExampleApp})
-				if err == nil {
-					clear(files)
-					for _, p := range list.Items {
-						files[p.Name] = filepath.Join(node.EmptyDirPath(p.UID, "tmp"), "leader_status")
-					}
-					listed = time.Now()
+			list, err := cp.Admin.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=" + testcluster.ExampleApp})
+			if err == nil {
+				m := map[string]string{}
+				for _, p := range list.Items {
+					m[p.Name] = filepath.Join(node.EmptyDirPath(p.UID, "tmp"), "leader_status")
 				}
+				mu.Lock()
+				files = m
+				mu.Unlock()
 			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}()
+	go func() {
+		for ctx.Err() == nil {
+			mu.Lock()
+			current := files
+			mu.Unlock()
 			var seen []string
-			for name, f := range files {
+			for name, f := range current {
 				if _, err := os.Stat(f); err == nil {
 					seen = append(seen, name)
 				}

@@ -6,6 +6,7 @@
 package leaderhttp
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -192,12 +193,8 @@ func New(cfg Config) (*Hub, error) {
 	if cfg.State == nil {
 		return nil, errors.New("leaderhttp: Config.State is required")
 	}
-	if cfg.Clock == nil {
-		cfg.Clock = clock.RealClock{}
-	}
-	if cfg.Log == nil {
-		cfg.Log = slog.Default()
-	}
+	cfg.Clock = cmp.Or[clock.WithTicker](cfg.Clock, clock.RealClock{})
+	cfg.Log = cmp.Or(cfg.Log, slog.Default())
 	orDefault(&cfg.Heartbeat, DefaultHeartbeat)
 	orDefault(&cfg.Recheck, DefaultRecheck)
 	orDefault(&cfg.Buffer, DefaultBuffer)

@@ -13,6 +13,7 @@
 package metrics
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"net/http"
@@ -90,9 +91,7 @@ func New(cfg Config) (*Metrics, error) {
 	if cfg.State == nil {
 		return nil, errors.New("metrics config: State is required")
 	}
-	if cfg.Clock == nil {
-		cfg.Clock = clock.RealClock{}
-	}
+	cfg.Clock = cmp.Or[clock.PassiveClock](cfg.Clock, clock.RealClock{})
 	m := &Metrics{cfg: cfg, clock: cfg.Clock, reg: prometheus.NewRegistry()}
 	m.defineElection(prometheus.Labels{"name": cfg.Lease})
 	m.defineErrors()

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync"
 	"testing"
 	"time"
 
@@ -146,7 +147,8 @@ func (w *workload) handsOverOn(what string, op func(leader *corev1.Pod) error) {
 	if st := status(old, app); st != nil && st.State.Running != nil {
 		appRuns = true
 	}
-	w.t.Logf("%s of the leader %s: %s later the app of %s sees its status file; the old leader's app still runs: %v", what, leader.Name, took.Round(time.Millisecond), next, appRuns)
+	w.t.Logf("%s of the leader %s at %s: %s later the app of %s sees its status file; the old leader's app still runs: %v", what, leader.Name, called.UTC().Format("15:04:05.000"), took.Round(time.Millisecond), next, appRuns)
+	w.t.Logf("the old leader's sidecar logged:\n%s\nthe new leader's:\n%s", w.sidecarLog(leader.Name), w.sidecarLog(next))
 	if took > handoverBound {
 		w.t.Errorf("%s: the next leader's status file came %s after the call, want at most %s (the app takes 5 s to stop: the handover waited for it?)", what, took, handoverBound)
 	}
@@ -164,17 +166,11 @@ func (w *workload) handsOverOn(what string, op func(leader *corev1.Pod) error) {
 func (w *workload) nextFileAfter(old string, timeout time.Duration) (string, time.Time) {
 	w.t.Helper()
 	deadline := time.Now().Add(timeout)
-	var files map[string]string
-	var listed time.Time
+	ctx, stop := context.WithCancel(w.ctx())
+	defer stop()
+	files := w.statusFiles(ctx)
 	for time.Now().Before(deadline) {
-		if time.Since(listed) > 50*time.Millisecond {
-			files = map[string]string{}
-			for _, p := range w.pods(false) {
-				files[p.Name] = statusFile(&p)
-			}
-			listed = time.Now()
-		}
-		for name, f := range files {
+		for name, f := range files() {
 			if _, err := os.Stat(f); name != old && err == nil {
 				return name, time.Now()
 			} else if err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -185,6 +181,39 @@ func (w *workload) nextFileAfter(old string, timeout time.Duration) (string, tim
 	}
 	w.t.Fatalf("no pod but %s has a status file %s after the call", old, timeout)
 	return "", time.Time{}
+}
+
+// statusFiles returns the status file of every pod of the workload, by pod,
+// as last listed: a goroutine lists the pods every 50 ms until ctx ends, so
+// that a caller sampling the files never waits for a list.
+func (w *workload) statusFiles(ctx context.Context) func() map[string]string {
+	var mu sync.Mutex
+	files := map[string]string{}
+	list := func() {
+		l, err := cp.Admin.CoreV1().Pods(w.ns).List(ctx, metav1.ListOptions{LabelSelector: "app=myapp"})
+		if err != nil {
+			return
+		}
+		m := map[string]string{}
+		for _, p := range l.Items {
+			m[p.Name] = statusFile(&p)
+		}
+		mu.Lock()
+		files = m
+		mu.Unlock()
+	}
+	list()
+	go func() {
+		for ctx.Err() == nil {
+			time.Sleep(50 * time.Millisecond)
+			list()
+		}
+	}()
+	return func() map[string]string {
+		mu.Lock()
+		defer mu.Unlock()
+		return files
+	}
 }
 
 // scale sets the Deployment's replicas.

@@ -223,24 +223,13 @@ type sampler struct {
 func (w *workload) sample() *sampler {
 	ctx, stop := context.WithCancel(context.Background())
 	s := &sampler{stop: stop, done: make(chan struct{}), ignore: map[string]bool{}}
-	files := map[string]string{}
-	var refreshed time.Time
+	files := w.statusFiles(ctx)
 	go func() {
 		defer close(s.done)
 		for ctx.Err() == nil {
-			if time.Since(refreshed) > 100*time.Millisecond {
-				list, err := cp.Admin.CoreV1().Pods(w.ns).List(ctx, metav1.ListOptions{LabelSelector: "app=myapp"})
-				if err == nil {
-					clear(files)
-					for _, p := range list.Items {
-						files[p.Name] = statusFile(&p)
-					}
-					refreshed = time.Now()
-				}
-			}
 			s.mu.Lock()
 			var seen []string
-			for name, f := range files {
+			for name, f := range files() {
 				if _, err := os.Stat(f); err == nil && !s.ignore[name] {
 					seen = append(seen, name)
 				}
