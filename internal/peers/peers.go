@@ -91,15 +91,29 @@ type plainList struct{}
 
 func (plainList) IsWatchListSemanticsUnSupported() bool { return true }
 
-// StripManagedFields is an informer transform that drops what neither user
-// reads from the cached pods.
-func StripManagedFields(obj any) (any, error) {
-	if p, ok := obj.(*corev1.Pod); ok && len(p.ManagedFields) > 0 {
-		p = p.DeepCopy()
-		p.ManagedFields = nil
-		return p, nil
+// Slim is an informer transform that keeps of a pod what the labeler and
+// succession read: its name, labels, resourceVersion, creation and deletion
+// times, phase and Ready condition. A pod's spec and managed fields are
+// most of its size: an informer of 200 full pods grew a leader's resident
+// memory by about 6 MiB.
+func Slim(obj any) (any, error) {
+	p, ok := obj.(*corev1.Pod)
+	if !ok {
+		return obj, nil
 	}
-	return obj, nil
+	slim := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{
+			Name: p.Name, Namespace: p.Namespace, UID: p.UID, ResourceVersion: p.ResourceVersion, Labels: p.Labels,
+			CreationTimestamp: p.CreationTimestamp, DeletionTimestamp: p.DeletionTimestamp,
+		},
+		Status: corev1.PodStatus{Phase: p.Status.Phase},
+	}
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			slim.Status.Conditions = []corev1.PodCondition{{Type: c.Type, Status: c.Status, LastTransitionTime: c.LastTransitionTime}}
+		}
+	}
+	return slim, nil
 }
 
 // Describe names what selector (or, when nil, pod) selects, for errors.
@@ -169,7 +183,7 @@ func Informer(pods Pods, sel labels.Selector, pod string, kick chan<- struct{}, 
 	}
 	informer := cache.NewSharedIndexInformerWithOptions(ListWatch(pods, sel, pod, func() { watchErr(nil) }), &corev1.Pod{},
 		cache.SharedIndexInformerOptions{ObjectDescription: "peer pods"})
-	_ = informer.SetTransform(StripManagedFields) // errors only once started
+	_ = informer.SetTransform(Slim) // errors only once started
 	_ = informer.SetWatchErrorHandlerWithContext(func(ctx context.Context, _ *cache.Reflector, err error) {
 		switch {
 		case ctx.Err() != nil, errors.Is(err, io.EOF), apierrors.IsResourceExpired(err), apierrors.IsGone(err):
