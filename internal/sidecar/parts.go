@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime/debug"
 
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
@@ -12,6 +13,7 @@ import (
 	"github.com/leader-elector/leader-elector/election"
 	"github.com/leader-elector/leader-elector/internal/inputs/apphealth"
 	"github.com/leader-elector/leader-elector/internal/inputs/nudge"
+	"github.com/leader-elector/leader-elector/internal/memtrim"
 	"github.com/leader-elector/leader-elector/internal/outputs/eventrecorder"
 	"github.com/leader-elector/leader-elector/internal/outputs/gatekeeper"
 	"github.com/leader-elector/leader-elector/internal/outputs/leaderhttp"
@@ -184,7 +186,8 @@ func (s *Sidecar) successionPart() (Output, error) {
 		}
 	}
 	succ, err := succession.New(succession.Config{Pods: s.deps.Pods, Pod: s.cfg.PodName, ByPodName: s.cfg.Identity == s.cfg.PodName,
-		PeerSelector: sel, Retire: func(ctx context.Context, to string) error { return s.elector.Retire(ctx, to) }, Clock: s.clk, Log: s.log})
+		PeerSelector: sel, Retire: func(ctx context.Context, to string) error { return s.elector.Retire(ctx, to) },
+		Synced: s.trimMemory, Clock: s.clk, Log: s.log})
 	if err != nil {
 		return Output{}, err
 	}
@@ -193,6 +196,17 @@ func (s *Sidecar) successionPart() (Output, error) {
 		Follow: func(context.Context, election.State) error { succ.SetLeading(false); return nil },
 		Run:    succ.Run,
 	}, nil
+}
+
+// trimMemory hands back to the kernel what a leader's first list of the
+// pods took: the freed heap (a list of 200 pods decodes megabytes) and the
+// pages of the binary that the informer's first run touched (see memtrim).
+// Without it the leader's resident memory grew by 6 MiB at 200 replicas.
+func (s *Sidecar) trimMemory() {
+	debug.FreeOSMemory()
+	if _, err := memtrim.Release(); err != nil {
+		s.log.Debug("could not release memory after the pod informer's first list", "err", err)
+	}
 }
 
 func (s *Sidecar) leaderAPIPart() (Output, error) {

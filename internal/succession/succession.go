@@ -54,6 +54,10 @@ type Config struct {
 	PeerSelector labels.Selector
 	// Retire is the election's Retire.
 	Retire func(ctx context.Context, to string) error
+	// Synced, if set, is called once a term's informer has its first list,
+	// in the term's goroutine: the sidecar hands back the memory that the
+	// list's decoding and the informer's first run took.
+	Synced func()
 	// Clock times the back-off of retries. Default: clock.RealClock{}.
 	Clock clock.WithTicker
 	Log   *slog.Logger
@@ -145,6 +149,9 @@ func (s *Succession) watch(ctx, tctx context.Context) {
 	defer func() { stop(); wait() }()
 	if !synced {
 		return
+	}
+	if s.cfg.Synced != nil {
+		s.cfg.Synced()
 	}
 	seen := false // the own pod was in the store in this term
 	for {
