@@ -62,7 +62,10 @@ type Config struct {
 	ServiceNamespace string `env:"SERVICE_NAMESPACE" desc:"namespace of SERVICE_NAME; default: the Lease's namespace"`
 	ServicePorts     string `env:"SERVICE_PORTS" desc:"the endpoint's ports with SERVICE_NAME, as a JSON list of {name, port, protocol, appProtocol} (core/v1 EndpointPort), such as [{\"name\":\"http\",\"port\":8080}]; required with SERVICE_NAME"`
 	// Ports are SERVICE_PORTS as Load parsed them. They are no variable.
-	Ports       []discoveryv1.EndpointPort
+	Ports []discoveryv1.EndpointPort
+	// Peers is PEER_SELECTOR as Load parsed it; nil when it is empty. It
+	// is no variable.
+	Peers       labels.Selector
 	NodeName    string `env:"NODE_NAME" desc:"own node name, from the Downward API (fieldRef spec.nodeName); the endpoint's nodeName"`
 	MetricsAddr string `env:"METRICS_ADDRESS" desc:"host:port of a listener of its own for /metrics, such as :9090; empty: /metrics is on HEALTH_PORT"`
 	PodUID      string `env:"POD_UID" desc:"own pod uid, from the Downward API (metadata.uid); written beside the holder in the Lease, so that a restarted sidecar resumes its own term at once and two pods sharing one identity never both lead; names the pod in its Events"`
@@ -309,10 +312,13 @@ func (c *Config) resolveLabels(p *problems) {
 	}
 	p.badAll("ROLE_LABEL_KEY", c.RoleLabelKey, "must be a valid label key", validation.IsQualifiedName(c.RoleLabelKey))
 	if c.PeerSelector != "" {
-		if s, err := labels.Parse(c.PeerSelector); err != nil {
+		switch s, err := labels.Parse(c.PeerSelector); {
+		case err != nil:
 			p.bad("PEER_SELECTOR", c.PeerSelector, "must be a label selector such as app=myapp: "+err.Error())
-		} else if s.Empty() {
+		case s.Empty():
 			p.bad("PEER_SELECTOR", c.PeerSelector, "must select something, such as app=myapp")
+		default:
+			c.Peers = s
 		}
 	}
 }

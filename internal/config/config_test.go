@@ -781,6 +781,11 @@ func TestLoadAcceptsValidInput(t *testing.T) {
 			check: wantField("PeerSelector", func(c Config) any { return c.PeerSelector }, "app in (a,b),tier!=db"),
 		},
 		{
+			name:  "PEER_SELECTOR parsed once",
+			env:   map[string]string{"PEER_SELECTOR": "app=a"},
+			check: wantField("Peers", func(c Config) any { return c.Peers.String() }, "app=a"),
+		},
+		{
 			name:  "LEASE_DURATION just above RENEW_DEADLINE",
 			env:   map[string]string{"LEASE_DURATION": "11s"},
 			check: wantField("LeaseDuration", func(c Config) any { return c.LeaseDuration }, 11*time.Second),

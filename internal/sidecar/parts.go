@@ -7,7 +7,6 @@ import (
 	"os"
 	"runtime/debug"
 
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/leader-elector/leader-elector/election"
@@ -178,19 +177,14 @@ func (s *Sidecar) successionPart() (Output, error) {
 	if s.deps.Pods == nil {
 		return Output{}, errors.New("sidecar: Deps.Pods is required with HANDOVER_ON_DELETE=true and POD_NAME")
 	}
-	var sel labels.Selector
-	if s.cfg.PeerSelector != "" {
-		var err error
-		if sel, err = labels.Parse(s.cfg.PeerSelector); err != nil {
-			return Output{}, fmt.Errorf("PEER_SELECTOR: %w", err)
-		}
-	}
-	succ, err := succession.New(succession.Config{Pods: s.deps.Pods, Pod: s.cfg.PodName, ByPodName: s.cfg.Identity == s.cfg.PodName,
-		PeerSelector: sel, Retire: func(ctx context.Context, to string) error { return s.elector.Retire(ctx, to) },
+	var err error
+	s.succession, err = succession.New(succession.Config{Pods: s.deps.Pods, Pod: s.cfg.PodName, ByPodName: s.cfg.Identity == s.cfg.PodName,
+		PeerSelector: s.cfg.Peers, Retire: func(ctx context.Context, to string) error { return s.elector.Retire(ctx, to) },
 		Synced: s.trimMemory, Clock: s.clk, Log: s.log})
 	if err != nil {
 		return Output{}, err
 	}
+	succ := s.succession
 	return Output{
 		Lead:   func(context.Context, election.State) error { succ.SetLeading(true); return nil },
 		Follow: func(context.Context, election.State) error { succ.SetLeading(false); return nil },

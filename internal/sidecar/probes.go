@@ -59,10 +59,16 @@ type Report struct {
 	StatusError  string     `json:"status_file_error,omitempty"`
 	// Withdrawing is, while a step-down waits for the status file to be
 	// removed, why it cannot be: the Lease is kept, renewed, meanwhile.
-	Withdrawing string          `json:"withdrawing,omitempty"`
-	Label       *labeler.Status `json:"label,omitempty"`
-	Goroutines  int             `json:"goroutines"`
-	Version     string          `json:"version"`
+	Withdrawing string `json:"withdrawing,omitempty"`
+	// Retired is set once this pod's deletion made it hand over: it leads
+	// no more. HandoverError is why the handover on deletion cannot work
+	// (the pods cannot be read or watched, or PEER_SELECTOR misses this
+	// pod); a deletion then hands over on SIGTERM.
+	Retired       bool            `json:"retired,omitempty"`
+	HandoverError string          `json:"handover_on_delete_error,omitempty"`
+	Label         *labeler.Status `json:"label,omitempty"`
+	Goroutines    int             `json:"goroutines"`
+	Version       string          `json:"version"`
 
 	// Service is the EndpointSlice writer's state, with SERVICE_NAME.
 	Service *serviceslice.Status `json:"service,omitempty"`
@@ -81,6 +87,10 @@ func (s *Sidecar) report() Report {
 		LastObserved: timePtr(st.LastObserved), Watching: st.Watching, StatusFile: s.file.Path(),
 		LastError: st.LastError, StatusError: s.fileErr.Last(), Withdrawing: st.Withdrawing,
 		Goroutines: runtime.NumGoroutine(), Version: s.deps.Version,
+	}
+	r.Retired = st.Retired
+	if s.succession != nil {
+		r.HandoverError = s.succession.LastError()
 	}
 	if s.labels != nil {
 		ls := s.labels.Status()

@@ -35,6 +35,7 @@ import (
 	"github.com/leader-elector/leader-elector/internal/outputs/leaderhttp"
 	"github.com/leader-elector/leader-elector/internal/outputs/metrics"
 	"github.com/leader-elector/leader-elector/internal/outputs/serviceslice"
+	"github.com/leader-elector/leader-elector/internal/succession"
 	"github.com/leader-elector/leader-elector/labeler"
 	"github.com/leader-elector/leader-elector/status"
 )
@@ -83,8 +84,9 @@ type Sidecar struct {
 	fileErr     *lasterr.Tracker // the status file's latest error, logged once
 	writable    func() error     // the status directory's check, at most once per writableEvery
 	lock        *leasestore.Store
-	labels      *labeler.Labeler // nil unless LabelPodRole
-	leaders     *leaderhttp.Hub  // the leader API: LEADER_HTTP_ADDRESS, /leader, /watch
+	labels      *labeler.Labeler       // nil unless LabelPodRole
+	succession  *succession.Succession // nil unless HANDOVER_ON_DELETE and POD_NAME
+	leaders     *leaderhttp.Hub        // the leader API: LEADER_HTTP_ADDRESS, /leader, /watch
 	elector     *election.Elector
 	command     *gatekeeper.Gatekeeper // nil without a command
 	slice       *serviceslice.Writer   // nil unless SERVICE_NAME

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -15,7 +14,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/leader-elector/leader-elector/test/testcluster"
@@ -23,10 +21,10 @@ import (
 
 // What users do to a workload's pods, in the order measured.
 var lifecycleOps = []lifecycleOp{
-	{"delete", "kubectl delete pod of the leader", deleteLeader},
-	{"evict", "eviction of the leader (Eviction API, deploy/'s PodDisruptionBudget)", evictLeader},
-	{"scale-down", "scale-down from 3 to 1, the leader removed", scaleDownPastLeader},
-	{"rollout", "kubectl rollout restart (timed from the old leader's deletion, as a watch saw it)", rolloutRestart},
+	{"delete", "kubectl delete pod of the leader", deleteLeader, nil},
+	{"evict", "eviction of the leader (Eviction API, deploy/'s PodDisruptionBudget)", evictLeader, nil},
+	{"scale-down", "scale-down from 3 to 1, the leader removed", scaleDownPastLeader, scaleBack},
+	{"rollout", "kubectl rollout restart (timed from the old leader's deletion, as a watch saw it)", rolloutRestart, nil},
 }
 
 type lifecycleOp struct {
@@ -36,6 +34,8 @@ type lifecycleOp struct {
 	// non-zero from starts the time to the next leader there instead of at
 	// the call.
 	do func(ctx context.Context, w *podWorkload, leader string) (from time.Time, err error)
+	// restore, if set, brings the workload back after the window.
+	restore func(ctx context.Context, w *podWorkload) error
 }
 
 // clientGoRef is the image of the bench's client-go elector.
@@ -146,7 +146,7 @@ func (b *bench) startWorkload(ctx context.Context, node *testcluster.Node, overl
 	}
 	fctx, cancel := context.WithCancel(ctx)
 	w := &podWorkload{b: b, node: node, ns: ns}
-	w.files = watchFiles(fctx, b.cp, node, ns)
+	w.files = watchFiles(fctx, node, ns)
 	w.stop = func() {
 		cancel()
 		if err := b.cp.DeleteExample(context.Background(), ns, 2*time.Minute); err != nil {
@@ -180,6 +180,9 @@ func (b *bench) lifecycleRound(ctx context.Context, w *podWorkload, op lifecycle
 	}
 	s.took, s.gap, s.changes = append(s.took, took), append(s.gap, gap), append(s.changes, changes)
 	s.overlaps += overlaps
+	if op.restore != nil {
+		return op.restore(ctx, w)
+	}
 	return nil
 }
 
@@ -192,41 +195,37 @@ func deleteLeader(ctx context.Context, w *podWorkload, leader string) (time.Time
 }
 
 func evictLeader(ctx context.Context, w *podWorkload, leader string) (time.Time, error) {
-	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
-		pdb, err := w.b.cp.Admin.PolicyV1().PodDisruptionBudgets(w.ns).Get(ctx, "myapp", metav1.GetOptions{})
-		return err == nil && pdb.Status.ObservedGeneration == pdb.Generation && pdb.Status.DisruptionsAllowed == 1, nil
-	})
-	if err != nil {
-		return time.Time{}, fmt.Errorf("the PodDisruptionBudget allows no eviction: %w", err)
+	if err := w.b.cp.WaitDisruptionsAllowed(ctx, w.ns, 1, time.Minute); err != nil {
+		return time.Time{}, err
 	}
 	ev := &policyv1.Eviction{ObjectMeta: metav1.ObjectMeta{Name: leader, Namespace: w.ns}}
 	if err := w.b.cp.Admin.CoreV1().Pods(w.ns).EvictV1(ctx, ev); err != nil {
 		return time.Time{}, err
 	}
-	_, err = w.b.cp.WaitExamplePods(ctx, w.ns, 3, 2*time.Minute)
+	_, err := w.b.cp.WaitExamplePods(ctx, w.ns, 3, 2*time.Minute)
 	return time.Time{}, err
 }
 
 // scaleDownPastLeader gives the leader the lowest deletion cost, so that
-// the ReplicaSet controller removes it, and scales to 1; after the window
-// it scales back to 3.
+// the ReplicaSet controller removes it, and scales to 1 (the op's restore
+// scales back to 3, after the window).
 func scaleDownPastLeader(ctx context.Context, w *podWorkload, leader string) (time.Time, error) {
-	cost := []byte(`{"metadata":{"annotations":{"controller.kubernetes.io/pod-deletion-cost":"-1000"}}}`)
-	if _, err := w.b.cp.Admin.CoreV1().Pods(w.ns).Patch(ctx, leader, types.MergePatchType, cost, metav1.PatchOptions{}); err != nil {
+	if err := w.b.cp.RemoveFirstOnScaleDown(ctx, w.ns, leader); err != nil {
 		return time.Time{}, err
 	}
-	if err := w.scale(ctx, 1); err != nil {
+	if err := w.b.cp.ScaleExample(ctx, w.ns, 1); err != nil {
 		return time.Time{}, err
 	}
-	if _, err := w.b.cp.WaitExamplePods(ctx, w.ns, 1, 2*time.Minute); err != nil {
-		return time.Time{}, err
+	_, err := w.b.cp.WaitExamplePods(ctx, w.ns, 1, 2*time.Minute)
+	return time.Time{}, err
+}
+
+func scaleBack(ctx context.Context, w *podWorkload) error {
+	if err := w.b.cp.ScaleExample(ctx, w.ns, 3); err != nil {
+		return err
 	}
-	defer func() {
-		if err := w.scale(ctx, 3); err == nil {
-			_, _ = w.b.cp.WaitExamplePods(ctx, w.ns, 3, 2*time.Minute)
-		}
-	}()
-	return time.Time{}, nil
+	_, err := w.b.cp.WaitExamplePods(ctx, w.ns, 3, 2*time.Minute)
+	return err
 }
 
 func rolloutRestart(ctx context.Context, w *podWorkload, leader string) (time.Time, error) {
@@ -251,24 +250,10 @@ func rolloutRestart(ctx context.Context, w *podWorkload, leader string) (time.Ti
 			}
 		}
 	}()
-	restart := fmt.Appendf(nil, `{"spec":{"template":{"metadata":{"annotations":{"kubectl.kubernetes.io/restartedAt":%q}}}}}`, time.Now().Format(time.RFC3339Nano))
-	if _, err := w.b.cp.Admin.AppsV1().Deployments(w.ns).Patch(ctx, "myapp", types.StrategicMergePatchType, restart, metav1.PatchOptions{}); err != nil {
+	if err := w.b.cp.RestartExampleRollout(ctx, w.ns); err != nil {
 		return time.Time{}, err
 	}
-	err = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 3*time.Minute, true, func(ctx context.Context) (bool, error) {
-		list, err := pods.List(ctx, metav1.ListOptions{LabelSelector: "app=" + testcluster.ExampleApp})
-		if err != nil {
-			return false, nil
-		}
-		fresh := 0
-		for _, p := range list.Items {
-			if p.Labels["pod-template-hash"] != old.Labels["pod-template-hash"] && testcluster.ExamplePodReady(&p) {
-				fresh++
-			}
-		}
-		return len(list.Items) == 3 && fresh == 3, nil
-	})
-	if err != nil {
+	if err := w.b.cp.WaitRolledOut(ctx, w.ns, old.Labels["pod-template-hash"], 3, 3*time.Minute); err != nil {
 		return time.Time{}, err
 	}
 	select {
@@ -277,12 +262,6 @@ func rolloutRestart(ctx context.Context, w *podWorkload, leader string) (time.Ti
 	default:
 		return time.Time{}, errors.New("the rollout ended, and no watch saw the old leader's deletion")
 	}
-}
-
-func (w *podWorkload) scale(ctx context.Context, n int) error {
-	patch := fmt.Appendf(nil, `{"spec":{"replicas":%d}}`, n)
-	_, err := w.b.cp.Admin.AppsV1().Deployments(w.ns).Patch(ctx, "myapp", types.MergePatchType, patch, metav1.PatchOptions{})
-	return err
 }
 
 // fileTimeline is every change of the set of pods whose app sees a status
@@ -297,38 +276,12 @@ type fileChange struct {
 	pods []string // sorted
 }
 
-func watchFiles(ctx context.Context, cp *testcluster.ControlPlane, node *testcluster.Node, ns string) *fileTimeline {
+func watchFiles(ctx context.Context, node *testcluster.Node, ns string) *fileTimeline {
 	t := &fileTimeline{}
-	// The pods are listed apart, every 50 ms, so that the sampling of the
-	// files never waits for a list.
-	var mu sync.Mutex
-	files := map[string]string{}
+	files := node.StatusFiles(ctx, ns)
 	go func() {
 		for ctx.Err() == nil {
-			list, err := cp.Admin.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=" + testcluster.ExampleApp})
-			if err == nil {
-				m := map[string]string{}
-				for _, p := range list.Items {
-					m[p.Name] = filepath.Join(node.EmptyDirPath(p.UID, "tmp"), "leader_status")
-				}
-				mu.Lock()
-				files = m
-				mu.Unlock()
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-	}()
-	go func() {
-		for ctx.Err() == nil {
-			mu.Lock()
-			current := files
-			mu.Unlock()
-			var seen []string
-			for name, f := range current {
-				if _, err := os.Stat(f); err == nil {
-					seen = append(seen, name)
-				}
-			}
+			seen := testcluster.Present(files())
 			slices.Sort(seen)
 			t.mu.Lock()
 			if n := len(t.changes); n == 0 || !slices.Equal(t.changes[n-1].pods, seen) {

@@ -3,9 +3,7 @@ package pods
 import (
 	"context"
 	"errors"
-	"fmt"
 	"os"
-	"sync"
 	"testing"
 	"time"
 
@@ -13,8 +11,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/leader-elector/leader-elector/test/testcluster"
 )
@@ -58,7 +54,9 @@ func TestLifecycle(t *testing.T) {
 
 	t.Run("evicting the leader's pod hands over at the eviction", func(t *testing.T) {
 		w := w.on(t)
-		w.waitDisruptionsAllowed(1)
+		if err := cp.WaitDisruptionsAllowed(t.Context(), ns, 1, time.Minute); err != nil {
+			t.Fatal(err)
+		}
 		w.handsOverOn("an eviction", func(leader *corev1.Pod) error {
 			return pods.EvictV1(t.Context(), &policyv1.Eviction{ObjectMeta: metav1.ObjectMeta{Name: leader.Name, Namespace: ns}})
 		})
@@ -68,16 +66,13 @@ func TestLifecycle(t *testing.T) {
 	t.Run("scaling down past the leader hands over to the pod that stays", func(t *testing.T) {
 		w := w.on(t)
 		leader := w.leaderNow(30 * time.Second)
-		// The ReplicaSet controller removes the pods of the lowest
-		// deletion cost first.
-		cost := []byte(`{"metadata":{"annotations":{"controller.kubernetes.io/pod-deletion-cost":"-1000"}}}`)
-		if _, err := pods.Patch(t.Context(), leader.Name, types.MergePatchType, cost, metav1.PatchOptions{}); err != nil {
+		if err := cp.RemoveFirstOnScaleDown(t.Context(), ns, leader.Name); err != nil {
 			t.Fatal(err)
 		}
-		w.handsOverOn("a scale-down from 3 to 1", func(*corev1.Pod) error { return w.scale(1) })
+		w.handsOverOn("a scale-down from 3 to 1", func(*corev1.Pod) error { return cp.ScaleExample(t.Context(), ns, 1) })
 		w.waitReady(1, 2*time.Minute)
 		w.leaderNow(30 * time.Second)
-		if err := w.scale(3); err != nil {
+		if err := cp.ScaleExample(t.Context(), ns, 3); err != nil {
 			t.Fatal(err)
 		}
 		w.waitReady(3, 2*time.Minute)
@@ -88,25 +83,12 @@ func TestLifecycle(t *testing.T) {
 		leader := w.leaderNow(30 * time.Second)
 		before := transitions(w.lease())
 		oldHash := leader.Labels["pod-template-hash"]
-		restart := fmt.Appendf(nil, `{"spec":{"template":{"metadata":{"annotations":{"kubectl.kubernetes.io/restartedAt":%q}}}}}`, time.Now().Format(time.RFC3339))
-		if _, err := cp.Admin.AppsV1().Deployments(ns).Patch(t.Context(), "myapp", types.StrategicMergePatchType, restart, metav1.PatchOptions{}); err != nil {
+		if err := cp.RestartExampleRollout(t.Context(), ns); err != nil {
 			t.Fatal(err)
 		}
 		start := time.Now()
-		var last string
-		err := wait.PollUntilContextTimeout(t.Context(), 100*time.Millisecond, 3*time.Minute, true, func(context.Context) (bool, error) {
-			all := w.pods(false)
-			fresh := 0
-			for _, p := range all {
-				if p.Labels["pod-template-hash"] != oldHash && testcluster.ExamplePodReady(&p) {
-					fresh++
-				}
-			}
-			last = fmt.Sprintf("%d pods, %d of the new revision Ready", len(all), fresh)
-			return len(all) == 3 && fresh == 3, nil
-		})
-		if err != nil {
-			t.Fatalf("the rollout did not finish within 3m: %s", last)
+		if err := cp.WaitRolledOut(t.Context(), ns, oldHash, 3, 3*time.Minute); err != nil {
+			t.Fatal(err)
 		}
 		now := w.leaderNow(30 * time.Second)
 		moves := transitions(w.lease()) - before
@@ -168,7 +150,7 @@ func (w *workload) nextFileAfter(old string, timeout time.Duration) (string, tim
 	deadline := time.Now().Add(timeout)
 	ctx, stop := context.WithCancel(w.ctx())
 	defer stop()
-	files := w.statusFiles(ctx)
+	files := node.StatusFiles(ctx, w.ns)
 	for time.Now().Before(deadline) {
 		for name, f := range files() {
 			if _, err := os.Stat(f); name != old && err == nil {
@@ -181,63 +163,4 @@ func (w *workload) nextFileAfter(old string, timeout time.Duration) (string, tim
 	}
 	w.t.Fatalf("no pod but %s has a status file %s after the call", old, timeout)
 	return "", time.Time{}
-}
-
-// statusFiles returns the status file of every pod of the workload, by pod,
-// as last listed: a goroutine lists the pods every 50 ms until ctx ends, so
-// that a caller sampling the files never waits for a list.
-func (w *workload) statusFiles(ctx context.Context) func() map[string]string {
-	var mu sync.Mutex
-	files := map[string]string{}
-	list := func() {
-		l, err := cp.Admin.CoreV1().Pods(w.ns).List(ctx, metav1.ListOptions{LabelSelector: "app=myapp"})
-		if err != nil {
-			return
-		}
-		m := map[string]string{}
-		for _, p := range l.Items {
-			m[p.Name] = statusFile(&p)
-		}
-		mu.Lock()
-		files = m
-		mu.Unlock()
-	}
-	list()
-	go func() {
-		for ctx.Err() == nil {
-			time.Sleep(50 * time.Millisecond)
-			list()
-		}
-	}()
-	return func() map[string]string {
-		mu.Lock()
-		defer mu.Unlock()
-		return files
-	}
-}
-
-// scale sets the Deployment's replicas.
-func (w *workload) scale(n int) error {
-	patch := fmt.Appendf(nil, `{"spec":{"replicas":%d}}`, n)
-	_, err := cp.Admin.AppsV1().Deployments(w.ns).Patch(w.ctx(), "myapp", types.MergePatchType, patch, metav1.PatchOptions{})
-	return err
-}
-
-// waitDisruptionsAllowed waits until the PodDisruptionBudget allows n
-// disruptions, as the Eviction API reads it.
-func (w *workload) waitDisruptionsAllowed(n int32) {
-	w.t.Helper()
-	var last string
-	err := wait.PollUntilContextTimeout(w.ctx(), 100*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
-		pdb, err := cp.Admin.PolicyV1().PodDisruptionBudgets(w.ns).Get(ctx, "myapp", metav1.GetOptions{})
-		if err != nil {
-			last = err.Error()
-			return false, nil
-		}
-		last = fmt.Sprintf("%+v", pdb.Status)
-		return pdb.Status.ObservedGeneration == pdb.Generation && pdb.Status.DisruptionsAllowed == n, nil
-	})
-	if err != nil {
-		w.t.Fatalf("the PodDisruptionBudget does not allow %d disruptions within 1m: %s", n, last)
-	}
 }

@@ -223,7 +223,7 @@ type sampler struct {
 func (w *workload) sample() *sampler {
 	ctx, stop := context.WithCancel(context.Background())
 	s := &sampler{stop: stop, done: make(chan struct{}), ignore: map[string]bool{}}
-	files := w.statusFiles(ctx)
+	files := node.StatusFiles(ctx, w.ns)
 	go func() {
 		defer close(s.done)
 		for ctx.Err() == nil {

@@ -1,0 +1,81 @@
+package sidecar
+
+import (
+	"context"
+	"os"
+	"strings"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+func readyPod(name string) *corev1.Pod {
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: map[string]string{"app": "myapp"}},
+		Status: corev1.PodStatus{Phase: corev1.PodRunning, Conditions: []corev1.PodCondition{
+			{Type: corev1.PodReady, Status: corev1.ConditionTrue}}},
+	}
+}
+
+// TestDeletionRetiresTheLeader: the leader whose pod gets its
+// deletionTimestamp removes its file, hands the Lease to its Ready peer,
+// and says so in /status.
+func TestDeletionRetiresTheLeader(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newCluster(t, readyPod("pod-a"), readyPod("pod-b"))
+		cfg := testConfig(t)
+		cfg.HandoverOnDelete = true
+		r := start(t, cfg, c, newIdleListener(nil))
+		time.Sleep(time.Second)
+		synctest.Wait()
+		if !r.s.report().IsLeader {
+			t.Fatal("pod-a does not lead")
+		}
+		own, err := c.CoreV1().Pods(ns).Get(context.Background(), "pod-a", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		now := metav1.Now()
+		own.DeletionTimestamp = &now
+		if _, err := c.CoreV1().Pods(ns).Update(context.Background(), own, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(100 * time.Millisecond)
+		synctest.Wait()
+		if _, err := os.Stat(cfg.StatusFile); err == nil {
+			t.Error("the status file is still there after the own pod's deletion")
+		}
+		if h := holder(c.lease(t)); h != "pod-b" {
+			t.Errorf("holder = %q, want the Lease handed to pod-b", h)
+		}
+		if rep := r.s.report(); !rep.Retired || rep.IsLeader {
+			t.Errorf("report: retired=%v is_leader=%v, want retired, not leading", rep.Retired, rep.IsLeader)
+		}
+		if err := r.stop(t); err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+}
+
+// TestHandoverErrorInStatus: a leader that cannot read its own pod says
+// why in /status, and leads on.
+func TestHandoverErrorInStatus(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newCluster(t) // no pod-a
+		cfg := testConfig(t)
+		cfg.HandoverOnDelete = true
+		r := start(t, cfg, c, newIdleListener(nil))
+		time.Sleep(time.Second)
+		synctest.Wait()
+		rep := r.s.report()
+		if !rep.IsLeader || !strings.Contains(rep.HandoverError, "read own pod pod-a") {
+			t.Errorf("report: is_leader=%v handover_on_delete_error=%q, want leading and the error", rep.IsLeader, rep.HandoverError)
+		}
+		if err := r.stop(t); err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+}
