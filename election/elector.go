@@ -48,9 +48,9 @@ type Config struct {
 	// MinTerm is the least time a leader leads before it hands over because
 	// its app is unhealthy.
 	MinTerm time.Duration
-	// Address is where this candidate takes a nudge (see Poke), such as
-	// POD_IP:HEALTH_PORT: written beside its standby offer as
-	// Notes.StandbyAddress, for the leader's Callbacks.Nudge. Optional.
+	// Address is where this candidate takes a take-over offer (see Offer),
+	// such as POD_IP:HEALTH_PORT: written beside its standby offer as
+	// Notes.StandbyAddress, for the leader's Callbacks.HandOff. Optional.
 	Address string
 	// Key signs this candidate's take-over offers (see Offer): its public
 	// half is written beside the record while this candidate leads, as
@@ -75,15 +75,11 @@ type Callbacks struct {
 	OnStoppedLeading func(ctx context.Context, s State) error
 	// OnChange runs when the observed leader, the transitions or IsLeader change.
 	OnChange func(s State)
-	// Nudge runs once this candidate released the Lease naming a successor,
-	// or handed it to the standby, that offered an address: it should make
-	// that candidate's Poke run, at address. It runs on the election loop
-	// right after the write succeeded, and must not block.
-	Nudge func(identity, address string)
-	// HandOff sends offer, signed, to the standby identity at address,
+	// HandOff sends offer, signed, to the successor identity at address,
 	// whose Elector.TakeOver should take it, and returns nil once the
-	// standby answered that it took the Lease. It runs on the election loop
-	// right after a graceful step-down, before any release, within ctx.
+	// successor answered that it took the Lease, else why not. It runs on
+	// the election loop right after a step-down, before the release,
+	// within ctx.
 	HandOff func(ctx context.Context, identity, address string, offer []byte) error
 }
 
@@ -143,11 +139,7 @@ type Elector struct {
 	resign   chan error
 	handover chan handoverRequest
 	health   chan struct{} // a new report is in reported
-	poke     chan struct{} // Poke was called
 	takeOver chan takeOverRequest
-
-	pokeMu  sync.Mutex
-	pokedAt time.Time // when Poke last accepted a poke
 
 	reportMu sync.Mutex
 	reported appHealth
@@ -170,7 +162,7 @@ func New(cfg Config) (*Elector, error) {
 	}
 	log = log.With("lease", cfg.Lock.Describe(), "identity", cfg.Identity)
 	return &Elector{cfg: cfg, log: log, resign: make(chan error, 1), handover: make(chan handoverRequest), takeOver: make(chan takeOverRequest),
-		health: make(chan struct{}, 1), poke: make(chan struct{}, 1), state: State{Identity: cfg.Identity, AppHealthy: !cfg.AppHealth}}, nil
+		health: make(chan struct{}, 1), state: State{Identity: cfg.Identity, AppHealthy: !cfg.AppHealth}}, nil
 }
 
 func (c Config) validate() error {
@@ -277,9 +269,6 @@ func (e *Elector) Run(ctx context.Context) error {
 		case <-e.health:
 			stop()
 			r.takeHealth()
-		case <-e.poke:
-			stop()
-			r.poked(e.cfg.Clock.Now())
 		case <-wake:
 		}
 	}

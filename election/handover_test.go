@@ -222,63 +222,57 @@ func TestOfferOnceEvenIfTheLeaderDropsIt(t *testing.T) {
 	})
 }
 
-// TestGracefulReleaseNamesTheStandby: only the successor writes after the
-// release; the others leave it a RetryPeriod.
-func TestGracefulReleaseNamesTheStandby(t *testing.T) {
+// TestGracefulReleaseIsTakenAtOnce: without a take-over (no keys), a
+// graceful step-down releases the Lease as client-go's ReleaseOnCancel
+// does, and a follower takes it with no time passing.
+func TestGracefulReleaseIsTakenAtOnce(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		g := newGroup(t)
 		g.start("a", nil)
 		for _, n := range []string{"b", "c", "d", "e"} {
 			g.start(n, nil)
 		}
-		standby := g.waitStandby()
-		before := g.writes()
+		g.waitStandby()
 		g.cands["a"].cancel() // SIGTERM: no time passes until the handover is done
 		synctest.Wait()
 		<-g.cands["a"].done
 		delete(g.cands, "a")
 		g.settle()
-		if got := g.leader(); got != standby {
-			t.Fatalf("leader after the release = %q, want the standby %q, with no time passing", got, standby)
-		}
-		if n := g.writes() - before; n != 2 {
-			t.Errorf("%d writes from the release until the successor leads, want 2 (release, take)", n)
+		if got := g.leader(); got == "" || got == "a" {
+			t.Fatalf("leader after the release = %q, want a follower, with no time passing", got)
 		}
 	})
 }
 
-// TestDeadSuccessorCostsOneRetryPeriod: a standby that died since it offered
-// leaves the Lease to the others after a RetryPeriod, not LeaseDuration.
-func TestDeadSuccessorCostsOneRetryPeriod(t *testing.T) {
+// TestDeadStandbyCostsNothing: a standby that died since it offered does
+// not take the offer; the leader releases, and a live follower takes the
+// Lease with no time passing.
+func TestDeadStandbyCostsNothing(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		g := newGroup(t)
-		g.start("a", nil)
-		g.start("b", nil)
-		g.start("c", nil)
+		g, answers := takeOverGroup(t, nil)
 		standby := g.waitStandby()
 		g.crash(standby)
-		g.stop("a")
-		if l := g.lease(); l.Notes.Successor != standby {
-			t.Fatalf("release names %q, want the dead standby %q", l.Notes.Successor, standby)
+		g.sigterm("a")
+		if got := g.leader(); got == "" || got == standby {
+			t.Errorf("leader after the release = %q, want a live follower with no time passing", got)
 		}
-		released := g.clk.Now()
-		for g.leader() == "" && g.clk.Since(released) < ld {
-			g.step(100 * time.Millisecond)
-		}
-		if waited := g.clk.Since(released); g.leader() == "" || waited > rp+100*time.Millisecond {
-			t.Errorf("leader %q after %s, want the live follower within a RetryPeriod", g.leader(), waited)
+		if len(*answers) != 1 || (*answers)[0] == nil {
+			t.Errorf("hand-off answers = %v, want one error: the dead standby", *answers)
 		}
 	})
 }
 
+// TestHandoverToAPeer: Handover(peer) moves the Lease to that peer by a
+// take-over, in one write; a follower cannot hand over, the leader cannot
+// hand to itself or to a peer with no address, and a zero Successor hands
+// to the standby.
 func TestHandoverToAPeer(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		g := newGroup(t)
-		a := g.start("a", withUID("uid-a"))
-		g.start("b", withUID("uid-b"))
-		c := g.start("c", withUID("uid-c"))
-		before := g.lease()
-		if err := a.e.Handover(context.Background(), "c"); err != nil {
+		g, _ := takeOverGroup(t, nil)
+		a, c := g.cands["a"], g.cands["c"]
+		g.waitStandby()
+		before, writes := g.lease(), g.writes()
+		if err := a.e.Handover(context.Background(), successor("c")); err != nil {
 			t.Fatalf("Handover: %v", err)
 		}
 		g.settle()
@@ -286,53 +280,60 @@ func TestHandoverToAPeer(t *testing.T) {
 			t.Fatalf("leader after a handover to c = %q", got)
 		}
 		l := g.lease()
-		if l.Record.LeaderTransitions != before.Record.LeaderTransitions+1 || l.Notes.HolderUID != "uid-c" || l.Notes.GrantedBy != "" {
-			t.Errorf("lease after c confirmed = %+v %+v", l.Record, l.Notes)
+		if l.Record.LeaderTransitions != before.Record.LeaderTransitions+1 || l.Notes.HolderKey != HolderKey(keyOf("c").Public().(ed25519.PublicKey)) {
+			t.Errorf("lease after c took it = %+v %+v", l.Record, l.Notes)
 		}
-		if err := a.e.Handover(context.Background(), "b"); !errors.Is(err, ErrNotLeader) {
+		// c's write, and a's release that answered 409.
+		if n := g.writes() - writes; n != 1 {
+			t.Errorf("%d writes landed for the handover, want 1 (c's)", n)
+		}
+		if err := a.e.Handover(context.Background(), successor("b")); !errors.Is(err, ErrNotLeader) {
 			t.Errorf("Handover on a follower: %v, want ErrNotLeader", err)
 		}
-		if err := c.e.Handover(context.Background(), "c"); err == nil {
+		if err := c.e.Handover(context.Background(), successor("c")); err == nil {
 			t.Error("Handover to itself succeeded")
 		}
-		if err := c.e.Handover(context.Background(), ""); err != nil {
+		standby := g.waitStandby()
+		other := "b"
+		if standby == "b" {
+			other = "d"
+		}
+		if err := c.e.Handover(context.Background(), Successor{Identity: other}); err == nil || g.leader() != "c" {
+			t.Errorf("Handover to a peer with no address: %v, leader %q; want an error, and c still leading", err, g.leader())
+		}
+		// The standby's address is in the Lease.
+		if err := c.e.Handover(context.Background(), Successor{Identity: standby}); err != nil {
+			t.Fatalf("Handover to the standby by its name alone: %v", err)
+		}
+		g.settle()
+		if got := g.leader(); got != standby {
+			t.Fatalf("leader after a handover to the standby %q = %q", standby, got)
+		}
+		c = g.cands[standby]
+		if err := c.e.Handover(context.Background(), Successor{}); err != nil {
 			t.Fatalf("Handover to anyone: %v", err)
 		}
 		g.settle()
-		if got := g.leader(); got != "a" && got != "b" {
-			t.Errorf("leader after c resigned = %q, want a or b", got)
+		if got := g.leader(); got == standby || got == "" {
+			t.Errorf("leader after %s resigned = %q, want another, with no time passing", standby, got)
 		}
 	})
 }
 
-// TestHandoverToADeadPeerIsReleased: a grant the peer does not confirm
-// within RenewDeadline is released by the grantor, so that the others take
-// the Lease then, not at its expiry.
+// TestHandoverToADeadPeerIsReleased: a peer that does not answer the offer
+// leaves the Lease released at once, for the others to take, and Handover
+// says so.
 func TestHandoverToADeadPeerIsReleased(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		g := newGroup(t)
-		a := g.start("a", nil)
-		g.start("b", nil)
-		answer := make(chan error, 1)
-		go func() { answer <- a.e.Handover(context.Background(), "gone") }()
+		g, _ := takeOverGroup(t, nil)
+		a := g.cands["a"]
+		err := a.e.Handover(context.Background(), successor("gone"))
+		if !errors.Is(err, ErrNotTaken) || !strings.Contains(err.Error(), "connection refused") {
+			t.Errorf("Handover to a dead peer: %v, want ErrNotTaken with the reason", err)
+		}
 		g.settle()
-		granted := g.clk.Now()
-		if h := g.lease().Record.HolderIdentity; h != "gone" {
-			t.Fatalf("holder after the grant = %q, want gone", h)
-		}
-		for g.leader() == "" && g.clk.Since(granted) < 2*ld {
-			g.step(500 * time.Millisecond)
-		}
-		if waited := g.clk.Since(granted); waited < rd || waited > rd+rp {
-			t.Errorf("a candidate led %s after the Lease was handed to a dead peer, want RenewDeadline (%s) and at most a RetryPeriod more", waited, rd)
-		}
-		select {
-		case err := <-answer:
-			if err == nil || !strings.Contains(err.Error(), "did not confirm within") {
-				t.Errorf("Handover to a dead peer: %v, want that it did not confirm", err)
-			}
-		default:
-			t.Error("Handover to a dead peer has not returned after LeaseDuration")
+		if got := g.leader(); got == "" || got == "a" {
+			t.Errorf("leader after a handover to a dead peer = %q, want another with no time passing", got)
 		}
 	})
 }
@@ -418,30 +419,30 @@ func TestUnprovenOwnTermIsReleasedAfterAConflict(t *testing.T) {
 func TestTwinsNeverBothLead(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		g := newGroup(t)
-		first := func(c *Config) { c.Identity, c.UID = "twin", "uid-1" }
-		second := func(c *Config) { c.Identity, c.UID = "twin", "uid-2" }
+		first := g.keyed("twin-1", nil, nil, func(c *Config) { c.Identity, c.UID = "twin", "uid-1" })
+		second := g.keyed("twin-2", nil, nil, func(c *Config) { c.Identity, c.UID = "twin", "uid-2" })
 		g.start("twin-1", first)
 		g.start("twin-2", second)
-		g.start("other", nil)
+		g.start("other", g.keyed("other", nil, nil, nil))
 		g.step(ld)
 		if got := g.leader(); got != "twin-1" {
 			t.Fatalf("leader = %q, want twin-1 to keep its term", got)
 		}
-		// A grant to the shared identity: one confirm wins.
-		if err := g.cands["twin-1"].e.Handover(context.Background(), "other"); err != nil {
+		if err := g.cands["twin-1"].e.Handover(context.Background(), successor("other")); err != nil {
 			t.Fatal(err)
 		}
-		g.step(rp) // twin-1's back-off after its handover: a backing-off candidate refuses a grant
-		if err := g.cands["other"].e.Handover(context.Background(), "twin"); err != nil {
+		// An offer to the shared identity goes to one address: that twin
+		// alone takes it.
+		if err := g.cands["other"].e.Handover(context.Background(), Successor{Identity: "twin", Address: "addr-twin-2"}); err != nil {
 			t.Fatal(err)
 		}
 		g.settle()
-		if got := g.leader(); got != "twin-1" && got != "twin-2" {
-			t.Fatalf("leader after a grant to twin = %q", got)
+		if !g.cands["twin-2"].e.State().IsLeader || g.lease().Notes.HolderUID != "uid-2" {
+			t.Fatalf("after an offer to twin-2's address: twin-2 leads %v, holder uid %q", g.cands["twin-2"].e.State().IsLeader, g.lease().Notes.HolderUID)
 		}
 		// The leading twin pauses past its term; the other takes over, and
 		// the paused one, back, does not lead on its old term.
-		leading := g.leader()
+		leading := "twin-2"
 		g.cands[leading].lock.partition(true)
 		g.step(ld + rd + rp)
 		g.cands[leading].lock.partition(false)
@@ -569,7 +570,7 @@ func TestResignedLeaderDoesNotOfferDuringItsBackOff(t *testing.T) {
 		g.tick = 10 * time.Millisecond
 		a := g.start("a", nil)
 		g.start("b", nil)
-		if err := a.e.Handover(context.Background(), ""); err != nil {
+		if err := a.e.Handover(context.Background(), Successor{}); err != nil {
 			t.Fatal(err)
 		}
 		g.settle()
@@ -662,62 +663,58 @@ func TestRestartedProcessResumesUnderItsNewKey(t *testing.T) {
 }
 
 // TestHandoverToAnUnhealthyPeerIsRefused: resign --to a peer whose app is
-// unhealthy, or that backs off, makes the peer release the Lease with its
-// reason, which Handover returns: the others take the Lease at once,
-// instead of a leader that would not lead well, or none until expiry.
+// unhealthy makes the peer refuse the offer with its reason, which
+// Handover returns; the Lease is released, and a healthy peer takes it at
+// once, instead of a leader that would not lead well, or none until expiry.
 func TestHandoverToAnUnhealthyPeerIsRefused(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		g := newGroup(t)
-		a := g.start("a", gated)
+		a := g.start("a", g.keyed("a", nil, nil, gated))
 		a.e.ReportAppHealth(true, "ok")
 		g.settle()
 		g.step(rp)
-		b := g.start("b", gated)
+		b := g.start("b", g.keyed("b", nil, nil, gated))
 		b.e.ReportAppHealth(false, "GET /healthz: status 503")
-		g.start("c", gated).e.ReportAppHealth(true, "ok")
+		g.start("c", g.keyed("c", nil, nil, gated)).e.ReportAppHealth(true, "ok")
 		g.settle()
 		if g.leader() != "a" {
 			t.Fatalf("leader = %q, want a", g.leader())
 		}
-		answer := make(chan error, 1)
-		go func() { answer <- a.e.Handover(context.Background(), "b") }()
-		g.settle()
-		select {
-		case err := <-answer:
-			if !errors.Is(err, ErrGrantRefused) || !strings.Contains(err.Error(), "b: its app is unhealthy (GET /healthz: status 503)") {
-				t.Errorf("Handover to an unhealthy peer: %v, want ErrGrantRefused with b's reason", err)
-			}
-		default:
-			t.Fatal("Handover to an unhealthy peer did not return at once with its refusal")
+		err := a.e.Handover(context.Background(), successor("b"))
+		if !errors.Is(err, ErrNotTaken) || !strings.Contains(err.Error(), "the app is unhealthy (GET /healthz: status 503)") {
+			t.Errorf("Handover to an unhealthy peer: %v, want ErrNotTaken with b's reason", err)
 		}
-		g.step(2 * rp)
+		g.settle()
 		if got := g.leader(); got != "c" {
 			t.Errorf("leader after b refused = %q, want the healthy c", got)
 		}
 	})
 }
 
-// TestHandoverGrantsOverALateOffer: a write lands on the Lease between the
-// leader's last view and its grant (a standby's offer the leader has not
-// seen yet); the grant meets a conflict, reads the Lease, still its own,
-// and grants on it, instead of leaving the Lease to expire.
-func TestHandoverGrantsOverALateOffer(t *testing.T) {
+// TestHandoverOverALateOffer: a write lands on the Lease between the
+// leader's last view and its offer (a standby's offer the leader has not
+// seen yet): the peer refuses an offer for a version older than its view,
+// and the leader's release, on a conflict, reads the Lease, still its own,
+// and releases it, instead of leaving it to expire; the peer takes it at
+// once.
+func TestHandoverOverALateOffer(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		g := newGroup(t)
-		a := g.start("a", withUID("uid-a"))
-		g.start("c", withUID("uid-c"))
+		a := g.start("a", g.keyed("a", nil, nil, withUID("uid-a")))
+		g.start("c", g.keyed("c", nil, nil, withUID("uid-c")))
 		if g.leader() != "a" {
 			t.Fatalf("leader = %q, want a", g.leader())
 		}
 		a.lock.holdWatch(true)
 		l := g.lease()
-		g.put(l.Record, Notes{HolderUID: l.Notes.HolderUID, HolderKey: l.Notes.HolderKey, Standby: "c"})
+		g.put(l.Record, Notes{HolderUID: l.Notes.HolderUID, HolderKey: l.Notes.HolderKey, Standby: "c", StandbyAddress: "addr-c"})
 		a.lock.holdWatch(false)
-		if err := a.e.Handover(context.Background(), "c"); err != nil {
-			t.Fatalf("Handover over a late offer: %v", err)
+		if err := a.e.Handover(context.Background(), successor("c")); !errors.Is(err, ErrNotTaken) {
+			t.Errorf("Handover over a late offer: %v, want ErrNotTaken (c knows a later version)", err)
 		}
+		g.settle()
 		if got := g.leader(); got != "c" {
-			t.Errorf("leader after the grant = %q, want c", got)
+			t.Errorf("leader after the release = %q, want c with no time passing", got)
 		}
 	})
 }

@@ -53,21 +53,10 @@ type Notes struct {
 	// Standby is a follower that offered, once in the holder's term, to be
 	// the next leader: it is live and its app is healthy, as far as it knows.
 	Standby string
-	// StandbyAddress is where Standby takes a nudge (host:port of its
-	// health port, POST /v1/lease-changed), written and cleared with
-	// Standby; empty when it gave none.
+	// StandbyAddress is where Standby takes a take-over offer (host:port
+	// of its health port), written and cleared with Standby; empty when it
+	// gave none.
 	StandbyAddress string
-	// Successor, on a release, is the candidate the old leader handed the
-	// Lease to: it takes the Lease at once, the others wait a RetryPeriod
-	// before they try, so that only one write follows a release.
-	Successor string
-	// GrantedBy is set when a leader wrote another candidate as holder
-	// (resign --to): that candidate confirms the term by a renew and leads.
-	GrantedBy string
-	// Refused is, on a release, why the candidate that was handed the
-	// Lease did not take it ("pod-b: the app is unhealthy (...)"), for the
-	// leader that handed it over to report.
-	Refused string
 }
 
 // Lock is the storage the elector needs. Errors follow the API server's

@@ -25,11 +25,11 @@ type run struct {
 	campaign
 	offers
 	restart
-	pokes
+	// offerRead is when an offer last made this candidate read the Lease
+	// (see mayReadOnOffer).
+	offerRead time.Time
 	// withheld is a step-down whose OnStoppedLeading failed; nil: none.
 	withheld *withheldStepDown
-	// granted is a grant (resign --to) whose answer is awaited; nil: none.
-	granted *grantWait
 }
 
 // leaseView is what a candidate knows of the Lease (view.go).
@@ -100,39 +100,14 @@ type restart struct {
 	warned  bool   // logged that a record naming us is not ours to take
 }
 
-// pokes are the reads that nudges and take-over offers cause (poke.go).
-type pokes struct {
-	// pokeAt is when a poke's read is due; zero: none. pokeRead and
-	// offerRead are when the last read a poke, and a take-over offer,
-	// caused was done.
-	pokeAt, pokeRead, offerRead time.Time
-}
-
 // tick does what is due at now.
 func (r *run) tick(ctx context.Context, now time.Time) {
 	r.e.update(func(s *State) { s.LastTick = now })
-	if g := r.granted; g != nil && !now.Before(g.until) {
-		// The watch may lag: one read before answering that the peer did
-		// not confirm.
-		r.read(ctx, now)
-		// Still the grant (a standby's offer may have been written on it),
-		// not yet confirmed, which drops GrantedBy.
-		unconfirmed := r.view == viewKnown && r.lease.Record.HolderIdentity == g.to && r.lease.Notes.GrantedBy == r.cfg.Identity
-		r.answerGrant(&r.lease, now)
-		if unconfirmed {
-			// The peer is gone, or no candidate: release the grant, so that
-			// the others take the Lease now rather than at its expiry. A
-			// confirm that lands first makes this write a conflict.
-			r.log.Warn("the peer the lease was handed to did not confirm; releasing it", "to", g.to, "after", r.cfg.RenewDeadline)
-			r.releaseWith(ctx, r.lease, Notes{})
-		}
-	}
 	if r.withheld != nil {
 		r.tickWithheld(ctx, now)
 		return
 	}
 	if r.leading {
-		r.pokeAt = time.Time{} // a leader reads nothing on a poke
 		if !now.Before(r.renewDeadline()) {
 			// The API did not answer for RenewDeadline: try one quick release
 			// and go on as a follower.
@@ -147,11 +122,6 @@ func (r *run) tick(ctx context.Context, now time.Time) {
 		return
 	}
 	if at, ok := r.readAt(); ok && !now.Before(at) {
-		r.read(ctx, now)
-		r.pokeAt = time.Time{} // that read serves a pending poke too
-	} else if !r.pokeAt.IsZero() && !now.Before(r.pokeAt) {
-		r.pokeAt, r.pokeRead = time.Time{}, now
-		r.log.Debug("reading the lease on a nudge")
 		r.read(ctx, now)
 	}
 	if r.claimOwn(ctx) {
@@ -187,9 +157,6 @@ func (r *run) next(now time.Time) time.Time {
 			t = u
 		}
 	}
-	if g := r.granted; g != nil {
-		earliest(g.until)
-	}
 	if w := r.withheld; w != nil {
 		earliest(w.retryAt)
 		if r.holdsLease() {
@@ -209,9 +176,6 @@ func (r *run) next(now time.Time) time.Time {
 	}
 	if !r.standbyAt.IsZero() {
 		earliest(r.standbyAt)
-	}
-	if !r.pokeAt.IsZero() {
-		earliest(r.pokeAt)
 	}
 	if at, ok := r.readAt(); ok {
 		earliest(at)

@@ -2,7 +2,6 @@ package election
 
 import (
 	"context"
-	"strconv"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -54,19 +53,13 @@ func (r *run) claimOwn(ctx context.Context) bool {
 	}
 	r.claimed = l.Version
 	switch {
-	case l.Notes.GrantedBy != "" && l.Notes.HolderUID == "" && r.grantRefusal() != "":
-		why := r.grantRefusal()
-		r.log.Warn("refusing the lease handed over; releasing it", "by", l.Notes.GrantedBy, "why", why)
-		r.releaseWith(ctx, l, Notes{Refused: r.cfg.Identity + ": " + why})
-	case l.Notes.GrantedBy != "" && l.Notes.HolderUID == "":
-		r.confirm(ctx, l, "started leading: handed over by "+strconv.Quote(l.Notes.GrantedBy))
 	case r.stopped != "":
 		return false // a retired candidate leads no more; its own old term expires
 	case r.cfg.UID != "" && l.Notes.HolderUID == r.cfg.UID && r.resumable(l, fresh):
 		r.confirm(ctx, l, "started leading: resumed this pod's term after a restart")
 	case (fresh || r.sameTermAsFirst(l)) && l.Notes.HolderUID == "" && r.cfg.UID != "":
 		r.log.Warn("the lease names this identity with no pod UID: it cannot be proven to be this pod's term from before a restart; releasing it", "pod_uid", r.cfg.UID)
-		r.releaseWith(ctx, l, Notes{})
+		r.releaseWith(ctx, l)
 	default:
 		if !r.warned {
 			r.warned = true

@@ -11,10 +11,9 @@ import (
 
 // releaseWith releases a record naming our identity that we do not take:
 // one we cannot prove is ours, and that no live candidate of ours can be
-// holding (it carries no pod UID, which every candidate with one writes),
-// or one handed to us that we refuse (notes say why).
-func (r *run) releaseWith(ctx context.Context, l Lease, notes Notes) {
-	cur, err := r.write(ctx, write{what: r.about("release"), timeout: r.cfg.RenewDeadline, over: l, build: writes(r.releaseRecord(l), notes)})
+// holding (it carries no pod UID, which every candidate with one writes).
+func (r *run) releaseWith(ctx context.Context, l Lease) {
+	cur, err := r.write(ctx, write{what: r.about("release"), timeout: r.cfg.RenewDeadline, over: l, build: writes(r.releaseRecord(l), Notes{})})
 	if err == nil {
 		r.log.Info("released lease", "transitions", cur.Record.LeaderTransitions)
 	}

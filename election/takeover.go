@@ -21,30 +21,33 @@ import (
 // one write, made by the successor before any herd:
 //
 //  1. The leader steps down (callbacks first, as always).
-//  2. It sends the standby, at the address of its offer
-//     (Callbacks.HandOff), an Offer: this Lease, from this holder, to that
-//     standby, at the version the leader last saw, signed with the key
-//     whose public half the leader writes beside its record
-//     (Notes.HolderKey, from Config.Key).
-//  3. The standby (Elector.TakeOver) checks the offer against its own view
-//     of the Lease: the same version, held by From, whose key signed it,
-//     naming itself. An offer the holder signed for a version the standby
-//     has not seen yet (the leader's last renew is still on its way through
-//     the watch) makes it read the Lease once and check again. It then
-//     writes itself as holder, as an acquire does, on that version, and
-//     leads once the write succeeded.
-//  4. The leader takes the standby's answer: taken, and it writes nothing;
-//     else, or with no answer within its bound, it releases as before.
+//  2. It sends its successor (Successor: the one Handover or Retire names,
+//     else the standby, at the address of its offer), by Callbacks.HandOff,
+//     an Offer: this Lease, from this holder, to that successor, at the
+//     version the leader last saw, signed with the key whose public half
+//     the leader writes beside its record (Notes.HolderKey, from
+//     Config.Key).
+//  3. The successor (Elector.TakeOver) checks the offer against its own
+//     view of the Lease: the same version, held by From, whose key signed
+//     it, naming itself. An offer the holder signed for a version the
+//     successor has not seen yet (the leader's last renew is still on its
+//     way through the watch) makes it read the Lease once and check again.
+//     It then writes itself as holder, as an acquire does, on that version,
+//     and leads once the write succeeded.
+//  4. The leader then releases on the offered version, taken or not: once
+//     the successor wrote, the release answers 409, which is the proof of
+//     the take-over; if nobody wrote, the Lease is released as without an
+//     offer, so an answer that lies costs no leaderless LeaseDuration.
 //
-// The version is the write's precondition, so the standby's write lands
+// The version is the write's precondition, so the successor's write lands
 // only on the very record the leader signed away, after it stopped leading;
 // a replayed offer meets a later version and fails. Either of the two
-// writes, the standby's and the leader's fallback release, may land first;
-// the other then answers 409, so there is never more than one holder. The
-// signature keeps anyone who can reach the standby's port from moving the
-// Lease: an unsigned or wrongly signed offer is refused.
+// writes, the successor's and the leader's release, may land first; the
+// other then answers 409, so there is never more than one holder. The
+// signature keeps anyone who can reach the successor's port from moving
+// the Lease: an unsigned or wrongly signed offer is refused.
 
-// Offer is what a leader signs away to its standby.
+// Offer is what a leader signs away to its successor.
 type Offer struct {
 	// Lease is the lock's name (Lock.Describe), so that an offer for one
 	// Lease cannot move another that the same candidates share.
@@ -63,7 +66,11 @@ type signedOffer struct {
 	Signature []byte          `json:"signature"`
 }
 
-// ErrOfferRefused wraps every reason a standby refuses an offer.
+// OfferReadInterval is the least time between two reads of the Lease that
+// take-over offers cause.
+const OfferReadInterval = 100 * time.Millisecond
+
+// ErrOfferRefused wraps every reason a candidate refuses an offer.
 var ErrOfferRefused = errors.New("take-over offer refused")
 
 // HolderKey is how a public key is written in Notes.HolderKey.
@@ -77,6 +84,17 @@ func SignOffer(o Offer, key ed25519.PrivateKey) ([]byte, error) {
 		return nil, fmt.Errorf("encode take-over offer: %w", err)
 	}
 	return json.Marshal(signedOffer{Offer: body, Signature: ed25519.Sign(key, body)})
+}
+
+// peekOffer decodes a signed offer without checking its signature: only to
+// learn which version it claims, never to act on.
+func peekOffer(wire []byte) (Offer, error) {
+	var s signedOffer
+	var o Offer
+	if err := json.Unmarshal(wire, &s); err != nil {
+		return o, err
+	}
+	return o, json.Unmarshal(s.Offer, &o)
 }
 
 // openOffer decodes a signed offer and checks its signature against
@@ -119,14 +137,14 @@ func (r *run) takeOffer(ctx context.Context, wire []byte) error {
 }
 
 // checkOffer takes a signed offer that holds against this candidate's view
-// of the Lease. An offer signed by the holder this candidate knows, for a
-// version newer than the one it knows, is most likely the leader's latest
-// renew still on its way through the watch, which at hundreds of watchers
-// takes tens of milliseconds: with mayRead, the Lease is read once and the
-// offer checked again on what was read. An offer for an older version is
-// refused without a read. Reads that offers cause are PokeInterval
-// apart, as those that pokes cause, so a replayed offer cannot make a
-// standby read more often than that.
+// of the Lease. An offer for a version newer than the one it knows is most
+// likely the leader's latest renew (or, from a leader that just took the
+// Lease, its first term) still on its way through the watch, which at
+// hundreds of watchers takes tens of milliseconds: with mayRead, the Lease
+// is read once and the offer checked again, signature and all, on what was
+// read. An offer for an older version is refused without a read. Reads that offers cause are OfferReadInterval
+// apart, so a replayed offer cannot make a candidate read more often than
+// that.
 func (r *run) checkOffer(ctx context.Context, wire []byte, mayRead bool) error {
 	refuse := func(format string, args ...any) error {
 		return fmt.Errorf("%w: %s", ErrOfferRefused, fmt.Sprintf(format, args...))
@@ -146,6 +164,15 @@ func (r *run) checkOffer(ctx context.Context, wire []byte, mayRead bool) error {
 	case r.view != viewKnown || r.needRead:
 		return refuse("this candidate does not know the Lease's current version")
 	}
+	// An offer for a version newer than this candidate knows is most
+	// likely the holder's: its last renew, or its first term, is still on
+	// its way through the watch. One read, then check it on what was read.
+	if o, err := peekOffer(wire); err == nil && newer(o.Version, l.Version) && mayRead && r.mayReadOnOffer() {
+		r.log.Debug("reading the lease on a take-over offer for a version this candidate has not seen",
+			"offer_version", o.Version, "version", l.Version)
+		r.read(ctx, r.cfg.Clock.Now())
+		return r.checkOffer(ctx, wire, false)
+	}
 	o, err := openOffer(wire, l.Notes.HolderKey)
 	if err != nil {
 		return err
@@ -157,11 +184,6 @@ func (r *run) checkOffer(ctx context.Context, wire []byte, mayRead bool) error {
 		return refuse("the offer is for %q, not %q", o.To, r.cfg.Identity)
 	case o.From != l.Record.HolderIdentity:
 		return refuse("the offer is from %q, but the holder is %q", o.From, l.Record.HolderIdentity)
-	case newer(o.Version, l.Version) && mayRead && r.mayReadOnOffer():
-		r.log.Debug("reading the lease on a take-over offer for a version this candidate has not seen",
-			"offer_version", o.Version, "version", l.Version)
-		r.read(ctx, r.cfg.Clock.Now())
-		return r.checkOffer(ctx, wire, false)
 	case o.Version != l.Version:
 		return refuse("the offer is for version %s of the Lease, this candidate knows %s", o.Version, l.Version)
 	}
@@ -181,27 +203,36 @@ func (r *run) checkOffer(ctx context.Context, wire []byte, mayRead bool) error {
 }
 
 // mayReadOnOffer reports whether an offer may cause a read now, and if so
-// counts it as the latest read an offer caused. Offers and pokes are
-// limited apart: a nudge that follows a refused offer must not wait.
+// counts it as the latest read an offer caused.
 func (r *run) mayReadOnOffer() bool {
 	now := r.cfg.Clock.Now()
-	if !r.offerRead.IsZero() && now.Before(r.offerRead.Add(PokeInterval)) {
+	if !r.offerRead.IsZero() && now.Before(r.offerRead.Add(OfferReadInterval)) {
 		return false
 	}
 	r.offerRead = now
 	return true
 }
 
+// errNoSuccessor is handOff's answer when there was no one to offer to.
+var errNoSuccessor = errors.New("no successor with an address to offer the lease to")
+
 // handOff offers the Lease, which this candidate just stopped leading, to
-// its standby, and reports whether the standby took it. It sends nothing
-// without a key, a HandOff callback, or a standby with an address.
-func (r *run) handOff(ctx context.Context, timeout time.Duration) bool {
+// to, or with a zero to to the standby, and returns nil once that
+// candidate answered that it took it, else why not. It sends nothing
+// without a key, a HandOff callback, or a successor with an address.
+func (r *run) handOff(ctx context.Context, timeout time.Duration, to Successor) error {
+	successor := func(cur Lease) Successor {
+		if to.Identity != "" {
+			return to
+		}
+		return Successor{Identity: cur.Notes.Standby, Address: cur.Notes.StandbyAddress}
+	}
 	offerable := func(cur Lease) bool {
-		s, address := cur.Notes.Standby, cur.Notes.StandbyAddress
-		return s != "" && s != r.cfg.Identity && address != "" && r.ours(cur)
+		s := successor(cur)
+		return s.Identity != "" && s.Identity != r.cfg.Identity && s.Address != "" && r.ours(cur)
 	}
 	if r.cfg.Key == nil || r.cfg.Callbacks.HandOff == nil || !offerable(r.lease) {
-		return false
+		return errNoSuccessor
 	}
 	hctx, cancel := r.e.withTimeout(ctx, timeout)
 	defer cancel()
@@ -211,31 +242,31 @@ func (r *run) handOff(ctx context.Context, timeout time.Duration) bool {
 		// One read tells.
 		l, err := r.cfg.Lock.Get(hctx)
 		if err != nil {
-			r.log.Info("cannot read the lease to offer it to the standby; releasing it", "err", err)
-			return false
+			r.log.Info("cannot read the lease to offer it to the successor; releasing it", "err", err)
+			return fmt.Errorf("read the lease to offer it: %w", err)
 		}
 		r.renewCut = false
 		r.observe(ctx, l, r.cfg.Clock.Now())
 		if !offerable(r.lease) {
-			return false
+			return errNoSuccessor
 		}
 	}
 	cur := r.lease
-	to, address := cur.Notes.Standby, cur.Notes.StandbyAddress
-	wire, err := SignOffer(Offer{Lease: r.cfg.Lock.Describe(), From: r.cfg.Identity, To: to, Version: cur.Version}, r.cfg.Key)
+	s := successor(cur)
+	wire, err := SignOffer(Offer{Lease: r.cfg.Lock.Describe(), From: r.cfg.Identity, To: s.Identity, Version: cur.Version}, r.cfg.Key)
 	if err != nil {
-		r.log.Warn("cannot offer the lease to the standby; releasing it", "standby", to, "err", err)
-		return false
+		r.log.Warn("cannot offer the lease to the successor; releasing it", "successor", s.Identity, "err", err)
+		return err
 	}
-	if err := r.cfg.Callbacks.HandOff(hctx, to, address, wire); err != nil {
-		r.log.Info("the standby did not take the lease; releasing it", "standby", to, "err", err)
-		return false
+	if err := r.cfg.Callbacks.HandOff(hctx, s.Identity, s.Address, wire); err != nil {
+		r.log.Info("the successor did not take the lease; releasing it", "successor", s.Identity, "err", err)
+		return err
 	}
-	// The standby wrote itself as holder on cur's version: what we know is
-	// stale, and the record naming us is no term of ours to resume.
+	// The successor wrote itself as holder on cur's version: what we know
+	// is stale, and the record naming us is no term of ours to resume.
 	r.claimed = cur.Version
-	r.log.Info("handed the lease to the standby", "standby", to, "transitions", cur.Record.LeaderTransitions+1)
-	return true
+	r.log.Info("handed the lease over", "successor", s.Identity, "transitions", cur.Record.LeaderTransitions+1)
+	return nil
 }
 
 // newTermNotes are the notes of a term this candidate begins: its pod UID

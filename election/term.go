@@ -119,31 +119,33 @@ func (r *run) renew(ctx context.Context, now time.Time) {
 }
 
 // stepDown ends our leadership: callbacks first, then, if release > 0, the
-// Lease is handed back if it is still ours, trying for at most release,
-// naming the standby, if there is one, as successor. Both run on a context
-// that outlives ctx, each with its own bound, so that a shutdown signal during
-// a step-down neither cuts the callback short nor makes followers wait
-// LeaseDuration for a release that was never sent. A callback that fails
-// withholds the rest (see withhold).
+// Lease is offered to the standby, if one offered with an address, and
+// released unless the standby took it, trying for at most release. Both run
+// on a context that outlives ctx, each with its own bound, so that a
+// shutdown signal during a step-down neither cuts the callback short nor
+// makes followers wait LeaseDuration for a release that was never sent. A
+// callback that fails withholds the rest (see withhold).
 func (r *run) stepDown(ctx context.Context, reason string, release time.Duration) error {
-	return r.stepDownTo(ctx, reason, release, "")
+	_, err := r.stepDownTo(ctx, reason, release, Successor{})
+	return err
 }
 
-// stepDownTo is stepDown, handing the Lease to grantTo instead of releasing
-// it when grantTo is set.
-func (r *run) stepDownTo(ctx context.Context, reason string, release time.Duration, grantTo string) error {
+// stepDownTo is stepDown, offering the Lease to to instead of the standby
+// when to is set. notTaken is why the Lease was released rather than taken
+// over: nil when it was taken, or when nothing was handed on.
+func (r *run) stepDownTo(ctx context.Context, reason string, release time.Duration, to Successor) (notTaken, err error) {
 	if !r.leading {
-		return nil
+		return nil, nil
 	}
 	r.leading = false
 	r.e.update(func(s *State) { s.IsLeader, s.LeadUntil, s.LeadsUnhealthy = false, time.Time{}, false })
 	r.log.Info("stopped leading", "reason", reason, "transitions", r.lease.Record.LeaderTransitions)
-	err := r.runStopped(ctx)
+	err = r.runStopped(ctx)
 	r.changed()
 	if err != nil {
-		return r.withhold(ctx, err, release, grantTo)
+		return nil, r.withhold(ctx, err, release, to)
 	}
-	return r.handOn(ctx, release, grantTo)
+	return r.handOn(ctx, release, to)
 }
 
 // runStopped runs OnStoppedLeading, on a context of its own bound.
@@ -157,61 +159,49 @@ func (r *run) runStopped(ctx context.Context) error {
 	return cb(cctx, r.e.State())
 }
 
-// handOn is the second half of a step-down whose callback succeeded: the
-// Lease is granted to grantTo, or released within release, or left alone.
-func (r *run) handOn(ctx context.Context, release time.Duration, grantTo string) error {
-	switch {
-	case grantTo != "":
-		return r.grant(context.WithoutCancel(ctx), grantTo)
-	case release > 0:
-		return r.release(context.WithoutCancel(ctx), release)
+// handOn is the second half of a step-down whose callback succeeded: with
+// release > 0 the Lease is handed to to (or the standby) and released
+// unless taken, within release; else it is left alone.
+func (r *run) handOn(ctx context.Context, release time.Duration, to Successor) (notTaken, err error) {
+	if release <= 0 {
+		return nil, nil
 	}
-	return nil
+	return r.release(context.WithoutCancel(ctx), release, to)
 }
 
-// release hands the Lease back the way client-go's ReleaseOnCancel does, so
-// that a watching follower, ours or client-go's, may take it at once. It
-// names the standby as successor: our followers other than it then wait a
-// RetryPeriod before they try, so one write, not one per follower, follows.
-func (r *run) release(ctx context.Context, timeout time.Duration) error {
+// release offers the Lease to to, or the standby, by a take-over (see
+// handOff), and then hands it back the way client-go's ReleaseOnCancel
+// does, so that a watching follower, ours or client-go's, may take it at
+// once. The release is written on the offered version: once the successor
+// took the Lease it answers 409, and that conflict is the proof of the
+// take-over; the successor's answer alone never is (a reused pod IP, a
+// catch-all server). notTaken is why the Lease was released.
+func (r *run) release(ctx context.Context, timeout time.Duration, to Successor) (notTaken, err error) {
 	if r.view != viewKnown {
-		return nil
+		return nil, nil
 	}
-	// The standby's answer to an offer is no proof that it took the Lease
-	// (a reused pod IP, a catch-all server): the release on the offered
-	// version is. It answers 409 once the standby wrote, and succeeds,
-	// releasing as without an offer, if nobody did.
-	tookOver := r.handOff(ctx, min(timeout/2, r.cfg.RetryPeriod/2))
-	var from Lease // the version released, for its standby's address
+	notTaken = r.handOff(ctx, min(timeout/2, r.cfg.RetryPeriod/2), to)
+	offered := notTaken == nil
 	w := write{what: r.about("release"), timeout: timeout, over: r.lease, conflict: writeAgain, ending: true,
-		build: func(cur Lease) (Record, Notes, bool) {
-			from = cur
-			var notes Notes
-			if s := cur.Notes.Standby; s != r.cfg.Identity {
-				notes.Successor = s
-			}
-			return r.releaseRecord(cur), notes, r.ours(cur)
-		}}
-	if tookOver {
+		build: func(cur Lease) (Record, Notes, bool) { return r.releaseRecord(cur), Notes{}, r.ours(cur) }}
+	if offered {
 		w.conflict = answered // a conflict is the proof of the take-over
 	}
 	l, err := r.write(ctx, w)
 	switch {
 	case errors.Is(err, errNothingToWrite), apierrors.IsNotFound(err):
-		return nil // no longer ours: nothing to release
-	case tookOver && apierrors.IsConflict(err):
-		return nil // the Lease moved on from the offered version: taken over
+		return notTaken, nil // no longer ours: nothing to release
+	case offered && apierrors.IsConflict(err):
+		return nil, nil // the Lease moved on from the offered version: taken over
 	case err != nil:
-		return err
+		return notTaken, err
 	}
-	if tookOver {
-		r.log.Warn("the standby answered the take-over offer but did not write the Lease; released it instead", "standby", from.Notes.Standby)
+	if offered {
+		r.log.Warn("the successor answered the take-over offer but did not write the Lease; released it instead")
+		notTaken = errors.New("it answered the offer but did not write the Lease")
 	}
-	r.log.Info("released lease", "transitions", l.Record.LeaderTransitions, "successor", l.Notes.Successor)
-	if s := l.Notes.Successor; s != "" {
-		r.nudge(s, from.Notes.StandbyAddress)
-	}
-	return nil
+	r.log.Info("released lease", "transitions", l.Record.LeaderTransitions)
+	return notTaken, nil
 }
 
 // releaseRecord is the record that releases l, written as client-go's
@@ -237,7 +227,6 @@ const noRelease time.Duration = 0
 // its offer, so that no release names a candidate that is gone.
 func (r *run) shutdown(ctx context.Context) {
 	r.stopped = "is shutting down"
-	defer r.answerGrant(nil, r.cfg.Clock.Now())
 	switch {
 	case r.leading:
 		r.stepDown(ctx, "shutting down", r.cfg.RenewDeadline)

@@ -13,9 +13,8 @@ import (
 // record that is then taken like any other), a release at once, any other
 // record once every holder seen may have stepped down.
 //
-// A release that names another candidate as successor waits a RetryPeriod,
-// so that only the successor writes; and while the app is unhealthy every
-// campaign waits a RetryPeriod more, so that a healthy candidate wins.
+// While the app is unhealthy every campaign waits a RetryPeriod more, so
+// that a healthy candidate wins.
 func (r *run) campaignAt() (time.Time, bool) {
 	var at time.Time
 	switch {
@@ -25,9 +24,6 @@ func (r *run) campaignAt() (time.Time, bool) {
 		at = r.observedAt
 	case isRelease(r.lease.Record):
 		at = r.observedAt
-		if s := r.lease.Notes.Successor; s != "" && s != r.cfg.Identity {
-			at = at.Add(r.cfg.RetryPeriod)
-		}
 	default:
 		at = r.holderUntil
 	}
@@ -101,7 +97,6 @@ func (r *run) observe(ctx context.Context, l Lease, now time.Time) {
 		heldUntil = r.observedAt.Add(r.expiry(l.Record))
 	}
 	r.e.update(func(s *State) { s.LastObserved, s.HeldUntil, s.Standby = now, heldUntil, l.Notes.Standby })
-	r.answerGrant(&l, now)
 	if r.leading && !r.ours(l) {
 		r.stepDown(ctx, fmt.Sprintf("the Lease is held by %q (pod uid %q)", l.Record.HolderIdentity, l.Notes.HolderUID), noRelease)
 	}

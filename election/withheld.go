@@ -10,7 +10,7 @@ import (
 // succeed, and what it does then.
 type withheldStepDown struct {
 	release time.Duration // the release's bound; 0: no release
-	grantTo string        // hand the Lease to this candidate instead
+	to      Successor     // offer the Lease to this candidate, not the standby
 	retryAt time.Time
 	backoff time.Duration
 }
@@ -18,9 +18,9 @@ type withheldStepDown struct {
 // withhold keeps a step-down whose callback failed from going on: the app
 // may still act as leader, so the Lease stays ours, renewed without leading,
 // until a retry of the callback succeeds.
-func (r *run) withhold(ctx context.Context, err error, release time.Duration, grantTo string) error {
+func (r *run) withhold(ctx context.Context, err error, release time.Duration, to Successor) error {
 	now := r.cfg.Clock.Now()
-	r.withheld = &withheldStepDown{release: release, grantTo: grantTo, retryAt: now.Add(r.cfg.RetryPeriod), backoff: r.cfg.RetryPeriod}
+	r.withheld = &withheldStepDown{release: release, to: to, retryAt: now.Add(r.cfg.RetryPeriod), backoff: r.cfg.RetryPeriod}
 	r.e.update(func(s *State) { s.Withdrawing = err.Error() })
 	r.log.Error("leadership could not be withdrawn: keeping the lease, renewed without leading, until it is; no release or handover meanwhile",
 		"err", err, "retry_in", r.cfg.RetryPeriod, "holds_lease", r.holdsLease())
@@ -40,7 +40,7 @@ func (r *run) holdsLease() bool {
 // It campaigns for nothing, and offers to be nobody's standby.
 func (r *run) tickWithheld(ctx context.Context, now time.Time) {
 	w := r.withheld
-	r.pokeAt, r.standbyAt = time.Time{}, time.Time{}
+	r.standbyAt = time.Time{}
 	if !now.Before(w.retryAt) {
 		err := r.runStopped(ctx)
 		if err == nil {
@@ -48,7 +48,7 @@ func (r *run) tickWithheld(ctx context.Context, now time.Time) {
 			r.e.update(func(s *State) { s.Withdrawing = "" })
 			r.log.Info("leadership withdrawn at last; stepping down")
 			r.note(context.WithoutCancel(ctx), nil)
-			_ = r.handOn(ctx, w.release, w.grantTo)
+			_, _ = r.handOn(ctx, w.release, w.to)
 			r.notBefore = later(r.notBefore, r.cfg.Clock.Now().Add(r.cfg.RetryPeriod))
 			return
 		}

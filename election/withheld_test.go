@@ -110,30 +110,32 @@ func TestWithheldShutdownWaits(t *testing.T) {
 }
 
 // TestWithheldHandoverIsRefused: resign --to while a step-down is withheld
-// says why, and grants nothing.
+// says why, and hands nothing on until the step-down is done.
 func TestWithheldHandoverIsRefused(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		store := newMemStore(1)
 		o := newOne(t, store)
 		ok := failingStop(o)
 		errc := make(chan error, 1)
-		go func() { errc <- o.e.Handover(t.Context(), "peer") }()
+		go func() { errc <- o.e.Handover(t.Context(), Successor{Identity: "peer", Address: "addr-peer"}) }()
 		synctest.Wait()
 		if err := <-errc; err == nil || !strings.Contains(err.Error(), "read-only") {
 			t.Errorf("Handover to peer with a failing step-down: %v, want the callback's error", err)
 		}
 		if l, _ := store.current(); l.Record.HolderIdentity != "me" {
-			t.Fatalf("holder = %q, want the Lease kept, not granted", l.Record.HolderIdentity)
+			t.Fatalf("holder = %q, want the Lease kept, not handed on", l.Record.HolderIdentity)
 		}
-		go func() { errc <- o.e.Handover(t.Context(), "peer") }()
+		go func() { errc <- o.e.Handover(t.Context(), Successor{Identity: "peer", Address: "addr-peer"}) }()
 		synctest.Wait()
 		if err := <-errc; !errors.Is(err, ErrNotLeader) || !strings.Contains(err.Error(), "withdrawn") {
 			t.Errorf("a second Handover meanwhile: %v, want ErrNotLeader saying why", err)
 		}
 		ok.Store(true)
 		o.step(rd)
-		if l, _ := store.current(); l.Record.HolderIdentity != "peer" {
-			t.Errorf("once withdrawn, holder = %q, want the grant to peer", l.Record.HolderIdentity)
+		// No one takes offers here (no HandOff): the step-down, done at
+		// last, releases the Lease.
+		if l, _ := store.current(); l.Record.HolderIdentity != "" || l.Record.LeaseDurationSeconds != 1 {
+			t.Errorf("once withdrawn, the Lease is %+v, want it released", l.Record)
 		}
 	})
 }

@@ -24,7 +24,7 @@ type write struct {
 	// optional: the write is an offer whose failure is no failure of the
 	// elector: it is logged at debug level, not noted in State.LastError.
 	optional bool
-	// ending: the write ends our term (a release, a grant). Its success
+	// ending: the write ends our term (a release). Its success
 	// clears no error noted before, which may be why the term ends.
 	ending bool
 }

@@ -91,12 +91,12 @@ func ParsePodIP(s string) (netip.Addr, error) {
 func (c *Config) resolveService(p *problems) {
 	bad := p.bad
 	if c.ServiceName == "" {
-		// POD_IP also gives the nudge's address (written into the Lease):
+		// POD_IP also gives the take-over offer's address (written into the Lease):
 		// a malformed one must not reach it. Loopback is fine there (a
 		// replica outside a cluster), unlike in an EndpointSlice.
 		if c.PodIP != "" {
 			if _, err := netip.ParseAddr(c.PodIP); err != nil {
-				bad("POD_IP", c.PodIP, "must be an IP address (the address the leader nudges this replica at)")
+				bad("POD_IP", c.PodIP, "must be an IP address (the address the leader sends this replica a take-over offer at)")
 			}
 		}
 		return

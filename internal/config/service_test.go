@@ -175,7 +175,7 @@ func TestParseServicePorts(t *testing.T) {
 }
 
 // TestLoadRejectsAMalformedPodIPWithoutServiceName: POD_IP also gives the
-// nudge's address, so it must be an IP address even without SERVICE_NAME.
+// take-over offer's address, so it must be an IP address even without SERVICE_NAME.
 func TestLoadRejectsAMalformedPodIPWithoutServiceName(t *testing.T) {
 	t.Parallel()
 	env := minimalEnv()

@@ -14,15 +14,16 @@ const (
 	// against which its standby checks a take-over offer.
 	AnnotationHolderKey = "leader-elector.io/holder-key"
 	AnnotationStandby   = "leader-elector.io/standby"
-	// AnnotationStandbyAddress is where the standby takes a nudge: its
-	// POD_IP:HEALTH_PORT, written and cleared with AnnotationStandby.
+	// AnnotationStandbyAddress is where the standby takes a take-over
+	// offer: its POD_IP:HEALTH_PORT, written and cleared with
+	// AnnotationStandby.
 	AnnotationStandbyAddress = "leader-elector.io/standby-address"
-	AnnotationSuccessor      = "leader-elector.io/successor"
-	AnnotationGrantedBy      = "leader-elector.io/granted-by"
-	// AnnotationRefused is, on a release, why the candidate a leader handed
-	// the Lease to (resign --to) refused it.
-	AnnotationRefused = "leader-elector.io/refused"
 )
+
+// retiredAnnotations are the notes of earlier versions of this elector (a
+// release naming a successor, a grant and its refusal), which the take-over
+// replaced: every update removes them, so none outlives an upgrade.
+var retiredAnnotations = []string{"leader-elector.io/successor", "leader-elector.io/granted-by", "leader-elector.io/refused"}
 
 // notesFrom reads the notes from a Lease's annotations.
 func notesFrom(annotations map[string]string) election.Notes {
@@ -31,9 +32,6 @@ func notesFrom(annotations map[string]string) election.Notes {
 		HolderKey:      annotations[AnnotationHolderKey],
 		Standby:        annotations[AnnotationStandby],
 		StandbyAddress: annotations[AnnotationStandbyAddress],
-		Successor:      annotations[AnnotationSuccessor],
-		GrantedBy:      annotations[AnnotationGrantedBy],
-		Refused:        annotations[AnnotationRefused],
 	}
 }
 
@@ -45,14 +43,14 @@ func withNotes(annotations map[string]string, n election.Notes) map[string]strin
 	if out == nil {
 		out = map[string]string{}
 	}
+	for _, key := range retiredAnnotations {
+		delete(out, key)
+	}
 	for key, value := range map[string]string{
 		AnnotationHolderUID:      n.HolderUID,
 		AnnotationHolderKey:      n.HolderKey,
 		AnnotationStandby:        n.Standby,
 		AnnotationStandbyAddress: n.StandbyAddress,
-		AnnotationSuccessor:      n.Successor,
-		AnnotationGrantedBy:      n.GrantedBy,
-		AnnotationRefused:        n.Refused,
 	} {
 		if value == "" {
 			delete(out, key)

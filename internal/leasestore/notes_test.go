@@ -8,12 +8,14 @@ import (
 )
 
 // TestNotesRoundTrip: every note has its annotation, written, read back and
-// removed when empty, with other annotations kept.
+// removed when empty, with other annotations kept, and those of earlier
+// versions removed.
 func TestNotesRoundTrip(t *testing.T) {
-	full := election.Notes{HolderUID: "uid-1", HolderKey: "a2V5", Standby: "b", StandbyAddress: "10.0.0.7:8080", Successor: "c", GrantedBy: "d"}
-	got := withNotes(map[string]string{"other": "kept"}, full)
+	full := election.Notes{HolderUID: "uid-1", HolderKey: "a2V5", Standby: "b", StandbyAddress: "10.0.0.7:8080"}
+	old := map[string]string{"other": "kept", "leader-elector.io/successor": "c", "leader-elector.io/granted-by": "d", "leader-elector.io/refused": "e"}
+	got := withNotes(old, full)
 	want := map[string]string{"other": "kept", AnnotationHolderUID: "uid-1", AnnotationHolderKey: "a2V5", AnnotationStandby: "b",
-		AnnotationStandbyAddress: "10.0.0.7:8080", AnnotationSuccessor: "c", AnnotationGrantedBy: "d"}
+		AnnotationStandbyAddress: "10.0.0.7:8080"}
 	if !maps.Equal(got, want) {
 		t.Errorf("withNotes = %v, want %v", got, want)
 	}

@@ -93,7 +93,7 @@ func (plainList) IsWatchListSemanticsUnSupported() bool { return true }
 
 // Slim is an informer transform that keeps of a pod what the labeler and
 // succession read: its name, labels, resourceVersion, creation and deletion
-// times, phase and Ready condition. A pod's spec and managed fields are
+// times, phase, IP and Ready condition. A pod's spec and managed fields are
 // most of its size, and the informer keeps every peer for a whole term.
 func Slim(obj any) (any, error) {
 	p, ok := obj.(*corev1.Pod)
@@ -105,7 +105,7 @@ func Slim(obj any) (any, error) {
 			Name: p.Name, Namespace: p.Namespace, UID: p.UID, ResourceVersion: p.ResourceVersion, Labels: p.Labels,
 			CreationTimestamp: p.CreationTimestamp, DeletionTimestamp: p.DeletionTimestamp,
 		},
-		Status: corev1.PodStatus{Phase: p.Status.Phase},
+		Status: corev1.PodStatus{Phase: p.Status.Phase, PodIP: p.Status.PodIP},
 	}
 	for _, c := range p.Status.Conditions {
 		if c.Type == corev1.PodReady {

@@ -11,7 +11,7 @@ import (
 
 	"github.com/leader-elector/leader-elector/election"
 	"github.com/leader-elector/leader-elector/internal/inputs/apphealth"
-	"github.com/leader-elector/leader-elector/internal/inputs/nudge"
+	"github.com/leader-elector/leader-elector/internal/inputs/takeover"
 	"github.com/leader-elector/leader-elector/internal/memtrim"
 	"github.com/leader-elector/leader-elector/internal/outputs/eventrecorder"
 	"github.com/leader-elector/leader-elector/internal/outputs/gatekeeper"
@@ -102,9 +102,6 @@ func (s *Sidecar) parts() []part {
 		// Checks the app from the start, before the election runs.
 		{"app health", c.AppHealth.Enabled(), s.appHealthPart},
 		{"control socket", true, s.controlPart},
-		// Tells the next leader to read the Lease at once after a handover;
-		// its Run keeps the process up until the nudge was sent or timed out.
-		{"nudge", true, s.nudgePart},
 		// Last: "became leader" once every other output followed, "stopped
 		// leading" once the app was told. Neither waits for the write.
 		{"events", c.Events && s.deps.Events != nil, s.eventsPart},
@@ -179,7 +176,7 @@ func (s *Sidecar) successionPart() (Output, error) {
 	}
 	var err error
 	s.succession, err = succession.New(succession.Config{Pods: s.deps.Pods, Pod: s.cfg.PodName, ByPodName: s.cfg.Identity == s.cfg.PodName,
-		PeerSelector: s.cfg.Peers, Retire: func(ctx context.Context, to string) error { return s.elector.Retire(ctx, to) },
+		PeerSelector: s.cfg.Peers, Retire: s.retire,
 		Synced: s.trimMemory, Clock: s.clk, Log: s.log})
 	if err != nil {
 		return Output{}, err
@@ -190,6 +187,12 @@ func (s *Sidecar) successionPart() (Output, error) {
 		Follow: func(context.Context, election.State) error { succ.SetLeading(false); return nil },
 		Run:    succ.Run,
 	}, nil
+}
+
+// retire retires from the election on the own pod's deletion, handing the
+// Lease to the pod named to, at podIP, with this replica's port.
+func (s *Sidecar) retire(ctx context.Context, to, podIP string) error {
+	return s.elector.Retire(ctx, election.Successor{Identity: to, Address: takeover.PeerAddress(s.address, podIP)})
 }
 
 // trimMemory hands back to the kernel what a leader's first list of the
@@ -252,11 +255,6 @@ func (s *Sidecar) controlPart() (Output, error) {
 		return Output{}, nil
 	}
 	return Output{Run: s.serveControl}, nil
-}
-
-func (s *Sidecar) nudgePart() (Output, error) {
-	s.nudges = nudge.NewSender(nudge.Options{Log: s.log})
-	return Output{Run: s.nudges.Run}, nil
 }
 
 func (s *Sidecar) eventsPart() (Output, error) {

@@ -7,11 +7,14 @@ import (
 	"net"
 	"net/http"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	"github.com/leader-elector/leader-elector/election"
 	"github.com/leader-elector/leader-elector/health"
 	"github.com/leader-elector/leader-elector/internal/dropins/renewstatus"
 	"github.com/leader-elector/leader-elector/internal/inputs/control"
-	"github.com/leader-elector/leader-elector/internal/inputs/nudge"
+	"github.com/leader-elector/leader-elector/internal/inputs/takeover"
 )
 
 func (s *Sidecar) healthServerPart() (Output, error)  { return serverPart(s.serveHealth), nil }
@@ -54,8 +57,7 @@ func (s *Sidecar) handler() http.Handler {
 	}
 	mux.Handle("GET /leader", leaders)
 	mux.Handle("GET /watch", leaders)
-	mux.Handle("POST "+nudge.Path, nudge.Handler(s.elector))
-	mux.Handle("POST "+nudge.TakeOverPath, nudge.TakeOverHandler(s.elector))
+	mux.Handle("POST "+takeover.Path, takeover.Handler(s.elector))
 	return mux
 }
 
@@ -128,9 +130,9 @@ func (s *Sidecar) serveLeaders(ctx context.Context) error {
 // directory may be missing (the replica then stays up, unready, as it did
 // before the socket existed) or shared with another sidecar's.
 func (s *Sidecar) serveControl(ctx context.Context) error {
-	srv, err := control.Listen(s.cfg.ControlSocket, s.elector, control.Options{Log: s.log,
+	srv, err := control.Listen(s.cfg.ControlSocket, resigner{s}, control.Options{Log: s.log,
 		Refused: func(err error) bool {
-			return errors.Is(err, election.ErrNotLeader) || errors.Is(err, election.ErrGrantRefused)
+			return errors.Is(err, election.ErrNotLeader) || errors.Is(err, election.ErrNotTaken) || errors.Is(err, election.ErrNoAddress)
 		}})
 	if err != nil {
 		s.log.Error("no control socket: leader-elector resign will not reach this sidecar", "err", err)
@@ -138,6 +140,29 @@ func (s *Sidecar) serveControl(ctx context.Context) error {
 		return nil
 	}
 	return srv.Run(ctx)
+}
+
+// resigner carries `leader-elector resign` out: control asks by name.
+type resigner struct{ s *Sidecar }
+
+// Handover hands the Lease to the pod named to, where that pod takes a
+// take-over offer (its IP, from one GET of the pod, with this sidecar's
+// port), or, outside a pod, with no such pod or no right to read it, to the
+// standby if to is the standby; to "" hands it to the standby, or releases
+// it.
+func (r resigner) Handover(ctx context.Context, to string) error {
+	s := r.s
+	succ := election.Successor{Identity: to}
+	if to != "" && s.deps.Pods != nil && s.cfg.PodName != "" && s.address != "" {
+		p, err := s.deps.Pods.Get(ctx, to, metav1.GetOptions{})
+		switch {
+		case err == nil:
+			succ.Address = takeover.PeerAddress(s.address, p.Status.PodIP)
+		case !apierrors.IsNotFound(err) && !apierrors.IsForbidden(err):
+			return fmt.Errorf("read pod %s to hand the lease to it: %w", to, err)
+		}
+	}
+	return s.elector.Handover(ctx, succ)
 }
 
 // serveStatusEndpoint serves k8s-await-election's status endpoint on

@@ -27,7 +27,7 @@ import (
 	"github.com/leader-elector/leader-elector/election"
 	"github.com/leader-elector/leader-elector/internal/config"
 	"github.com/leader-elector/leader-elector/internal/inputs/apphealth"
-	"github.com/leader-elector/leader-elector/internal/inputs/nudge"
+	"github.com/leader-elector/leader-elector/internal/inputs/takeover"
 	"github.com/leader-elector/leader-elector/internal/lasterr"
 	"github.com/leader-elector/leader-elector/internal/leasestore"
 	"github.com/leader-elector/leader-elector/internal/outputs/eventrecorder"
@@ -93,7 +93,8 @@ type Sidecar struct {
 	metrics     *metrics.Metrics
 	events      *eventrecorder.Recorder // nil without EVENTS or Deps.Events
 	appHealth   *apphealth.Checker      // nil without APP_HEALTH_URL or APP_HEALTH_FILE
-	nudges      *nudge.Sender
+	offers      *takeover.Sender
+	address     string // where this replica takes take-over offers; empty: nowhere
 	outputs     []Output
 	unwithdrawn []Output // the Withdraws outputs whose Follow failed; election loop only
 	startupDone sync.Once
@@ -121,6 +122,11 @@ func New(cfg config.Config, d Deps) (*Sidecar, error) {
 	}
 	s.fileErr = lasterr.New(d.Log, "status file error", "status file recovered").OnError(s.metrics.StatusFileError)
 	s.lock = leasestore.New(s.deps.Leases, cfg.Namespace, cfg.LeaseName, cfg.RetryPeriod, d.Clock, d.Log)
+	listen := cfg.HealthAddress()
+	if d.Health != nil {
+		listen = d.Health.Addr().String()
+	}
+	s.address, s.offers = takeover.Address(cfg.PodIP, listen), takeover.NewSender(takeover.Options{})
 	for _, p := range s.parts() {
 		if !p.on {
 			continue
@@ -143,18 +149,14 @@ func (s *Sidecar) newElector() error {
 	if err != nil {
 		return fmt.Errorf("generate the take-over key: %w", err)
 	}
-	listen := s.cfg.HealthAddress()
-	if s.deps.Health != nil {
-		listen = s.deps.Health.Addr().String()
-	}
 	c := s.cfg
 	s.elector, err = election.New(election.Config{
 		Lock: s.lock, Identity: c.Identity, Clock: s.clk, Log: s.log,
 		LeaseDuration: c.LeaseDuration, RenewDeadline: c.RenewDeadline, RetryPeriod: c.RetryPeriod,
 		Callbacks: election.Callbacks{OnStartedLeading: s.onStarted, OnStoppedLeading: s.onStopped, OnChange: s.onChange,
-			Nudge: s.nudges.Nudge, HandOff: s.nudges.HandOff},
+			HandOff: s.offers.HandOff},
 		UID: c.PodUID, AppHealth: c.AppHealth.Enabled(), MinTerm: c.AppHealth.MinTerm,
-		Address: nudge.Address(c.PodIP, listen), Key: key,
+		Address: s.address, Key: key,
 	})
 	return err
 }

@@ -14,7 +14,7 @@ import (
 var revisionLabels = []string{"pod-template-hash", "controller-revision-hash"}
 
 // Choose returns the peer to hand the Lease to, from pods (the own pod,
-// self, may be among them), or "" if none may lead. A peer may lead if it
+// self, may be among them), or nil if none may lead. A peer may lead if it
 // is not being deleted, runs, and is Ready (its sidecar's readiness probe
 // and its app's pass). Among those it prefers the newest revision: the
 // revision of the most recently created pod that is not being deleted,
@@ -22,7 +22,7 @@ var revisionLabels = []string{"pod-template-hash", "controller-revision-hash"}
 // rollback the one rolled back to); so a rollout moves leadership once, to
 // a pod the rollout keeps. Then the pod Ready the longest, then the name,
 // so that the choice is stable.
-func Choose(self string, pods []*corev1.Pod) string {
+func Choose(self string, pods []*corev1.Pod) *corev1.Pod {
 	newest := newestRevision(pods)
 	var ok []*corev1.Pod
 	for _, p := range pods {
@@ -31,15 +31,14 @@ func Choose(self string, pods []*corev1.Pod) string {
 		}
 	}
 	if len(ok) == 0 {
-		return ""
+		return nil
 	}
-	best := slices.MinFunc(ok, func(a, b *corev1.Pod) int {
+	return slices.MinFunc(ok, func(a, b *corev1.Pod) int {
 		return cmp.Or(
 			boolFirst(revision(a) == newest, revision(b) == newest),
 			readySince(a).Compare(readySince(b)),
 			cmp.Compare(a.Name, b.Name))
 	})
-	return best.Name
 }
 
 // mayLead reports whether p may be handed the Lease.

@@ -16,7 +16,7 @@ func pod(name, rev string, created, readyAt int) *corev1.Pod {
 	return &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"app": "myapp", "pod-template-hash": rev},
 			CreationTimestamp: metav1.NewTime(t0.Add(time.Duration(created) * time.Minute))},
-		Status: corev1.PodStatus{Phase: corev1.PodRunning, Conditions: []corev1.PodCondition{
+		Status: corev1.PodStatus{Phase: corev1.PodRunning, PodIP: "ip-of-" + name, Conditions: []corev1.PodCondition{
 			{Type: corev1.PodReady, Status: corev1.ConditionTrue, LastTransitionTime: metav1.NewTime(t0.Add(time.Duration(readyAt) * time.Minute))}}},
 	}
 }
@@ -72,7 +72,11 @@ func TestChoose(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := Choose("me", tt.pods); got != tt.want {
+			got := ""
+			if p := Choose("me", tt.pods); p != nil {
+				got = p.Name
+			}
+			if got != tt.want {
 				t.Errorf("Choose = %q, want %q", got, tt.want)
 			}
 		})

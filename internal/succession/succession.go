@@ -7,10 +7,12 @@
 // While this replica leads, it watches its peers' pods, its own among them,
 // with an informer of its own (the leader's alone: followers make no
 // requests). When it sees its own pod's deletionTimestamp, or the pod gone,
-// it retires from the election once, naming Choose's pick: the election
-// steps down in the usual order (status file, label) and writes the pick as
-// holder, which confirms the term at once. With no pick, or when the
-// replicas' identities are not their pod names, it releases the Lease.
+// it retires from the election once, naming Choose's pick and its pod IP:
+// the election steps down in the usual order (status file, label) and
+// offers the pick the Lease by a take-over, which the pick takes by one
+// write. With no pick, or when the replicas' identities are not their pod
+// names, the election offers it to its standby, if any, and releases it
+// when nobody takes it.
 package succession
 
 import (
@@ -52,8 +54,9 @@ type Config struct {
 	// PeerSelector selects the pods that share the Lease; empty: derived
 	// from the own pod's labels by peers.DefaultSelector.
 	PeerSelector labels.Selector
-	// Retire is the election's Retire.
-	Retire func(ctx context.Context, to string) error
+	// Retire retires this replica from the election, handing the Lease to
+	// the pod named to, at podIP; both empty: to anyone.
+	Retire func(ctx context.Context, to, podIP string) error
 	// Synced, if set, is called once a term's informer has its first list,
 	// in the term's goroutine: the sidecar hands back the memory that the
 	// list's decoding and the informer's first run took.
@@ -194,17 +197,17 @@ func (s *Succession) check(ctx context.Context, store cache.Store, seen *bool) b
 	if done {
 		return true
 	}
-	var to string
-	if s.cfg.ByPodName {
-		to = Choose(s.cfg.Pod, all)
+	var to, ip string
+	if p := Choose(s.cfg.Pod, all); p != nil && s.cfg.ByPodName {
+		to, ip = p.Name, p.Status.PodIP
 	}
 	how := "being deleted"
 	if self == nil {
 		how = "gone"
 	}
 	s.log.Info("this pod is "+how+"; handing the lease over", "to", to)
-	if err := s.cfg.Retire(ctx, to); err != nil && ctx.Err() == nil {
-		s.log.Warn("handing the lease over on this pod's deletion failed; the others take it once it expires", "to", to, "err", err)
+	if err := s.cfg.Retire(ctx, to, ip); err != nil && ctx.Err() == nil {
+		s.log.Warn("handing the lease over on this pod's deletion failed", "to", to, "err", err)
 	}
 	return true
 }

@@ -23,10 +23,10 @@ type retirements struct {
 	got []string
 }
 
-func (r *retirements) retire(_ context.Context, to string) error {
+func (r *retirements) retire(_ context.Context, to, podIP string) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.got = append(r.got, to)
+	r.got = append(r.got, strings.TrimSuffix(to+" at "+podIP, " at "))
 	return nil
 }
 
@@ -83,8 +83,8 @@ func TestDeletionHandsOverToTheChoice(t *testing.T) {
 	testutil.Eventually(t, 10*time.Millisecond, 5*time.Second, "no retirement after the own pod's deletionTimestamp", func() bool { return len(r.calls()) > 0 })
 	markDeleted(t, client, "old-2") // later events retire nothing more
 	time.Sleep(100 * time.Millisecond)
-	if got := r.calls(); len(got) != 1 || got[0] != "new-1" {
-		t.Errorf("retirements = %q, want one, to new-1", got)
+	if got := r.calls(); len(got) != 1 || got[0] != "new-1 at ip-of-new-1" {
+		t.Errorf("retirements = %q, want one, to new-1 at its pod IP", got)
 	}
 }
 
@@ -105,8 +105,8 @@ func TestPodGoneRetires(t *testing.T) {
 		t.Fatal(err)
 	}
 	testutil.Eventually(t, 10*time.Millisecond, 5*time.Second, "no retirement after the own pod was deleted at once", func() bool { return len(r.calls()) > 0 })
-	if got := r.calls(); got[0] != "b" {
-		t.Errorf("retired naming %q, want b", got[0])
+	if got := r.calls(); got[0] != "b at ip-of-b" {
+		t.Errorf("retired naming %q, want b at its pod IP", got[0])
 	}
 }
 

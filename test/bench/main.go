@@ -207,7 +207,7 @@ func run(ctx context.Context, out io.Writer, getenv func(string) string) (err er
 	}
 	kinds := []electorKind{
 		// POD_IP, as the Downward API gives it: with it and the health port
-		// a standby takes the leader's nudge (POST /v1/lease-changed).
+		// a standby takes the leader's take-over offer (POST /v1/take-over).
 		// HEALTH_STREAMS: the push measure listens on GET /watch.
 		{name: "leader-elector", binary: ours, listen: hearWatch, resign: true, env: []string{"POD_IP=127.0.0.1", "HEALTH_STREAMS=true"}},
 		{name: "client-go elector", binary: theirs, listen: hearNewLeaderFile},

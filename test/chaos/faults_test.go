@@ -28,7 +28,7 @@ import (
 
 	"k8s.io/utils/ptr"
 
-	"github.com/leader-elector/leader-elector/internal/inputs/nudge"
+	"github.com/leader-elector/leader-elector/internal/inputs/takeover"
 	"github.com/leader-elector/leader-elector/internal/leasestore"
 	"github.com/leader-elector/leader-elector/internal/procstat"
 	"github.com/leader-elector/leader-elector/test/testcluster"
@@ -536,7 +536,7 @@ func catchAllStandby(ctx context.Context, wd *world, r *round) error {
 		return err
 	}
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		if req.URL.Path == nudge.TakeOverPath {
+		if req.URL.Path == takeover.Path {
 			offers.Add(1)
 		}
 		w.WriteHeader(http.StatusOK)

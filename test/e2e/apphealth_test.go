@@ -29,7 +29,7 @@ func appHealthy(st map[string]any) (healthy, checked bool) {
 // TestAppHealthMovesLeadership runs three labelled replicas behind a Service
 // selecting role=leader, each checking its own app (a health endpoint in
 // this process). The leader's app turns bad: the leader hands over to the
-// healthy standby, and the Service follows. Every app bad: the leader keeps
+// healthy standby by a take-over, and the Service follows. Every app bad: the leader keeps
 // leading and says so in /status. One app healthy again: it takes over.
 func TestAppHealthMovesLeadership(t *testing.T) {
 	apps := newApps(t, 3)
@@ -40,7 +40,7 @@ func TestAppHealthMovesLeadership(t *testing.T) {
 	for i := range 3 {
 		pod := fmt.Sprintf("replica-%d", i)
 		byPod[pod] = apps[i]
-		f.startWithApp(pod, apps[i], "LABEL_POD_ROLE=true")
+		f.startWithApp(pod, apps[i], "LABEL_POD_ROLE=true", "POD_IP=127.0.0.1")
 	}
 	leader := f.waitRouted(30 * time.Second)
 	standby := f.waitStandby(10*time.Second, leader)

@@ -70,6 +70,11 @@ type fleet struct {
 	// mounts it, so the admission policy sees its own pod.
 	kubeconfig string
 
+	// ips are the pods' own loopback IPs, for pods that have one (see
+	// testcluster.SidecarOptions.IP); their sidecars share port.
+	ips  map[string]string
+	port int
+
 	mu       sync.Mutex // samplers read sidecars while tests add to it
 	sidecars []*testcluster.Sidecar
 }
@@ -127,10 +132,21 @@ func (f *fleet) start(pod, kubeconfig string, env ...string) *testcluster.Sideca
 	if kubeconfig == f.kubeconfig {
 		kubeconfig = f.podKubeconfig(pod)
 	}
-	s, err := testcluster.StartSidecar(testcluster.SidecarOptions{
+	opts := testcluster.SidecarOptions{
 		Binary: binary, Namespace: f.ns, Pod: pod, Lease: leaseName,
 		Kubeconfig: kubeconfig, Env: append(slices.Clone(timingEnv), env...), Dir: dir,
-	})
+	}
+	if ip := f.ips[pod]; ip != "" {
+		if f.port == 0 {
+			port, err := testcluster.FreePort()
+			if err != nil {
+				f.t.Fatal(err)
+			}
+			f.port = port
+		}
+		opts.IP, opts.HealthPort = ip, f.port
+	}
+	s, err := testcluster.StartSidecar(opts)
 	if err != nil {
 		f.t.Fatal(err)
 	}

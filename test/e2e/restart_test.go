@@ -187,15 +187,21 @@ func twinFiles(twins []*testcluster.Sidecar) []string {
 // TestTwinsNeverBothLead runs two pods that share one identity (IDENTITY, as
 // the same hostname gives) with their own POD_UIDs, and a third replica.
 // Through a SIGKILL and restart of the leading twin, a handover from one twin
-// to the other, and a SIGKILL and restart of the other, the twins never both
+// to the other, a SIGKILL and restart of the other, and a handover to the
+// shared identity, the twins never both
 // lead: never two status files at once (the twins' counted even while one is
 // dead), and the Lease's holder-uid always names the twin that leads. A twin
 // that finds its identity with the other's UID waits for that term to end.
 func TestTwinsNeverBothLead(t *testing.T) {
 	f := newFleet(t)
 	uid := map[string]string{}
+	// Each pod has a loopback IP of its own, for the take-overs of resign.
+	f.ips = map[string]string{"twin-a": "127.0.0.20", "twin-b": "127.0.0.21", "replica-c": "127.0.0.22"}
 	for _, pod := range []string{"twin-a", "twin-b", "replica-c"} {
 		f.addPod(pod, testcluster.PodOptions{Labels: map[string]string{"app": appLabel}})
+		if err := cp.MarkRunning(t.Context(), f.ns, pod, f.ips[pod]); err != nil {
+			t.Fatal(err)
+		}
 		uid[pod] = f.podUID(pod)
 	}
 	twin := func(pod string) *testcluster.Sidecar {
@@ -349,10 +355,9 @@ func TestTwinsNeverBothLead(t *testing.T) {
 	t.Logf("twin-b restarted after SIGKILL, leads again %s after its restart", ms(waitTwin(b, fi.ModTime(), start, 10*time.Second)))
 	notLeading(a, 4*retryPeriod)
 
-	// A grant to the shared identity names both twins at once: each sees
-	// its identity handed over, and each confirms; one confirm wins, the
-	// other's meets a conflict. (A twin that backed off would refuse
-	// instead, and its release could win: see TestResign.)
+	// A handover to the shared identity goes to one twin: the standby, at
+	// the address beside its offer (no pod is named "twin"), which takes
+	// it over by its own write, with its own UID; the other twin follows.
 	if err := c.Restart(); err != nil {
 		t.Fatal(err)
 	}
@@ -368,9 +373,9 @@ func TestTwinsNeverBothLead(t *testing.T) {
 	for _, s := range []*testcluster.Sidecar{a, b} {
 		waitStatus(t, s, 10*time.Second, "following replica-c", func(st map[string]any) bool { return st["leader"] == "replica-c" })
 	}
-	// twin-b backs off a RETRY_PERIOD after its handover, and a candidate
-	// that backs off refuses a grant: wait it out, so that both confirm.
-	time.Sleep(retryPeriod)
+	if standby := f.waitStandby(10*time.Second, "replica-c"); standby != twinIdentity {
+		t.Fatalf("standby = %q, want a twin", standby)
+	}
 	if code, _, stderr := startResign(t, c, "--to", twinIdentity).wait(t); code != 0 {
 		t.Fatalf("resign --to %s on replica-c: exit %d: %s", twinIdentity, code, stderr)
 	}
@@ -384,12 +389,12 @@ func TestTwinsNeverBothLead(t *testing.T) {
 		won = files[0]
 		return true
 	}) {
-		t.Fatalf("no twin leads alone after the grant to %s: status files %v, lease %+v", twinIdentity, f.fileHolders(), mustLease(t, f))
+		t.Fatalf("no twin leads alone after the handover to %s: status files %v, lease %+v", twinIdentity, f.fileHolders(), mustLease(t, f))
 	}
 	loser := a
 	if won == a.Opts.Pod {
 		loser = b
 	}
-	t.Logf("the Lease granted to %s: %s leads, %s follows", twinIdentity, won, loser.Opts.Pod)
+	t.Logf("the Lease handed to %s: %s leads, %s follows", twinIdentity, won, loser.Opts.Pod)
 	notLeading(loser, 3*retryPeriod)
 }

@@ -102,6 +102,8 @@ func newRoutedFleet(t *testing.T, n int) *fleet {
 	if err := cp.CreateLeaderService(ctx, f.ns, leaderService, appLabel); err != nil {
 		t.Fatal(err)
 	}
+	// The pods' IPs are for the EndpointSlices alone (which refuse
+	// loopback addresses): nothing listens there.
 	for i := range n {
 		name := fmt.Sprintf("replica-%d", i)
 		f.addPod(name, testcluster.PodOptions{Labels: map[string]string{"app": appLabel}, NodeName: "node-1"})

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -265,6 +266,14 @@ type SidecarOptions struct {
 	// Hostname, with AsStarted, is the process's hostname in place of Pod,
 	// such as a node's name: a hostNetwork pod has its node's hostname.
 	Hostname string
+	// IP, if set, is the pod's IP: a loopback address of its own, such as
+	// 127.0.0.11, as pods have IPs of their own. The sidecar gets POD_IP=IP
+	// and listens on IP:HealthPort (PROBE_ADDRESS), so that its peers reach
+	// its take-over endpoint at the pod's IP and the port they all share,
+	// as in a cluster.
+	IP string
+	// HealthPort is the health port with IP; 0: a free one.
+	HealthPort int
 }
 
 // Sidecar is a running leader-elector.
@@ -324,16 +333,23 @@ func StartSidecar(opts SidecarOptions) (*Sidecar, error) {
 }
 
 func (s *Sidecar) start() error {
-	port, err := FreePort()
-	if err != nil {
-		return err
+	port, err := s.Opts.HealthPort, error(nil)
+	if port == 0 {
+		if port, err = FreePort(); err != nil {
+			return err
+		}
 	}
 	s.mu.Lock()
 	s.run++
 	run := s.run
 	s.mu.Unlock()
-	healthURL := "http://127.0.0.1:" + strconv.Itoa(port)
-	spec := ProcessSpec{Args: s.Opts.Args, Env: append([]string{
+	host, listen := "127.0.0.1", []string{"HEALTH_PORT=" + strconv.Itoa(port)}
+	if s.Opts.IP != "" {
+		host = s.Opts.IP
+		listen = []string{"POD_IP=" + s.Opts.IP, "PROBE_ADDRESS=" + net.JoinHostPort(s.Opts.IP, strconv.Itoa(port))}
+	}
+	healthURL := "http://" + net.JoinHostPort(host, strconv.Itoa(port))
+	spec := ProcessSpec{Args: s.Opts.Args, Env: append(append([]string{
 		"LEASE_NAME=" + s.Opts.Lease,
 		"NAMESPACE=" + s.Opts.Namespace,
 		"POD_NAME=" + s.Opts.Pod,
@@ -342,8 +358,7 @@ func (s *Sidecar) start() error {
 		"IDENTITY=" + s.Opts.Pod,
 		"KUBECONFIG=" + s.Opts.Kubeconfig,
 		"STATUS_FILE=" + s.StatusFile,
-		"HEALTH_PORT=" + strconv.Itoa(port),
-	}, s.Opts.Env...)}
+	}, listen...), s.Opts.Env...)}
 	if s.Opts.AsStarted {
 		// The kubeconfig, standing for the pod's mounted token, goes into
 		// the pod's own /tmp: the host's is out of its sight.

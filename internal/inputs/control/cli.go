@@ -20,11 +20,13 @@ import (
 const usage = `Usage: leader-elector resign [--to POD] [--timeout D]
 
 Asks the sidecar running in this container to step down: it removes the
-status file and the role label as on any step-down, and releases the Lease
-for a peer to take at once; with --to it writes that peer as the holder
-instead, and waits until that peer confirmed it: a peer whose app is
-unhealthy, that backs off or shuts down refuses, releases the Lease to the
-others, and the refusal is printed with its reason. Run it in the
+status file and the role label as on any step-down, and hands the Lease to
+the standby by a take-over, or releases it for a peer to take at once.
+With --to it offers the Lease to that peer instead, at its pod's IP (or,
+outside a pod, only if that peer is the standby), and waits until the peer
+took it: a peer whose app is unhealthy, that backs off or shuts down
+refuses; the Lease is then released to the others, and the refusal is
+printed with its reason. Run it in the
 leader's sidecar container, for example before draining its node:
   kubectl exec POD -c leader-elector -- leader-elector resign --to OTHER-POD
 The request goes over the sidecar's unix socket: CONTROL_SOCKET, else
@@ -32,7 +34,7 @@ leader-elector.sock in the directory of STATUS_FILE (or STATUS_DIR), so
 /tmp/leader-elector.sock by default.
 
 Exit codes: 0 done, 1 not done (no sidecar listening, not the leader, the
-peer refused or did not confirm, or --timeout passed), 2 bad usage or
+peer unknown, refused or not reached, or --timeout passed), 2 bad usage or
 configuration.
 
 Flags:

@@ -7,8 +7,10 @@
 // outside the pod can; it is never on TCP, nor on the health port. The
 // protocol is HTTP/1.1 over that socket, one request per connection:
 //
-//	POST /resign          step down and release the Lease
-//	POST /resign?to=POD   step down and write peer POD as the holder
+//	POST /resign          step down and hand the Lease to the standby, or
+//	                      release it
+//	POST /resign?to=POD   step down and hand the Lease to peer POD by a
+//	                      take-over; released if POD does not take it
 //
 // The answer comes once the handover is done or has failed, as one line of
 // JSON (Reply): 200 {"ok":true,...}; 409 when the sidecar refuses in its
@@ -38,8 +40,9 @@ import (
 
 // Resigner is what carries a request out: the elector.
 type Resigner interface {
-	// Handover steps down; with to == "" it releases the Lease, else it
-	// writes peer to as the holder. It returns once that is done, or with
+	// Handover steps down; with to == "" it hands the Lease to the
+	// standby or releases it, else it hands it to peer to. It returns
+	// once that is done, or with
 	// the reason it could not be, such as "not the leader".
 	Handover(ctx context.Context, to string) error
 }

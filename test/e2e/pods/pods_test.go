@@ -21,6 +21,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 
+	"github.com/leader-elector/leader-elector/internal/inputs/control"
+	"github.com/leader-elector/leader-elector/internal/leasestore"
 	"github.com/leader-elector/leader-elector/test/testcluster"
 )
 
@@ -364,6 +366,50 @@ func TestRealPods(t *testing.T) {
 			t.Errorf("the app of %s: token mounted %v, socket directory %v, uid %s (the sidecar's %s); want neither, and a user of its own",
 				p.Name, appToken, appDir, appUID, scUID)
 		}
+	})
+
+	t.Run("resign --to hands the Lease to the named pod by a take-over", func(t *testing.T) {
+		w := w.on(t)
+		leader := w.leaderNow(30 * time.Second)
+		// A peer that is not the standby: the leader finds it by its pod's
+		// IP, not by the standby's offer.
+		standby := w.lease().Annotations[leasestore.AnnotationStandby]
+		var to string
+		for _, p := range w.pods(true) {
+			if p.Name != leader.Name && p.Name != standby {
+				to = p.Name
+			}
+		}
+		if to == "" {
+			t.Fatalf("premise: no pod other than the leader %s and the standby %q", leader.Name, standby)
+		}
+		// `kubectl exec LEADER -c leader-elector -- leader-elector resign
+		// --to PEER` talks to the sidecar's control socket; the node's root
+		// reaches the same socket through the container's root.
+		st := status(leader, sidecar)
+		pids, err := node.ContainerPIDs(st.ContainerID)
+		if err != nil || len(pids) == 0 {
+			t.Fatalf("processes of %s/%s: %v %v", leader.Name, sidecar, pids, err)
+		}
+		socket := fmt.Sprintf("/proc/%d/root/run/leader-elector/leader-elector.sock", pids[0])
+		start := time.Now()
+		reply, err := control.Resign(t.Context(), socket, to)
+		if err != nil || !reply.OK || reply.Leader != to {
+			t.Fatalf("resign --to %s on %s: %+v, %v; want done, handed to %s", to, leader.Name, reply, err, to)
+		}
+		took := time.Since(start)
+		next := w.leaderNow(30 * time.Second)
+		if next.Name != to {
+			t.Fatalf("leader after resign --to %s = %s", to, next.Name)
+		}
+		l := w.lease()
+		if l.Annotations[leasestore.AnnotationHolderUID] != string(next.UID) {
+			t.Errorf("holder uid after the take-over = %q, want %s's %q", l.Annotations[leasestore.AnnotationHolderUID], to, next.UID)
+		}
+		if log := w.sidecarLog(leader.Name); !strings.Contains(log, `msg="handed the lease over"`) || strings.Contains(log, `msg="released lease"`) {
+			t.Errorf("the old leader's log does not show a take-over without a release:\n%s", log)
+		}
+		t.Logf("resign --to %s on %s (the standby was %q): answered after %s, by a take-over", to, leader.Name, standby, took.Round(time.Millisecond))
 	})
 
 	t.Run("a killed sidecar is restarted by the kubelet and resumes", func(t *testing.T) {

@@ -1,109 +1,29 @@
-package nudge
+package takeover
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/leader-elector/leader-elector/election"
 )
 
-var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
-
-type poker struct {
-	pokes  atomic.Int32
-	refuse bool
-}
-
-func (p *poker) Poke() bool { p.pokes.Add(1); return !p.refuse }
-
-func TestHandlerAnswersAcceptedOrTooManyRequests(t *testing.T) {
-	for _, tc := range []struct {
-		refuse bool
-		want   int
-	}{{false, http.StatusAccepted}, {true, http.StatusTooManyRequests}} {
-		p := &poker{refuse: tc.refuse}
-		rec := httptest.NewRecorder()
-		Handler(p).ServeHTTP(rec, httptest.NewRequest(http.MethodPost, Path, strings.NewReader("ignored")))
-		if rec.Code != tc.want || p.pokes.Load() != 1 {
-			t.Errorf("refuse=%v: status %d after %d pokes, want %d after 1", tc.refuse, rec.Code, p.pokes.Load(), tc.want)
+func TestPeerAddress(t *testing.T) {
+	for _, tc := range []struct{ own, peerIP, want string }{
+		{"10.0.0.7:8080", "10.0.0.9", "10.0.0.9:8080"},
+		{"[fd00::7]:8080", "fd00::9", "[fd00::9]:8080"},
+		{"", "10.0.0.9", ""}, // this replica takes no offers: nor do its peers
+		{"10.0.0.7:8080", "", ""},
+	} {
+		if got := PeerAddress(tc.own, tc.peerIP); got != tc.want {
+			t.Errorf("PeerAddress(%q, %q) = %q, want %q", tc.own, tc.peerIP, got, tc.want)
 		}
-	}
-}
-
-// TestSenderPostsAndRunWaitsForIt: Run, once its context ended, returns only
-// after the nudge was answered.
-func TestSenderPostsAndRunWaitsForIt(t *testing.T) {
-	p := &poker{}
-	release := make(chan struct{})
-	mux := http.NewServeMux()
-	mux.HandleFunc("POST "+Path, func(w http.ResponseWriter, r *http.Request) {
-		<-release
-		Handler(p).ServeHTTP(w, r)
-	})
-	srv := httptest.NewServer(mux)
-	t.Cleanup(srv.Close)
-	s := NewSender(Options{Timeout: 10 * time.Second, Log: quiet})
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	s.Nudge("next", strings.TrimPrefix(srv.URL, "http://"))
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	select {
-	case <-done:
-		t.Fatal("Run returned before the nudge was answered")
-	case <-time.After(50 * time.Millisecond):
-	}
-	close(release)
-	if err := <-done; err != nil {
-		t.Fatalf("Run: %v", err)
-	}
-	if n := p.pokes.Load(); n != 1 {
-		t.Errorf("%d pokes, want 1", n)
-	}
-}
-
-// TestSenderGivesUpAtItsTimeout: a standby that does not answer holds Run
-// up no longer than the timeout.
-func TestSenderGivesUpAtItsTimeout(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	accepted := make(chan net.Conn, 1)
-	go func() {
-		c, err := ln.Accept()
-		if err == nil {
-			accepted <- c // never answered
-		}
-	}()
-	t.Cleanup(func() {
-		select {
-		case c := <-accepted:
-			c.Close()
-		default:
-		}
-	})
-	s := NewSender(Options{Timeout: 20 * time.Millisecond, Log: quiet})
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	s.Nudge("next", ln.Addr().String())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		t.Fatal("Run still waits for a nudge that timed out")
 	}
 }
 
@@ -155,15 +75,15 @@ func TestHandOffAnswers(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			tk := &taker{err: tc.err}
 			mux := http.NewServeMux()
-			mux.Handle("POST "+TakeOverPath, TakeOverHandler(tk))
+			mux.Handle("POST "+Path, Handler(tk))
 			srv := httptest.NewServer(mux)
 			t.Cleanup(srv.Close)
 			rec := httptest.NewRecorder()
-			TakeOverHandler(tk).ServeHTTP(rec, httptest.NewRequest(http.MethodPost, TakeOverPath, strings.NewReader(`{"offer":{}}`)))
+			Handler(tk).ServeHTTP(rec, httptest.NewRequest(http.MethodPost, Path, strings.NewReader(`{"offer":{}}`)))
 			if rec.Code != tc.want {
 				t.Errorf("status %d, want %d", rec.Code, tc.want)
 			}
-			s := NewSender(Options{Log: quiet})
+			s := NewSender(Options{})
 			err := s.HandOff(context.Background(), "next", strings.TrimPrefix(srv.URL, "http://"), []byte(`{"offer":{}}`))
 			if tc.wantErr == "" && err != nil || tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)) {
 				t.Errorf("HandOff: err = %v, want %q", err, tc.wantErr)
@@ -180,7 +100,7 @@ func TestHandOffAnswers(t *testing.T) {
 		}
 		addr := port.Addr().String()
 		port.Close()
-		err = NewSender(Options{Log: quiet}).HandOff(context.Background(), "next", addr, nil)
+		err = NewSender(Options{}).HandOff(context.Background(), "next", addr, nil)
 		if err == nil || !strings.Contains(err.Error(), "offer the lease to next at "+addr) {
 			t.Errorf("HandOff to a closed port: err = %v, want one naming the standby and its address", err)
 		}
@@ -188,15 +108,15 @@ func TestHandOffAnswers(t *testing.T) {
 	t.Run("too large", func(t *testing.T) {
 		tk := &taker{}
 		rec := httptest.NewRecorder()
-		TakeOverHandler(tk).ServeHTTP(rec, httptest.NewRequest(http.MethodPost, TakeOverPath, strings.NewReader(strings.Repeat("x", maxOffer+1))))
+		Handler(tk).ServeHTTP(rec, httptest.NewRequest(http.MethodPost, Path, strings.NewReader(strings.Repeat("x", maxOffer+1))))
 		if rec.Code != http.StatusRequestEntityTooLarge || len(tk.offers) != 0 {
 			t.Errorf("status %d with %d offers taken, want 413 and none", rec.Code, len(tk.offers))
 		}
 	})
 }
 
-// TestHandOffWaitsWithinItsContext: a standby that does not answer holds
-// the leader no longer than the leader's context, not the nudge timeout.
+// TestHandOffWaitsWithinItsContext: a successor that does not answer holds
+// the leader no longer than the leader's context, not the dial timeout.
 func TestHandOffWaitsWithinItsContext(t *testing.T) {
 	block := make(chan struct{})
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -207,7 +127,7 @@ func TestHandOffWaitsWithinItsContext(t *testing.T) {
 	}))
 	t.Cleanup(srv.Close)
 	t.Cleanup(func() { close(block) })
-	s := NewSender(Options{Timeout: 10 * time.Millisecond, Log: quiet})
+	s := NewSender(Options{DialTimeout: 10 * time.Millisecond})
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
 	start := time.Now()
