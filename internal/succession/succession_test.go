@@ -2,17 +2,22 @@ package succession
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes/fake"
+	clienttesting "k8s.io/client-go/testing"
 
 	"github.com/leader-elector/leader-elector/internal/testutil"
 )
@@ -137,5 +142,43 @@ func TestFollowerWatchesNothing(t *testing.T) {
 	}
 	if after := len(client.Actions()); after != before+2 { // the test's own get and update
 		t.Errorf("a follower made %d requests", after-before-2)
+	}
+}
+
+// TestBrokenWatchIsStartedAgainSoon: while every watch of the pods fails
+// (a revoked permission, an API server that is down), the deletion is
+// still seen within about a second, by the list of a watch started again
+// on succession's own short back-off, not client-go's reflector's, which
+// grows to 30 s (from the fourth failure on it waits 6.4 s or more).
+func TestBrokenWatchIsStartedAgainSoon(t *testing.T) {
+	objs := []runtime.Object{pod("me", "a", 0, 1), pod("b", "a", 0, 1)}
+	for _, o := range objs {
+		o.(*corev1.Pod).Namespace = "ns"
+	}
+	client := fake.NewClientset(objs...)
+	var watches atomic.Int32
+	client.PrependWatchReactor("pods", func(clienttesting.Action) (bool, watch.Interface, error) {
+		watches.Add(1)
+		return true, nil, apierrors.NewForbidden(corev1.Resource("pods"), "", errors.New("watch revoked"))
+	})
+	r := &retirements{}
+	s, err := New(Config{Pod: "me", ByPodName: true, Pods: client.CoreV1().Pods("ns"), Retire: r.retire, Log: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = s.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	s.SetLeading(true)
+	time.Sleep(8 * time.Second) // failed watches enough to grow the reflector's back-off past 3 s
+	markDeleted(t, client, "me")
+	deleted := time.Now()
+	testutil.Eventually(t, 10*time.Millisecond, 5*time.Second, "no retirement while the watch fails", func() bool { return len(r.calls()) > 0 })
+	if took := time.Since(deleted); took > 1500*time.Millisecond {
+		t.Errorf("the deletion was seen %s after it, with every watch failing (%d watches); want within the 1 s cap of the back-off", took, watches.Load())
+	}
+	if got := r.calls(); got[0] != "b at ip-of-b" {
+		t.Errorf("retired naming %q, want b at its pod IP", got[0])
 	}
 }
