@@ -61,7 +61,7 @@
 // Both run on a context that outlives the end of Run's context, each with its
 // own bound (RetryPeriod for the callback, RenewDeadline for the release on
 // shutdown or resignation), so that a SIGTERM during a step-down still
-// releases the Lease. Acquiring runs the other way: the Lease is won, then
+// hands the Lease on. Acquiring runs the other way: the Lease is won, then
 // OnStartedLeading runs.
 //
 // # A step-down that cannot be withdrawn
@@ -70,7 +70,7 @@
 // (the sidecar's status file could not be removed). Then the candidate has
 // not stepped down: it no longer leads (State.IsLeader is false, Leading too),
 // but it keeps the Lease, renewing it every RetryPeriod as in a term, sends
-// no release, offer or grant, offers itself as nobody's standby and
+// no release or take-over offer, offers itself as nobody's standby and
 // campaigns for nothing, and retries the callback with a back-off
 // (RetryPeriod, doubling, up to RenewDeadline), reported in
 // State.Withdrawing. Once the callback succeeds the step-down goes on as
@@ -82,48 +82,35 @@
 //
 // # Moving leadership on purpose
 //
-// Besides expiry, leadership moves on purpose: a standby that offers to
-// lead next, a handover on request, the app's health, and a restarted
-// candidate that finds its own term in the Lease.
+// Besides expiry, leadership moves on purpose: a handover on request
+// (Handover, resign), the app's health, a pod's deletion (Retire), and a
+// restarted candidate that finds its own term in the Lease. Every one of
+// them but the last moves it the same way: the take-over.
 //
-// # Standby and successor
+// # Standby
 //
 // Once per term, a healthy follower offers to lead next: it writes its
-// identity as Notes.Standby, with the record unchanged, so that no
-// follower's expiry clock restarts. Followers spread their offers over a
-// RetryPeriod by a rank each computes from its identity and the term, and
-// the first offer seen ends the others', so one write, rarely two, is sent
-// per term. A standby whose app turns unhealthy, or that shuts down,
-// withdraws its offer.
+// identity as Notes.Standby, and with an Address where it takes a
+// take-over offer (the sidecar's POD_IP:HEALTH_PORT) Notes.StandbyAddress,
+// with the record unchanged, so that no follower's expiry clock restarts.
+// Followers spread their offers over a RetryPeriod by a rank each computes
+// from its identity and the term, and the first offer seen ends the
+// others', so one write, rarely two, is sent per term. A standby whose app
+// turns unhealthy, or that shuts down or retires, withdraws its offer. The
+// standby is whom a leader hands the Lease to when nobody is named.
 //
-// A leader that steps down gracefully names the standby as successor in its
-// release. The successor takes the Lease at once; every other follower of
-// this package waits a RetryPeriod before it tries, so a handover costs one
-// write however many followers watch. If the successor died since its
-// offer, the others take the Lease after that RetryPeriod.
+// # Take-over
 //
-// # Nudge
-//
-// A standby with an Address (the sidecar's POD_IP:HEALTH_PORT) writes it
-// beside its offer. A leader that released naming that standby as successor,
-// or granted it the Lease, then calls Callbacks.Nudge with the address, and
-// the sidecar sends the standby one request there, which calls its Poke: it
-// reads the Lease at once, instead of waiting for its watch, which on a
-// Lease with hundreds of watchers delivers the release many milliseconds
-// later. The nudge carries nothing: the standby decides on the record it
-// read, by the rules it applies to a watch event, so a nudge from anyone
-// costs at most one read per PokeInterval and can make no candidate write
-// what it would not have written on a watch event.
-//
-// # Handover on request
-//
-// Handover("") steps down and releases as above. Handover(peer) steps down
-// and then writes peer as holder, with a fresh renew time and GrantedBy
-// naming this candidate. Peer confirms the term by a renew with its own pod
-// UID, and leads once that write succeeded; if peer is dead the Lease
-// expires as any other. Every candidate leads only after a write of its own
-// succeeded, so two candidates that share an identity cannot both lead on
-// one grant: one confirm wins, the other's answers 409.
+// A step-down that hands the Lease on offers it to one successor (the
+// candidate named by Handover or Retire, else the standby) by a signed
+// offer that the successor takes by one write of its own (see Offer and
+// takeover.go), and then releases it on the offered version: once the
+// successor wrote, that release answers 409, the proof of the take-over;
+// when nobody took it, the Lease is released as client-go's ReleaseOnCancel
+// does, and any follower takes it at once. Without a Key and
+// Callbacks.HandOff, or a successor with an address, a step-down releases.
+// Handover(peer) returns ErrNotTaken, with the peer's reason, when the
+// peer did not take the Lease; it was released then.
 //
 // # Restarts
 //
@@ -139,20 +126,19 @@
 // # Glossary
 //
 //   - term: one candidate's leadership, from the write that made it holder
-//     (an acquire, or the confirm of a grant or a resumed term) until it
+//     (an acquire, a take-over, or the confirm of a resumed term) until it
 //     steps down; State.Transitions counts them.
 //   - step-down: the end of a term: OnStoppedLeading, then the Lease is
-//     released, granted or left alone. Withheld while OnStoppedLeading fails.
+//     taken over, released or left alone. Withheld while OnStoppedLeading
+//     fails.
 //   - release: a record with no holder and a LeaseDurationSeconds of 1, as
-//     client-go's ReleaseOnCancel writes it; it may name a successor.
+//     client-go's ReleaseOnCancel writes it.
 //   - standby: the follower that offered, once per term, to lead next
-//     (Notes.Standby); a release names it as successor.
-//   - take-over: the standby writes itself as holder on the leader's signed
-//     offer, in one write, instead of a release and an acquire (takeover.go).
-//   - grant: Handover(peer), resign --to: the leader writes peer as holder,
-//     and peer confirms the term or refuses it (grant.go).
-//   - nudge: a request that makes the successor read the Lease at once
-//     (Poke), instead of waiting for its watch (poke.go).
+//     (Notes.Standby), the successor when nobody is named.
+//   - successor: the candidate a step-down offers the Lease to.
+//   - take-over: the successor writes itself as holder on the leader's
+//     signed offer, in one write, instead of a release and an acquire
+//     (takeover.go); the way every handover goes (handover.go).
 //   - resume: a restarted candidate confirms its own term, proven by its pod
 //     UID (restart.go).
 //
@@ -161,8 +147,9 @@
 // elector.go holds the public API and Run; loop.go the loop's state and
 // what it does at each tick; view.go what a candidate knows of the Lease
 // and when it may campaign; term.go how a term is won, renewed and ended;
-// withheld.go a step-down that waits for its callback; standby.go,
-// takeover.go, grant.go and poke.go the ways leadership moves on purpose;
+// withheld.go a step-down that waits for its callback; handover.go the
+// requests that move leadership on purpose, standby.go the standby's offer
+// and takeover.go the one way they move it;
 // restart.go a restarted candidate's own term; health.go the app's health;
 // write.go the one path of every write of the Lease (its timeout, what a
 // conflict means, NotFound, and observing the answer).
