@@ -48,7 +48,9 @@
 // BENCH_ELECTORS (both, the default; ours; client-go) measures one side
 // only, to try a change quickly; the tables then leave the other side out,
 // and the N=3 measurements behind a proxy, which compare the two, are not
-// run.
+// run. BENCH_ELECTORS=takeover measures what the take-over saves: ours
+// beside ours without POD_IP, which takes no offers and makes none, so that
+// every handover is a release (the replicas between processes only).
 //
 // BENCH_TRACE=1 prints, after each graceful handover of leader-elector, the
 // old and the new leader's log lines of it (stopped leading, handed the
@@ -79,6 +81,8 @@ import (
 const (
 	lease = "myapp-lock"
 	app   = "bench"
+	// withoutTakeOver is leader-elector without POD_IP (BENCH_ELECTORS=takeover).
+	withoutTakeOver = "leader-elector without take-over"
 )
 
 func main() {
@@ -99,7 +103,7 @@ type settings struct {
 	// lifecycleRounds: BENCH_LIFECYCLE_ROUNDS of each op of lifecycleOps.
 	lifecycleRounds int
 	window          time.Duration // at N<=3; see windowFor
-	electors        string        // BENCH_ELECTORS: "both", "ours" or "client-go"
+	electors        string        // BENCH_ELECTORS: "both", "ours", "client-go" or "takeover"
 	out             string
 }
 
@@ -117,9 +121,9 @@ func loadSettings(getenv func(string) string) (settings, error) {
 	switch s.electors {
 	case "":
 		s.electors = "both"
-	case "both", "ours", "client-go":
+	case "both", "ours", "client-go", "takeover":
 	default:
-		return s, fmt.Errorf("BENCH_ELECTORS=%q: want both, ours or client-go", s.electors)
+		return s, fmt.Errorf("BENCH_ELECTORS=%q: want both, ours, client-go or takeover", s.electors)
 	}
 	if s.out == "" {
 		s.out = filepath.Join(testcluster.TestRoot(), "bench", "out")
@@ -217,6 +221,10 @@ func run(ctx context.Context, out io.Writer, getenv func(string) string) (err er
 		kinds = kinds[:1]
 	case "client-go":
 		kinds = kinds[1:]
+	case "takeover":
+		// What the take-over saves: the same binary without POD_IP takes
+		// no offers and makes none, so every handover is a release.
+		kinds = []electorKind{kinds[0], {name: withoutTakeOver, binary: ours, listen: hearWatch, resign: true, env: []string{"HEALTH_STREAMS=true"}}}
 	}
 	rep := &report{header: header, settings: set}
 	idleWindow := set.windowFor(1000)
@@ -254,7 +262,7 @@ func run(ctx context.Context, out io.Writer, getenv func(string) string) (err er
 		}
 		b.log.Info("measuring routing through the endpointslice controller", "rounds", b.rounds)
 		rep.routing = &legacyResult{}
-		if err := b.measure(ctx, electorKind{name: "leader-elector", binary: ours, env: []string{"LABEL_POD_ROLE=true"}}, routed, rep.routing); err != nil {
+		if err := b.measure(ctx, electorKind{name: "leader-elector", binary: ours, env: []string{"LABEL_POD_ROLE=true", "POD_IP=127.0.0.1"}}, routed, rep.routing); err != nil {
 			return fmt.Errorf("routing: %w", err)
 		}
 	}
@@ -267,7 +275,7 @@ func run(ctx context.Context, out io.Writer, getenv func(string) string) (err er
 
 // realPods runs the real-pod sections, on one node.
 func (b *bench) realPods(ctx context.Context, set settings, kinds []electorKind, rep *report) error {
-	if set.podRounds == 0 && set.lifecycleRounds == 0 {
+	if set.podRounds == 0 && set.lifecycleRounds == 0 || set.electors == "takeover" {
 		return nil
 	}
 	node, err := b.cp.StartNode(ctx, testcluster.NodeOptions{})
