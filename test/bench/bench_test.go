@@ -147,6 +147,10 @@ func TestReportWritesTableAndChart(t *testing.T) {
 				crash: []time.Duration{3 * time.Second}, restart: []time.Duration{70 * ms}, resignNA: "n/a",
 				traffic: leaseTraffic{requests: map[string]float64{"PUT": 30, "GET": 60}, watchEvents: 30}})
 	}
+	r.lifecycle = &lifecycleResult{rounds: 2, electors: []string{"leader-elector", "client-go elector"}, stats: map[string]map[string]*opStats{
+		"leader-elector":    {"delete": {took: []time.Duration{50 * ms, 70 * ms}, changes: []int{1, 1}}},
+		"client-go elector": {"delete": {took: []time.Duration{6 * time.Second, 7 * time.Second}, changes: []int{1, 1}}},
+	}}
 	var out strings.Builder
 	if err := r.write(&out, dir); err != nil {
 		t.Fatal(err)
@@ -175,6 +179,16 @@ func TestReportWritesTableAndChart(t *testing.T) {
 	}
 	if !strings.Contains(string(svg), "<svg") || !strings.Contains(string(svg), "client-go elector") {
 		t.Errorf("handover.svg is no chart with a legend: %.200s", svg)
+	}
+	svg, err = os.ReadFile(filepath.Join(dir, "lifecycle.svg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(svg), "<svg") || !strings.Contains(string(svg), "client-go elector") || !strings.Contains(string(svg), "delete") {
+		t.Errorf("lifecycle.svg is no chart of both electors per operation: %.200s", svg)
+	}
+	if !strings.Contains(string(md), "(lifecycle.svg)") {
+		t.Errorf("results.md does not show the lifecycle chart:\n%s", md)
 	}
 }
 

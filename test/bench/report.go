@@ -38,6 +38,12 @@ func (r *report) write(out io.Writer, dir string) error {
 		return err
 	}
 	fmt.Fprintf(&md, "\n![graceful handover per round, both electors, per N](handover.svg)\n")
+	if r.lifecycle != nil && len(r.lifecycle.electors) > 0 {
+		if err := lifecycleChart(r.lifecycle, filepath.Join(dir, "lifecycle.svg")); err != nil {
+			return err
+		}
+		fmt.Fprintf(&md, "\n![real pods: the call to the next leader's status file per round, each elector, per operation](lifecycle.svg)\n")
+	}
 	results := filepath.Join(dir, "results.md")
 	if err := os.WriteFile(results, []byte(md.String()), 0o644); err != nil {
 		return fmt.Errorf("write %s: %w", results, err)
