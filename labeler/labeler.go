@@ -233,6 +233,7 @@ func (l *Labeler) Run(ctx context.Context) error {
 		if applied >= gen {
 			return true
 		}
+		sent := l.clock.Now()
 		if _, err := l.patchOwn(ctx, Follower); err != nil {
 			if ctx.Err() == nil {
 				l.errs.Note(err)
@@ -242,7 +243,7 @@ func (l *Labeler) Run(ctx context.Context) error {
 		}
 		backoff = leaderterm.Backoff(firstRetry)
 		l.errs.Note(nil)
-		l.log.Info("labelled pod", "role", Follower)
+		l.log.Info("labelled pod", "role", Follower, "request", l.clock.Since(sent).Round(time.Millisecond))
 		l.wrote(gen, Follower)
 		return true
 	})

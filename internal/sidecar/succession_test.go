@@ -2,6 +2,7 @@ package sidecar
 
 import (
 	"context"
+	"errors"
 	"os"
 	"strings"
 	"testing"
@@ -9,7 +10,10 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	k8stesting "k8s.io/client-go/testing"
 )
 
 func readyPod(name string) *corev1.Pod {
@@ -75,6 +79,44 @@ func TestHandoverErrorInStatus(t *testing.T) {
 		rep := r.s.report()
 		if !rep.IsLeader || !strings.Contains(rep.HandoverError, "read own pod pod-a") {
 			t.Errorf("report: is_leader=%v handover_on_delete_error=%q, want leading and the error", rep.IsLeader, rep.HandoverError)
+		}
+		if err := r.stop(t); err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+}
+
+// TestDeletionDoesNotWaitForTheLabel: on its pod's deletion the leader
+// hands the Lease on without waiting for its follower label, whose write
+// here fails (the next leader demotes a peer that still says leader):
+// the handover comes at once, not after the label's retries.
+func TestDeletionDoesNotWaitForTheLabel(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newCluster(t, readyPod("pod-a"), readyPod("pod-b"))
+		cfg := testConfig(t)
+		cfg.HandoverOnDelete, cfg.LabelPodRole = true, true
+		r := start(t, cfg, c, newIdleListener(nil))
+		time.Sleep(time.Second)
+		synctest.Wait()
+		if !r.s.report().IsLeader {
+			t.Fatal("pod-a does not lead")
+		}
+		c.PrependReactor("patch", "pods", func(k8stesting.Action) (bool, runtime.Object, error) {
+			return true, nil, apierrors.NewInternalError(errors.New("etcd is slow"))
+		})
+		own, err := c.CoreV1().Pods(ns).Get(context.Background(), "pod-a", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		now := metav1.Now()
+		own.DeletionTimestamp = &now
+		if _, err := c.CoreV1().Pods(ns).Update(context.Background(), own, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(100 * time.Millisecond)
+		synctest.Wait()
+		if l := c.lease(t); holder(l) == "pod-a" {
+			t.Errorf("100ms after the deletion, with the label's write failing, pod-a still holds the Lease: the handover waited for the label (RETRY_PERIOD %s)", cfg.RetryPeriod)
 		}
 		if err := r.stop(t); err != nil {
 			t.Errorf("Run: %v", err)

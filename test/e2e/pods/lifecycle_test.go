@@ -42,6 +42,7 @@ func TestLifecycle(t *testing.T) {
 	})
 	w.waitReady(3, 3*time.Minute)
 	w.sample()
+	w.sampleAPI()
 	pods := cp.Admin.CoreV1().Pods(ns)
 
 	t.Run("deleting the leader's pod hands over at the delete", func(t *testing.T) {
@@ -103,7 +104,7 @@ func TestLifecycle(t *testing.T) {
 }
 
 // transitions is the Lease's leaseTransitions: one more per change of
-// holder (a handover's grant counts one; its confirm none).
+// holder.
 func transitions(l *coordinationv1.Lease) int32 {
 	if l.Spec.LeaseTransitions == nil {
 		return 0

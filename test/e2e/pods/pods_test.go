@@ -258,6 +258,51 @@ func (w *workload) sample() *sampler {
 	return s
 }
 
+// sampleAPI lists, every 20 ms until the test ends, the pods labelled
+// role=leader and the ready endpoints of the Service myapp-leader, and
+// fails the test for every sample that finds two of either: never two pods
+// behind the Service, never two labelled leader.
+func (w *workload) sampleAPI() {
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	var samples int
+	var bad []string
+	go func() {
+		defer close(done)
+		for ctx.Err() == nil {
+			labelled, err := cp.Admin.CoreV1().Pods(w.ns).List(ctx, metav1.ListOptions{LabelSelector: "role=leader"})
+			if err == nil {
+				eps, err := cp.ServiceEndpoints(ctx, w.ns, "myapp-leader")
+				if err == nil {
+					samples++
+					if n := len(labelled.Items); n > 1 && len(bad) < 20 {
+						var names []string
+						for _, p := range labelled.Items {
+							names = append(names, p.Name)
+						}
+						bad = append(bad, fmt.Sprintf("%s: %d pods labelled role=leader: %v", time.Now().Format("15:04:05.000"), n, names))
+					}
+					if len(eps) > 1 && len(bad) < 20 {
+						bad = append(bad, fmt.Sprintf("%s: the Service routes to %v", time.Now().Format("15:04:05.000"), eps))
+					}
+				}
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
+	w.t.Cleanup(func() {
+		stop()
+		<-done
+		for _, b := range bad {
+			w.t.Errorf("two leaders in the API: %s", b)
+		}
+		if samples < 20 {
+			w.t.Errorf("only %d samples of the labels and the Service were taken", samples)
+		}
+		w.t.Logf("role=leader labels and the Service's endpoints sampled %d times, never two at once: %v", samples, len(bad) == 0)
+	})
+}
+
 func (s *sampler) setIgnore(pod string, on bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -288,6 +333,7 @@ func TestRealPods(t *testing.T) {
 	w.waitReady(3, 3*time.Minute)
 	t.Logf("3 pods ready %s after kubectl apply", time.Since(start).Round(time.Millisecond))
 	s := w.sample()
+	w.sampleAPI()
 
 	t.Run("one leader whose app sees the file", func(t *testing.T) {
 		w := w.on(t)
