@@ -40,8 +40,10 @@ import (
 //     offer, so an answer that lies costs no leaderless LeaseDuration.
 //
 // The version is the write's precondition, so the successor's write lands
-// only on the very record the leader signed away, after it stopped leading;
-// a replayed offer meets a later version and fails. Either of the two
+// only on the record the leader signed away, after it stopped leading, or on
+// a later version of the same term, which only notes changed (a follower's
+// standby offer that the leader had not seen yet: the leader, stopped,
+// renews no more); a replayed offer meets a later term and fails. Either of the two
 // writes, the successor's and the leader's release, may land first; the
 // other then answers 409, so there is never more than one holder. The
 // signature keeps anyone who can reach the successor's port from moving
@@ -55,9 +57,13 @@ type Offer struct {
 	// From is the holder that offers, To the standby it offers to.
 	From string `json:"from"`
 	To   string `json:"to"`
-	// Version is the Lease's version the leader last saw: the standby
-	// writes on it and on nothing else.
+	// Version is the Lease's version the leader last saw, and Term its
+	// LeaderTransitions: the term the leader stopped leading before it
+	// signed. The successor writes on that version, or on a later one of
+	// the same term (only notes, such as a standby's offer, were written
+	// since: the leader renews no more), and on nothing else.
 	Version string `json:"version"`
+	Term    int    `json:"term"`
 }
 
 // signedOffer is an Offer on the wire: the offer's JSON and its signature.
@@ -142,9 +148,11 @@ func (r *run) takeOffer(ctx context.Context, wire []byte) error {
 // Lease, its first term) still on its way through the watch, which at
 // hundreds of watchers takes tens of milliseconds: with mayRead, the Lease
 // is read once and the offer checked again, signature and all, on what was
-// read. An offer for an older version is refused without a read. Reads that offers cause are OfferReadInterval
-// apart, so a replayed offer cannot make a candidate read more often than
-// that.
+// read. An offer for an older version is taken when it names the term of
+// the version this candidate knows (only notes changed since, such as a
+// standby's offer), and refused without a read otherwise. Reads that offers
+// cause are OfferReadInterval apart, so a replayed offer cannot make a
+// candidate read more often than that.
 func (r *run) checkOffer(ctx context.Context, wire []byte, mayRead bool) error {
 	refuse := func(format string, args ...any) error {
 		return fmt.Errorf("%w: %s", ErrOfferRefused, fmt.Sprintf(format, args...))
@@ -184,8 +192,9 @@ func (r *run) checkOffer(ctx context.Context, wire []byte, mayRead bool) error {
 		return refuse("the offer is for %q, not %q", o.To, r.cfg.Identity)
 	case o.From != l.Record.HolderIdentity:
 		return refuse("the offer is from %q, but the holder is %q", o.From, l.Record.HolderIdentity)
-	case o.Version != l.Version:
-		return refuse("the offer is for version %s of the Lease, this candidate knows %s", o.Version, l.Version)
+	case o.Version != l.Version && !(newer(l.Version, o.Version) && o.Term == l.Record.LeaderTransitions):
+		return refuse("the offer is for version %s (term %d) of the Lease, this candidate knows %s (term %d)",
+			o.Version, o.Term, l.Version, l.Record.LeaderTransitions)
 	}
 	sent := r.cfg.Clock.Now()
 	cur, err := r.write(ctx, write{what: r.about("take over"), timeout: r.cfg.RenewDeadline, over: l,
@@ -253,7 +262,7 @@ func (r *run) handOff(ctx context.Context, timeout time.Duration, to Successor) 
 	}
 	cur := r.lease
 	s := successor(cur)
-	wire, err := SignOffer(Offer{Lease: r.cfg.Lock.Describe(), From: r.cfg.Identity, To: s.Identity, Version: cur.Version}, r.cfg.Key)
+	wire, err := SignOffer(Offer{Lease: r.cfg.Lock.Describe(), From: r.cfg.Identity, To: s.Identity, Version: cur.Version, Term: cur.Record.LeaderTransitions}, r.cfg.Key)
 	if err != nil {
 		r.log.Warn("cannot offer the lease to the successor; releasing it", "successor", s.Identity, "err", err)
 		return err

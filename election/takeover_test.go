@@ -198,7 +198,7 @@ func TestReplayedOffersReadAtMostOncePerOfferReadInterval(t *testing.T) {
 		standby := g.waitStandby()
 		m := g.cands[standby]
 		o := offerFor(g, standby)
-		o.Version = "1"
+		o.Version, o.Term = "1", o.Term+1
 		calls := m.lock.callCount()
 		if err := m.e.TakeOver(context.Background(), sign(t, o, keyOf("a"))); !errors.Is(err, ErrOfferRefused) || !strings.Contains(err.Error(), "for version 1") {
 			t.Fatalf("TakeOver of an offer for version 1: err = %v, want a refusal naming the version", err)
@@ -329,11 +329,16 @@ func TestTakeOverRefusesWhatDoesNotHold(t *testing.T) {
 			o.From = "z"
 			return sign(t, o, keyOf("a"))
 		}, `from "z"`},
-		{"an old version", func(g *group, standby string) []byte {
+		{"an old version of an earlier term", func(g *group, standby string) []byte {
 			o := offerFor(g, standby)
-			o.Version = "1"
+			o.Version, o.Term = "1", o.Term-1
 			return sign(t, o, keyOf("a"))
-		}, "for version 1"},
+		}, "for version 1 (term -1)"},
+		{"a newer version of the same term", func(g *group, standby string) []byte {
+			o := offerFor(g, standby)
+			o.Version = "1000" // read once: the Lease is not there yet
+			return sign(t, o, keyOf("a"))
+		}, "for version 1000"},
 		{"not JSON", func(*group, string) []byte { return []byte("take it") }, "not a signed offer"},
 		{"unsigned", func(*group, string) []byte { return []byte(`{"offer":{"lease":"test/lease"}}`) }, "signature is not the holder's"},
 	} {
@@ -380,7 +385,7 @@ func TestTakeOverRefusesWhatDoesNotHold(t *testing.T) {
 // offerFor is the offer a would sign to standby now.
 func offerFor(g *group, standby string) Offer {
 	l := g.lease()
-	return Offer{Lease: "test/lease", From: l.Record.HolderIdentity, To: standby, Version: l.Version}
+	return Offer{Lease: "test/lease", From: l.Record.HolderIdentity, To: standby, Version: l.Version, Term: l.Record.LeaderTransitions}
 }
 
 func sign(t *testing.T, o Offer, key ed25519.PrivateKey) []byte {
