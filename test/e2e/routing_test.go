@@ -191,10 +191,12 @@ func TestServiceNeverRoutesToTwoPods(t *testing.T) {
 // TestStepDownReportsAFailedLabelPatch: a leader that cannot set its own
 // label to follower while stepping down says so in its log and /status. Its
 // pod is deleted, so the patch fails: NotFound, or Unauthorized once the API
-// server sees that the pod its token is bound to is gone.
+// server sees that the pod its token is bound to is gone. The handover on
+// deletion is off: it would step down first, and on a deletion the label's
+// write is not waited for (TestDeletionDoesNotWaitForTheLabel).
 func TestStepDownReportsAFailedLabelPatch(t *testing.T) {
 	f := newFleet(t)
-	f.add(1, "LABEL_POD_ROLE=true")
+	f.add(1, "LABEL_POD_ROLE=true", "HANDOVER_ON_DELETE=false")
 	leader := f.waitLeader(30*time.Second, true)
 	s := f.byPod(leader)
 	// The pod disappears: no label can be written any more.
