@@ -123,13 +123,13 @@ func (s *Succession) Run(ctx context.Context) error {
 // firstRetry is the first wait of the back-off of a failed read.
 const firstRetry = 200 * time.Millisecond
 
-// rewatch is the back-off before a broken watch is started again, with a
-// new list: 500 ms, then 1 s: short, because a deletion that happens
+// rewatch is the wait before a broken watch is started again, with a new
+// list: a second (20% jitter), short, because a deletion that happens
 // meanwhile is seen only then, yet no tighter loop than a list and a watch
-// every half second while the API server refuses. client-go's reflector waits up to 30 s between its own retries
-// (800 ms, doubling), which after an API server's restart or a revoked
-// permission would leave the leader blind to its deletion that long.
-var rewatch = wait.Backoff{Duration: 500 * time.Millisecond, Factor: 2, Jitter: 0.2, Steps: 1 << 30, Cap: time.Second}
+// a second while the API server refuses. (500 ms, doubling to a second,
+// started watches of the leader's three watchers too close together for
+// the chaos suite's hot-loop bound after a revoked permission.)
+var rewatch = wait.Backoff{Duration: time.Second, Factor: 1, Jitter: 0.2, Steps: 1 << 30, Cap: time.Second}
 
 // watch runs one term's watch until tctx ends or the term's watch is over
 // (it retired, or the own pod is not among the peers); Retire is called on
