@@ -40,15 +40,7 @@ func TestDeletionRetiresTheLeader(t *testing.T) {
 		if !r.s.report().IsLeader {
 			t.Fatal("pod-a does not lead")
 		}
-		own, err := c.CoreV1().Pods(ns).Get(context.Background(), "pod-a", metav1.GetOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		now := metav1.Now()
-		own.DeletionTimestamp = &now
-		if _, err := c.CoreV1().Pods(ns).Update(context.Background(), own, metav1.UpdateOptions{}); err != nil {
-			t.Fatal(err)
-		}
+		markDeleted(t, c, "pod-a")
 		time.Sleep(100 * time.Millisecond)
 		synctest.Wait()
 		if _, err := os.Stat(cfg.StatusFile); err == nil {
@@ -104,15 +96,7 @@ func TestDeletionDoesNotWaitForTheLabel(t *testing.T) {
 		c.PrependReactor("patch", "pods", func(k8stesting.Action) (bool, runtime.Object, error) {
 			return true, nil, apierrors.NewInternalError(errors.New("etcd is slow"))
 		})
-		own, err := c.CoreV1().Pods(ns).Get(context.Background(), "pod-a", metav1.GetOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		now := metav1.Now()
-		own.DeletionTimestamp = &now
-		if _, err := c.CoreV1().Pods(ns).Update(context.Background(), own, metav1.UpdateOptions{}); err != nil {
-			t.Fatal(err)
-		}
+		markDeleted(t, c, "pod-a")
 		time.Sleep(100 * time.Millisecond)
 		synctest.Wait()
 		if l := c.lease(t); holder(l) == "pod-a" {
@@ -122,4 +106,19 @@ func TestDeletionDoesNotWaitForTheLabel(t *testing.T) {
 			t.Errorf("Run: %v", err)
 		}
 	})
+}
+
+// markDeleted gives the pod name its deletionTimestamp, as a delete does
+// while the kubelet stops the pod.
+func markDeleted(t *testing.T, c *cluster, name string) {
+	t.Helper()
+	own, err := c.CoreV1().Pods(ns).Get(context.Background(), name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := metav1.Now()
+	own.DeletionTimestamp = &now
+	if _, err := c.CoreV1().Pods(ns).Update(context.Background(), own, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
 }
