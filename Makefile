@@ -1,12 +1,15 @@
 # leader-elector: the two set-up commands are `make demo` and `make test`.
 SHELL := /usr/bin/env bash
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+# The commit's time, not the build's: two builds of one commit are the same.
+DATE ?= $(shell TZ=UTC git log -1 --format=%cd --date=format-local:%Y-%m-%dT%H:%M:%SZ 2>/dev/null || echo unknown)
 BIN ?= bin
 # The release build: static, reproducible paths, version stamped. The
 # Dockerfile's build stage runs `make build` too, so both stay the same.
-GO_BUILD = CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=$(VERSION)"
+GO_BUILD = CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.date=$(DATE)"
 
-.PHONY: build test fuzz demo bench controlplane image clean
+.PHONY: build test fuzz demo bench controlplane image image-docker release clean
 
 build:
 	$(GO_BUILD) -o $(BIN)/leader-elector .
@@ -19,8 +22,10 @@ build:
 # gives the same answer on every run.
 test: controlplane
 	go vet ./...
+	cd release && go vet ./...
 	cd test && go vet ./...
 	go test -race -count=1 -timeout 30m ./...
+	cd release && go test -race -count=1 -timeout 30m ./...
 	cd test && go test -race -count=1 -timeout 30m ./...
 
 # Native Go fuzzing of the inputs a user or the API server controls: a Lease
@@ -53,8 +58,25 @@ chaos: controlplane
 controlplane:
 	@bash hack/controlplane/build.sh >/dev/null
 
+# The release image without a container engine: one OCI index for
+# linux/amd64 and linux/arm64 (PLATFORMS), reproducible, written as an OCI
+# layout (bin/image/oci) and archive (bin/image/*.oci.tar) for crane push,
+# ctr images import or docker load; PUSH=registry/repository:tag pushes it.
+IMAGE ?= ghcr.io/leader-elector/leader-elector:$(VERSION)
+PLATFORMS ?= linux/amd64,linux/arm64
+RELEASE_FLAGS = -repo .. -version $(VERSION) -commit $(COMMIT) -date $(DATE)
 image:
-	docker build --build-arg VERSION=$(VERSION) -t leader-elector:$(VERSION) .
+	cd release && go run . image $(RELEASE_FLAGS) -out ../bin/image -tag $(IMAGE) -platforms $(PLATFORMS) $(if $(PUSH),-push $(PUSH))
+
+# The same image by Docker or Podman (buildx for the two platforms).
+image-docker:
+	docker buildx build --platform $(PLATFORMS) --build-arg VERSION=$(VERSION) --build-arg COMMIT=$(COMMIT) --build-arg DATE=$(DATE) -t $(IMAGE) .
+
+# The release files: a static binary per platform, the kubectl plugin's
+# archives, an SBOM per binary, SHA256SUMS and the krew manifest, into
+# bin/release; reproducible for one commit.
+release:
+	cd release && go run . binaries $(RELEASE_FLAGS) -out ../bin/release
 
 clean:
 	rm -rf bin

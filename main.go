@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"runtime"
 	"slices"
 	"strings"
 	"syscall"
@@ -33,8 +34,19 @@ import (
 	"github.com/leader-elector/leader-elector/internal/sidecar"
 )
 
-// version is set at build time (make build).
-var version = "dev"
+// version, commit and date are set at build time (make build): the release
+// tag (or git describe), the commit and its time.
+var (
+	version = "dev"
+	commit  = "unknown"
+	date    = "unknown"
+)
+
+// versionLine is what --version and the version subcommand print.
+func versionLine() string {
+	return fmt.Sprintf("leader-elector %s commit=%s date=%s go=%s platform=%s/%s",
+		version, commit, date, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+}
 
 func main() {
 	os.Exit(run(context.Background(), os.Args[1:], os.LookupEnv, os.Stdout, os.Stderr))
@@ -56,7 +68,7 @@ func run(ctx context.Context, args []string, lookup func(string) (string, bool),
 		case "help": // reserved, never a command to exec
 			return help(stdout)
 		case "version":
-			fmt.Fprintln(stdout, version)
+			fmt.Fprintln(stdout, versionLine())
 			return 0
 		case "completion":
 			fmt.Fprintln(stderr, "leader-elector completion: no shell completion is provided yet; the commands are await, status and resign (see --help)")
@@ -65,7 +77,7 @@ func run(ctx context.Context, args []string, lookup func(string) (string, bool),
 	}
 	switch {
 	case len(args) == 1 && args[0] == "--version":
-		fmt.Fprintln(stdout, version)
+		fmt.Fprintln(stdout, versionLine())
 		return 0
 	case len(args) == 1 && slices.Contains([]string{"-h", "-help", "--help"}, args[0]):
 		return help(stdout)

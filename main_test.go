@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -24,13 +25,13 @@ func TestReleaseBuildIsStaticAndStarts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"RUN make build VERSION=", "FROM gcr.io/distroless/static-debian12:nonroot", "USER 65532:65532", `ENTRYPOINT ["/leader-elector"]`} {
+	for _, want := range []string{"make build VERSION=${VERSION} COMMIT=${COMMIT} DATE=${DATE}", "FROM --platform=$BUILDPLATFORM", "FROM gcr.io/distroless/static-debian12:nonroot", "USER 65532:65532", `ENTRYPOINT ["/leader-elector"]`} {
 		if !bytes.Contains(dockerfile, []byte(want)) {
 			t.Errorf("Dockerfile does not contain %q", want)
 		}
 	}
 	dir := t.TempDir()
-	cmd := exec.Command("make", "build", "BIN="+dir, "VERSION=v9.8.7-test")
+	cmd := exec.Command("make", "build", "BIN="+dir, "VERSION=v9.8.7-test", "COMMIT=0123abc", "DATE=2026-12-07T08:00:00Z")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("make build: %v\n%s", err, out)
 	}
@@ -48,11 +49,14 @@ func TestReleaseBuildIsStaticAndStarts(t *testing.T) {
 	if f.Section(".symtab") != nil {
 		t.Errorf("the release binary keeps its symbol table; -s -w strips it")
 	}
-	out, err := exec.Command(bin, "--version").Output()
-	if err != nil || strings.TrimSpace(string(out)) != "v9.8.7-test" {
-		t.Errorf("--version = %q (%v), want the stamped v9.8.7-test", out, err)
+	want := fmt.Sprintf("leader-elector v9.8.7-test commit=0123abc date=2026-12-07T08:00:00Z go=%s platform=%s/%s", runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	for _, args := range [][]string{{"--version"}, {"version"}} {
+		out, err := exec.Command(bin, args...).Output()
+		if err != nil || strings.TrimSpace(string(out)) != want {
+			t.Errorf("%s = %q (%v), want the stamped %q", args[0], out, err, want)
+		}
 	}
-	out, err = exec.Command(bin, "--help").Output()
+	out, err := exec.Command(bin, "--help").Output()
 	if err != nil || !strings.Contains(string(out), "LEASE_NAME") {
 		t.Errorf("--help = %q (%v), want the variables", out, err)
 	}
