@@ -1,30 +1,25 @@
 package testcluster
 
 import (
-	"archive/tar"
 	"bytes"
-	"compress/gzip"
 	"context"
 	"debug/elf"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
-	"maps"
 	"os"
 	"os/exec"
-	"path"
 	"path/filepath"
 	"runtime"
-	"slices"
 	"strings"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"github.com/leader-elector/leader-elector/release/build"
+	"github.com/leader-elector/leader-elector/release/image"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -32,22 +27,32 @@ import (
 // image the node's containerd must be given (sandbox_image), as no registry
 // can be reached.
 const (
-	PauseRef   = "registry.k8s.io/pause:3.10-local"
-	SidecarRef = "docker.io/library/leader-elector:e2e"
+	PauseRef = "registry.k8s.io/pause:3.10-local"
+	// SidecarRef is the release image's repository and tag in a node's
+	// registry: a node's Images.Sidecar.Ref is this under its registry's
+	// host.
+	SidecarRef = "leader-elector/leader-elector:v0.0.0-e2e"
 	AppRef     = "docker.io/library/busybox:local"
 )
 
 // Image is an image built locally: Tar is a docker-archive tarball holding
-// the single image Ref, for `ctr -n k8s.io images import Tar`.
-type Image struct{ Ref, Tar string }
+// the single image Ref, for `ctr -n k8s.io images import Tar`; or Index, a
+// multi-platform index that a node pushes to its registry, from which its
+// containerd pulls it by Ref (then the registry's reference).
+type Image struct {
+	Ref, Tar string
+	Index    v1.ImageIndex
+}
 
 // Images are the images a test node runs.
 type Images struct {
 	// Pause is the pod sandbox image (test/testcluster/pause).
 	Pause Image
-	// Sidecar is the product image as the Dockerfile's final stage makes
-	// it: the static `make build` binary at /leader-elector, user
-	// 65532:65532, on what of distroless static:nonroot matters.
+	// Sidecar is the release image as `make image` makes it
+	// (release/image): an index for linux/amd64 and linux/arm64 of the
+	// static `make build` binary at /leader-elector, user 65532:65532, on
+	// what of distroless static:nonroot matters. A node pushes it to its
+	// registry, and pods pull it by tag.
 	Sidecar Image
 	// App is busybox from Debian's busybox-static, with a link for every
 	// applet in /bin (sh, httpd, sleep, wget, [ ...).
@@ -71,31 +76,12 @@ func BuildImages(ctx context.Context, dir string, log io.Writer) (Images, error)
 	var imgs Images
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() (err error) { imgs.Pause, err = buildPause(ctx, dir, bin); return err })
-	g.Go(func() (err error) { imgs.Sidecar, err = buildSidecarImage(ctx, dir, bin); return err })
+	g.Go(func() (err error) { imgs.Sidecar, err = buildSidecarImage(ctx, bin); return err })
 	g.Go(func() (err error) { imgs.App, err = buildApp(ctx, dir, log); return err })
 	if err := g.Wait(); err != nil {
 		return Images{}, err
 	}
 	return imgs, nil
-}
-
-// distrolessPATH is the PATH of distroless and busybox images.
-const distrolessPATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-
-// nonrootFiles are what of gcr.io/distroless/static-debian12:nonroot matters
-// to a static Go binary: the users and groups, a home, /tmp. (No CA
-// certificates: the sidecar trusts only the ServiceAccount's CA.)
-func nonrootFiles() []layerEntry {
-	return []layerEntry{
-		{name: "/etc/passwd", mode: 0o644, data: []byte("root:x:0:0:root:/root:/sbin/nologin\n" +
-			"nobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin\n" +
-			"nonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n")},
-		{name: "/etc/group", mode: 0o644, data: []byte("root:x:0:\nnobody:x:65534:\ntty:x:5:\nstaff:x:50:\nnonroot:x:65532:\n")},
-		{name: "/etc/nsswitch.conf", mode: 0o644, data: []byte("hosts: files dns\n")},
-		{name: "/home/nonroot", mode: fs.ModeDir | 0o700, uid: 65532, gid: 65532},
-		{name: "/root", mode: fs.ModeDir | 0o700},
-		{name: "/tmp", mode: fs.ModeDir | fs.ModeSticky | 0o777},
-	}
 }
 
 func buildPause(ctx context.Context, dir, bin string) (Image, error) {
@@ -113,26 +99,20 @@ func buildPause(ctx context.Context, dir, bin string) (Image, error) {
 	return writeImage(dir, "pause", PauseRef, v1.Config{
 		User:       "65535:65535",
 		Entrypoint: []string{"/pause"},
-		Env:        []string{distrolessPATH},
-	}, []layerEntry{{name: "/pause", mode: 0o755, data: data}})
+		Env:        []string{image.PATH},
+	}, []image.File{{Name: "/pause", Mode: 0o755, Data: data}})
 }
 
-func buildSidecarImage(ctx context.Context, dir, bin string) (Image, error) {
-	cmd := exec.CommandContext(ctx, "make", "--no-print-directory", "build", "BIN="+bin)
-	if err := runIn(RepoRoot(), cmd); err != nil {
-		return Image{}, fmt.Errorf("build the sidecar image: %w", err)
-	}
-	data, err := readStatic(filepath.Join(bin, "leader-elector"))
+// SidecarStamp is what the tests' release image is stamped with.
+var SidecarStamp = build.Stamp{Version: "v0.0.0-e2e", Commit: "e2e", Date: "1970-01-01T00:00:00Z"}
+
+func buildSidecarImage(ctx context.Context, bin string) (Image, error) {
+	idx, err := image.FromSource(ctx, RepoRoot(), SidecarStamp, epoch,
+		[]build.Platform{{OS: "linux", Arch: "amd64"}, {OS: "linux", Arch: "arm64"}}, filepath.Join(bin, "sidecar"))
 	if err != nil {
 		return Image{}, fmt.Errorf("build the sidecar image: %w", err)
 	}
-	files := append(nonrootFiles(), layerEntry{name: "/leader-elector", mode: 0o755, data: data})
-	return writeImage(dir, "sidecar", SidecarRef, v1.Config{
-		User:       "65532:65532",
-		Entrypoint: []string{"/leader-elector"},
-		Env:        []string{distrolessPATH},
-		WorkingDir: "/home/nonroot",
-	}, files)
+	return Image{Ref: SidecarRef, Index: idx}, nil
 }
 
 // BuildStaticImage builds the Go command pkg of the test module (such as
@@ -150,11 +130,11 @@ func BuildStaticImage(ctx context.Context, dir, name, ref, pkg string) (Image, e
 	if err != nil {
 		return Image{}, fmt.Errorf("build the %s image: %w", name, err)
 	}
-	files := append(nonrootFiles(), layerEntry{name: "/" + name, mode: 0o755, data: data})
+	files := append(image.NonrootFiles(), image.File{Name: "/" + name, Mode: 0o755, Data: data})
 	return writeImage(dir, name, ref, v1.Config{
 		User:       "65532:65532",
 		Entrypoint: []string{"/" + name},
-		Env:        []string{distrolessPATH},
+		Env:        []string{image.PATH},
 		WorkingDir: "/home/nonroot",
 	}, files)
 }
@@ -173,15 +153,15 @@ func buildApp(ctx context.Context, dir string, log io.Writer) (Image, error) {
 	if err != nil {
 		return Image{}, fmt.Errorf("build the app image: list the busybox applets: %w", err)
 	}
-	files := append(nonrootFiles(), layerEntry{name: "/bin/busybox", mode: 0o755, data: data})
+	files := append(image.NonrootFiles(), image.File{Name: "/bin/busybox", Mode: 0o755, Data: data})
 	for _, applet := range strings.Fields(string(out)) {
 		if applet != "busybox" && !strings.Contains(applet, "/") {
-			files = append(files, layerEntry{name: "/bin/" + applet, mode: fs.ModeSymlink | 0o777, link: "busybox"})
+			files = append(files, image.File{Name: "/bin/" + applet, Mode: fs.ModeSymlink | 0o777, Link: "busybox"})
 		}
 	}
 	return writeImage(dir, "app", AppRef, v1.Config{
 		Cmd: []string{"sh"},
-		Env: []string{distrolessPATH},
+		Env: []string{image.PATH},
 	}, files)
 }
 
@@ -233,115 +213,20 @@ func staticELF(data []byte) error {
 // epoch is the time of every file and of the image: layers are reproducible.
 var epoch = time.Unix(0, 0).UTC()
 
-// writeImage writes the single-layer image ref of files, with cfg, to the
-// docker-archive dir/<base>.tar.
-func writeImage(dir, base, ref string, cfg v1.Config, files []layerEntry) (Image, error) {
+// writeImage writes the single-layer image ref of files, with cfg, for this
+// machine's architecture, to the docker-archive dir/<base>.tar.
+func writeImage(dir, base, ref string, cfg v1.Config, files []image.File) (Image, error) {
 	tag, err := name.NewTag(ref)
 	if err != nil {
 		return Image{}, fmt.Errorf("image %s: %w", ref, err)
 	}
-	layerTar, err := layerOf(files)
+	img, err := image.Single(build.Platform{OS: "linux", Arch: runtime.GOARCH}, cfg, files, epoch, nil, "test/testcluster.BuildImages")
 	if err != nil {
 		return Image{}, fmt.Errorf("image %s: %w", ref, err)
-	}
-	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) {
-		return io.NopCloser(bytes.NewReader(layerTar)), nil
-	})
-	if err != nil {
-		return Image{}, fmt.Errorf("image %s: layer: %w", ref, err)
-	}
-	img, err := mutate.ConfigFile(empty.Image, &v1.ConfigFile{
-		Architecture: runtime.GOARCH,
-		OS:           "linux",
-		Created:      v1.Time{Time: epoch},
-		Config:       cfg,
-	})
-	if err != nil {
-		return Image{}, fmt.Errorf("image %s: config: %w", ref, err)
-	}
-	img, err = mutate.Append(img, mutate.Addendum{Layer: layer, History: v1.History{
-		Created:   v1.Time{Time: epoch},
-		CreatedBy: "test/testcluster.BuildImages",
-	}})
-	if err != nil {
-		return Image{}, fmt.Errorf("image %s: append the layer: %w", ref, err)
 	}
 	out := filepath.Join(dir, base+".tar")
 	if err := tarball.WriteToFile(out, tag, img); err != nil {
 		return Image{}, fmt.Errorf("image %s: write %s: %w", ref, out, err)
 	}
 	return Image{Ref: ref, Tar: out}, nil
-}
-
-// layerEntry is one file of a layer. Directories its files need and it does
-// not list are made root-owned 0755.
-type layerEntry struct {
-	name     string      // absolute path in the image
-	mode     fs.FileMode // permissions with fs.ModeDir, fs.ModeSymlink or fs.ModeSticky
-	uid, gid int
-	data     []byte // a regular file's content
-	link     string // a symlink's target
-}
-
-// layerOf returns the gzipped tar of files, in path order, every time the
-// epoch, so the same files give the same digest.
-func layerOf(files []layerEntry) ([]byte, error) {
-	byName := map[string]layerEntry{}
-	for _, f := range files {
-		if _, dup := byName[f.name]; dup {
-			return nil, fmt.Errorf("layer: %s listed twice", f.name)
-		}
-		byName[f.name] = f
-	}
-	for _, f := range files {
-		for d := path.Dir(f.name); d != "/"; d = path.Dir(d) {
-			if _, ok := byName[d]; !ok {
-				byName[d] = layerEntry{name: d, mode: fs.ModeDir | 0o755}
-			}
-		}
-	}
-	names := slices.Sorted(maps.Keys(byName))
-
-	var buf bytes.Buffer
-	zw, err := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
-	if err != nil {
-		return nil, err
-	}
-	tw := tar.NewWriter(zw)
-	for _, n := range names {
-		f := byName[n]
-		h := &tar.Header{
-			Name:    strings.TrimPrefix(n, "/"),
-			Mode:    int64(f.mode.Perm()),
-			Uid:     f.uid,
-			Gid:     f.gid,
-			ModTime: epoch,
-		}
-		if f.mode&fs.ModeSticky != 0 {
-			h.Mode |= 0o1000
-		}
-		switch {
-		case f.mode.IsDir():
-			h.Typeflag, h.Name = tar.TypeDir, h.Name+"/"
-		case f.mode&fs.ModeSymlink != 0:
-			h.Typeflag, h.Linkname = tar.TypeSymlink, f.link
-		case f.mode.IsRegular():
-			h.Typeflag, h.Size = tar.TypeReg, int64(len(f.data))
-		default:
-			return nil, fmt.Errorf("layer: %s: unsupported mode %v", n, f.mode)
-		}
-		if err := tw.WriteHeader(h); err != nil {
-			return nil, fmt.Errorf("layer: %s: %w", n, err)
-		}
-		if _, err := tw.Write(f.data); err != nil {
-			return nil, fmt.Errorf("layer: %s: %w", n, err)
-		}
-	}
-	if err := tw.Close(); err != nil {
-		return nil, fmt.Errorf("layer: %w", err)
-	}
-	if err := zw.Close(); err != nil {
-		return nil, fmt.Errorf("layer: %w", err)
-	}
-	return buf.Bytes(), nil
 }

@@ -102,16 +102,7 @@ func TestBuildImages(t *testing.T) {
 			if tc.img.Ref != tc.ref {
 				t.Errorf("Ref = %q, want %q", tc.img.Ref, tc.ref)
 			}
-			tag, err := name.NewTag(tc.ref)
-			if err != nil {
-				t.Fatal(err)
-			}
-			// With a tag, ImageFromPath fails unless the archive's
-			// manifest.json lists it in RepoTags.
-			img, err := tarball.ImageFromPath(tc.img.Tar, &tag)
-			if err != nil {
-				t.Fatalf("read %s as %s: %v", tc.img.Tar, tc.ref, err)
-			}
+			img := loadImage(t, tc.img)
 			cf, err := img.ConfigFile()
 			if err != nil {
 				t.Fatal(err)
@@ -183,6 +174,47 @@ func TestBuildImages(t *testing.T) {
 			}
 		})
 	}
+}
+
+// loadImage reads img back as the node gets it: a docker-archive as `ctr
+// images import` reads it (the image under its reference), an index as
+// containerd pulls it (the manifest of this machine's platform, from an
+// index of linux/amd64 and linux/arm64).
+func loadImage(t *testing.T, img Image) v1.Image {
+	t.Helper()
+	if img.Index != nil {
+		im, err := img.Index.IndexManifest()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var platforms []string
+		var mine *v1.Descriptor
+		for i, d := range im.Manifests {
+			platforms = append(platforms, d.Platform.OS+"/"+d.Platform.Architecture)
+			if d.Platform.OS == "linux" && d.Platform.Architecture == runtime.GOARCH {
+				mine = &im.Manifests[i]
+			}
+		}
+		if !slices.Equal(platforms, []string{"linux/amd64", "linux/arm64"}) || mine == nil {
+			t.Fatalf("index platforms = %v, want linux/amd64 and linux/arm64", platforms)
+		}
+		i, err := img.Index.Image(mine.Digest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return i
+	}
+	tag, err := name.NewTag(img.Ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// With a tag, ImageFromPath fails unless the archive's manifest.json
+	// lists it in RepoTags.
+	i, err := tarball.ImageFromPath(img.Tar, &tag)
+	if err != nil {
+		t.Fatalf("read %s as %s: %v", img.Tar, img.Ref, err)
+	}
+	return i
 }
 
 // readLayer returns the layer's tar headers and regular files' contents by

@@ -52,14 +52,16 @@ func KustomizeDeploy(overlay string) ([]*unstructured.Unstructured, error) {
 }
 
 // PodOverlay is the overlay that runs deploy/ on a Node in namespace ns
-// with only the changes a test needs: the images imported into the node
-// (never pulled: no registry can be reached), and, since there is no
-// kube-proxy to route the kubernetes Service, the API server's address on
-// this machine in KUBERNETES_SERVICE_HOST and _PORT of the sidecar.
+// with only the changes a test needs: the release image from the node's
+// registry (pulled by tag, the default pull policy), the app image
+// imported into the node (no registry outside can be reached), and, since
+// there is no kube-proxy to route the kubernetes Service, the API server's
+// address on this machine in KUBERNETES_SERVICE_HOST and _PORT of the
+// sidecar.
 func (n *Node) PodOverlay(ns string) string { return n.PodOverlayWith(ns, n.Images.Sidecar.Ref) }
 
-// PodOverlayWith is PodOverlay with sidecarRef, an image imported into the
-// node, in place of the product image.
+// PodOverlayWith is PodOverlay with sidecarRef, an image the node has or
+// pulls, in place of the product image.
 func (n *Node) PodOverlayWith(ns, sidecarRef string) string {
 	return fmt.Sprintf(`apiVersion: kustomize.config.k8s.io/v1beta1
 kind: Kustomization
@@ -82,9 +84,6 @@ patches:
       - op: add
         path: /spec/template/spec/initContainers/0/env/-
         value: {name: KUBERNETES_SERVICE_PORT, value: "%d"}
-      - op: add
-        path: /spec/template/spec/initContainers/0/imagePullPolicy
-        value: Never
       - op: add
         path: /spec/template/spec/containers/0/imagePullPolicy
         value: Never

@@ -74,6 +74,8 @@ type Node struct {
 	subnet  int
 
 	reaper *os.File
+	// registry serves the release image to containerd (pulled by tag).
+	registry *registry
 
 	mu    sync.Mutex
 	procs map[string]*Process
@@ -136,6 +138,9 @@ func (cp *ControlPlane) StartNode(ctx context.Context, opts NodeOptions) (_ *Nod
 	if err := n.startScheduler(ctx); err != nil {
 		return nil, err
 	}
+	if n.registry, err = startRegistry(); err != nil {
+		return nil, fmt.Errorf("start a node: %w", err)
+	}
 	if err := n.startContainerd(ctx); err != nil {
 		return nil, err
 	}
@@ -148,10 +153,15 @@ func (cp *ControlPlane) StartNode(ctx context.Context, opts NodeOptions) (_ *Nod
 		images = &built
 	}
 	n.Images = *images
-	for _, img := range []Image{images.Pause, images.Sidecar, images.App} {
+	for _, img := range []Image{images.Pause, images.App} {
 		if err := n.ImportImage(ctx, img); err != nil {
 			return nil, fmt.Errorf("start a node: %w", err)
 		}
+	}
+	// The release image goes the way a user's does: pushed to a registry,
+	// pulled by the node's containerd by tag, with the default pull policy.
+	if n.Images.Sidecar.Ref, err = n.registry.Push(ctx, images.Sidecar); err != nil {
+		return nil, fmt.Errorf("start a node: %w", err)
 	}
 	if err := n.startKubelet(ctx); err != nil {
 		return nil, err
@@ -279,6 +289,8 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
   disable_apparmor = true
   stream_server_address = "127.0.0.1"
   stream_server_port = "0"
+  [plugins."io.containerd.grpc.v1.cri".registry]
+    config_path = %q
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = %q
     conf_dir = %q
@@ -292,8 +304,11 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
         Root = %q
         SystemdCgroup = false
 `, d("containerd", "root"), d("containerd", "state"), n.socket(), n.socket()+".ttrpc",
-		d("containerd", "opt"), PauseRef, filepath.Join(n.runtime, "usr", "lib", "cni"), d("cni", "net.d"),
+		d("containerd", "opt"), PauseRef, d("certs.d"), filepath.Join(n.runtime, "usr", "lib", "cni"), d("cni", "net.d"),
 		filepath.Join(n.runtime, "usr", "sbin", "runc"), d("runc"))
+	if err := n.registry.configure(d("certs.d")); err != nil {
+		return fmt.Errorf("start containerd: %w", err)
+	}
 	if err := os.WriteFile(d("containerd.toml"), []byte(config), 0o644); err != nil {
 		return fmt.Errorf("start containerd: %w", err)
 	}
@@ -487,6 +502,9 @@ func (n *Node) Stop() error {
 		}
 	}
 	errs = append(errs, teardownNode(n.Dir, n.Cgroup, n.bridge))
+	if n.registry != nil {
+		errs = append(errs, n.registry.Close())
+	}
 	if n.reaper != nil {
 		n.reaper.Close() // the reaper finds Dir gone and exits
 		n.reaper = nil

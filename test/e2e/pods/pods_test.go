@@ -335,6 +335,28 @@ func TestRealPods(t *testing.T) {
 	s := w.sample()
 	w.sampleAPI()
 
+	t.Run("the release image is pulled from a registry by tag", func(t *testing.T) {
+		w := w.on(t)
+		// A pulled image's ID is its repository digest: the index `make
+		// image` builds, as the registry serves it (an imported one would
+		// be its config's digest).
+		digest, err := node.Images.Sidecar.Index.Digest()
+		if err != nil {
+			t.Fatal(err)
+		}
+		ref := node.Images.Sidecar.Ref
+		repo := ref[:strings.LastIndexByte(ref, ':')]
+		for _, p := range w.pods(true) {
+			if got := p.Spec.InitContainers[0].ImagePullPolicy; got != corev1.PullIfNotPresent {
+				t.Errorf("%s: the sidecar's pull policy is %s, want the default for a tag, IfNotPresent", p.Name, got)
+			}
+			st := p.Status.InitContainerStatuses
+			if len(st) == 0 || st[0].Image != ref || st[0].ImageID != repo+"@"+digest.String() {
+				t.Errorf("%s: the sidecar runs %+v, want image %s pulled as %s@%s", p.Name, st, ref, repo, digest)
+			}
+		}
+	})
+
 	t.Run("one leader whose app sees the file", func(t *testing.T) {
 		w := w.on(t)
 		leader := w.leaderNow(30 * time.Second)
