@@ -57,7 +57,7 @@ func (b *bench) measure(ctx context.Context, k electorKind, m mode, r *legacyRes
 		return err
 	}
 	defer b.cp.DeleteNamespace(context.WithoutCancel(ctx), ns)
-	if err := b.cp.ApplyManifests(ctx, ns, filepath.Join(testcluster.RepoRoot(), "deploy", "rbac.yaml")); err != nil {
+	if err := b.cp.ApplyManifests(ctx, ns, filepath.Join(testcluster.RepoRoot(), "deploy", "rbac", "rbac.yaml")); err != nil {
 		return err
 	}
 	if m == routed {

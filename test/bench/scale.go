@@ -83,7 +83,7 @@ func (b *bench) startFleet(ctx context.Context, k electorKind, n int) (_ *fleet,
 	if f.status, err = newStatusWatch(b.log); err != nil {
 		return nil, err
 	}
-	if err := b.cp.ApplyManifests(ctx, ns, filepath.Join(testcluster.RepoRoot(), "deploy", "rbac.yaml")); err != nil {
+	if err := b.cp.ApplyManifests(ctx, ns, filepath.Join(testcluster.RepoRoot(), "deploy", "rbac", "rbac.yaml")); err != nil {
 		return nil, err
 	}
 	token, err := b.cp.ServiceAccountToken(ctx, ns, testcluster.ServiceAccount)

@@ -135,7 +135,7 @@ func (l *requestLog) String() string {
 // rbacFor renders deploy/rbac.yaml for one release, as a chart would: the
 // objects get the release's name, and the Role grants the release's Lease.
 func rbacFor(w *workload) ([]*unstructured.Unstructured, error) {
-	objs, err := testcluster.ReadManifests(filepath.Join(testcluster.RepoRoot(), "deploy", "rbac.yaml"))
+	objs, err := testcluster.ReadManifests(filepath.Join(testcluster.RepoRoot(), "deploy", "rbac", "rbac.yaml"))
 	if err != nil {
 		return nil, err
 	}

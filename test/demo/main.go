@@ -32,7 +32,7 @@ import (
 const (
 	namespacePrefix = "demo"
 	app             = "demo"
-	lease           = "myapp-lock" // the Lease deploy/rbac.yaml grants
+	lease           = "myapp-lock" // the Lease deploy/rbac/rbac.yaml grants
 	service         = "demo-leader"
 	replicas        = 3
 )
@@ -170,7 +170,7 @@ func (d *demo) setUp(ctx context.Context) error {
 		return err
 	}
 	d.ns = ns
-	rbac := filepath.Join(testcluster.RepoRoot(), "deploy", "rbac.yaml")
+	rbac := filepath.Join(testcluster.RepoRoot(), "deploy", "rbac", "rbac.yaml")
 	if err := d.cp.ApplyManifests(ctx, ns, rbac); err != nil {
 		return err
 	}
@@ -192,7 +192,7 @@ func (d *demo) setUp(ctx context.Context) error {
 			return err
 		}
 	}
-	d.say("Namespace %s: ServiceAccount, Role and RoleBinding from deploy/rbac.yaml; %d pods (app=%s) on a stand-in Node.", ns, replicas, app)
+	d.say("Namespace %s: ServiceAccount, Role and RoleBinding from deploy/rbac/rbac.yaml; %d pods (app=%s) on a stand-in Node.", ns, replicas, app)
 	return nil
 }
 

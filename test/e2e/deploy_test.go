@@ -47,18 +47,27 @@ func TestDeployManifests(t *testing.T) {
 	for _, o := range objs {
 		kinds[o.GetKind()] = true
 	}
-	for _, k := range []string{"ServiceAccount", "Role", "RoleBinding", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding", "Deployment", "Service", "PodDisruptionBudget", "NetworkPolicy"} {
+	for _, k := range []string{"ServiceAccount", "Role", "RoleBinding", "Deployment", "Service", "PodDisruptionBudget", "NetworkPolicy"} {
 		if !kinds[k] {
 			t.Errorf("kustomize build deploy/ has no %s", k)
 		}
 	}
-	if err := cp.ApplyObjects(ctx, ns, objs); err != nil {
+	for _, k := range []string{"ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding", "ClusterRole", "ClusterRoleBinding"} {
+		if kinds[k] {
+			t.Errorf("kustomize build deploy/ has a %s: a namespace admin could not apply it", k)
+		}
+	}
+	// The cluster-scoped, optional part, as a cluster admin applies it.
+	policy, err := testcluster.ReadManifests(filepath.Join(testcluster.RepoRoot(), "deploy", "admission-policy", "admission-policy.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cp.ApplyObjects(ctx, ns, append(objs, policy...)); err != nil {
 		t.Fatalf("the API server refused deploy/: %v", err)
 	}
 
 	f := &fleet{t: t, ns: ns, dir: t.TempDir()}
 	t.Cleanup(f.stop)
-	var err error
 	if f.kubeconfig, err = cp.ServiceAccountKubeconfig(ctx, ns, testcluster.ServiceAccount, f.dir); err != nil {
 		t.Fatal(err)
 	}
@@ -204,8 +213,8 @@ func TestAdmissionLimitsCreates(t *testing.T) {
 	ctx := t.Context()
 	ns := testcluster.Namespace(t, cp)
 	deploy := filepath.Join(testcluster.RepoRoot(), "deploy")
-	if err := cp.ApplyManifests(ctx, ns, filepath.Join(deploy, "rbac.yaml"), filepath.Join(deploy, "service-rbac.yaml"),
-		filepath.Join(deploy, "admission-policy.yaml")); err != nil {
+	if err := cp.ApplyManifests(ctx, ns, filepath.Join(deploy, "rbac", "rbac.yaml"), filepath.Join(deploy, "service-rbac", "service-rbac.yaml"),
+		filepath.Join(deploy, "admission-policy", "admission-policy.yaml")); err != nil {
 		t.Fatal(err)
 	}
 	kubeconfig, err := cp.ServiceAccountKubeconfig(ctx, ns, testcluster.ServiceAccount, t.TempDir())
@@ -278,6 +287,24 @@ func TestAdmissionLimitsCreates(t *testing.T) {
 			_, err = slices.Update(ctx, s, metav1.UpdateOptions{})
 			return err
 		}, "named after its Service"},
+		{"in a namespace that did not opt in, nothing is held", func() error {
+			// The same ServiceAccount name and Role in a namespace without
+			// the label: the policy binds there not at all.
+			other, err := cp.Admin.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "not-opted-in-"}}, metav1.CreateOptions{})
+			if err != nil {
+				return err
+			}
+			t.Cleanup(func() { _ = cp.DeleteNamespace(context.Background(), other.Name) })
+			if err := cp.ApplyManifests(ctx, other.Name, filepath.Join(deploy, "rbac", "rbac.yaml")); err != nil {
+				return err
+			}
+			kc, err := cp.ServiceAccountKubeconfig(ctx, other.Name, testcluster.ServiceAccount, t.TempDir())
+			if err != nil {
+				return err
+			}
+			_, err = saClient(t, kc).CoordinationV1().Leases(other.Name).Create(ctx, lease("other-lock"), metav1.CreateOptions{})
+			return err
+		}, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := tc.do()

@@ -213,7 +213,7 @@ func TestUnwritableStatusFileGivesTheLeaseBack(t *testing.T) {
 func TestMissingRBACIsReportedAndRecovers(t *testing.T) {
 	ctx := t.Context()
 	ns := testcluster.Namespace(t, cp)
-	objs, err := testcluster.ReadManifests(filepath.Join(testcluster.RepoRoot(), "deploy", "rbac.yaml"))
+	objs, err := testcluster.ReadManifests(filepath.Join(testcluster.RepoRoot(), "deploy", "rbac", "rbac.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -245,7 +245,7 @@ func TestMissingRBACIsReportedAndRecovers(t *testing.T) {
 	if n := strings.Count(s.Log(), `msg="election error"`); n != 1 {
 		t.Errorf("the election error was logged %d times, want once per distinct error", n)
 	}
-	if err := cp.ApplyManifests(ctx, ns, filepath.Join(testcluster.RepoRoot(), "deploy", "rbac.yaml")); err != nil {
+	if err := cp.ApplyManifests(ctx, ns, filepath.Join(testcluster.RepoRoot(), "deploy", "rbac", "rbac.yaml")); err != nil {
 		t.Fatal(err)
 	}
 	f.waitLeader(20*time.Second, true)

@@ -94,7 +94,7 @@ func newFleet(t *testing.T) *fleet {
 	// The policy is cluster-wide; applying it again is no change. Every test
 	// runs under it, as a cluster with deploy/ applied does.
 	deploy := filepath.Join(testcluster.RepoRoot(), "deploy")
-	if err := cp.ApplyManifests(ctx, ns, filepath.Join(deploy, "rbac.yaml"), filepath.Join(deploy, "admission-policy.yaml")); err != nil {
+	if err := cp.ApplyManifests(ctx, ns, filepath.Join(deploy, "rbac", "rbac.yaml"), filepath.Join(deploy, "admission-policy", "admission-policy.yaml")); err != nil {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()

@@ -171,7 +171,7 @@ func (r *release) setRole(t *testing.T, pod, role string) {
 // names, as a user patches the Role for their own LEASE_NAME.
 func grantLeases(t *testing.T, f *fleet, names ...string) {
 	t.Helper()
-	objs, err := testcluster.ReadManifests(filepath.Join(testcluster.RepoRoot(), "deploy", "rbac.yaml"))
+	objs, err := testcluster.ReadManifests(filepath.Join(testcluster.RepoRoot(), "deploy", "rbac", "rbac.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}

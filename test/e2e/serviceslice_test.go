@@ -39,7 +39,7 @@ func newSliceFleet(t *testing.T) *sliceFleet {
 	t.Cleanup(func() { stopControllerManager(t) })
 	f := newFleet(t)
 	ctx := t.Context()
-	if err := cp.ApplyManifests(ctx, f.ns, filepath.Join(testcluster.RepoRoot(), "deploy", "service-rbac.yaml")); err != nil {
+	if err := cp.ApplyManifests(ctx, f.ns, filepath.Join(testcluster.RepoRoot(), "deploy", "service-rbac", "service-rbac.yaml")); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := cp.Admin.CoreV1().Services(f.ns).Create(ctx, &corev1.Service{
@@ -281,7 +281,7 @@ func TestServiceRBACGrantsOnlyTheSlice(t *testing.T) {
 	ctx := t.Context()
 	ns := testcluster.Namespace(t, cp)
 	deploy := filepath.Join(testcluster.RepoRoot(), "deploy")
-	if err := cp.ApplyManifests(ctx, ns, filepath.Join(deploy, "rbac.yaml"), filepath.Join(deploy, "service-rbac.yaml")); err != nil {
+	if err := cp.ApplyManifests(ctx, ns, filepath.Join(deploy, "rbac", "rbac.yaml"), filepath.Join(deploy, "service-rbac", "service-rbac.yaml")); err != nil {
 		t.Fatal(err)
 	}
 	kubeconfig, err := cp.ServiceAccountKubeconfig(ctx, ns, testcluster.ServiceAccount, t.TempDir())

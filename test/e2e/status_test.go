@@ -266,7 +266,7 @@ func TestStatusCommand(t *testing.T) {
 func TestStatusCommandFindsProblems(t *testing.T) {
 	ctx := t.Context()
 	ns := testcluster.Namespace(t, cp)
-	if err := cp.ApplyManifests(ctx, ns, filepath.Join(testcluster.RepoRoot(), "deploy", "rbac.yaml")); err != nil {
+	if err := cp.ApplyManifests(ctx, ns, filepath.Join(testcluster.RepoRoot(), "deploy", "rbac", "rbac.yaml")); err != nil {
 		t.Fatal(err) // the pods' ServiceAccount
 	}
 	reader := statusReader(t, ns, t.TempDir())

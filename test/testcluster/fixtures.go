@@ -21,6 +21,7 @@ import (
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -29,17 +30,25 @@ import (
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/discovery/cached/memory"
 	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/restmapper"
+	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/utils/ptr"
 )
 
 // ServiceAccount is the name of the ServiceAccount in deploy/.
 const ServiceAccount = "leader-elector"
 
-// CreateNamespace creates a namespace with a unique name from prefix.
+// AdmissionPolicyLabel opts a namespace into deploy/admission-policy's
+// bindings (value "enforce").
+const AdmissionPolicyLabel = "leader-elector.io/admission-policy"
+
+// CreateNamespace creates a namespace with a unique name from prefix,
+// opted into deploy/admission-policy, as a cluster with it applied would
+// label the namespaces of its workloads.
 func (cp *ControlPlane) CreateNamespace(ctx context.Context, prefix string) (string, error) {
 	ns, err := cp.Admin.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{
-		ObjectMeta: metav1.ObjectMeta{GenerateName: prefix + "-"},
+		ObjectMeta: metav1.ObjectMeta{GenerateName: prefix + "-", Labels: map[string]string{AdmissionPolicyLabel: "enforce"}},
 	}, metav1.CreateOptions{})
 	if err != nil {
 		return "", fmt.Errorf("create namespace: %w", err)
@@ -75,7 +84,13 @@ func (cp *ControlPlane) ApplyManifests(ctx context.Context, ns string, paths ...
 
 // ApplyObjects server-side applies objs into namespace ns, as ApplyManifests.
 func (cp *ControlPlane) ApplyObjects(ctx context.Context, ns string, objs []*unstructured.Unstructured) error {
-	dyn, err := dynamic.NewForConfig(cp.AdminConfig)
+	return cp.ApplyObjectsAs(ctx, cp.AdminConfig, ns, objs)
+}
+
+// ApplyObjectsAs is ApplyObjects as the identity of cfg, such as a
+// namespace admin's.
+func (cp *ControlPlane) ApplyObjectsAs(ctx context.Context, cfg *rest.Config, ns string, objs []*unstructured.Unstructured) error {
+	dyn, err := dynamic.NewForConfig(cfg)
 	if err != nil {
 		return err
 	}
@@ -142,6 +157,29 @@ func (cp *ControlPlane) ServiceAccountKubeconfig(ctx context.Context, ns, sa, di
 	}
 	path := filepath.Join(dir, "kubeconfig-"+ns+"-"+sa)
 	return path, WriteKubeconfig(path, cp.URL, cp.CAData, token)
+}
+
+// NamespaceAdmin returns a client config of a ServiceAccount team-admin of
+// ns, bound by a RoleBinding in ns to the built-in ClusterRole admin: a
+// namespace admin, not a cluster admin. The admin ClusterRole is filled by
+// the clusterrole-aggregation controller (NodeControllers run it).
+func (cp *ControlPlane) NamespaceAdmin(ctx context.Context, ns, dir string) (*rest.Config, error) {
+	if _, err := cp.Admin.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "team-admin"}}, metav1.CreateOptions{}); err != nil {
+		return nil, fmt.Errorf("namespace admin of %s: %w", ns, err)
+	}
+	rb := &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "team-admin"},
+		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: "admin"},
+		Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Name: "team-admin", Namespace: ns}},
+	}
+	if _, err := cp.Admin.RbacV1().RoleBindings(ns).Create(ctx, rb, metav1.CreateOptions{}); err != nil {
+		return nil, fmt.Errorf("namespace admin of %s: %w", ns, err)
+	}
+	kc, err := cp.ServiceAccountKubeconfig(ctx, ns, "team-admin", dir)
+	if err != nil {
+		return nil, err
+	}
+	return clientcmd.BuildConfigFromFlags("", kc)
 }
 
 // ServiceAccountToken mints a token for ns/sa with TokenRequest.

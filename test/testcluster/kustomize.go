@@ -2,6 +2,7 @@ package testcluster
 
 import (
 	"fmt"
+	iofs "io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,30 +12,37 @@ import (
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 )
 
-// KustomizeDeploy renders deploy/ (its files, not its subdirectories) through
-// the overlay kustomization, as `kubectl apply -k` of a user's overlay would,
-// with kustomize's own Go module. The overlay refers to deploy/ as ../base.
+// KustomizeDeploy renders deploy/ through the overlay kustomization, as
+// `kubectl apply -k` of a user's overlay would, with kustomize's own Go
+// module. The overlay refers to deploy/ as ../base.
 func KustomizeDeploy(overlay string) ([]*unstructured.Unstructured, error) {
+	return KustomizeOverlay(map[string]string{"kustomization.yaml": overlay})
+}
+
+// KustomizeOverlay renders the overlay made of files (name to content,
+// kustomization.yaml among them), which refers to deploy/ as ../base: its
+// directories too, such as ../base/components/sidecar.
+func KustomizeOverlay(files map[string]string) ([]*unstructured.Unstructured, error) {
 	fs := filesys.MakeFsInMemory()
 	deploy := filepath.Join(RepoRoot(), "deploy")
-	entries, err := os.ReadDir(deploy)
+	err := filepath.WalkDir(deploy, func(path string, d iofs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(deploy, path)
+		return fs.WriteFile(filepath.Join("/base", rel), b)
+	})
 	if err != nil {
 		return nil, fmt.Errorf("kustomize deploy/: %w", err)
 	}
-	for _, e := range entries {
-		if e.IsDir() { // deploy/modes: overlays of their own
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join(deploy, e.Name()))
-		if err != nil {
+	for name, content := range files {
+		if err := fs.WriteFile(filepath.Join("/overlay", name), []byte(content)); err != nil {
 			return nil, fmt.Errorf("kustomize deploy/: %w", err)
 		}
-		if err := fs.WriteFile(filepath.Join("/base", e.Name()), b); err != nil {
-			return nil, fmt.Errorf("kustomize deploy/: %w", err)
-		}
-	}
-	if err := fs.WriteFile("/overlay/kustomization.yaml", []byte(overlay)); err != nil {
-		return nil, fmt.Errorf("kustomize deploy/: %w", err)
 	}
 	resmap, err := krusty.MakeKustomizer(krusty.MakeDefaultOptions()).Run(fs, "/overlay")
 	if err != nil {
@@ -69,7 +77,7 @@ namespace: %s
 resources:
   - ../base
 images:
-  - name: leader-elector
+  - name: ghcr.io/leader-elector/leader-elector
     newName: %s
     newTag: %s
   - name: busybox

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -104,7 +105,7 @@ func (n *Node) StatusFiles(ctx context.Context, ns string) func() map[string]str
 		}
 		m := map[string]string{}
 		for _, p := range l.Items {
-			m[p.Name] = filepath.Join(n.EmptyDirPath(p.UID, "tmp"), "leader_status")
+			m[p.Name] = filepath.Join(n.EmptyDirPath(p.UID, StatusVolume(&p)), "leader_status")
 		}
 		mu.Lock()
 		files = m
@@ -122,6 +123,23 @@ func (n *Node) StatusFiles(ctx context.Context, ns string) func() map[string]str
 		defer mu.Unlock()
 		return files
 	}
+}
+
+// StatusVolume is the volume the pod's sidecar mounts at /tmp, where it
+// writes the status file: "tmp" in deploy/example.yaml,
+// "leader-elector-status" from deploy/components/sidecar.
+func StatusVolume(p *corev1.Pod) string {
+	for _, c := range p.Spec.InitContainers {
+		if c.Name != SidecarContainer {
+			continue
+		}
+		for _, m := range c.VolumeMounts {
+			if m.MountPath == "/tmp" {
+				return m.Name
+			}
+		}
+	}
+	return "tmp"
 }
 
 // Present returns the names of files whose path exists.

@@ -32,8 +32,10 @@ import (
 // the garbage collector deletes what they own, root-ca-cert-publisher makes
 // the kube-root-ca.crt ConfigMap that projected ServiceAccount tokens need,
 // EndpointSlices route a Service, and the disruption controller keeps a
-// PodDisruptionBudget's status, which the Eviction API checks.
-const NodeControllers = "deployment-controller,replicaset-controller,garbage-collector-controller,root-ca-certificate-publisher-controller,serviceaccount-controller,endpointslice-controller,disruption-controller"
+// PodDisruptionBudget's status, which the Eviction API checks; the
+// clusterrole-aggregation controller fills the built-in admin ClusterRole,
+// which a namespace admin is bound to.
+const NodeControllers = "clusterrole-aggregation-controller,deployment-controller,replicaset-controller,garbage-collector-controller,root-ca-certificate-publisher-controller,serviceaccount-controller,endpointslice-controller,disruption-controller"
 
 // runtimePackages are Debian's container runtime and CNI plugins, fetched
 // once into a cache (DebianPackages), never installed on the system.

@@ -63,7 +63,7 @@ func TestControlPlaneServesTheBuiltVersion(t *testing.T) {
 func TestRBACDeniesWhatDeployDoesNotGrant(t *testing.T) {
 	ctx := t.Context()
 	ns := Namespace(t, cp)
-	if err := cp.ApplyManifests(ctx, ns, filepath.Join(RepoRoot(), "deploy", "rbac.yaml")); err != nil {
+	if err := cp.ApplyManifests(ctx, ns, filepath.Join(RepoRoot(), "deploy", "rbac", "rbac.yaml")); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := cp.CreatePod(ctx, ns, "replica-0", PodOptions{Labels: map[string]string{"app": "demo"}}); err != nil {

@@ -16,7 +16,7 @@ package compat
 // Differences, on purpose: without --election-namespace the Lease is in the
 // pod's own namespace (NAMESPACE, POD_NAMESPACE, the service account's), not
 // in "default" as there; the original's lock, an Endpoints annotation, cannot
-// be shared with a Lease anyway, and deploy/rbac.yaml grants the pod's own
+// be shared with a Lease anyway, and deploy/rbac/rbac.yaml grants the pod's own
 // namespace. Like the original, it serves --http alone: no health
 // endpoints, no status file, no control socket, unless their variables are
 // set.

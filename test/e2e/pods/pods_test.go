@@ -6,6 +6,7 @@
 package pods
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -50,12 +51,16 @@ const (
 type workload struct {
 	t  *testing.T
 	ns string
+	// leaseName is the Lease's name, if not deploy/example.yaml's.
+	leaseName string
 }
 
 func (w *workload) ctx() context.Context { return w.t.Context() }
 
 // on is the workload as seen from subtest t: its failures are t's.
-func (w *workload) on(t *testing.T) *workload { return &workload{t: t, ns: w.ns} }
+func (w *workload) on(t *testing.T) *workload {
+	return &workload{t: t, ns: w.ns, leaseName: w.leaseName}
+}
 
 // pods returns the workload's pods; with live, only those running and not
 // being deleted.
@@ -82,9 +87,10 @@ func (w *workload) pod(name string) *corev1.Pod {
 }
 
 func (w *workload) lease() *coordinationv1.Lease {
-	l, err := cp.Admin.CoordinationV1().Leases(w.ns).Get(w.ctx(), lease, metav1.GetOptions{})
+	name := cmp.Or(w.leaseName, lease)
+	l, err := cp.Admin.CoordinationV1().Leases(w.ns).Get(w.ctx(), name, metav1.GetOptions{})
 	if err != nil {
-		w.t.Fatalf("get Lease %s: %v", lease, err)
+		w.t.Fatalf("get Lease %s: %v", name, err)
 	}
 	return l
 }
@@ -149,7 +155,7 @@ func (w *workload) waitGone(name string, timeout time.Duration) *corev1.Pod {
 
 // statusFile is the pod's status file on its emptyDir, seen from the node.
 func statusFile(p *corev1.Pod) string {
-	return filepath.Join(node.EmptyDirPath(p.UID, "tmp"), statusRel)
+	return filepath.Join(node.EmptyDirPath(p.UID, testcluster.StatusVolume(p)), statusRel)
 }
 
 // appLogSays waits for the app container's shell check to print want
