@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
@@ -23,6 +24,7 @@ import (
 	"k8s.io/utils/clock"
 
 	"github.com/leader-elector/leader-elector/internal/commands/await"
+	"github.com/leader-elector/leader-elector/internal/commands/kubectlleader"
 	"github.com/leader-elector/leader-elector/internal/commands/leasestatus"
 	"github.com/leader-elector/leader-elector/internal/config"
 	"github.com/leader-elector/leader-elector/internal/dropins/compat"
@@ -49,6 +51,9 @@ func versionLine() string {
 }
 
 func main() {
+	if filepath.Base(os.Args[0]) == kubectlleader.Name { // run by kubectl as its plugin
+		os.Exit(kubectlleader.Main(context.Background(), os.Args[1:], os.LookupEnv, os.Stdout, os.Stderr, "kubectl-leader/"+version, versionLine()))
+	}
 	os.Exit(run(context.Background(), os.Args[1:], os.LookupEnv, os.Stdout, os.Stderr))
 }
 

@@ -1,7 +1,9 @@
 package leasestatus
 
 import (
+	"cmp"
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -17,13 +19,15 @@ import (
 	"github.com/leader-elector/leader-elector/internal/kubeclient"
 )
 
-const usage = `Usage: leader-elector status [--namespace NS] [-o table|json] [flags] LEASE
+const usage = `Usage: leader-elector status [--namespace NS] [-o table|json] [--wait] [flags] LEASE
 
 Reads the Lease and the pods carrying the role label, and shows who leads,
 for how long, when the Lease was renewed and when it expires, which pods are
-labelled leader, and what disagrees. Credentials: --kubeconfig, else
-KUBECONFIG, else the pod's ServiceAccount (in a cluster). It needs get on the
-Lease and list on pods.
+labelled leader, and what disagrees. With --wait it reads again every
+half second until there is a live leader (or --timeout). Credentials:
+--kubeconfig (and --context), else KUBECONFIG, else ~/.kube/config, else the
+pod's ServiceAccount (in a cluster). It needs get on the Lease and list on
+pods.
 
 Exit codes: 0 a live leader and, if pods carry the role label, it alone is
 labelled leader; 1 the Lease or the pods could not be read; 2 bad usage;
@@ -42,21 +46,30 @@ type Command struct {
 	// Clock gives the time the ages are measured at.
 	Clock clock.PassiveClock
 	// Connect returns the APIs of namespace ns with the kubeconfig at path
-	// (empty: in-cluster).
-	Connect func(path, ns string) (Leases, Pods, error)
+	// (empty: in-cluster), in its context kubeContext (empty: the current).
+	Connect func(path, kubeContext, ns string) (Leases, Pods, error)
+	// Name is the command as the user typed it, for messages: "leader-elector
+	// status" (the default) or "kubectl leader status".
+	Name string
 }
 
 // Main runs `leader-elector status` with args (after "status") on the real
 // clock and API server, and returns the exit code.
 func Main(ctx context.Context, args []string, lookup func(string) (string, bool), stdout, stderr io.Writer, userAgent string) int {
-	return Command{Lookup: lookup, Stdout: stdout, Stderr: stderr, Clock: clock.RealClock{},
-		Connect: func(path, ns string) (Leases, Pods, error) {
-			c, err := kubeclient.Connect(path, userAgent)
+	return New(lookup, stdout, stderr, clock.RealClock{}, userAgent).Run(ctx, args)
+}
+
+// New returns the command on clk and the real API server, naming itself
+// userAgent to it.
+func New(lookup func(string) (string, bool), stdout, stderr io.Writer, clk clock.PassiveClock, userAgent string) Command {
+	return Command{Lookup: lookup, Stdout: stdout, Stderr: stderr, Clock: clk,
+		Connect: func(path, kubeContext, ns string) (Leases, Pods, error) {
+			c, err := kubeclient.ConnectContext(path, kubeContext, userAgent)
 			if err != nil {
 				return nil, nil, err
 			}
 			return c.Leases(ns), c.Pods(ns), nil
-		}}.Run(ctx, args)
+		}}
 }
 
 // homeKubeconfig is ~/.kube/config outside a cluster, where kubectl reads
@@ -85,6 +98,9 @@ func (c Command) Run(ctx context.Context, args []string) int {
 		return def
 	}
 	fs := cli.NewFlagSet("status")
+	if c.Name != "" {
+		fs.Init(c.Name, flag.ContinueOnError)
+	}
 	var q Query
 	fs.StringVar(&q.Namespace, "namespace", "", "namespace of the Lease and the pods (default: the kubeconfig's, else the pod's, else default)")
 	fs.StringVar(&q.Namespace, "n", "", "short for --namespace")
@@ -94,8 +110,10 @@ func (c Command) Run(ctx context.Context, args []string) int {
 	fs.StringVar(&q.Selector, "selector", "", "label selector narrowing the pods, such as app.kubernetes.io/instance=web, when the namespace holds more than one workload")
 	fs.StringVar(&q.Selector, "l", "", "short for --selector")
 	kubeconfig := fs.String("kubeconfig", env("KUBECONFIG", c.homeKubeconfig()), "kubeconfig file (default: KUBECONFIG, else ~/.kube/config outside a cluster, as kubectl, else in-cluster)")
+	kubeContext := fs.String("context", "", "the kubeconfig context to use (default: its current context), as kubectl's --context")
+	wait := fs.Bool("wait", false, "read again every half second until there is a live leader, then report; with --timeout, exit code 3 if none came")
 	timeout := cli.Duration{D: 30 * time.Second}
-	fs.Var(&timeout, "timeout", "give up reading after this long, with exit code 1; 0: no limit")
+	fs.Var(&timeout, "timeout", "give up reading (or waiting) after this long, with exit code 1 (3 when waiting); 0: no limit")
 	pos, code, ok := cli.Run(fs, args, usage, c.Stdout, c.Stderr)
 	if !ok {
 		return code
@@ -114,23 +132,39 @@ func (c Command) Run(ctx context.Context, args []string) int {
 		return cli.Usagef(c.Stderr, fs, "%v", err)
 	}
 	if q.Namespace == "" {
-		ns, err := kubeconfigNamespace(*kubeconfig)
+		ns, err := kubeconfigNamespace(*kubeconfig, *kubeContext)
 		if err != nil {
-			fmt.Fprintf(c.Stderr, "leader-elector status: %v\n", err)
+			fmt.Fprintf(c.Stderr, "%s: %v\n", c.name(), err)
 			return cli.ExitFailure
 		}
 		q.Namespace = ns
 	} else if errs := validation.IsDNS1123Label(q.Namespace); len(errs) > 0 {
 		return cli.Usagef(c.Stderr, fs, "--namespace=%q: must be a namespace name: %s", q.Namespace, errs[0])
 	}
-	return c.report(ctx, q, *kubeconfig, *output, timeout.D)
+	return c.report(ctx, q, target{*kubeconfig, *kubeContext}, *output, timeout.D, *wait)
 }
+
+// waitInterval is how often --wait reads again.
+const waitInterval = 500 * time.Millisecond
+
+// after is the clock's After, for --wait: a fake clock's in tests.
+func (c Command) after(d time.Duration) <-chan time.Time {
+	if clk, ok := c.Clock.(clock.Clock); ok {
+		return clk.After(d)
+	}
+	return time.After(d)
+}
+
+// target is where status reads: a kubeconfig and its context.
+type target struct{ kubeconfig, context string }
+
+func (c Command) name() string { return cmp.Or(c.Name, "leader-elector status") }
 
 // kubeconfigNamespace is the namespace of kubeconfig's context, as kubectl
 // finds it; default without a kubeconfig or a cluster (Connect says so).
-func kubeconfigNamespace(kubeconfig string) (string, error) {
+func kubeconfigNamespace(kubeconfig, kubeContext string) (string, error) {
 	ns, _, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(
-		&clientcmd.ClientConfigLoadingRules{ExplicitPath: kubeconfig}, &clientcmd.ConfigOverrides{}).Namespace()
+		&clientcmd.ClientConfigLoadingRules{ExplicitPath: kubeconfig}, &clientcmd.ConfigOverrides{CurrentContext: kubeContext}).Namespace()
 	switch {
 	case clientcmd.IsEmptyConfig(err):
 		return metav1.NamespaceDefault, nil
@@ -142,20 +176,32 @@ func kubeconfigNamespace(kubeconfig string) (string, error) {
 
 // report reads what q asks for and writes it as output; its result is the
 // exit code.
-func (c Command) report(ctx context.Context, q Query, kubeconfig, output string, timeout time.Duration) int {
+func (c Command) report(ctx context.Context, q Query, to target, output string, timeout time.Duration, wait bool) int {
 	if timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, timeout)
 		defer cancel()
 	}
-	leases, pods, err := c.Connect(kubeconfig, q.Namespace)
+	leases, pods, err := c.Connect(to.kubeconfig, to.context, q.Namespace)
 	if err != nil {
-		fmt.Fprintf(c.Stderr, "leader-elector status: %v\n", err)
+		fmt.Fprintf(c.Stderr, "%s: %v\n", c.name(), err)
 		return cli.ExitFailure
 	}
 	r, err := Read(ctx, leases, pods, q, c.Clock)
+	for wait && err == nil && !r.Live {
+		select {
+		case <-ctx.Done():
+			fmt.Fprintf(c.Stderr, "%s: no live leader of Lease %s/%s within %s\n", c.name(), q.Namespace, q.Lease, timeout)
+			if werr := r.WriteTable(c.Stderr); werr != nil {
+				return cli.ExitFailure
+			}
+			return ExitNoLeader
+		case <-c.after(waitInterval):
+		}
+		r, err = Read(ctx, leases, pods, q, c.Clock)
+	}
 	if err != nil {
-		fmt.Fprintf(c.Stderr, "leader-elector status: %v\n", err)
+		fmt.Fprintf(c.Stderr, "%s: %v\n", c.name(), err)
 		return cli.ExitFailure
 	}
 	write := r.WriteTable
@@ -163,7 +209,7 @@ func (c Command) report(ctx context.Context, q Query, kubeconfig, output string,
 		write = r.WriteJSON
 	}
 	if err := write(c.Stdout); err != nil {
-		fmt.Fprintf(c.Stderr, "leader-elector status: write the report: %v\n", err)
+		fmt.Fprintf(c.Stderr, "%s: write the report: %v\n", c.name(), err)
 		return cli.ExitFailure
 	}
 	return r.ExitCode

@@ -7,11 +7,13 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/kubernetes/fake"
@@ -29,7 +31,9 @@ func kubeconfigWithNamespace(t *testing.T, ns string) string {
 kind: Config
 clusters: [{name: c, cluster: {server: "https://127.0.0.1:1"}}]
 users: [{name: u, user: {token: t}}]
-contexts: [{name: x, context: {cluster: c, user: u, namespace: ` + ns + `}}]
+contexts:
+  - {name: x, context: {cluster: c, user: u, namespace: ` + ns + `}}
+  - {name: other, context: {cluster: c, user: u, namespace: custom}}
 current-context: x
 `
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
@@ -88,6 +92,9 @@ func TestCommand(t *testing.T) {
 		{name: "namespace from the kubeconfig's context", args: []string{"myapp-lock"}, env: map[string]string{"KUBECONFIG": ctxKubeconfig},
 			wantCode: 0, wantNS: "from-context"},
 		{name: "--kubeconfig", args: []string{"--kubeconfig", ctxKubeconfig, "myapp-lock"}, wantCode: 0, wantNS: "from-context"},
+		{name: "--context picks another context's namespace, as kubectl", args: []string{"--kubeconfig", ctxKubeconfig, "--context", "other", "myapp-lock"}, wantCode: 0, wantNS: "custom"},
+		{name: "--context that the kubeconfig lacks", args: []string{"--kubeconfig", ctxKubeconfig, "--context", "nope", "myapp-lock"}, wantCode: cli.ExitFailure,
+			wantStderr: `leader-elector status: find the namespace in KUBECONFIG=`},
 		{name: "~/.kube/config outside a cluster, as kubectl", args: []string{"myapp-lock"}, env: map[string]string{"HOME": home},
 			wantCode: 0, wantNS: "from-context"},
 		{name: "in a cluster, not ~/.kube/config", args: []string{"myapp-lock"}, env: map[string]string{"HOME": home, "KUBERNETES_SERVICE_HOST": "10.0.0.1"},
@@ -114,13 +121,13 @@ func TestCommand(t *testing.T) {
 					return true, nil, apierrors.NewForbidden(schema.GroupResource{Group: "coordination.k8s.io", Resource: "leases"}, "myapp-lock", nil)
 				})
 			}
-			var gotNS string
+			var gotNS, gotContext string
 			var stdout, stderr bytes.Buffer
 			c := Command{
 				Lookup: func(k string) (string, bool) { v, ok := tt.env[k]; return v, ok },
 				Stdout: &stdout, Stderr: &stderr, Clock: clocktesting.NewFakePassiveClock(now),
-				Connect: func(_, ns string) (Leases, Pods, error) {
-					gotNS = ns
+				Connect: func(_, kubeContext, ns string) (Leases, Pods, error) {
+					gotNS, gotContext = ns, kubeContext
 					if tt.connectErr {
 						return nil, nil, errors.New("no KUBECONFIG set and not running in a cluster: unable to load in-cluster configuration")
 					}
@@ -133,6 +140,9 @@ func TestCommand(t *testing.T) {
 			}
 			if gotNS != tt.wantNS {
 				t.Errorf("namespace %q, want %q", gotNS, tt.wantNS)
+			}
+			if i := slices.Index(tt.args, "--context"); i >= 0 && gotNS != "" && gotContext != tt.args[i+1] {
+				t.Errorf("connected in context %q, want %q", gotContext, tt.args[i+1])
 			}
 			if !strings.Contains(stdout.String(), tt.wantStdout) {
 				t.Errorf("stdout lacks %q:\n%s", tt.wantStdout, stdout.String())
@@ -150,5 +160,71 @@ func TestCommand(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestWaitReadsUntilALiveLeader: --wait reads every half second until the
+// Lease names a live holder (here: created after two reads), then reports;
+// on a fake clock, with the reads counted.
+func TestWaitReadsUntilALiveLeader(t *testing.T) {
+	clk := clocktesting.NewFakeClock(time.Date(2026, 12, 7, 8, 0, 0, 0, time.UTC))
+	client := fake.NewClientset()
+	reads := 0
+	client.PrependReactor("get", "leases", func(k8stesting.Action) (bool, runtime.Object, error) {
+		reads++
+		return false, nil, nil
+	})
+	var stdout, stderr bytes.Buffer
+	c := Command{
+		Lookup: func(string) (string, bool) { return "", false },
+		Stdout: &stdout, Stderr: &stderr, Clock: clk,
+		Connect: func(_, _, ns string) (Leases, Pods, error) {
+			return client.CoordinationV1().Leases(ns), client.CoreV1().Pods(ns), nil
+		},
+		Name: "kubectl leader await",
+	}
+	done := make(chan int)
+	go func() {
+		done <- c.Run(context.Background(), []string{"-n", "prod", "--wait", "--timeout", "0", "myapp-lock"})
+	}()
+	for want := 1; want <= 2; want++ {
+		for !clk.HasWaiters() {
+			time.Sleep(time.Millisecond)
+		}
+		if reads != want {
+			t.Fatalf("%d reads before wait %d, want %d", reads, want, want)
+		}
+		if want == 2 {
+			l := lease("pod-0", time.Second, 0, 15, 1)
+			l.Namespace = "prod"
+			l.Spec.RenewTime = &metav1.MicroTime{Time: clk.Now()}
+			if _, err := client.CoordinationV1().Leases("prod").Create(context.Background(), l, metav1.CreateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		clk.Step(waitInterval)
+	}
+	if code := <-done; code != 0 || !strings.Contains(stdout.String(), "OK: pod-0 leads") {
+		t.Errorf("exit code %d, stdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
+	}
+}
+
+// TestWaitGivesUpAtTheTimeout: no leader within --timeout is exit code 3,
+// with the last report on stderr.
+func TestWaitGivesUpAtTheTimeout(t *testing.T) {
+	client := fake.NewClientset()
+	var stdout, stderr bytes.Buffer
+	c := Command{
+		Lookup: func(string) (string, bool) { return "", false },
+		Stdout: &stdout, Stderr: &stderr, Clock: clocktesting.NewFakeClock(time.Now()),
+		Connect: func(_, _, ns string) (Leases, Pods, error) {
+			return client.CoordinationV1().Leases(ns), client.CoreV1().Pods(ns), nil
+		},
+	}
+	if code := c.Run(context.Background(), []string{"-n", "prod", "--wait", "--timeout", "50ms", "myapp-lock"}); code != ExitNoLeader {
+		t.Errorf("exit code %d, want %d", code, ExitNoLeader)
+	}
+	if !strings.Contains(stderr.String(), "leader-elector status: no live leader of Lease prod/myapp-lock within 50ms") {
+		t.Errorf("stderr:\n%s", stderr.String())
 	}
 }
