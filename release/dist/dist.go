@@ -157,7 +157,7 @@ type tarFile struct {
 // tarGz is a gzipped tar of files in their order, dated mtime, root-owned.
 func tarGz(mtime time.Time, files []tarFile) ([]byte, error) {
 	var buf bytes.Buffer
-	zw, err := gzip.NewWriterLevel(&buf, gzip.BestCompression)
+	zw, err := gzip.NewWriterLevel(&buf, gzip.DefaultCompression)
 	if err != nil {
 		return nil, err
 	}

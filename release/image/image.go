@@ -118,7 +118,7 @@ func layerTar(files []File, mtime time.Time) ([]byte, error) {
 		}
 	}
 	var buf bytes.Buffer
-	zw, err := gzip.NewWriterLevel(&buf, gzip.BestCompression)
+	zw, err := gzip.NewWriterLevel(&buf, gzip.DefaultCompression)
 	if err != nil {
 		return nil, err
 	}
