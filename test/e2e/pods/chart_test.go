@@ -15,9 +15,9 @@ import (
 
 	"helm.sh/helm/v4/pkg/action"
 	"helm.sh/helm/v4/pkg/chart/common"
-	"helm.sh/helm/v4/pkg/kube"
 	chart "helm.sh/helm/v4/pkg/chart/v2"
 	"helm.sh/helm/v4/pkg/chart/v2/loader"
+	"helm.sh/helm/v4/pkg/kube"
 	release "helm.sh/helm/v4/pkg/release/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -185,8 +185,8 @@ func TestChartLintsAndRendersWhatDeployHas(t *testing.T) {
 
 	// The schema refuses what the sidecar would refuse, before anything is applied.
 	for _, vals := range []map[string]any{
-		{},                       // no lease
-		{"lease": "My_Lock"},     // not a Lease name
+		{},                   // no lease
+		{"lease": "My_Lock"}, // not a Lease name
 		{"lease": "l", "image": map[string]any{"tag": "latest"}},
 		{"lease": "l", "healthPort": 0},
 		{"lease": "l", "typo": true},
