@@ -24,6 +24,7 @@ import (
 	"k8s.io/utils/clock"
 
 	"github.com/leader-elector/leader-elector/internal/commands/await"
+	"github.com/leader-elector/leader-elector/internal/commands/completion"
 	"github.com/leader-elector/leader-elector/internal/commands/kubectlleader"
 	"github.com/leader-elector/leader-elector/internal/commands/leasestatus"
 	"github.com/leader-elector/leader-elector/internal/config"
@@ -76,8 +77,7 @@ func run(ctx context.Context, args []string, lookup func(string) (string, bool),
 			fmt.Fprintln(stdout, versionLine())
 			return 0
 		case "completion":
-			fmt.Fprintln(stderr, "leader-elector completion: no shell completion is provided yet; the commands are await, status and resign (see --help)")
-			return 2
+			return completion.Main(args[1:], stdout, stderr)
 		}
 	}
 	switch {

@@ -4,8 +4,12 @@ import (
 	"bytes"
 	"context"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/leader-elector/leader-elector/internal/commands/completion"
 )
 
 // TestRunDispatchesCommands: the first argument picks await, status or resign; their
@@ -44,7 +48,7 @@ func TestRunReservesItsWords(t *testing.T) {
 		{[]string{"help"}, 0, "Commands (each with --help)", ""},
 		{[]string{"--help"}, 0, "leader-elector --version", ""},
 		{[]string{"version"}, 0, "dev", ""},
-		{[]string{"completion", "bash"}, 2, "", "no shell completion"},
+		{[]string{"completion", "bash"}, 0, "complete -o default -F _leader_elector leader-elector", ""},
 		{[]string{"statsu", "myapp-lock"}, 2, "", "did you mean `leader-elector status`?"},
 		{[]string{"resing"}, 2, "", "did you mean `leader-elector resign`?"},
 		{[]string{"awiat", "--leader"}, 2, "", "did you mean `leader-elector await`?"},
@@ -77,5 +81,36 @@ func TestRunRefusesACommandWithoutDashes(t *testing.T) {
 	}
 	if stdout.Len() != 0 {
 		t.Errorf("stdout %q: the command ran", stdout.String())
+	}
+}
+
+// TestCompletionListsEachFlag keeps the shell completion equal to what
+// each subcommand's --help lists.
+func TestCompletionListsEachFlag(t *testing.T) {
+	flagRE := regexp.MustCompile(`(?m)^\s+(-{1,2}[a-z][-a-z]*)`)
+	for sub, flags := range completion.Flags {
+		if sub == "completion" {
+			continue
+		}
+		var stdout, stderr bytes.Buffer
+		run(context.Background(), []string{sub, "--help"}, func(string) (string, bool) { return "", false }, &stdout, &stderr)
+		help := stdout.String() + stderr.String()
+		var listed []string
+		for _, m := range flagRE.FindAllStringSubmatch(help, -1) {
+			listed = append(listed, "-"+strings.TrimLeft(m[1], "-"))
+		}
+		for _, f := range flags {
+			if f == "--help" {
+				continue
+			}
+			if !slices.Contains(listed, "-"+strings.TrimLeft(f, "-")) {
+				t.Errorf("completion offers %s %s, which %s --help does not list:\n%s", sub, f, sub, help)
+			}
+		}
+		for _, l := range listed {
+			if !slices.ContainsFunc(flags, func(f string) bool { return "-"+strings.TrimLeft(f, "-") == l }) {
+				t.Errorf("%s --help lists %s, which the completion does not offer", sub, l)
+			}
+		}
 	}
 }
