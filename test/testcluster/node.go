@@ -184,6 +184,16 @@ func (n *Node) ImportImage(ctx context.Context, img Image) error {
 	return nil
 }
 
+// ImageNames lists the images of the node's containerd, by reference.
+func (n *Node) ImageNames(ctx context.Context) ([]string, error) {
+	cmd := exec.CommandContext(ctx, filepath.Join(n.runtime, "usr", "bin", "ctr"), "--address", n.socket(), "--namespace", "k8s.io", "images", "ls", "-q")
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("ctr images ls: %w", err)
+	}
+	return strings.Fields(string(out)), nil
+}
+
 const nodeMarker = "node.cleanup"
 
 // pickSubnet picks a /24 for the node's pods (10.244.X.0/24) and its bridge
