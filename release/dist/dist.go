@@ -194,7 +194,8 @@ spec:
   description: |
     kubectl leader status shows which pod leads a workload elected by
     leader-elector (or any elector of a coordination.k8s.io Lease), its
-    term, and each pod's role label. It is the leader-elector binary run
+    term, and each pod's role label; await waits for a leader; resign makes
+    the leader's sidecar hand over. It is the leader-elector binary run
     under the name kubectl-leader; see its --help.
   platforms:
 `, opts.Stamp.Version)

@@ -72,7 +72,7 @@ func TestKubectlPlugin(t *testing.T) {
 		// current context's, which the error names.
 		{"the current context's namespace", []string{"status", leaseName}, 1, "", `cannot get resource "leases" in API group "coordination.k8s.io" in the namespace "default"`},
 		{"a context the kubeconfig lacks", []string{"status", "--context", "nope", leaseName}, 1, "", "context was not found for specified context: nope"},
-		{"resign says where it runs", []string{"resign"}, 2, "", "kubectl exec -n NS POD -c leader-elector -- /leader-elector resign"},
+		{"resign needs the Lease", []string{"resign"}, 2, "", "kubectl leader resign: want one argument, the Lease's name"},
 		{"no command is usage, not a sidecar", nil, 2, "", "kubectl leader status LEASE"},
 		{"version", []string{"version"}, 0, "leader-elector ", ""},
 	} {

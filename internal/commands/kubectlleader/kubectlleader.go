@@ -1,5 +1,5 @@
 // Package kubectlleader is the binary run as kubectl-leader, the kubectl
-// plugin: `kubectl leader status|await`, with kubectl's conventions (-n,
+// plugin: `kubectl leader status|await|resign`, with kubectl's conventions (-n,
 // --context, --kubeconfig, KUBECONFIG, ~/.kube/config and its context's
 // namespace). Under that name the binary never starts a sidecar.
 package kubectlleader
@@ -25,10 +25,9 @@ Usage:
       (exit 0 a live leader, 3 none, 4 the labels disagree, 1 unreadable)
   kubectl leader await LEASE [--timeout 30s] [same flags]
       wait until the Lease has a live leader, then show it (exit 3 at the timeout; 0s: no limit)
+  kubectl leader resign LEASE [--to POD] [same flags]
+      run resign in the leader's sidecar (by exec): it steps down and hands over
   kubectl leader version
-
-To move leadership, run resign in the leader's sidecar:
-  kubectl exec -n NS POD -c leader-elector -- /leader-elector resign [--to PEER]
 
 Each command's flags: kubectl leader status --help.
 `
@@ -57,10 +56,7 @@ func Main(ctx context.Context, args []string, lookup func(string) (string, bool)
 		fmt.Fprint(stdout, usage)
 		return 0
 	case "resign":
-		fmt.Fprint(stderr, "kubectl leader resign: resign runs in the leader's sidecar, which holds the Lease:\n"+
-			"  kubectl exec -n NS POD -c leader-elector -- /leader-elector resign [--to PEER]\n"+
-			"(kubectl leader status LEASE names the leader's pod)\n")
-		return cli.ExitUsage
+		return resign(ctx, args[1:], lookup, stdout, stderr, userAgent)
 	}
 	fmt.Fprintf(stderr, "kubectl leader: unknown command %q\n\n%s", args[0], usage)
 	return cli.ExitUsage

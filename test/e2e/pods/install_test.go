@@ -4,6 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -194,7 +197,34 @@ func TestInstallAsANamespaceAdmin(t *testing.T) {
 			return pods.Delete(ctx, leader.Name, metav1.DeleteOptions{})
 		})
 		w.waitReady(3, 2*time.Minute)
-		w.leaderNow(30 * time.Second)
+		before := w.leaderNow(30 * time.Second)
+
+		// kubectl leader resign, as the namespace admin: the plugin finds
+		// the leader and runs resign in its sidecar by exec.
+		dir := t.TempDir()
+		bin, err := testcluster.BuildSidecar(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		plugin := filepath.Join(dir, "kubectl-leader")
+		if err := os.Symlink(bin, plugin); err != nil {
+			t.Fatal(err)
+		}
+		kubeconfig, err := cp.ServiceAccountKubeconfig(ctx, ns, "team-admin", dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.CommandContext(ctx, plugin, "resign", componentLease, "-n", ns, "--kubeconfig", kubeconfig)
+		cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir}
+		out, err := cmd.CombinedOutput()
+		t.Logf("kubectl leader resign %s -n %s:\n%s", componentLease, ns, out)
+		if err != nil {
+			t.Fatalf("kubectl leader resign: %v", err)
+		}
+		after := w.leaderNow(30 * time.Second)
+		if after.Name == before.Name {
+			t.Errorf("kubectl leader resign: %s still leads", before.Name)
+		}
 	})
 }
 
