@@ -1,6 +1,7 @@
 package main
 
 import (
+	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -140,6 +141,32 @@ func TestSlug(t *testing.T) {
 	} {
 		if got := slug(heading); got != want {
 			t.Errorf("slug(%q) = %q, want %q", heading, got, want)
+		}
+	}
+}
+
+// TestNoManifestNamesLatest: every image in deploy/, charts/ and the
+// Dockerfiles is a pinned tag, so the default pull policy is IfNotPresent
+// and what runs is what was tested.
+func TestNoManifestNamesLatest(t *testing.T) {
+	for _, root := range []string{"deploy", "charts", "Dockerfile"} {
+		err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+			if err != nil || d.IsDir() {
+				return err
+			}
+			data, err := os.ReadFile(path)
+			if err != nil {
+				return err
+			}
+			for i, line := range strings.Split(string(data), "\n") {
+				if strings.Contains(line, ":latest") {
+					t.Errorf("%s:%d names an image :latest: %s", path, i+1, strings.TrimSpace(line))
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
 		}
 	}
 }
