@@ -83,9 +83,9 @@ func (s *stampFlags) register(fs *flag.FlagSet, out string) {
 
 func (s *stampFlags) check() (time.Time, error) {
 	var missing []string
-	for flag, v := range map[string]string{"-version": s.stamp.Version, "-commit": s.stamp.Commit, "-date": s.stamp.Date} {
-		if v == "" {
-			missing = append(missing, flag)
+	for _, f := range []struct{ flag, v string }{{"-version", s.stamp.Version}, {"-commit", s.stamp.Commit}, {"-date", s.stamp.Date}} {
+		if f.v == "" {
+			missing = append(missing, f.flag)
 		}
 	}
 	if len(missing) > 0 {
@@ -94,6 +94,13 @@ func (s *stampFlags) check() (time.Time, error) {
 	t, err := time.Parse(time.RFC3339, s.stamp.Date)
 	if err != nil {
 		return time.Time{}, fmt.Errorf("%w: -date=%q: must be RFC 3339 (2026-12-07T08:00:00Z): %v", errUsage, s.stamp.Date, err)
+	}
+	// The builds run make in the repository: relative paths would resolve
+	// from there, not from here.
+	for _, p := range []*string{&s.repo, &s.out} {
+		if *p, err = filepath.Abs(*p); err != nil {
+			return time.Time{}, err
+		}
 	}
 	return t, nil
 }
