@@ -76,7 +76,16 @@ kind: Kustomization
 namespace: %s
 resources:
   - ../base
-images:
+`, ns) + n.NodeChanges(sidecarRef)
+}
+
+// NodeChanges is the part of a kustomization that PodOverlay adds to run
+// the Deployment myapp on this node: the images (sidecarRef for the
+// product's) and the API server's address.
+func (n *Node) NodeChanges(sidecarRef string) string {
+	sidecar, sidecarTag := SplitRef(sidecarRef)
+	app, appTag := SplitRef(n.Images.App.Ref)
+	return fmt.Sprintf(`images:
   - name: ghcr.io/leader-elector/leader-elector
     newName: %s
     newTag: %s
@@ -95,7 +104,7 @@ patches:
       - op: add
         path: /spec/template/spec/containers/0/imagePullPolicy
         value: Never
-`, ns, refName(sidecarRef), refTag(sidecarRef), refName(n.Images.App.Ref), refTag(n.Images.App.Ref), n.IP.String(), n.APIPort)
+`, sidecar, sidecarTag, app, appTag, n.IP.String(), n.APIPort)
 }
 
 // SlowAppStop is an overlay patch, to follow PodOverlay, that makes the
@@ -108,6 +117,8 @@ const SlowAppStop = `  - target: {kind: Deployment, name: myapp}
         value: "trap 'sleep 5; exit 0' TERM\nhttpd -p 8081 -h /tmp\nwhile true; do if [ -f /tmp/leader_status ]; then echo leading; else echo following; fi; sleep 5 & wait $!; done\n"
 `
 
-// refName and refTag split an image reference "repo/name:tag".
-func refName(ref string) string { return ref[:strings.LastIndex(ref, ":")] }
-func refTag(ref string) string  { return ref[strings.LastIndex(ref, ":")+1:] }
+// SplitRef splits an image reference with a tag into its name and tag.
+func SplitRef(ref string) (name, tag string) {
+	i := strings.LastIndex(ref, ":")
+	return ref[:i], ref[i+1:]
+}

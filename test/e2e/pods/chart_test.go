@@ -236,11 +236,12 @@ func TestHelmInstallElectsAndHandsOver(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ref, app := node.Images.Sidecar.Ref, node.Images.App.Ref
+	sidecar, sidecarTag := testcluster.SplitRef(node.Images.Sidecar.Ref)
+	app, appTag := testcluster.SplitRef(node.Images.App.Ref)
 	vals := map[string]any{
-		"image": map[string]any{"repository": app[:lastColon(app)], "tag": app[lastColon(app)+1:], "pullPolicy": "Never"},
+		"image": map[string]any{"repository": app, "tag": appTag, "pullPolicy": "Never"},
 		"leader-elector": map[string]any{
-			"image": map[string]any{"repository": ref[:lastColon(ref)], "tag": ref[lastColon(ref)+1:]},
+			"image": map[string]any{"repository": sidecar, "tag": sidecarTag},
 			// No kube-proxy on the test node: the API server's address.
 			"extraEnv": []any{
 				map[string]any{"name": "KUBERNETES_SERVICE_HOST", "value": node.IP.String()},

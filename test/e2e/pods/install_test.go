@@ -60,7 +60,7 @@ const componentLease = "myapp-elector"
 
 // userKustomization is the user's kustomization.yaml, as the component's
 // comment tells it, with deploy/ as ../base; harness adds what the test
-// node needs (its images, the API server's address).
+// node needs (its images, the API server's address: Node.NodeChanges).
 func userKustomization(ns, harness string) string {
 	return fmt.Sprintf(`apiVersion: kustomize.config.k8s.io/v1beta1
 kind: Kustomization
@@ -77,42 +77,6 @@ configMapGenerator:
       disableNameSuffixHash: true
       annotations: {config.kubernetes.io/local-config: "true"}
 %s`, ns, componentLease, harness)
-}
-
-// harnessPatches are the test node's images and the API server's address
-// (no kube-proxy here), as PodOverlay gives deploy/example.yaml.
-func harnessPatches() string {
-	ref := node.Images.Sidecar.Ref
-	app := node.Images.App.Ref
-	return fmt.Sprintf(`images:
-  - name: ghcr.io/leader-elector/leader-elector
-    newName: %s
-    newTag: %s
-  - name: busybox
-    newName: %s
-    newTag: %s
-patches:
-  - target: {kind: Deployment, name: myapp}
-    patch: |
-      - op: add
-        path: /spec/template/spec/initContainers/0/env/-
-        value: {name: KUBERNETES_SERVICE_HOST, value: %q}
-      - op: add
-        path: /spec/template/spec/initContainers/0/env/-
-        value: {name: KUBERNETES_SERVICE_PORT, value: "%d"}
-      - op: add
-        path: /spec/template/spec/containers/0/imagePullPolicy
-        value: Never
-`, ref[:lastColon(ref)], ref[lastColon(ref)+1:], app[:lastColon(app)], app[lastColon(app)+1:], node.IP.String(), node.APIPort)
-}
-
-func lastColon(ref string) int {
-	for i := len(ref) - 1; i >= 0; i-- {
-		if ref[i] == ':' {
-			return i
-		}
-	}
-	return -1
 }
 
 // TestInstallAsANamespaceAdmin installs the way a team without cluster-admin
@@ -160,7 +124,7 @@ func TestInstallAsANamespaceAdmin(t *testing.T) {
 		ns := testcluster.Namespace(t, cp)
 		w := &workload{t: t, ns: ns, leaseName: componentLease}
 		objs, err := testcluster.KustomizeOverlay(map[string]string{
-			"kustomization.yaml": userKustomization(ns, harnessPatches()),
+			"kustomization.yaml": userKustomization(ns, node.NodeChanges(node.Images.Sidecar.Ref)),
 			"deployment.yaml":    userDeployment,
 		})
 		if err != nil {
