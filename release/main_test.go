@@ -3,15 +3,23 @@ package main
 import (
 	"bytes"
 	"context"
+	"io"
+	"log"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 )
 
-// TestImageFromTheMakefile runs the image command as `make image` does,
-// from release/ with relative paths, for one platform, and checks what it
-// wrote where the Makefile says.
+// TestImageFromTheMakefile runs the image command as `make image PUSH=...`
+// does, from release/ with relative paths, for one platform, and checks
+// what it wrote where the Makefile says, and what it pushed (to a registry
+// in this process).
 func TestImageFromTheMakefile(t *testing.T) {
 	wd, err := os.Getwd()
 	if err != nil {
@@ -21,9 +29,12 @@ func TestImageFromTheMakefile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	reg := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	defer reg.Close()
+	push := strings.TrimPrefix(reg.URL, "http://") + "/team/leader-elector:v0.0.0-test"
 	var stdout, stderr bytes.Buffer
 	code := run(context.Background(), []string{"image", "-repo", "..", "-out", out, "-version", "v0.0.0-test", "-commit", "0123abc",
-		"-date", "2026-12-07T08:00:00Z", "-platforms", "linux/amd64", "-tag", "example.invalid/leader-elector:v0.0.0-test"}, &stdout, &stderr)
+		"-date", "2026-12-07T08:00:00Z", "-platforms", "linux/amd64", "-tag", "example.invalid/leader-elector:v0.0.0-test", "-push", push}, &stdout, &stderr)
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr.String())
 	}
@@ -32,8 +43,21 @@ func TestImageFromTheMakefile(t *testing.T) {
 			t.Errorf("%s: %v", f, err)
 		}
 	}
-	if !strings.HasPrefix(stdout.String(), "example.invalid/leader-elector:v0.0.0-test@sha256:") {
-		t.Errorf("stdout = %q", stdout.String())
+	first, _, _ := strings.Cut(stdout.String(), "\n")
+	_, digest, ok := strings.Cut(first, "@")
+	if !strings.HasPrefix(first, "example.invalid/leader-elector:v0.0.0-test@sha256:") || !ok {
+		t.Fatalf("stdout = %q", stdout.String())
+	}
+	ref, err := name.NewTag(push)
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx, err := remote.Index(ref)
+	if err != nil {
+		t.Fatalf("the pushed index: %v", err)
+	}
+	if got, _ := idx.Digest(); got.String() != digest {
+		t.Errorf("the registry serves %s as %s, want %s", push, got, digest)
 	}
 }
 

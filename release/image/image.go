@@ -226,7 +226,7 @@ func Build(bins map[build.Platform]string, m Meta) (v1.ImageIndex, error) {
 // WriteLayout writes idx as an OCI image layout in dir (emptied first),
 // naming it ref in index.json the ways containerd (io.containerd.image.name)
 // and the OCI spec (org.opencontainers.image.ref.name: the tag) read: what
-// `crane push DIR REF --index` and, tarred by WriteArchive, `ctr images
+// `crane push DIR REF` (its one entry, the index) and, tarred by WriteArchive, `ctr images
 // import` and `docker load` take.
 func WriteLayout(dir string, ref name.Tag, idx v1.ImageIndex) error {
 	if err := os.RemoveAll(dir); err != nil {

@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -120,6 +119,30 @@ func TestInstallAsANamespaceAdmin(t *testing.T) {
 		}
 	})
 
+	t.Run("the component takes a StatefulSet too, and leaves unlabelled workloads alone", func(t *testing.T) {
+		sts := strings.Replace(strings.Replace(userDeployment, "kind: Deployment", "kind: StatefulSet", 1), "  replicas: 3\n", "  replicas: 3\n  serviceName: myapp\n", 1)
+		other := strings.Replace(strings.Replace(userDeployment, "name: myapp\n", "name: unrelated\n", 1), "    leader-elector.io/sidecar: enabled\n", "", 1)
+		objs, err := testcluster.KustomizeOverlay(map[string]string{
+			"kustomization.yaml": strings.Replace(userKustomization("team", ""), "  - deployment.yaml\n", "  - statefulset.yaml\n  - unrelated.yaml\n", 1),
+			"statefulset.yaml":   sts,
+			"unrelated.yaml":     other,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var labelled []*unstructured.Unstructured
+		for _, o := range objs {
+			if o.GetKind() == "Deployment" {
+				if c, _, _ := unstructured.NestedSlice(o.Object, "spec", "template", "spec", "initContainers"); len(c) > 0 {
+					t.Errorf("the component added %d init containers to the unlabelled Deployment %s", len(c), o.GetName())
+				}
+				continue
+			}
+			labelled = append(labelled, o)
+		}
+		checkComponentOutput(t, labelled)
+	})
+
 	t.Run("the component in a user's Deployment elects and hands over", func(t *testing.T) {
 		ns := testcluster.Namespace(t, cp)
 		w := &workload{t: t, ns: ns, leaseName: componentLease}
@@ -208,20 +231,24 @@ func checkComponentOutput(t *testing.T, objs []*unstructured.Unstructured) {
 			if rn, _ := rule["resourceNames"].([]any); len(rn) != 1 || rn[0] != componentLease {
 				t.Errorf("the Role grants Leases %v, want [%s]", rule["resourceNames"], componentLease)
 			}
-		case "Deployment":
-			var dep appsv1.Deployment
+		case "Deployment", "StatefulSet":
+			var w struct {
+				Spec struct {
+					Template corev1.PodTemplateSpec `json:"template"`
+				} `json:"spec"`
+			}
 			b, err := json.Marshal(o.Object)
 			if err == nil {
-				err = json.Unmarshal(b, &dep)
+				err = json.Unmarshal(b, &w)
 			}
 			if err != nil {
 				t.Fatal(err)
 			}
-			d = &corev1.Pod{Spec: dep.Spec.Template.Spec}
+			d = &corev1.Pod{Spec: w.Spec.Template.Spec}
 		}
 	}
 	if d == nil {
-		t.Fatal("no Deployment rendered")
+		t.Fatal("no Deployment or StatefulSet rendered")
 	}
 	if len(d.Spec.InitContainers) != 1 || d.Spec.InitContainers[0].Name != testcluster.SidecarContainer {
 		t.Fatalf("init containers = %v, want the sidecar", d.Spec.InitContainers)
