@@ -14,6 +14,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -122,13 +123,7 @@ func Make(ctx context.Context, opts Options) (*Release, error) {
 		return nil, err
 	}
 	var sums strings.Builder
-	for _, f := range slices.Sorted(func(yield func(string) bool) {
-		for f := range r.checksums {
-			if !yield(f) {
-				return
-			}
-		}
-	}) {
+	for _, f := range slices.Sorted(maps.Keys(r.checksums)) {
 		fmt.Fprintf(&sums, "%s  %s\n", r.checksums[f], f)
 	}
 	r.Sums = "SHA256SUMS"

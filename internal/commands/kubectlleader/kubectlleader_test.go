@@ -26,6 +26,8 @@ func TestMainDispatch(t *testing.T) {
 		{[]string{"resign", "My_Lock"}, 2, "", `kubectl leader resign: LEASE="My_Lock": must be a Lease name`},
 		{[]string{"elect"}, 2, "", `kubectl leader: unknown command "elect"`},
 		{[]string{"status"}, 2, "", "kubectl leader status: want one argument, the Lease's name; got 0"},
+		{[]string{"status", "--help"}, 0, "Usage: kubectl leader status [--namespace NS]", ""},
+		{[]string{"await", "--help"}, 0, "Usage: kubectl leader await [--namespace NS]", ""},
 		{[]string{"await", "-o", "yaml", "lock"}, 2, "", `kubectl leader await: -o="yaml": must be table or json`},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/url"
-	"os"
-	"path/filepath"
 	"time"
 
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -46,7 +44,7 @@ func resign(ctx context.Context, args []string, lookup func(string) (string, boo
 	fs.Init("kubectl leader resign", fs.ErrorHandling())
 	namespace := fs.String("namespace", "", "namespace of the Lease (default: the context's, else default)")
 	fs.StringVar(namespace, "n", "", "short for --namespace")
-	kubeconfig := fs.String("kubeconfig", env(lookup, "KUBECONFIG", homeKubeconfig(lookup)), "kubeconfig file (default: KUBECONFIG, else ~/.kube/config)")
+	kubeconfig := fs.String("kubeconfig", env(lookup, "KUBECONFIG", leasestatus.HomeKubeconfig(lookup)), "kubeconfig file (default: KUBECONFIG, else ~/.kube/config)")
 	kubeContext := fs.String("context", "", "the kubeconfig context to use (default: its current context)")
 	to := fs.String("to", "", "hand the Lease to this pod (default: the standby)")
 	container := fs.String("container", sidecarContainer, "the sidecar's container")
@@ -142,17 +140,4 @@ func env(lookup func(string) (string, bool), k, def string) string {
 		return v
 	}
 	return def
-}
-
-// homeKubeconfig is ~/.kube/config, where kubectl reads it, if it exists.
-func homeKubeconfig(lookup func(string) (string, bool)) string {
-	home, ok := lookup("HOME")
-	if !ok || home == "" {
-		return ""
-	}
-	p := filepath.Join(home, ".kube", "config")
-	if _, err := os.Stat(p); err != nil {
-		return ""
-	}
-	return p
 }

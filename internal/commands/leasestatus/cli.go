@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -72,13 +73,14 @@ func New(lookup func(string) (string, bool), stdout, stderr io.Writer, clk clock
 		}}
 }
 
-// homeKubeconfig is ~/.kube/config outside a cluster, where kubectl reads
-// it without KUBECONFIG, if it exists; else "".
-func (c Command) homeKubeconfig() string {
-	if v, ok := c.Lookup("KUBERNETES_SERVICE_HOST"); ok && v != "" {
+// HomeKubeconfig is ~/.kube/config outside a cluster, where kubectl reads
+// it without KUBECONFIG, if it exists; else "". lookup reads the
+// environment.
+func HomeKubeconfig(lookup func(string) (string, bool)) string {
+	if v, ok := lookup("KUBERNETES_SERVICE_HOST"); ok && v != "" {
 		return ""
 	}
-	home, ok := c.Lookup("HOME")
+	home, ok := lookup("HOME")
 	if !ok || home == "" {
 		return ""
 	}
@@ -109,12 +111,12 @@ func (c Command) Run(ctx context.Context, args []string) int {
 	fs.StringVar(&q.LabelKey, "label-key", env("ROLE_LABEL_KEY", "role"), "key of the role label (default: ROLE_LABEL_KEY, else role)")
 	fs.StringVar(&q.Selector, "selector", "", "label selector narrowing the pods, such as app.kubernetes.io/instance=web, when the namespace holds more than one workload")
 	fs.StringVar(&q.Selector, "l", "", "short for --selector")
-	kubeconfig := fs.String("kubeconfig", env("KUBECONFIG", c.homeKubeconfig()), "kubeconfig file (default: KUBECONFIG, else ~/.kube/config outside a cluster, as kubectl, else in-cluster)")
+	kubeconfig := fs.String("kubeconfig", env("KUBECONFIG", HomeKubeconfig(c.Lookup)), "kubeconfig file (default: KUBECONFIG, else ~/.kube/config outside a cluster, as kubectl, else in-cluster)")
 	kubeContext := fs.String("context", "", "the kubeconfig context to use (default: its current context), as kubectl's --context")
 	wait := fs.Bool("wait", false, "read again every half second until there is a live leader, then report; with --timeout, exit code 3 if none came")
 	timeout := cli.Duration{D: 30 * time.Second}
 	fs.Var(&timeout, "timeout", "give up reading (or waiting) after this long, with exit code 1 (3 when waiting); 0: no limit")
-	pos, code, ok := cli.Run(fs, args, usage, c.Stdout, c.Stderr)
+	pos, code, ok := cli.Run(fs, args, strings.Replace(usage, "leader-elector status", c.name(), 1), c.Stdout, c.Stderr)
 	if !ok {
 		return code
 	}
