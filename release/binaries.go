@@ -5,7 +5,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"strings"
 
 	"github.com/leader-elector/leader-elector/release/dist"
 )
@@ -14,20 +13,8 @@ func binariesCmd(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	fs := flag.NewFlagSet("release binaries", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var s stampFlags
-	s.register(fs, "bin/release")
-	var names []string
-	for _, p := range dist.Platforms {
-		names = append(names, p.String())
-	}
-	list := fs.String("platforms", strings.Join(names, ","), "the platforms to build")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	created, err := s.check()
-	if err != nil {
-		return err
-	}
-	ps, err := platforms(*list)
+	s.register(fs, "bin/release", dist.Platforms)
+	created, ps, err := s.parse(fs, args)
 	if err != nil {
 		return err
 	}

@@ -66,19 +66,39 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 
 var errUsage = errors.New("usage")
 
-// stampFlags are the flags both commands take: the stamp and the repo.
+// stampFlags are the flags both commands take: the stamp, the repo, where
+// to write, and the platforms.
 type stampFlags struct {
-	stamp build.Stamp
-	repo  string
-	out   string
+	stamp     build.Stamp
+	repo      string
+	out       string
+	platforms string
 }
 
-func (s *stampFlags) register(fs *flag.FlagSet, out string) {
+func (s *stampFlags) register(fs *flag.FlagSet, out string, platforms []build.Platform) {
+	var names []string
+	for _, p := range platforms {
+		names = append(names, p.String())
+	}
+	fs.StringVar(&s.platforms, "platforms", strings.Join(names, ","), "the platforms to build")
 	fs.StringVar(&s.stamp.Version, "version", "", "the version to stamp (the release tag, v0.x.y), required")
 	fs.StringVar(&s.stamp.Commit, "commit", "", "the commit to stamp, required")
 	fs.StringVar(&s.stamp.Date, "date", "", "the commit's time, RFC 3339 UTC, required: every file is dated so")
 	fs.StringVar(&s.repo, "repo", ".", "the repository's root")
 	fs.StringVar(&s.out, "out", out, "where to write")
+}
+
+// parse parses args and returns the commit's time and the platforms.
+func (s *stampFlags) parse(fs *flag.FlagSet, args []string) (time.Time, []build.Platform, error) {
+	if err := fs.Parse(args); err != nil {
+		return time.Time{}, nil, err
+	}
+	created, err := s.check()
+	if err != nil {
+		return time.Time{}, nil, err
+	}
+	ps, err := platforms(s.platforms)
+	return created, ps, err
 }
 
 func (s *stampFlags) check() (time.Time, error) {
@@ -121,18 +141,10 @@ func imageCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs := flag.NewFlagSet("release image", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var s stampFlags
-	s.register(fs, "bin/image")
-	list := fs.String("platforms", "linux/amd64,linux/arm64", "the platforms of the index")
+	s.register(fs, "bin/image", []build.Platform{{OS: "linux", Arch: "amd64"}, {OS: "linux", Arch: "arm64"}})
 	tag := fs.String("tag", "", "the reference the layout and archive name (default "+Repository+":VERSION)")
 	push := fs.String("push", "", "also push the index to this reference (registry/repository:tag)")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	created, err := s.check()
-	if err != nil {
-		return err
-	}
-	ps, err := platforms(*list)
+	created, ps, err := s.parse(fs, args)
 	if err != nil {
 		return err
 	}
