@@ -24,6 +24,8 @@ func TestMainDispatch(t *testing.T) {
 		{[]string{"--version"}, 0, "leader-elector v1.2.3", ""},
 		{[]string{"resign", "--to", "pod-1"}, 2, "", "kubectl leader resign: want one argument, the Lease's name; got 0"},
 		{[]string{"resign", "My_Lock"}, 2, "", `kubectl leader resign: LEASE="My_Lock": must be a Lease name`},
+		{[]string{"resign", "-n", "Prod!", "lock"}, 2, "", `kubectl leader resign: --namespace="Prod!": must be a namespace name`},
+		{[]string{"resign", "--container", "", "lock"}, 2, "", `kubectl leader resign: --container="": must be a container name`},
 		{[]string{"elect"}, 2, "", `kubectl leader: unknown command "elect"`},
 		{[]string{"status"}, 2, "", "kubectl leader status: want one argument, the Lease's name; got 0"},
 		{[]string{"status", "--help"}, 0, "Usage: kubectl leader status [--namespace NS]", ""},

@@ -61,6 +61,12 @@ func resign(ctx context.Context, args []string, lookup func(string) (string, boo
 	if errs := validation.IsDNS1123Subdomain(lease); len(errs) > 0 {
 		return cli.Usagef(stderr, fs, "LEASE=%q: must be a Lease name: %s", lease, errs[0])
 	}
+	if errs := validation.IsDNS1123Label(*namespace); *namespace != "" && len(errs) > 0 {
+		return cli.Usagef(stderr, fs, "--namespace=%q: must be a namespace name: %s", *namespace, errs[0])
+	}
+	if errs := validation.IsDNS1123Label(*container); len(errs) > 0 {
+		return cli.Usagef(stderr, fs, "--container=%q: must be a container name: %s", *container, errs[0])
+	}
 	loader := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(
 		&clientcmd.ClientConfigLoadingRules{ExplicitPath: *kubeconfig}, &clientcmd.ConfigOverrides{CurrentContext: *kubeContext})
 	if *namespace == "" {
