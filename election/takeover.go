@@ -139,6 +139,7 @@ func (e *Elector) TakeOver(ctx context.Context, offer []byte) error {
 
 // takeOffer serves a TakeOver request on the election loop.
 func (r *run) takeOffer(ctx context.Context, wire []byte) error {
+	r.log.Debug("take-over offer received")
 	return r.checkOffer(ctx, wire, true)
 }
 
@@ -197,6 +198,7 @@ func (r *run) checkOffer(ctx context.Context, wire []byte, mayRead bool) error {
 			o.Version, o.Term, l.Version, l.Record.LeaderTransitions)
 	}
 	sent := r.cfg.Clock.Now()
+	r.log.Debug("taking the lease over", "from", o.From, "version", o.Version)
 	cur, err := r.write(ctx, write{what: r.about("take over"), timeout: r.cfg.RenewDeadline, over: l,
 		build: writes(r.newTermRecord(l, sent), r.newTermNotes())})
 	r.lead(ctx, cur, err, sent, "started leading: taken over from "+strconv.Quote(o.From))
@@ -267,6 +269,7 @@ func (r *run) handOff(ctx context.Context, timeout time.Duration, to Successor) 
 		r.log.Warn("cannot offer the lease to the successor; releasing it", "successor", s.Identity, "err", err)
 		return err
 	}
+	r.log.Debug("offering the lease", "successor", s.Identity, "address", s.Address)
 	if err := r.cfg.Callbacks.HandOff(hctx, s.Identity, s.Address, wire); err != nil {
 		r.log.Info("the successor did not take the lease; releasing it", "successor", s.Identity, "err", err)
 		return err

@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -82,7 +85,7 @@ type opStats struct {
 func (b *bench) lifecycle(ctx context.Context, node *testcluster.Node, rounds int, electors []string) *lifecycleResult {
 	r := &lifecycleResult{rounds: rounds, stats: map[string]map[string]*opStats{}}
 	for _, e := range electors {
-		overlay := func(ns string) string { return node.PodOverlay(ns) + testcluster.SlowAppStop }
+		overlay := func(ns string) string { return node.PodOverlay(ns) + testcluster.SlowAppStop + traceLog() }
 		if e == "client-go elector" {
 			img, err := testcluster.BuildStaticImage(ctx, filepath.Join(node.Dir, "images"), "clientgo-elector", clientGoRef, "./bench/clientgo-elector")
 			if err == nil {
@@ -93,7 +96,7 @@ func (b *bench) lifecycle(ctx context.Context, node *testcluster.Node, rounds in
 				return r
 			}
 			overlay = func(ns string) string {
-				return node.PodOverlayWith(ns, clientGoRef) + testcluster.SlowAppStop + clientGoSidecar
+				return node.PodOverlayWith(ns, clientGoRef) + testcluster.SlowAppStop + clientGoSidecar + traceLog()
 			}
 		}
 		r.electors = append(r.electors, e)
@@ -163,15 +166,43 @@ func (b *bench) lifecycleRound(ctx context.Context, w *podWorkload, op lifecycle
 	if err != nil {
 		return err
 	}
+	var oldLog func() string
+	var waits map[string]time.Duration
+	if os.Getenv("BENCH_TRACE") != "" {
+		lctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		oldLog = w.follow(lctx, leader)
+		waits = w.runDelays(ctx)
+	}
+	// At a random point of the leader's renew period (RETRY_PERIOD, 2 s for
+	// both electors): a round's cycle (5 s for the app to stop, a second of
+	// one status file) is close to three renews, which put every deletion
+	// at the same point of the period, and users' deletions come at any.
+	if err := sleep(ctx, rand.N(2*time.Second)); err != nil {
+		return err
+	}
 	start := time.Now()
+	if os.Getenv("BENCH_TRACE") != "" {
+		go traceCPU(start)
+	}
 	from, err := op.do(ctx, w, leader)
 	if err != nil {
 		return fmt.Errorf("%s: %w", op.name, err)
 	}
-	if _, err := w.files.waitOne(ctx, time.Minute); err != nil {
+	next, err := w.files.waitOne(ctx, time.Minute)
+	if err != nil {
 		return err
 	}
 	took, gap, changes, overlaps := w.files.between(leader, start, time.Now())
+	if os.Getenv("BENCH_TRACE") != "" {
+		after := w.runDelays(ctx)
+		for pod, d := range after {
+			if b, ok := waits[pod]; ok {
+				fmt.Fprintf(os.Stderr, "TRACE %s waited for a CPU %s during the round\n", pod, d-b)
+			}
+		}
+		w.trace(ctx, start, took, map[string]string{leader: oldLog()}, next)
+	}
 	if took < 0 {
 		return errors.New("no other pod's app saw a status file")
 	}
@@ -184,6 +215,160 @@ func (b *bench) lifecycleRound(ctx context.Context, w *podWorkload, op lifecycle
 		return op.restore(ctx, w)
 	}
 	return nil
+}
+
+// traceLog sets the sidecars' LOG_LEVEL to debug with BENCH_TRACE.
+func traceLog() string {
+	if os.Getenv("BENCH_TRACE") == "" {
+		return ""
+	}
+	return `  - target: {kind: Deployment, name: myapp}
+    patch: |
+      - op: add
+        path: /spec/template/spec/initContainers/0/env/-
+        value: {name: LOG_LEVEL, value: debug}
+`
+}
+
+// trace prints the old and the next leader's sidecar log lines from start
+// to a second after the next leader's status file, to see where the time
+// of a round went (BENCH_TRACE).
+func (w *podWorkload) trace(ctx context.Context, start time.Time, took time.Duration, logs map[string]string, next string) {
+	fmt.Fprintf(os.Stderr, "TRACE start=%s file=+%s\n", start.UTC().Format("15:04:05.000000"), took)
+	b, err := w.b.cp.Admin.CoreV1().Pods(w.ns).GetLogs(next, &corev1.PodLogOptions{Container: testcluster.SidecarContainer}).DoRaw(ctx)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "TRACE %s: no log: %v\n", next, err)
+	}
+	logs[next] = string(b)
+	for pod, log := range logs {
+		for _, l := range strings.Split(log, "\n") {
+			// The sidecar's text log: time=RFC 3339 first.
+			stamp, _, _ := strings.Cut(strings.TrimPrefix(l, "time="), " ")
+			at, err := time.Parse(time.RFC3339Nano, stamp)
+			if err != nil || at.Before(start.Add(-100*time.Millisecond)) || at.After(start.Add(took+time.Second)) {
+				continue
+			}
+			fmt.Fprintf(os.Stderr, "TRACE %s +%s %s\n", pod, at.Sub(start).Round(100*time.Microsecond), l)
+		}
+	}
+}
+
+// traceCPU prints which programs used the machine's CPUs in the 150 ms
+// after start, from each thread's /proc/PID/task/TID/stat, summed by the
+// thread's name (BENCH_TRACE). Reading them costs the bench's own CPU.
+func traceCPU(start time.Time) {
+	type thread struct {
+		comm  string
+		ticks int64
+	}
+	cpu := func() map[string]thread {
+		m := map[string]thread{}
+		stats, _ := filepath.Glob("/proc/[0-9]*/task/[0-9]*/stat")
+		for _, f := range stats {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				continue
+			}
+			i, j := strings.IndexByte(string(b), '('), strings.LastIndexByte(string(b), ')')
+			if i < 0 || j < i || j+2 > len(b) {
+				continue
+			}
+			fields := strings.Fields(string(b[j+2:]))
+			if len(fields) < 13 {
+				continue
+			}
+			var ut, st int64
+			fmt.Sscan(fields[11], &ut)
+			fmt.Sscan(fields[12], &st)
+			m[f] = thread{comm: string(b[i+1 : j]), ticks: ut + st}
+		}
+		return m
+	}
+	before := cpu()
+	time.Sleep(150*time.Millisecond - time.Since(start))
+	after := cpu()
+	byComm := map[string]int64{}
+	var total int64
+	for f, t := range after {
+		if b, ok := before[f]; ok && t.ticks > b.ticks {
+			// A kernel worker's name says what it works on now: by its
+			// first word.
+			comm, _, _ := strings.Cut(t.comm, "-")
+			byComm[comm] += t.ticks - b.ticks
+			total += t.ticks - b.ticks
+		}
+	}
+	comms := slices.Collect(maps.Keys(byComm))
+	slices.SortFunc(comms, func(a, b string) int { return int(byComm[b] - byComm[a]) })
+	var top []string
+	for _, c := range comms[:min(len(comms), 12)] {
+		top = append(top, fmt.Sprintf("%s=%dms", c, byComm[c]*10))
+	}
+	fmt.Fprintf(os.Stderr, "TRACE cpu in the first 150 ms (300 ms on 2 cores; in 10 ms ticks): total=%dms %s\n", total*10, strings.Join(top, " "))
+}
+
+// runDelays reads each sidecar's time spent waiting for a CPU so far
+// (/proc/PID/schedstat), by pod.
+func (w *podWorkload) runDelays(ctx context.Context) map[string]time.Duration {
+	out := map[string]time.Duration{}
+	l, err := w.b.cp.Admin.CoreV1().Pods(w.ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return out
+	}
+	for _, p := range l.Items {
+		for _, c := range p.Status.InitContainerStatuses {
+			if c.Name != testcluster.SidecarContainer || c.ContainerID == "" {
+				continue
+			}
+			pids, err := w.node.ContainerPIDs(c.ContainerID)
+			if err != nil {
+				continue
+			}
+			for _, pid := range pids {
+				tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/schedstat", pid))
+				for _, t := range tasks {
+					b, err := os.ReadFile(t)
+					if err != nil {
+						continue
+					}
+					var run, wait int64
+					fmt.Sscan(string(b), &run, &wait)
+					out[p.Name] += time.Duration(wait)
+				}
+			}
+		}
+	}
+	return out
+}
+
+// follow streams pod's sidecar log from now until ctx ends or the
+// container stops, and returns what came so far.
+func (w *podWorkload) follow(ctx context.Context, pod string) func() string {
+	var mu sync.Mutex
+	var buf strings.Builder
+	since := int64(1)
+	rc, err := w.b.cp.Admin.CoreV1().Pods(w.ns).GetLogs(pod, &corev1.PodLogOptions{Container: testcluster.SidecarContainer, Follow: true, SinceSeconds: &since}).Stream(ctx)
+	if err != nil {
+		return func() string { return "" }
+	}
+	go func() {
+		defer rc.Close()
+		b := make([]byte, 4096)
+		for {
+			n, err := rc.Read(b)
+			mu.Lock()
+			buf.Write(b[:n])
+			mu.Unlock()
+			if err != nil {
+				return
+			}
+		}
+	}()
+	return func() string {
+		mu.Lock()
+		defer mu.Unlock()
+		return buf.String()
+	}
 }
 
 func deleteLeader(ctx context.Context, w *podWorkload, leader string) (time.Time, error) {
@@ -355,7 +540,7 @@ func (t *fileTimeline) between(old string, start, end time.Time) (took, gap time
 // markdown prints the lifecycle table: a row per op and measure, a column
 // per elector.
 func (r *lifecycleResult) markdown(w io.Writer) {
-	fmt.Fprintf(w, "\nLifecycle in real pods: deploy/example.yaml (3 replicas) with an app that takes 5 s to stop on SIGTERM, each elector as the native sidecar, %d rounds each (BENCH_LIFECYCLE_ROUNDS):\n\n", r.rounds)
+	fmt.Fprintf(w, "\nLifecycle in real pods: deploy/example.yaml (3 replicas) with an app that takes 5 s to stop on SIGTERM, each elector as the native sidecar, %d rounds each (BENCH_LIFECYCLE_ROUNDS), each call at a random point (0-2 s) of the leader's renew period:\n\n", r.rounds)
 	if len(r.electors) == 0 {
 		fmt.Fprintf(w, "%s\n", r.na)
 		return

@@ -39,7 +39,9 @@
 // BENCH_LIFECYCLE_ROUNDS (default 10; 0 skips it) rounds each, a delete, an
 // eviction, a scale-down and a rollout restart: the call to the next
 // leader's status file, leader changes, and the longest time no app saw a
-// status file (bench/lifecycle.go).
+// status file (bench/lifecycle.go). Each round waits a random time of up to
+// 2 s (both electors' RETRY_PERIOD) before its call, so that the calls fall
+// at any point of the leader's renew period.
 //
 // It prints Markdown tables and writes them, with an SVG chart of the
 // graceful handovers, to BENCH_OUT (default bench/out/): results.md and
@@ -55,7 +57,11 @@
 // BENCH_TRACE=1 prints, after each graceful handover of leader-elector, the
 // old and the new leader's log lines of it (stopped leading, handed the
 // lease to the standby or released it, leader observed, started leading),
-// to see where the time goes.
+// to see where the time goes. In the lifecycle section it runs the sidecars
+// with LOG_LEVEL=debug and prints, after each round, both leaders' log lines
+// from the call to a second after the next status file, each sidecar's time
+// spent waiting for a CPU during the round, and which programs used the
+// machine's CPUs in the round's first 150 ms.
 package main
 
 import (
