@@ -77,6 +77,16 @@ type Lock interface {
 	Describe() string
 }
 
+// A BaseUpdater is a Lock that can also update a version it has not seen,
+// from the object of base, an earlier version it has seen, when the write
+// of prev.Version was the holder's own write over base, which changed only
+// the record and the notes that this update replaces. The elector uses it
+// to take over on an offer for the holder's last renew before its watch
+// delivered that renew (see Offer.Base); without it, it reads the Lease.
+type BaseUpdater interface {
+	UpdateFromBase(ctx context.Context, base string, prev Lease, rec Record, notes Notes) (Lease, error)
+}
+
 // EventType says what an Event reports.
 type EventType int
 

@@ -64,6 +64,10 @@ type ownTerm struct {
 	renewCut    bool      // the last renew's answer was cut off by the end of Run's context
 	stopped     string    // why this candidate campaigns no more (Run ended, Retire), or ""
 	holderKey   string    // Config.Key's public half, as Notes.HolderKey
+	// wroteOver and wrote are the versions of this candidate's last
+	// successful write: the one it was written over, and the one it made
+	// (an offer for wrote names wroteOver as its Base).
+	wroteOver, wrote string
 }
 
 // campaign is when this candidate may campaign (view.go, health.go).

@@ -113,40 +113,55 @@ func TestTakeOverIsOneWrite(t *testing.T) {
 	})
 }
 
-// TestTakeOverReadsAViewBehindTheOffer: a standby whose watch has not yet
-// delivered the leader's last renew reads the Lease once on the offer and
-// takes it: still one write, not the release and the acquire of a
-// fallback.
-func TestTakeOverReadsAViewBehindTheOffer(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		g, answers := takeOverGroup(t, nil)
-		standby := g.waitStandby()
-		next := g.cands[standby]
-		next.lock.holdWatch(true)
-		renewed := g.lease().Version
-		for g.lease().Version == renewed {
-			g.step(100 * time.Millisecond)
-		}
-		before, calls := g.writes(), next.lock.callCount()
-		g.sigterm("a")
-		if got := g.leader(); got != standby {
-			t.Fatalf("leader after the take-over = %q, want the standby %q, with no time passing", got, standby)
-		}
-		if n := g.writes() - before; n != 1 {
-			t.Errorf("%d writes from the step-down until the standby leads, want 1 (the standby's)", n)
-		}
-		if n := next.lock.callCount() - calls; n != 2 {
-			t.Errorf("the standby sent %d requests on the offer, want 2 (read, take)", n)
-		}
-		if len(*answers) != 1 || (*answers)[0] != nil {
-			t.Errorf("hand-off answers = %v, want one, nil", *answers)
-		}
-		next.lock.holdWatch(false)
-		g.settle()
-		if got := g.leader(); got != standby {
-			t.Errorf("leader once the held events arrived = %q, want %q", got, standby)
-		}
-	})
+// TestTakeOverOfARenewNotSeenYet: a standby whose watch has not yet
+// delivered the leader's last renew, but knows the version that renew was
+// written over (Offer.Base), takes the offer without a read: one request,
+// its write over the renew's version. Two renews behind, it reads the
+// Lease once on the offer and takes it: two requests, still one write, not
+// the release and the acquire of a fallback.
+func TestTakeOverOfARenewNotSeenYet(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		renews   int
+		requests int
+	}{
+		{"one renew behind: written over from what it knows", 1, 1},
+		{"two renews behind: read, then written over", 2, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				g, answers := takeOverGroup(t, nil)
+				standby := g.waitStandby()
+				next := g.cands[standby]
+				next.lock.holdWatch(true)
+				for range tc.renews {
+					renewed := g.lease().Version
+					for g.lease().Version == renewed {
+						g.step(100 * time.Millisecond)
+					}
+				}
+				before, calls := g.writes(), next.lock.callCount()
+				g.sigterm("a")
+				if got := g.leader(); got != standby {
+					t.Fatalf("leader after the take-over = %q, want the standby %q, with no time passing", got, standby)
+				}
+				if n := g.writes() - before; n != 1 {
+					t.Errorf("%d writes from the step-down until the standby leads, want 1 (the standby's)", n)
+				}
+				if n := next.lock.callCount() - calls; n != tc.requests {
+					t.Errorf("the standby sent %d requests on the offer, want %d", n, tc.requests)
+				}
+				if len(*answers) != 1 || (*answers)[0] != nil {
+					t.Errorf("hand-off answers = %v, want one, nil", *answers)
+				}
+				next.lock.holdWatch(false)
+				g.settle()
+				if got := g.leader(); got != standby {
+					t.Errorf("leader once the held events arrived = %q, want %q", got, standby)
+				}
+			})
+		})
+	}
 }
 
 // TestTakeOverAfterARenewCutShort: a SIGTERM while the leader's renew is
@@ -339,6 +354,21 @@ func TestTakeOverRefusesWhatDoesNotHold(t *testing.T) {
 			o.Version = "1000" // read once: the Lease is not there yet
 			return sign(t, o, keyOf("a"))
 		}, "for version 1000"},
+		{"a renew over the known version that is not there", func(g *group, standby string) []byte {
+			o := offerFor(g, standby)
+			o.Version, o.Base = "1000", o.Version // written over at once, answered 409
+			return sign(t, o, keyOf("a"))
+		}, "the Lease changed since version 1000"},
+		{"a renew over the known version, signed by another key", func(g *group, standby string) []byte {
+			o := offerFor(g, standby)
+			o.Version, o.Base = "1000", o.Version
+			return sign(t, o, keyOf("mallory"))
+		}, "signature is not the holder's"},
+		{"a renew over the known version, from another holder", func(g *group, standby string) []byte {
+			o := offerFor(g, standby)
+			o.Version, o.Base, o.From = "1000", o.Version, "z"
+			return sign(t, o, keyOf("a"))
+		}, `from "z"`},
 		{"not JSON", func(*group, string) []byte { return []byte("take it") }, "not a signed offer"},
 		{"unsigned", func(*group, string) []byte { return []byte(`{"offer":{"lease":"test/lease"}}`) }, "signature is not the holder's"},
 	} {

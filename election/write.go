@@ -17,6 +17,10 @@ type write struct {
 	timeout time.Duration // bounds the write, its re-read and its second write
 	over    Lease         // the version written over
 	create  bool          // create the Lease instead of writing over a version
+	// base, if set, is an earlier version that the holder's write of
+	// over.Version was made over, and the last one this candidate saw: the
+	// update is built from it (BaseUpdater).
+	base string
 	// build gives the record and notes to write over cur, or false if there
 	// is nothing to write over cur (it is no longer ours, say).
 	build    func(cur Lease) (Record, Notes, bool)
@@ -53,12 +57,14 @@ var errNothingToWrite = errors.New("nothing to write")
 func (r *run) write(ctx context.Context, w write) (Lease, error) {
 	rctx, cancel := r.e.withTimeout(ctx, w.timeout)
 	defer cancel()
-	l, err := r.send(rctx, w.over, w.create, w.build)
+	over := w.over
+	l, err := r.send(rctx, over, w.create, w.base, w.build)
 	if w.conflict == writeAgain && apierrors.IsConflict(err) {
 		var cur Lease
 		if cur, err = r.cfg.Lock.Get(rctx); err == nil {
 			r.observe(ctx, cur, r.cfg.Clock.Now())
-			l, err = r.send(rctx, cur, false, w.build)
+			over = cur
+			l, err = r.send(rctx, cur, false, "", w.build)
 		}
 	}
 	now := r.cfg.Clock.Now()
@@ -68,6 +74,10 @@ func (r *run) write(ctx context.Context, w write) (Lease, error) {
 	case err == nil:
 		if !w.optional && !w.ending {
 			r.note(ctx, nil)
+		}
+		r.wroteOver, r.wrote = over.Version, l.Version
+		if w.create {
+			r.wroteOver = ""
 		}
 		r.observe(ctx, l, now)
 		return l, nil
@@ -90,14 +100,18 @@ func (r *run) write(ctx context.Context, w write) (Lease, error) {
 	return l, err
 }
 
-// send writes what build makes of over, or creates it.
-func (r *run) send(ctx context.Context, over Lease, create bool, build func(Lease) (Record, Notes, bool)) (Lease, error) {
+// send writes what build makes of over, from base if set (BaseUpdater), or
+// creates it.
+func (r *run) send(ctx context.Context, over Lease, create bool, base string, build func(Lease) (Record, Notes, bool)) (Lease, error) {
 	rec, notes, ok := build(over)
 	switch {
 	case !ok:
 		return over, errNothingToWrite
 	case create:
 		return r.cfg.Lock.Create(ctx, rec, notes)
+	}
+	if bu, ok := r.cfg.Lock.(BaseUpdater); ok && base != "" {
+		return bu.UpdateFromBase(ctx, base, over, rec, notes)
 	}
 	return r.cfg.Lock.Update(ctx, over, rec, notes)
 }

@@ -105,7 +105,28 @@ func (s *Store) Update(ctx context.Context, prev election.Lease, rec election.Re
 		}
 		obj = cur
 	}
+	return s.update(ctx, obj, prev.Version, rec, notes)
+}
+
+// UpdateFromBase is Update over prev.Version, which this Store may not have
+// seen yet, built from the object of base when that is the last it saw:
+// the holder's write of prev.Version over base changed only the record and
+// the notes, which this update replaces, so nothing else is lost
+// (election.BaseUpdater). Otherwise it is Update.
+func (s *Store) UpdateFromBase(ctx context.Context, base string, prev election.Lease, rec election.Record, notes election.Notes) (election.Lease, error) {
+	s.mu.Lock()
+	obj := s.last
+	s.mu.Unlock()
+	if obj == nil || obj.ResourceVersion != base {
+		return s.Update(ctx, prev, rec, notes)
+	}
+	return s.update(ctx, obj, prev.Version, rec, notes)
+}
+
+// update writes rec and notes into a copy of obj, on version.
+func (s *Store) update(ctx context.Context, obj *coordinationv1.Lease, version string, rec election.Record, notes election.Notes) (election.Lease, error) {
 	obj = obj.DeepCopy()
+	obj.ResourceVersion = version
 	obj.Spec = specFromRecord(rec)
 	obj.Annotations = withNotes(obj.Annotations, notes)
 	l, err := s.leases.Update(ctx, obj, metav1.UpdateOptions{})

@@ -317,6 +317,91 @@ func TestUpdateStaleVersionConflicts(t *testing.T) {
 	}
 }
 
+// TestUpdateFromBase: a store that saw version base, but not the holder's
+// renew over it, takes over on the renew's version in one request, the
+// update, keeping the metadata; a store that did not see base reads first,
+// as Update does; and a version that is no longer current is a conflict.
+func TestUpdateFromBase(t *testing.T) {
+	tests := []struct {
+		name string
+		// seen is the version the successor's store saw last: "base", the
+		// renew's ("renew"), or none.
+		seen     string
+		stale    bool // the renew is overwritten before the take-over
+		requests int  // the successor's requests in UpdateFromBase
+		conflict bool
+	}{
+		{name: "the store saw base", seen: "base", requests: 1},
+		{name: "the store saw the renew", seen: "renew", requests: 1},
+		{name: "the store saw nothing", requests: 2},
+		{name: "the renew is no longer current", seen: "base", stale: true, requests: 1, conflict: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := context.Background()
+			cs := newClientset(t)
+			meta := metav1.ObjectMeta{Name: testName, Namespace: testNamespace,
+				Labels: map[string]string{"app": "web"}, Annotations: map[string]string{"note": "kept"}}
+			if _, err := cs.CoordinationV1().Leases(testNamespace).Create(ctx, &coordinationv1.Lease{
+				ObjectMeta: meta, Spec: clientGoSpec(record("pod-a", 1))}, metav1.CreateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			holder, successor := newStore(cs), newStore(cs)
+			base, err := holder.Get(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.seen == "base" {
+				if _, err := successor.Get(ctx); err != nil {
+					t.Fatal(err)
+				}
+			}
+			renewed := record("pod-a", 1)
+			renewed.RenewTime = at(9, 0)
+			renew, err := holder.Update(ctx, base, renewed, election.Notes{HolderKey: "key-a", Standby: "pod-b"})
+			if err != nil {
+				t.Fatalf("the holder's renew: %v", err)
+			}
+			if tt.seen == "renew" {
+				if _, err := successor.Get(ctx); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if tt.stale {
+				if _, err := holder.Update(ctx, renew, renewed, election.Notes{HolderKey: "key-a"}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			before := len(cs.Actions())
+			rec := record("pod-b", 2)
+			got, err := successor.UpdateFromBase(ctx, base.Version, renew, rec, election.Notes{HolderKey: "key-b"})
+			if n := len(cs.Actions()) - before; n != tt.requests {
+				t.Errorf("UpdateFromBase sent %d requests, want %d", n, tt.requests)
+			}
+			stored := getLease(t, cs, testName)
+			if tt.conflict {
+				if !apierrors.IsConflict(err) || *stored.Spec.HolderIdentity != "pod-a" {
+					t.Fatalf("UpdateFromBase over a version no longer current: %v, holder %q; want a conflict, pod-a", err, *stored.Spec.HolderIdentity)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("UpdateFromBase: %v", err)
+			}
+			wantAnn := map[string]string{"note": "kept", AnnotationHolderKey: "key-b"}
+			if !apiequality.Semantic.DeepEqual(stored.Labels, meta.Labels) || !apiequality.Semantic.DeepEqual(stored.Annotations, wantAnn) {
+				t.Errorf("metadata after UpdateFromBase: labels %v, annotations %v; want %v, %v", stored.Labels, stored.Annotations, meta.Labels, wantAnn)
+			}
+			if want := clientGoSpec(rec); !apiequality.Semantic.DeepEqual(stored.Spec, want) {
+				t.Errorf("spec after UpdateFromBase = %+v, want %+v", stored.Spec, want)
+			}
+			if got.Version != stored.ResourceVersion || got.Version == renew.Version {
+				t.Errorf("UpdateFromBase version %q, want the new resourceVersion %q", got.Version, stored.ResourceVersion)
+			}
+		})
+	}
+}
+
 func TestGetRejectsInvalidLease(t *testing.T) {
 	tests := []struct {
 		name  string

@@ -14,6 +14,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -126,11 +127,14 @@ func TestTakeOverHandover(t *testing.T) {
 
 // TestTakeOverOfAStaleView: two handovers to standbys whose watch is held
 // (deaf), so that each knows an older version of the Lease than its
-// leader's latest renew. The first standby reads the Lease once on the
-// offer and takes it over in one write. The second one's take-over write is
-// answered 409, as when another write got there first, which leaves its
-// leader to release the Lease, as client-go's ReleaseOnCancel does: a
-// follower takes it at once. The endpoint of the nudge that earlier
+// leader's latest renew. The first standby knows the version that renew was
+// written over, which the offer names (its base): it takes the Lease over
+// in one write, without a read (when a second renew came before the
+// SIGTERM, it reads the Lease once first). The second standby's view is two
+// renews behind: it reads the Lease once on the offer, and its take-over
+// write is answered 409, as when another write got there first, which
+// leaves its leader to release the Lease, as client-go's ReleaseOnCancel
+// does: a follower takes it at once. The endpoint of the nudge that earlier
 // versions sent after such a release is gone.
 func TestTakeOverOfAStaleView(t *testing.T) {
 	f := newFleet(t)
@@ -142,10 +146,11 @@ func TestTakeOverOfAStaleView(t *testing.T) {
 		f.start(pod, ears[pod].kubeconfig, "POD_UID="+f.podUID(pod), "POD_IP=127.0.0.1", "LOG_LEVEL=debug")
 	}
 	leader := f.waitLeader(30*time.Second, false)
-	// handOver holds the watch of leader's standby, waits for one renew
-	// after that, has the standby's next write answered 409 if conflict,
-	// sends leader SIGTERM and returns the standby, which must lead next.
-	handOver := func(leader string, conflict bool) (old, next *testcluster.Sidecar) {
+	// handOver holds the watch of leader's standby, waits for renews
+	// renews after that, has the standby's next write answered 409 if
+	// conflict, sends leader SIGTERM and returns the standby, which must
+	// lead next.
+	handOver := func(leader string, conflict bool, renews int) (old, next *testcluster.Sidecar) {
 		t.Helper()
 		standby := f.waitStandby(10*time.Second, leader)
 		s := f.byPod(standby)
@@ -160,11 +165,18 @@ func TestTakeOverOfAStaleView(t *testing.T) {
 		}
 		ears[standby].setDeaf(true)
 		defer ears[standby].setDeaf(false)
-		if !eventually(10*time.Second, func() bool {
-			cur, err := cp.Admin.CoordinationV1().Leases(f.ns).Get(t.Context(), leaseName, metav1.GetOptions{})
-			return err == nil && cur.ResourceVersion != l.ResourceVersion
-		}) {
-			t.Fatal("the leader did not renew within 10s")
+		seen := l.ResourceVersion
+		for range renews {
+			if !eventually(10*time.Second, func() bool {
+				cur, err := cp.Admin.CoordinationV1().Leases(f.ns).Get(t.Context(), leaseName, metav1.GetOptions{})
+				if err == nil && cur.ResourceVersion != seen {
+					seen = cur.ResourceVersion
+					return true
+				}
+				return false
+			}) {
+				t.Fatal("the leader did not renew within 10s")
+			}
 		}
 		ears[standby].conflictNextWrite(conflict)
 		old = f.byPod(leader)
@@ -176,8 +188,21 @@ func TestTakeOverOfAStaleView(t *testing.T) {
 		took := time.Since(start)
 		waitExit(t, old, 30*time.Second)
 		t.Logf("SIGTERM of %s to the status file of %s, the standby %s's watch held, its take-over write answered 409: %v: %s", leader, next.Opts.Pod, standby, conflict, ms(took))
-		if !strings.Contains(s.Log(), `msg="reading the lease on a take-over offer for a version this candidate has not seen"`) {
-			t.Errorf("the standby %s did not read the Lease on the offer ahead of its view:\n%s", standby, s.LogTail(20))
+		// Whether the offer's base is the version the standby knew (one
+		// renew since), as the old leader's offer says.
+		read := strings.Contains(s.Log(), `msg="reading the lease on a take-over offer for a version this candidate has not seen"`)
+		offered := regexp.MustCompile(`msg="offering the lease" .*version=(\S+) base=(\S*)`).FindStringSubmatch(old.Log())
+		switch {
+		case offered == nil:
+			t.Errorf("the old leader %s's log shows no offer:\n%s", leader, old.LogTail(20))
+		case offered[2] == l.ResourceVersion && read:
+			t.Errorf("the standby %s read the Lease on an offer for the renew (version %s) over the version it knew (%s):\n%s", standby, offered[1], offered[2], s.LogTail(20))
+		case offered[2] == l.ResourceVersion:
+			t.Logf("the offer was for the renew %s over %s, which the standby knew: taken without a read", offered[1], offered[2])
+		case !read:
+			t.Errorf("the standby %s did not read the Lease on the offer (version %s, base %q) two renews ahead of its view (%s):\n%s", standby, offered[1], offered[2], l.ResourceVersion, s.LogTail(20))
+		default:
+			t.Logf("the offer was for version %s, two renews ahead of the standby's view %s: read once on the offer", offered[1], l.ResourceVersion)
 		}
 		if !conflict && next.Opts.Pod != standby {
 			t.Fatalf("%s leads after the handover, want the standby %s", next.Opts.Pod, standby)
@@ -188,12 +213,12 @@ func TestTakeOverOfAStaleView(t *testing.T) {
 		return old, next
 	}
 
-	old, next := handOver(leader, false)
+	old, next := handOver(leader, false, 1)
 	if !strings.Contains(old.Log(), `msg="handed the lease over"`) || strings.Contains(old.Log(), `msg="released lease"`) {
 		t.Errorf("the old leader's log does not show a take-over without a release:\n%s", old.LogTail(20))
 	}
 
-	old, next = handOver(next.Opts.Pod, true)
+	old, next = handOver(next.Opts.Pod, true, 2)
 	if !strings.Contains(old.Log(), `msg="the successor did not take the lease; releasing it"`) || !strings.Contains(old.Log(), "409 Conflict") ||
 		!strings.Contains(old.Log(), `msg="released lease"`) {
 		t.Errorf("the old leader's log does not show the standby's refusal of the take-over (409) and the release:\n%s", old.LogTail(20))
