@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -19,10 +20,11 @@ import (
 
 // lead is a leader term: it resolves the peers, watches them with an
 // informer (which lists, watches, and lists again whenever the watch history
-// is gone), and after every change makes the labels right: peers that say
-// leader are demoted, then the own pod is labelled leader, and labelled again
-// whenever anyone removes or changes that label. Failed passes are retried
-// with back-off. It returns when ctx ends, after every request it started has
+// is gone; a broken watch is started again after peerpods.Rewatch), and
+// after every change makes the labels right: peers that say leader are
+// demoted, then the own pod is labelled leader, and labelled again whenever
+// anyone removes or changes that label. Failed passes are retried with
+// back-off. It returns when ctx ends, after every request it started has
 // returned.
 func (l *Labeler) lead(ctx context.Context, gen int) {
 	backoff := leaderterm.Backoff(firstRetry)
@@ -40,43 +42,30 @@ func (l *Labeler) lead(ctx context.Context, gen int) {
 			return
 		}
 	}
-	kick := make(chan struct{}, 1)
-	informer, reg, err := peerpods.Informer(l.cfg.Pods, peers, l.cfg.Pod, kick, func(err error) { l.watchErrs.Note(err) })
-	if err != nil { // only if the informer had stopped already
-		l.errs.Note(fmt.Errorf("watch peer pods: %w", err))
-		return
-	}
-	wait, synced := peerpods.Run(ctx, informer, reg)
-	defer wait()
-	if !synced {
-		return
-	}
-	l.setWatching(true)
 	defer l.setWatching(false)
-
 	st := &termState{written: map[string]string{}}
-	for {
-		err := l.reconcile(ctx, gen, informer.GetStore(), peers, st)
+	backoff = leaderterm.Backoff(firstRetry)
+	peerpods.Watch(ctx, peerpods.WatchConfig{Pods: l.cfg.Pods, Selector: peers, Pod: l.cfg.Pod, Clock: l.clock,
+		WatchErr: func(err error) {
+			l.watchErrs.Note(err)
+			if err != nil {
+				l.setWatching(false)
+			}
+		},
+		Synced: func() { l.setWatching(true) },
+	}, func(store cache.Store) (bool, time.Duration) {
+		err := l.reconcile(ctx, gen, store, peers, st)
 		switch {
 		case ctx.Err() != nil || errors.Is(err, leaderterm.ErrNotLeading):
-			return
+			return true, 0
 		case err != nil:
-			// Changes seen meanwhile stay in kick; the next pass reads them
-			// all, so a failing pass does not repeat faster than the back-off.
 			l.errs.Note(err)
-			if !leaderterm.Sleep(ctx, l.clock, backoff.Step(), nil) {
-				return
-			}
-			continue
+			return false, backoff.Step()
 		}
 		backoff = leaderterm.Backoff(firstRetry)
 		l.errs.Note(nil)
-		select {
-		case <-ctx.Done():
-			return
-		case <-kick:
-		}
-	}
+		return false, 0
+	})
 }
 
 // termState is what a term knows beyond the informer's store.

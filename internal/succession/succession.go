@@ -22,14 +22,12 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/utils/clock"
 
@@ -123,38 +121,20 @@ func (s *Succession) Run(ctx context.Context) error {
 // firstRetry is the first wait of the back-off of a failed read.
 const firstRetry = 200 * time.Millisecond
 
-// rewatch is the wait before a broken watch is started again, with a new
-// list: a second (20% jitter), short, because a deletion that happens
-// meanwhile is seen only then, yet no tighter loop than a list and a watch
-// a second while the API server refuses. (500 ms, doubling to a second,
-// started watches of the leader's three watchers too close together for
-// the chaos suite's hot-loop bound after a revoked permission.)
-var rewatch = wait.Backoff{Duration: time.Second, Factor: 1, Jitter: 0.2, Steps: 1 << 30, Cap: time.Second}
-
 // watch runs one term's watch until tctx ends or the term's watch is over
 // (it retired, or the own pod is not among the peers); Retire is called on
 // ctx, which outlives the term that the step-down ends. A watch that
-// breaks is started again after rewatch's back-off, and sees what changed
-// meanwhile in its new list.
+// breaks is started again after peers.Rewatch's back-off, and sees what
+// changed meanwhile in its new list.
 func (s *Succession) watch(ctx, tctx context.Context) {
 	sel, ok := s.selector(tctx)
 	if !ok {
 		return
 	}
-	backoff := rewatch
 	seen := false // the own pod was in a list or event of this term
-	for {
-		over, healthy := s.watchOnce(ctx, tctx, sel, &seen)
-		if over || tctx.Err() != nil {
-			return
-		}
-		if healthy {
-			backoff = rewatch
-		}
-		if !leaderterm.Sleep(tctx, s.clock, backoff.Step(), nil) {
-			return
-		}
-	}
+	peers.Watch(tctx, peers.WatchConfig{Pods: s.cfg.Pods, Selector: sel, Pod: s.cfg.Pod, Clock: s.clock,
+		WatchErr: func(err error) { s.errs.Note(err) }, Synced: s.cfg.Synced},
+		func(store cache.Store) (bool, time.Duration) { return s.check(ctx, store, &seen), 0 })
 }
 
 // selector finds the peers' selector, retrying with a back-off; false if
@@ -176,77 +156,6 @@ func (s *Succession) selector(tctx context.Context) (labels.Selector, bool) {
 		}
 		if !leaderterm.Sleep(tctx, s.clock, backoff.Step(), nil) {
 			return nil, false
-		}
-	}
-}
-
-// watchOnce runs an informer of the peers until tctx ends, the term's
-// watch is over (over), or the informer's watch breaks; healthy reports
-// that a watch had started before it broke.
-func (s *Succession) watchOnce(ctx, tctx context.Context, sel labels.Selector, seen *bool) (over, healthy bool) {
-	kick, broken := make(chan struct{}, 1), make(chan struct{}, 1)
-	var started atomic.Bool
-	informer, reg, err := peers.Informer(s.cfg.Pods, sel, s.cfg.Pod, kick, func(err error) {
-		s.errs.Note(err)
-		if err == nil {
-			started.Store(true)
-			return
-		}
-		select {
-		case broken <- struct{}{}:
-		default:
-		}
-	})
-	if err != nil {
-		return true, false // only if the informer had stopped already
-	}
-	ictx, stop := context.WithCancel(tctx) // ends the informer when the term's watch does
-	defer stop()
-	synced := make(chan bool, 1)
-	var wait func()
-	go func() {
-		var ok bool
-		wait, ok = peers.Run(ictx, informer, reg)
-		synced <- ok
-	}()
-	defer func() { stop(); <-synced; wait() }()
-	broke := false
-	select {
-	case ok := <-synced:
-		synced <- ok // for the deferred wait
-		if !ok {
-			return false, started.Load()
-		}
-	case <-broken:
-		// The list or the watch failed: start again, not at the
-		// reflector's pace; a list that came in is checked first, once
-		// the informer has handed it out.
-		if informer.LastSyncResourceVersion() == "" {
-			return false, false
-		}
-		ok := <-synced
-		synced <- ok
-		if !ok {
-			return false, started.Load()
-		}
-		broke = true
-	}
-	if s.cfg.Synced != nil {
-		s.cfg.Synced()
-	}
-	for {
-		if s.check(ctx, informer.GetStore(), seen) {
-			return true, true
-		}
-		if broke {
-			return false, started.Load()
-		}
-		select {
-		case <-tctx.Done():
-			return true, started.Load()
-		case <-broken:
-			broke = true // check what the store has, then start again
-		case <-kick:
 		}
 	}
 }
