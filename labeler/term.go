@@ -12,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/resourceversion"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/leader-elector/leader-elector/internal/leaderterm"
@@ -52,7 +53,8 @@ func (l *Labeler) lead(ctx context.Context, gen int) {
 				l.setWatching(false)
 			}
 		},
-		Synced: func() { l.setWatching(true) },
+		Synced:  func() { l.setWatching(true) },
+		Rewatch: rewatch,
 	}, func(store cache.Store) (bool, time.Duration) {
 		err := l.reconcile(ctx, gen, store, peers, st)
 		switch {
@@ -67,6 +69,12 @@ func (l *Labeler) lead(ctx context.Context, gen int) {
 		return false, 0
 	})
 }
+
+// rewatch is the back-off between broken watches of the peers: 1 s, then
+// 2 s (20% jitter), so that a label is repaired within about 2 s of a
+// permission given back, yet the leader's watches (the Lease's, this and
+// succession's, every second) do not start together while it is refused.
+var rewatch = wait.Backoff{Duration: time.Second, Factor: 2, Jitter: 0.2, Steps: 1 << 30, Cap: 2 * time.Second}
 
 // termState is what a term knows beyond the informer's store.
 type termState struct {

@@ -31,6 +31,8 @@ type WatchConfig struct {
 	WatchErr func(error)
 	// Synced, if set, is called once an informer has its first list.
 	Synced func()
+	// Rewatch is the back-off between broken watches; zero: Rewatch.
+	Rewatch wait.Backoff
 }
 
 // A Handler acts on the peers in store. over ends the watch; retry > 0
@@ -48,7 +50,10 @@ func Watch(ctx context.Context, c WatchConfig, handle Handler) {
 	if c.Clock == nil {
 		c.Clock = clock.RealClock{}
 	}
-	backoff := Rewatch
+	backoff := c.Rewatch
+	if backoff.Duration == 0 {
+		backoff = Rewatch
+	}
 	for {
 		if over := watchOnce(ctx, c, handle); over || ctx.Err() != nil {
 			return
