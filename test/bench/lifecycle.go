@@ -291,9 +291,11 @@ func traceCPU(start time.Time) {
 	var total int64
 	for f, t := range after {
 		if b, ok := before[f]; ok && t.ticks > b.ticks {
-			// A kernel worker's name says what it works on now: by its
-			// first word.
-			comm, _, _ := strings.Cut(t.comm, "-")
+			// A kernel worker's name says what it works on now.
+			comm := t.comm
+			if strings.HasPrefix(comm, "kworker/") {
+				comm = "kworker"
+			}
 			byComm[comm] += t.ticks - b.ticks
 			total += t.ticks - b.ticks
 		}
