@@ -72,8 +72,10 @@ func (l *Labeler) lead(ctx context.Context, gen int) {
 
 // rewatch is the back-off between broken watches of the peers: 1 s, then
 // 2 s (20% jitter), so that a label is repaired within about 2 s of a
-// permission given back, yet the leader's watches (the Lease's, this and
-// succession's, every second) do not start together while it is refused.
+// permission given back (the reflector's own back-off, 0.8 s doubling to
+// 30 s, took 9 s in the chaos suite), and not every second: that made the
+// suite's revoke-rolebinding round start 7 watches within one RETRY_PERIOD,
+// one over its bound, with succession's and the Lease's watches.
 var rewatch = wait.Backoff{Duration: time.Second, Factor: 2, Jitter: 0.2, Steps: 1 << 30, Cap: 2 * time.Second}
 
 // termState is what a term knows beyond the informer's store.
